@@ -1,0 +1,568 @@
+// Package config is the agent's one configuration file: store and till ids,
+// time zone, readers, HQ, the local API and where data lives.
+//
+// The file is YAML. Unknown keys are rejected and every error names the key
+// (and the line when it came from a file), because a store technician fixing
+// a config over the phone needs to know exactly which line is wrong.
+package config
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"time"
+
+	// Windows has no zoneinfo database; the store's zone must resolve anyway.
+	_ "time/tzdata"
+)
+
+// Config is the whole agent configuration.
+type Config struct {
+	Store    string `yaml:"store"`
+	Till     string `yaml:"till"`
+	TimeZone string `yaml:"timezone"`
+	// DataDir holds the ledger, the generated keys and the readiness probe.
+	DataDir string `yaml:"data_dir"`
+	// TokenKey is the hex key of the keyed hash that turns card numbers
+	// into tokens. Empty: generated on first start into DataDir/token.key.
+	// Every till of a chain must share it for a card to be recognised
+	// everywhere, so HQ normally hands it out.
+	TokenKey     string `yaml:"token_key"`
+	TokenKeyFile string `yaml:"token_key_file"`
+	// MinFreeMB is the free disk space below which /readyz fails.
+	MinFreeMB int64 `yaml:"min_free_mb"`
+	// Card is how a card number typed by the cashier becomes a token.
+	Card    CardRule `yaml:"card"`
+	Ledger  Ledger   `yaml:"ledger"`
+	Devices []Device `yaml:"devices"`
+	HQ      HQ       `yaml:"hq"`
+	API     API      `yaml:"api"`
+
+	// Source is the file the config was read from ("" for defaults).
+	Source string `yaml:"-"`
+	lines  map[string]int
+}
+
+// CardRule checks and normalises typed card numbers.
+type CardRule struct {
+	// Prefix, when set, must start every card number.
+	Prefix string `yaml:"prefix"`
+	// Luhn requires a valid Luhn check digit (bank-style card numbers).
+	Luhn bool `yaml:"luhn"`
+	// MinLength and MaxLength bound the number of characters.
+	MinLength int `yaml:"min_length"`
+	MaxLength int `yaml:"max_length"`
+}
+
+// Ledger configures the offline ledger.
+type Ledger struct {
+	// Path of the bbolt file; default DataDir/ledger.db.
+	Path string `yaml:"path"`
+	// ProgramFile is a loyalty program YAML used instead of the embedded
+	// default until HQ publishes one.
+	ProgramFile string `yaml:"program_file"`
+}
+
+// Device is one card reader or scanner; the fields mirror devices.Config.
+type Device struct {
+	Name        string        `yaml:"name"`
+	Till        string        `yaml:"till"` // default: the agent's till
+	Transport   string        `yaml:"transport"`
+	Path        string        `yaml:"path"`
+	VID         string        `yaml:"vid"`
+	PID         string        `yaml:"pid"`
+	Serial      string        `yaml:"serial"`
+	Baud        int           `yaml:"baud"`
+	DataBits    int           `yaml:"data_bits"`
+	Parity      string        `yaml:"parity"`
+	StopBits    string        `yaml:"stop_bits"`
+	FlowControl string        `yaml:"flow_control"`
+	Framer      Framer        `yaml:"framer"`
+	Decoder     string        `yaml:"decoder"`
+	Rule        Rule          `yaml:"rule"`
+	Layout      string        `yaml:"layout"`
+	Debounce    time.Duration `yaml:"debounce"`
+}
+
+// Framer mirrors devices/frame.Config.
+type Framer struct {
+	Kind       string        `yaml:"kind"`
+	Terminator string        `yaml:"terminator"`
+	Gap        time.Duration `yaml:"gap"`
+	Length     int           `yaml:"length"`
+	MaxFrame   int           `yaml:"max_frame"`
+}
+
+// Rule mirrors devices/token.Rule.
+type Rule struct {
+	Source    string `yaml:"source"`
+	Regex     string `yaml:"regex"`
+	Group     int    `yaml:"group"`
+	UIDFormat string `yaml:"uid_format"`
+	Prefix    string `yaml:"prefix"`
+	Luhn      bool   `yaml:"luhn"`
+}
+
+// HQ is the central server; empty URL means no sync (standalone till).
+type HQ struct {
+	URL       string `yaml:"url"`
+	Token     string `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
+	// CAFile verifies HQ's certificate (default: system roots);
+	// CertFile/KeyFile are the store's client certificate, both or neither.
+	CAFile   string        `yaml:"ca_file"`
+	CertFile string        `yaml:"cert_file"`
+	KeyFile  string        `yaml:"key_file"`
+	BatchMax int           `yaml:"batch_max"`
+	BatchAge time.Duration `yaml:"batch_age"`
+}
+
+// API is the local HTTP API and cashier page.
+type API struct {
+	Listen string `yaml:"listen"`
+	// Token authorises API calls. Empty: generated on first start into
+	// DataDir/api.token (mode 0600), where the POS software reads it.
+	Token     string `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
+	// AllowRemote must be true to listen on anything but loopback.
+	AllowRemote  bool  `yaml:"allow_remote"`
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+}
+
+// Defaults.
+const (
+	DefaultListen       = "127.0.0.1:8420"
+	DefaultTimeZone     = "Asia/Shanghai"
+	DefaultStore        = "local"
+	DefaultTill         = "till-1"
+	DefaultMinFreeMB    = 64
+	DefaultMaxBodyBytes = 1 << 20
+	FileName            = "posagent.yaml"
+)
+
+// Default is the configuration used when there is no file: a standalone
+// till with no readers, the ledger in the OS data directory.
+func Default() Config {
+	return Config{
+		Store:     DefaultStore,
+		Till:      DefaultTill,
+		TimeZone:  DefaultTimeZone,
+		DataDir:   DefaultDataDir(),
+		MinFreeMB: DefaultMinFreeMB,
+		API:       API{Listen: DefaultListen, MaxBodyBytes: DefaultMaxBodyBytes},
+		HQ:        HQ{BatchMax: 500, BatchAge: 2 * time.Second},
+	}
+}
+
+// asService reports whether the process runs as a system service (root,
+// or started by systemd), which selects the system-wide paths on Unix.
+func asService() bool {
+	if os.Getenv("INVOCATION_ID") != "" || os.Getenv("NOTIFY_SOCKET") != "" {
+		return true
+	}
+	return os.Geteuid() == 0
+}
+
+func programData() string {
+	if d := os.Getenv("ProgramData"); d != "" {
+		return d
+	}
+	return `C:\ProgramData`
+}
+
+// DefaultPath is where the config file is looked for when none is named:
+// /etc/posagent/posagent.yaml for a Linux service or root,
+// %ProgramData%\posagent\posagent.yaml on Windows, the user config
+// directory otherwise.
+func DefaultPath() string {
+	switch {
+	case runtime.GOOS == "windows":
+		return filepath.Join(programData(), "posagent", FileName)
+	case runtime.GOOS == "linux" && asService():
+		return "/etc/posagent/" + FileName
+	}
+	if d, err := os.UserConfigDir(); err == nil {
+		return filepath.Join(d, "posagent", FileName)
+	}
+	return FileName
+}
+
+// DefaultDataDir is /var/lib/posagent for a Linux service or root,
+// %ProgramData%\posagent on Windows, the user's data directory otherwise
+// ($XDG_DATA_HOME/posagent or ~/.local/share/posagent).
+func DefaultDataDir() string {
+	switch runtime.GOOS {
+	case "windows":
+		return filepath.Join(programData(), "posagent")
+	case "linux":
+		if asService() {
+			return "/var/lib/posagent"
+		}
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "posagent")
+	}
+	if runtime.GOOS == "darwin" {
+		if d, err := os.UserConfigDir(); err == nil { // ~/Library/Application Support
+			return filepath.Join(d, "posagent")
+		}
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "posagent")
+	}
+	return "posagent-data"
+}
+
+// Load reads the config file at path. With path "" it reads DefaultPath,
+// and a missing default file is not an error: the defaults apply. A named
+// file that does not exist is an error.
+func Load(path string) (Config, error) {
+	explicit := path != ""
+	if !explicit {
+		path = DefaultPath()
+	}
+	src, err := os.ReadFile(path)
+	if err != nil {
+		if !explicit && errors.Is(err, fs.ErrNotExist) {
+			return Default(), nil
+		}
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(src)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	c.Source = path
+	if c.DataDir != "" && !filepath.IsAbs(c.DataDir) {
+		c.DataDir = filepath.Join(filepath.Dir(path), c.DataDir)
+	}
+	return c, nil
+}
+
+// ApplyDefaults fills what a file may leave out; Parse calls it.
+func (c *Config) ApplyDefaults() {
+	d := Default()
+	if c.Store == "" {
+		c.Store = d.Store
+	}
+	if c.Till == "" {
+		c.Till = d.Till
+	}
+	if c.TimeZone == "" {
+		c.TimeZone = d.TimeZone
+	}
+	if c.DataDir == "" {
+		c.DataDir = d.DataDir
+	}
+	if c.MinFreeMB == 0 {
+		c.MinFreeMB = d.MinFreeMB
+	}
+	if c.API.Listen == "" {
+		c.API.Listen = d.API.Listen
+	}
+	if c.API.MaxBodyBytes == 0 {
+		c.API.MaxBodyBytes = d.API.MaxBodyBytes
+	}
+	if c.HQ.BatchMax == 0 {
+		c.HQ.BatchMax = d.HQ.BatchMax
+	}
+	if c.HQ.BatchAge == 0 {
+		c.HQ.BatchAge = d.HQ.BatchAge
+	}
+	for i := range c.Devices {
+		dv := &c.Devices[i]
+		if dv.Till == "" {
+			dv.Till = c.Till
+		}
+		if dv.Transport == "serial" {
+			if dv.Baud == 0 {
+				dv.Baud = 9600
+			}
+			if dv.DataBits == 0 {
+				dv.DataBits = 8
+			}
+		}
+	}
+}
+
+// Location is the store's time zone.
+func (c Config) Location() (*time.Location, error) {
+	return time.LoadLocation(c.TimeZone)
+}
+
+// LedgerPath is the ledger file.
+func (c Config) LedgerPath() string {
+	if c.Ledger.Path != "" {
+		return c.Ledger.Path
+	}
+	return filepath.Join(c.DataDir, "ledger.db")
+}
+
+// Error is one invalid setting.
+type Error struct {
+	Key  string // e.g. devices[0].framer.kind
+	Line int    // 0 when not known
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s (line %d): %s", e.Key, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.Key, e.Msg)
+}
+
+var idRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// Validate checks every setting and returns all problems at once, each
+// naming its key (and line when read from a file).
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, &Error{Key: key, Line: c.lines[key], Msg: fmt.Sprintf(format, a...)})
+	}
+	if !idRe.MatchString(c.Store) {
+		bad("store", "%q is not a valid store id (letters, digits, '.', '_', '-', at most 64)", c.Store)
+	}
+	if !idRe.MatchString(c.Till) {
+		bad("till", "%q is not a valid till id (letters, digits, '.', '_', '-', at most 64)", c.Till)
+	}
+	if _, err := time.LoadLocation(c.TimeZone); err != nil || c.TimeZone == "" {
+		bad("timezone", "unknown time zone %q; use an IANA name such as Asia/Shanghai", c.TimeZone)
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "must be set")
+	}
+	if c.TokenKey != "" {
+		k, err := hex.DecodeString(c.TokenKey)
+		if err != nil || len(k) < 16 {
+			bad("token_key", "must be at least 32 hex digits (16 bytes)")
+		}
+		if c.TokenKeyFile != "" {
+			bad("token_key_file", "set token_key or token_key_file, not both")
+		}
+	}
+	if c.MinFreeMB < 0 {
+		bad("min_free_mb", "must not be negative")
+	}
+	if c.Card.MinLength < 0 || c.Card.MaxLength < 0 || (c.Card.MaxLength > 0 && c.Card.MinLength > c.Card.MaxLength) {
+		bad("card", "min_length and max_length must be positive and min_length <= max_length")
+	}
+	seen := map[string]int{}
+	for i, d := range c.Devices {
+		p := fmt.Sprintf("devices[%d]", i)
+		if d.Name == "" {
+			bad(p+".name", "every device needs a name")
+		} else if j, dup := seen[d.Name]; dup {
+			bad(p+".name", "%q is already the name of devices[%d]", d.Name, j)
+		} else {
+			seen[d.Name] = i
+		}
+		if !idRe.MatchString(d.Till) {
+			bad(p+".till", "%q is not a valid till id", d.Till)
+		}
+		switch d.Transport {
+		case "serial":
+			if d.Path == "" && d.VID == "" {
+				bad(p+".path", "a serial device needs a path (e.g. /dev/ttyUSB0 or COM3) or vid/pid")
+			}
+			if d.Baud < 0 {
+				bad(p+".baud", "must be positive")
+			}
+			switch d.Parity {
+			case "", "none", "odd", "even", "mark", "space":
+			default:
+				bad(p+".parity", "%q: use none, odd, even, mark or space", d.Parity)
+			}
+			switch d.StopBits {
+			case "", "1", "1.5", "2":
+			default:
+				bad(p+".stop_bits", "%q: use 1, 1.5 or 2", d.StopBits)
+			}
+		case "hid":
+			if d.Path == "" && (d.VID == "" || d.PID == "") {
+				bad(p+".vid", "a HID device needs vid and pid (hex, e.g. 0801 and 0002) or a path")
+			}
+		case "evdev":
+			if d.Path == "" {
+				bad(p+".path", "an evdev device needs a path such as /dev/input/by-id/...-event-kbd")
+			}
+		default:
+			bad(p+".transport", "%q: use serial, hid or evdev", d.Transport)
+		}
+		switch d.Framer.Kind {
+		case "", "terminator", "stx_etx", "idle_gap", "fixed":
+		default:
+			bad(p+".framer.kind", "%q: use terminator, stx_etx, idle_gap or fixed", d.Framer.Kind)
+		}
+		if d.Decoder == "" {
+			bad(p+".decoder", "name the decoder: msr, em4100, parallax, pn532, barcode or uid:<format>")
+		}
+		switch d.Rule.Source {
+		case "track2_pan", "barcode_regex", "uid":
+		default:
+			bad(p+".rule.source", "%q: use track2_pan, barcode_regex or uid", d.Rule.Source)
+		}
+		if d.Rule.Regex != "" {
+			if _, err := regexp.Compile(d.Rule.Regex); err != nil {
+				bad(p+".rule.regex", "does not compile: %v", err)
+			}
+		}
+		if d.Debounce < 0 || d.Framer.Gap < 0 {
+			bad(p+".debounce", "durations must not be negative")
+		}
+	}
+	if c.HQ.URL != "" {
+		if !strings.HasPrefix(c.HQ.URL, "https://") && !strings.HasPrefix(c.HQ.URL, "http://") {
+			bad("hq.url", "%q must start with https:// (or http:// on a test network)", c.HQ.URL)
+		}
+		if c.HQ.Token == "" && c.HQ.TokenFile == "" && c.HQ.CertFile == "" {
+			bad("hq.token", "HQ needs the store's credential: token, token_file or cert_file/key_file")
+		}
+		if c.HQ.Token != "" && c.HQ.TokenFile != "" {
+			bad("hq.token_file", "set hq.token or hq.token_file, not both")
+		}
+	}
+	if (c.HQ.CertFile == "") != (c.HQ.KeyFile == "") {
+		bad("hq.cert_file", "cert_file and key_file go together")
+	}
+	if c.HQ.BatchMax < 0 {
+		bad("hq.batch_max", "must be positive")
+	}
+	host, _, err := net.SplitHostPort(c.API.Listen)
+	if err != nil {
+		bad("api.listen", "%q is not host:port (e.g. 127.0.0.1:8420)", c.API.Listen)
+	} else if !c.API.AllowRemote && !IsLoopbackHost(host) {
+		bad("api.listen", "%q is not a loopback address; set api.allow_remote: true to expose the API on the network", c.API.Listen)
+	}
+	if c.API.Token != "" && len(c.API.Token) < 16 {
+		bad("api.token", "must be at least 16 characters")
+	}
+	if c.API.Token != "" && c.API.TokenFile != "" {
+		bad("api.token_file", "set api.token or api.token_file, not both")
+	}
+	if c.API.MaxBodyBytes < 0 {
+		bad("api.max_body_bytes", "must be positive")
+	}
+	return errors.Join(errs...)
+}
+
+// IsLoopbackHost reports whether host (no port) is a loopback name or address.
+func IsLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+// TokenKeyBytes returns the card token hash key: token_key, else the file
+// token_key_file, else DataDir/token.key, generated (mode 0600) when absent.
+func (c Config) TokenKeyBytes() ([]byte, error) {
+	if c.TokenKey != "" {
+		return hex.DecodeString(c.TokenKey)
+	}
+	path := c.TokenKeyFile
+	generate := path == ""
+	if generate {
+		path = filepath.Join(c.DataDir, "token.key")
+	}
+	s, err := readOrCreateSecret(path, generate, 32)
+	if err != nil {
+		return nil, err
+	}
+	k, err := hex.DecodeString(s)
+	if err != nil || len(k) < 16 {
+		return nil, fmt.Errorf("config: %s must hold at least 32 hex digits", path)
+	}
+	return k, nil
+}
+
+// APIToken returns the API token: api.token, else api.token_file, else
+// DataDir/api.token, generated (mode 0600) when absent.
+func (c Config) APIToken() (string, error) {
+	if c.API.Token != "" {
+		return c.API.Token, nil
+	}
+	path := c.API.TokenFile
+	generate := path == ""
+	if generate {
+		path = c.APITokenPath()
+	}
+	s, err := readOrCreateSecret(path, generate, 24)
+	if err != nil {
+		return "", err
+	}
+	if len(s) < 16 {
+		return "", fmt.Errorf("config: the API token in %s must be at least 16 characters", path)
+	}
+	return s, nil
+}
+
+// APITokenPath is where a generated API token is kept.
+func (c Config) APITokenPath() string {
+	if c.API.TokenFile != "" {
+		return c.API.TokenFile
+	}
+	return filepath.Join(c.DataDir, "api.token")
+}
+
+// HQToken returns the store's HQ credential (hq.token or hq.token_file).
+func (c Config) HQToken() (string, error) {
+	if c.HQ.Token != "" || c.HQ.TokenFile == "" {
+		return c.HQ.Token, nil
+	}
+	b, err := os.ReadFile(c.HQ.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("config: hq.token_file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// readOrCreateSecret reads a one-line secret; when generate is set and the
+// file is missing it writes n random bytes as hex with mode 0600, created
+// exclusively so two starts cannot write different keys.
+func readOrCreateSecret(path string, generate bool, n int) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if !generate || !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("config: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("config: cannot create the data directory: %w", err)
+	}
+	raw := make([]byte, n)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	s := hex.EncodeToString(raw)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return readOrCreateSecret(path, false, n)
+	}
+	if err != nil {
+		return "", fmt.Errorf("config: %w", err)
+	}
+	if _, err := f.WriteString(s + "\n"); err != nil {
+		f.Close()
+		return "", fmt.Errorf("config: writing %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return "", fmt.Errorf("config: writing %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	return s, nil
+}

@@ -1,0 +1,170 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+const full = `store: S001
+till: T01
+timezone: Asia/Shanghai
+data_dir: data
+token_key: 00112233445566778899aabbccddeeff
+card:
+  luhn: true
+  min_length: 8
+devices:
+  - name: msr
+    transport: serial
+    path: /dev/ttyUSB0
+    baud: 9600
+    framer: {kind: terminator, terminator: CR, max_frame: 512}
+    decoder: msr
+    rule: {source: track2_pan}
+    debounce: 300ms
+  - name: qr
+    till: T02
+    transport: hid
+    vid: "0c2e"
+    pid: "0b61"
+    framer: {kind: idle_gap, gap: 40ms}
+    decoder: barcode
+    rule: {source: barcode_regex, regex: '^M(\d{10})$', group: 1}
+hq:
+  url: https://hq.example.com
+  token: hq-secret-token-value
+  batch_age: 5s
+api:
+  listen: 127.0.0.1:0
+  token: api-secret-token-value
+`
+
+func TestLoadFull(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "posagent.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(full), 0o600))
+	c, err := Load(p)
+	require.NoError(t, err)
+	require.Equal(t, "S001", c.Store)
+	require.Equal(t, filepath.Join(dir, "data"), c.DataDir, "relative data_dir is beside the file")
+	require.Len(t, c.Devices, 2)
+	require.Equal(t, "T01", c.Devices[0].Till, "device till defaults to the agent's")
+	require.Equal(t, "T02", c.Devices[1].Till)
+	require.Equal(t, 8, c.Devices[0].DataBits)
+	require.Equal(t, 300*time.Millisecond, c.Devices[0].Debounce)
+	require.Equal(t, 40*time.Millisecond, c.Devices[1].Framer.Gap)
+	require.Equal(t, 5*time.Second, c.HQ.BatchAge)
+	require.Equal(t, 500, c.HQ.BatchMax)
+	require.Equal(t, filepath.Join(dir, "data", "ledger.db"), c.LedgerPath())
+	k, err := c.TokenKeyBytes()
+	require.NoError(t, err)
+	require.Len(t, k, 16)
+}
+
+func TestShowRedactsSecrets(t *testing.T) {
+	c, err := Parse([]byte(full))
+	require.NoError(t, err)
+	out := c.String()
+	for _, secret := range []string{"hq-secret-token-value", "api-secret-token-value", "00112233445566778899aabbccddeeff"} {
+		require.NotContains(t, out, secret)
+	}
+	require.Contains(t, out, "<redacted>")
+	require.Contains(t, out, "S001")
+	// What Show prints must load again (secrets aside), so it can be edited.
+	back, err := Parse([]byte(strings.ReplaceAll(strings.ReplaceAll(out, "token_key: <redacted>", ""), "<redacted>", "xxxxxxxxxxxxxxxxxxxx")))
+	require.NoError(t, err)
+	require.Equal(t, c.Devices, back.Devices)
+}
+
+func TestErrorsNameKeyAndLine(t *testing.T) {
+	cases := []struct{ src, want string }{
+		{"store: S1\nstroe: x\n", "stroe (line 2): unknown key"},
+		{"devices:\n  - name: a\n    transport: serial\n    path: /dev/x\n    decoder: msr\n    rule: {source: track2_pan}\n    framer: {kindd: x}\n", "devices[0].framer.kindd (line 7): unknown key"},
+		{"devices:\n  - name: a\n    transport: serial\n    path: /dev/x\n    baud: fast\n    decoder: msr\n    rule: {source: track2_pan}\n", "devices[0].baud (line 5)"},
+		{"timezone: Mars/Base\n", "timezone (line 1): unknown time zone"},
+		{"api:\n  listen: 0.0.0.0:8420\n", "api.listen (line 2)"},
+		{"api:\n  listen: nonsense\n", "api.listen (line 2)"},
+		{"hq:\n  url: ftp://x\n", "hq.url (line 2)"},
+		{"hq:\n  url: https://x\n", "hq.token: HQ needs the store's credential"},
+		{"devices:\n  - name: a\n    transport: usb\n", "devices[0].transport (line 3)"},
+		{"devices:\n  - {name: a, transport: evdev, path: /dev/input/x, decoder: barcode, rule: {source: uid}}\n  - {name: a, transport: evdev, path: /dev/input/y, decoder: barcode, rule: {source: uid}}\n", "devices[1].name (line 3): \"a\" is already"},
+		{"token_key: abc\n", "token_key (line 1)"},
+		{"devices: 3\n", "devices (line 1): expected a list"},
+		{"- a\n", "mapping"},
+		{"store: [\n", "not valid YAML"},
+		{"till: 'bad till'\n", "till (line 1)"},
+	}
+	for _, tc := range cases {
+		_, err := Parse([]byte(tc.src))
+		require.Error(t, err, tc.src)
+		require.Contains(t, err.Error(), tc.want, tc.src)
+	}
+}
+
+func TestDefaultsAndAllowRemote(t *testing.T) {
+	c, err := Parse(nil)
+	require.NoError(t, err)
+	require.Equal(t, DefaultListen, c.API.Listen)
+	require.Equal(t, DefaultTimeZone, c.TimeZone)
+	require.NoError(t, Default().Validate())
+	c, err = Parse([]byte("api: {listen: '0.0.0.0:8420', allow_remote: true}\n"))
+	require.NoError(t, err)
+	require.True(t, c.API.AllowRemote)
+	loc, err := c.Location()
+	require.NoError(t, err)
+	require.Equal(t, "Asia/Shanghai", loc.String())
+}
+
+func TestLoadMissing(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
+	require.Error(t, err, "a named file that is missing is an error")
+}
+
+func TestDefaultPathsPerOS(t *testing.T) {
+	p, d := DefaultPath(), DefaultDataDir()
+	require.True(t, filepath.IsAbs(p), p)
+	require.True(t, filepath.IsAbs(d), d)
+	if runtime.GOOS == "linux" && os.Geteuid() == 0 {
+		require.Equal(t, "/etc/posagent/posagent.yaml", p)
+		require.Equal(t, "/var/lib/posagent", d)
+	}
+}
+
+func TestGeneratedSecrets(t *testing.T) {
+	c := Default()
+	c.DataDir = filepath.Join(t.TempDir(), "d")
+	k1, err := c.TokenKeyBytes()
+	require.NoError(t, err)
+	require.Len(t, k1, 32)
+	k2, err := c.TokenKeyBytes()
+	require.NoError(t, err)
+	require.Equal(t, k1, k2, "the key is generated once and kept")
+	st, err := os.Stat(filepath.Join(c.DataDir, "token.key"))
+	require.NoError(t, err)
+	if runtime.GOOS != "windows" {
+		require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+	}
+	tok, err := c.APIToken()
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(tok), 32)
+	tok2, err := c.APIToken()
+	require.NoError(t, err)
+	require.Equal(t, tok, tok2)
+
+	c.API.Token = "configured-token-123"
+	tok, err = c.APIToken()
+	require.NoError(t, err)
+	require.Equal(t, "configured-token-123", tok)
+
+	c.HQ.TokenFile = filepath.Join(t.TempDir(), "hq")
+	require.NoError(t, os.WriteFile(c.HQ.TokenFile, []byte("hq-tok\n"), 0o600))
+	h, err := c.HQToken()
+	require.NoError(t, err)
+	require.Equal(t, "hq-tok", h)
+}
