@@ -1,0 +1,87 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"posagent/sync/wire"
+)
+
+// maxPages bounds one pull; a store a week behind needs far fewer pages,
+// and the next round continues from the stored cursor anyway.
+const maxPages = 10000
+
+// pull fetches HQ's changes since the stored cursor, page by page, and
+// applies each page before storing its cursor: a crash in between repeats
+// a page, which the inbox applies harmlessly.
+func (c *Client) pull(ctx context.Context) error {
+	cursor, err := c.in.SyncCursor()
+	if err != nil {
+		return fmt.Errorf("sync client: read sync cursor: %w", err)
+	}
+	for page := 0; page < maxPages; page++ {
+		ch, err := c.fetchChanges(ctx, cursor)
+		if err != nil {
+			return fmt.Errorf("sync client: pull changes after cursor %q: %w", cursor, err)
+		}
+		if len(ch.Members) > 0 {
+			if err := c.in.ApplyMemberStates(ch.Members); err != nil {
+				return fmt.Errorf("sync client: apply %d member states from HQ: %w", len(ch.Members), err)
+			}
+		}
+		for _, p := range ch.Programs {
+			if err := c.in.ApplyProgram([]byte(p.Source)); err != nil {
+				return fmt.Errorf("sync client: apply program version %d from HQ: %w", p.Version, err)
+			}
+		}
+		c.mu.Lock()
+		c.st.MembersApplied += int64(len(ch.Members))
+		c.st.ProgramsApplied += int64(len(ch.Programs))
+		c.mu.Unlock()
+		if ch.Cursor != "" && ch.Cursor != cursor {
+			if err := c.in.SetSyncCursor(ch.Cursor); err != nil {
+				return fmt.Errorf("sync client: store sync cursor: %w", err)
+			}
+		} else if ch.More {
+			return fmt.Errorf("sync client: HQ said there is more but did not move the cursor %q", cursor)
+		}
+		cursor = ch.Cursor
+		if !ch.More {
+			c.succeeded(false)
+			return nil
+		}
+	}
+	c.succeeded(false)
+	return nil
+}
+
+func (c *Client) fetchChanges(ctx context.Context, cursor string) (wire.Changes, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	q := url.Values{}
+	q.Set("cursor", cursor)
+	q.Set("limit", strconv.Itoa(c.cfg.PullLimit))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.URL+wire.PathChanges+"?"+q.Encode(), nil)
+	if err != nil {
+		return wire.Changes{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return wire.Changes{}, err
+	}
+	defer drain(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return wire.Changes{}, readError(resp, c.now()).hqError
+	}
+	var ch wire.Changes
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(&ch); err != nil {
+		return wire.Changes{}, fmt.Errorf("read HQ changes: %w", err)
+	}
+	return ch, nil
+}
