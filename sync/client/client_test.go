@@ -28,14 +28,14 @@ type fakeHQ struct {
 	entries map[string]map[uint64]entry.Entry
 	dead    map[string]string // "till/seq" → reason to dead-letter
 	// behaviour
-	strict      bool          // 409 on any First != acked+1 (HQ ahead answers gap too)
-	failNext    int           // answer this many uploads with failStatus
-	failStatus  int           // e.g. 503
-	retryAfter  string        // header sent with failures
-	cutAfter    int           // commit, then kill the connection, this many times
-	maxEntries  int           // 413 when a batch is larger
-	requests    int           // uploads seen
-	keys        []string      // idempotency keys seen
+	strict      bool           // 409 on any First != acked+1 (HQ ahead answers gap too)
+	failNext    int            // answer this many uploads with failStatus
+	failStatus  int            // e.g. 503
+	retryAfter  string         // header sent with failures
+	cutAfter    int            // commit, then kill the connection, this many times
+	maxEntries  int            // 413 when a batch is larger
+	requests    int            // uploads seen
+	keys        []string       // idempotency keys seen
 	changes     []wire.Changes // pages served by cursor index
 	pulls       int
 	changesFrom []string
