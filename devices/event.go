@@ -1,0 +1,74 @@
+package devices
+
+import (
+	"time"
+
+	"posagent/devices/decode"
+)
+
+// Event kinds.
+const (
+	KindData   = "data"
+	KindError  = "error"
+	KindStatus = "status"
+)
+
+// Event is one thing a device did. Exactly one of Data, Error, Status is set.
+type Event struct {
+	Device string    // Config.Name
+	Till   string    // the till the device belongs to
+	At     time.Time // when the last byte of the read arrived
+	Kind   string    // data | error | status
+	Data   *Data
+	Error  *Error
+	Status *Status
+}
+
+// Data is a good read. It never holds a full card number or track:
+// Masked and the track data are masked, TokenHash is keyed.
+type Data struct {
+	Kind      string         // msr | rfid | barcode
+	Symbology string         // barcode symbology ("EAN-13", "QR", …)
+	TokenHash string         // token.Hash(key, token): what the ledger looks up
+	Masked    string         // the token, masked (6222********1234)
+	Tracks    []decode.Track // MSR per-track status; Data masked
+	RawLen    int            // bytes in the frame
+	Duration  time.Duration  // first byte to last byte of the read
+}
+
+// Error is a failed read: Code is stable (checksum, format, bad_read,
+// rule, framing, too_long, report), Hint is what to tell the cashier.
+type Error struct {
+	Code    string
+	Message string
+	Hint    string
+}
+
+// Device states (UnifiedPOS-style life cycle).
+const (
+	StateClosed      = "closed"      // not opened yet
+	StateEnabled     = "enabled"     // opened, claimed, reads flow
+	StateOffline     = "offline"     // not connected / unplugged; retrying
+	StateClaimed     = "claimed"     // claimed by another process; retrying
+	StateUnsupported = "unsupported" // transport not available in this build/OS
+	StateReleased    = "released"    // closed at shutdown
+)
+
+// Status is a device state change.
+type Status struct {
+	Online bool
+	State  string // one of the State* constants
+	Detail string // why, what to do
+}
+
+// DeviceStatus is a device's current state, for health pages.
+type DeviceStatus struct {
+	Name, Till, Transport string
+	Path                  string // resolved path when known
+	State                 string
+	Online                bool
+	Detail                string
+	Since                 time.Time // of the current state
+	Reads, Errors         uint64
+	LastRead              time.Time
+}
