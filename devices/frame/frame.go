@@ -85,6 +85,8 @@ func New(c Config) (Framer, error) {
 			term = []byte{'\n'}
 		case "CRLF":
 			term = []byte{'\r', '\n'}
+			// The CR waits in the buffer for its LF; it is not frame data.
+			b.max++
 		default:
 			return nil, fmt.Errorf("frame: terminator %q unknown; use CR, LF or CRLF", c.Terminator)
 		}
