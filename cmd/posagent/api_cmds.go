@@ -1,0 +1,572 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"posagent/ledger/entry"
+	"posagent/ledger/loyalty"
+)
+
+// Paths of the agent's local API used by the CLI (see docs/api.md).
+const (
+	pathMembers  = "/v1/members"
+	pathQuote    = "/v1/quote"
+	pathSales    = "/v1/sales"
+	pathRefunds  = "/v1/refunds"
+	pathVoids    = "/v1/voids"
+	pathTopUps   = "/v1/topups"
+	pathSyncStat = "/v1/sync/status"
+	pathSyncNow  = "/v1/sync/now"
+)
+
+func apiCommands(g *globals) []*cobra.Command {
+	return []*cobra.Command{
+		newMemberCmd(g), newQuoteCmd(g), newSaleCmd(g), newRefundCmd(g),
+		newVoidCmd(g), newTopUpCmd(g), newSyncCmd(g),
+	}
+}
+
+// ---- wire shapes ----
+
+type lineReq struct {
+	SKU          string `json:"sku"`
+	Qty          int64  `json:"qty"`
+	UnitPrice    int64  `json:"unit_price"`
+	Discountable bool   `json:"discountable"`
+	EarnsPoints  bool   `json:"earns_points"`
+}
+
+type basketFlags struct {
+	member   string
+	card     string
+	coupon   string
+	redeem   int64
+	lines    []string
+	cashier  string
+	till     string
+	parsed   []lineReq
+	parseErr error
+}
+
+func (b *basketFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringArrayVarP(&b.lines, "line", "l", nil,
+		"a basket line sku:qty:price[:nodisc][:nopoints], price in fen (1250) or yuan (12.50); repeat for more lines")
+	cmd.Flags().StringVarP(&b.member, "member", "m", "", "member id")
+	cmd.Flags().StringVar(&b.card, "card", "", "member card number (looked up first, instead of --member)")
+	cmd.Flags().StringVar(&b.coupon, "coupon", "", "coupon id to apply")
+	cmd.Flags().Int64Var(&b.redeem, "redeem", 0, "points to redeem (whole hundreds)")
+	cmd.Flags().StringVar(&b.cashier, "cashier", "", "cashier id recorded with the sale")
+	cmd.Flags().StringVar(&b.till, "till", "", "till id (default: the agent's)")
+}
+
+// parseLine reads sku:qty:price[:nodisc][:nopoints].
+func parseLine(s string) (lineReq, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) < 3 {
+		return lineReq{}, fmt.Errorf("--line %q: want sku:qty:price, e.g. 6901234567890:2:12.50", s)
+	}
+	l := lineReq{SKU: strings.TrimSpace(parts[0]), Discountable: true, EarnsPoints: true}
+	if l.SKU == "" {
+		return l, fmt.Errorf("--line %q: the SKU is empty", s)
+	}
+	q, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil || q <= 0 {
+		return l, fmt.Errorf("--line %q: quantity %q must be a whole number above 0", s, parts[1])
+	}
+	l.Qty = q
+	if l.UnitPrice, err = parseMoney(parts[2]); err != nil {
+		return l, fmt.Errorf("--line %q: %w", s, err)
+	}
+	for _, f := range parts[3:] {
+		switch strings.ToLower(f) {
+		case "nodisc", "nodiscount":
+			l.Discountable = false
+		case "nopoints", "noearn":
+			l.EarnsPoints = false
+		default:
+			return l, fmt.Errorf("--line %q: unknown option %q (use nodisc or nopoints)", s, f)
+		}
+	}
+	return l, nil
+}
+
+func (b *basketFlags) basket() ([]lineReq, error) {
+	if len(b.lines) == 0 {
+		return nil, fmt.Errorf("no lines: add at least one --line sku:qty:price")
+	}
+	out := make([]lineReq, 0, len(b.lines))
+	for _, s := range b.lines {
+		l, err := parseLine(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// memberView is the agent's member summary.
+type memberView struct {
+	Member          entry.Member         `json:"member"`
+	Tier            string               `json:"tier"`
+	Points          int64                `json:"points"`
+	PointsConfirmed int64                `json:"points_confirmed"`
+	PointsPending   int64                `json:"points_pending"`
+	StoredValue     int64                `json:"stored_value"`
+	Coupons         []entry.MemberCoupon `json:"coupons"`
+	State           string               `json:"state"`
+	LastSale        string               `json:"last_sale"`
+	MaskedMobile    string               `json:"masked_mobile"`
+	Negative        bool                 `json:"negative"`
+}
+
+func printMember(w io.Writer, m memberView) {
+	tier := m.Tier
+	if tier == "" {
+		tier = m.Member.Tier
+	}
+	fmt.Fprintf(w, "Member %s  %s\n", m.Member.ID, m.Member.Name)
+	fmt.Fprintf(w, "  tier          %s\n", orDash(tier))
+	fmt.Fprintf(w, "  points        %d (confirmed by HQ %d, pending %d)\n", m.Points, m.PointsConfirmed, m.PointsPending)
+	if m.Negative {
+		fmt.Fprintln(w, "                NOTE: below zero after a refund")
+	}
+	fmt.Fprintf(w, "  stored value  %s\n", fen(m.StoredValue))
+	fmt.Fprintf(w, "  state         %s\n", orDash(m.State))
+	fmt.Fprintf(w, "  mobile        %s\n", orDash(m.MaskedMobile))
+	if m.LastSale != "" && !strings.HasPrefix(m.LastSale, "0001-") {
+		fmt.Fprintf(w, "  last sale     %s\n", m.LastSale)
+	}
+	if len(m.Coupons) == 0 {
+		fmt.Fprintln(w, "  coupons       none")
+	}
+	for i, c := range m.Coupons {
+		label := "  coupons       "
+		if i > 0 {
+			label = "                "
+		}
+		th := "no threshold"
+		if c.Threshold > 0 {
+			th = "from " + fen(c.Threshold)
+		}
+		fmt.Fprintf(w, "%s%s %q: %s off %s, until %s\n", label, c.ID, c.Name, fen(c.Value), th, c.ValidUntil)
+	}
+}
+
+func newMemberCmd(g *globals) *cobra.Command {
+	var af apiFlags
+	cmd := &cobra.Command{
+		Use:   "member",
+		Short: "Look members up and enrol them (through the running agent)",
+		Example: `  posagent member lookup --card 6222020200112233
+  posagent member enrol --name "Li Lei" --mobile 13812341234 --card 6222020200112233`,
+	}
+	af.register(cmd)
+
+	var id, card, token, mobile string
+	lookup := &cobra.Command{
+		Use:   "lookup",
+		Short: "Show a member: tier, points, stored value, coupons, state",
+		Example: `  posagent member lookup --card 6222020200112233
+  posagent member lookup --id M000123
+  posagent member lookup --mobile 13812341234 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			n := 0
+			for _, s := range []string{id, card, token, mobile} {
+				if s != "" {
+					n++
+				}
+			}
+			if n != 1 {
+				return fmt.Errorf("name the member with exactly one of --id, --card, --token or --mobile")
+			}
+			c, err := g.client(&af)
+			if err != nil {
+				return err
+			}
+			path, q := pathMembers, url.Values{}
+			switch {
+			case id != "":
+				path += "/" + url.PathEscape(id)
+			case card != "":
+				q.Set("card", card)
+			case token != "":
+				q.Set("token", token)
+			default:
+				q.Set("mobile", mobile)
+			}
+			var m memberView
+			raw, err := c.call(cmd.Context(), http.MethodGet, path, q, nil, &m)
+			if err != nil {
+				return err
+			}
+			if af.json {
+				return printJSON(cmd.OutOrStdout(), raw)
+			}
+			printMember(cmd.OutOrStdout(), m)
+			return nil
+		},
+	}
+	lookup.Flags().StringVar(&id, "id", "", "member id")
+	lookup.Flags().StringVar(&card, "card", "", "card number or member code as printed (the agent hashes it)")
+	lookup.Flags().StringVar(&token, "token", "", "card token hash (as on the event stream)")
+	lookup.Flags().StringVar(&mobile, "mobile", "", "mobile number")
+
+	var er enrolReq
+	enrol := &cobra.Command{
+		Use:   "enrol",
+		Short: "Enrol a new member at this till (welcome coupon, optional referrer)",
+		Example: `  posagent member enrol --name "Li Lei" --mobile 13812341234 --card 6222020200112233
+  posagent member enrol --name "Han Meimei" --birthday 02-29 --referrer M000123 --key till1-enrol-0042`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if strings.TrimSpace(er.Name) == "" {
+				return fmt.Errorf("--name is required")
+			}
+			c, err := g.client(&af)
+			if err != nil {
+				return err
+			}
+			var res enrolRes
+			raw, err := c.call(cmd.Context(), http.MethodPost, pathMembers, nil, er, &res)
+			if err != nil {
+				return err
+			}
+			if af.json {
+				return printJSON(cmd.OutOrStdout(), raw)
+			}
+			printMember(cmd.OutOrStdout(), res.Member)
+			for _, e := range res.Entries {
+				printEntry(cmd.OutOrStdout(), e)
+			}
+			return nil
+		},
+	}
+	enrol.Flags().StringVar(&er.Name, "name", "", "member's name")
+	enrol.Flags().StringVar(&er.Mobile, "mobile", "", "mobile number")
+	enrol.Flags().StringVar(&er.Birthday, "birthday", "", "birthday MM-DD or YYYY-MM-DD")
+	enrol.Flags().StringVar(&er.Card, "card", "", "card number or member code to link (hashed by the agent)")
+	enrol.Flags().StringVar(&er.ReferrerID, "referrer", "", "member id of the referrer")
+	enrol.Flags().StringVar(&er.ID, "id", "", "member id (default: generated)")
+	enrol.Flags().StringVar(&er.Key, "key", "", "idempotency key: the same key enrols once (default: generated)")
+	enrol.Flags().StringVar(&er.Cashier, "cashier", "", "cashier id")
+	cmd.AddCommand(lookup, enrol)
+	return cmd
+}
+
+type enrolReq struct {
+	Key        string `json:"key,omitempty"`
+	ID         string `json:"id,omitempty"`
+	Name       string `json:"name"`
+	Mobile     string `json:"mobile,omitempty"`
+	Birthday   string `json:"birthday,omitempty"`
+	Card       string `json:"card,omitempty"`
+	ReferrerID string `json:"referrer_id,omitempty"`
+	Cashier    string `json:"cashier,omitempty"`
+}
+
+type enrolRes struct {
+	Member  memberView     `json:"member"`
+	Entries []*entry.Entry `json:"entries"`
+}
+
+type saleReq struct {
+	Till         string    `json:"till,omitempty"`
+	ReceiptID    string    `json:"receipt_id,omitempty"`
+	MemberID     string    `json:"member_id,omitempty"`
+	Card         string    `json:"card,omitempty"`
+	Cashier      string    `json:"cashier,omitempty"`
+	CouponID     string    `json:"coupon_id,omitempty"`
+	Lines        []lineReq `json:"lines"`
+	RedeemPoints int64     `json:"redeem_points,omitempty"`
+	StoredValue  int64     `json:"stored_value,omitempty"`
+}
+
+func (b *basketFlags) request() (saleReq, error) {
+	lines, err := b.basket()
+	if err != nil {
+		return saleReq{}, err
+	}
+	if b.member != "" && b.card != "" {
+		return saleReq{}, fmt.Errorf("give --member or --card, not both")
+	}
+	if b.redeem < 0 {
+		return saleReq{}, fmt.Errorf("--redeem must not be negative")
+	}
+	return saleReq{Till: b.till, MemberID: b.member, Card: b.card, Cashier: b.cashier,
+		CouponID: b.coupon, Lines: lines, RedeemPoints: b.redeem}, nil
+}
+
+func newQuoteCmd(g *globals) *cobra.Command {
+	var af apiFlags
+	var b basketFlags
+	cmd := &cobra.Command{
+		Use:   "quote",
+		Short: "Price a basket for a member without committing anything",
+		Example: `  posagent quote --member M000123 --line 6901234567890:2:12.50 --line 6909999000011:1:3000:nodisc
+  posagent quote --card 6222020200112233 --line A1:1:100.00 --redeem 500 --coupon C-7f3a`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req, err := b.request()
+			if err != nil {
+				return err
+			}
+			c, err := g.client(&af)
+			if err != nil {
+				return err
+			}
+			var q loyalty.Quote
+			raw, err := c.call(cmd.Context(), http.MethodPost, pathQuote, nil, req, &q)
+			if err != nil {
+				return err
+			}
+			if af.json {
+				return printJSON(cmd.OutOrStdout(), raw)
+			}
+			printQuote(cmd.OutOrStdout(), q)
+			return nil
+		},
+	}
+	af.register(cmd)
+	b.register(cmd)
+	return cmd
+}
+
+func newSaleCmd(g *globals) *cobra.Command {
+	var af apiFlags
+	var b basketFlags
+	var receipt, stored string
+	cmd := &cobra.Command{
+		Use:   "sale",
+		Short: "Commit a sale keyed by its receipt id (committing the same receipt again changes nothing)",
+		Example: `  posagent sale --receipt R-0001 --member M000123 --line 6901234567890:2:12.50
+  posagent sale --receipt R-0002 --card 6222020200112233 --line A1:1:100.00 --redeem 1000 --stored-value 50.00`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if receipt == "" {
+				return fmt.Errorf("--receipt is required: it is the POS receipt id that makes the sale idempotent")
+			}
+			req, err := b.request()
+			if err != nil {
+				return err
+			}
+			req.ReceiptID = receipt
+			if stored != "" {
+				if req.StoredValue, err = parseMoney(stored); err != nil {
+					return fmt.Errorf("--stored-value: %w", err)
+				}
+			}
+			return postEntry(cmd, g, &af, pathSales, req)
+		},
+	}
+	af.register(cmd)
+	b.register(cmd)
+	cmd.Flags().StringVarP(&receipt, "receipt", "r", "", "POS receipt id (required)")
+	cmd.Flags().StringVar(&stored, "stored-value", "", "part of the amount due paid from stored value, fen or yuan")
+	return cmd
+}
+
+// postEntry sends a mutating request whose answer is a ledger entry.
+func postEntry(cmd *cobra.Command, g *globals, af *apiFlags, path string, body any) error {
+	c, err := g.client(af)
+	if err != nil {
+		return err
+	}
+	var e entry.Entry
+	raw, err := c.call(cmd.Context(), http.MethodPost, path, nil, body, &e)
+	if err != nil {
+		return err
+	}
+	if af.json {
+		return printJSON(cmd.OutOrStdout(), raw)
+	}
+	printEntry(cmd.OutOrStdout(), &e)
+	return nil
+}
+
+type refundItem struct {
+	LineNo int   `json:"line_no"`
+	Qty    int64 `json:"qty"`
+}
+
+type refundReq struct {
+	Till      string       `json:"till,omitempty"`
+	RefundID  string       `json:"refund_id"`
+	ReceiptID string       `json:"receipt_id"`
+	Cashier   string       `json:"cashier,omitempty"`
+	Lines     []refundItem `json:"lines,omitempty"`
+	Full      bool         `json:"full,omitempty"`
+}
+
+func newRefundCmd(g *globals) *cobra.Command {
+	var af apiFlags
+	var r refundReq
+	var lines []string
+	cmd := &cobra.Command{
+		Use:   "refund",
+		Short: "Refund a sale, partly (--line lineNo:qty) or fully (--full)",
+		Example: `  posagent refund --receipt R-0001 --id RF-0001 --line 1:1
+  posagent refund --receipt R-0002 --id RF-0002 --full`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if r.ReceiptID == "" || r.RefundID == "" {
+				return fmt.Errorf("--receipt (the sale) and --id (this refund's id, for idempotency) are required")
+			}
+			if r.Full == (len(lines) > 0) {
+				return fmt.Errorf("give either --full or one or more --line lineNo:qty")
+			}
+			for _, s := range lines {
+				no, qty, ok := strings.Cut(s, ":")
+				n, err1 := strconv.Atoi(no)
+				q, err2 := strconv.ParseInt(qty, 10, 64)
+				if !ok || err1 != nil || err2 != nil || n <= 0 || q <= 0 {
+					return fmt.Errorf("--line %q: want lineNo:qty with both above 0, e.g. 1:2", s)
+				}
+				r.Lines = append(r.Lines, refundItem{LineNo: n, Qty: q})
+			}
+			return postEntry(cmd, g, &af, pathRefunds, r)
+		},
+	}
+	af.register(cmd)
+	cmd.Flags().StringVarP(&r.ReceiptID, "receipt", "r", "", "receipt id of the sale to refund")
+	cmd.Flags().StringVar(&r.RefundID, "id", "", "refund id (the same id refunds once)")
+	cmd.Flags().StringArrayVarP(&lines, "line", "l", nil, "sale line and quantity to refund, lineNo:qty (repeat)")
+	cmd.Flags().BoolVar(&r.Full, "full", false, "refund the whole sale")
+	cmd.Flags().StringVar(&r.Cashier, "cashier", "", "cashier id")
+	cmd.Flags().StringVar(&r.Till, "till", "", "till id (default: the agent's)")
+	return cmd
+}
+
+type voidReq struct {
+	Till      string `json:"till,omitempty"`
+	ReceiptID string `json:"receipt_id"`
+	Cashier   string `json:"cashier,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+func newVoidCmd(g *globals) *cobra.Command {
+	var af apiFlags
+	var v voidReq
+	cmd := &cobra.Command{
+		Use:     "void",
+		Short:   "Void a whole sale (reversed like a full refund)",
+		Example: `  posagent void --receipt R-0001 --reason "wrong member"`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if v.ReceiptID == "" {
+				return fmt.Errorf("--receipt is required")
+			}
+			return postEntry(cmd, g, &af, pathVoids, v)
+		},
+	}
+	af.register(cmd)
+	cmd.Flags().StringVarP(&v.ReceiptID, "receipt", "r", "", "receipt id of the sale to void")
+	cmd.Flags().StringVar(&v.Reason, "reason", "", "why")
+	cmd.Flags().StringVar(&v.Cashier, "cashier", "", "cashier id")
+	cmd.Flags().StringVar(&v.Till, "till", "", "till id (default: the agent's)")
+	return cmd
+}
+
+type topUpReq struct {
+	Till     string `json:"till,omitempty"`
+	TopUpID  string `json:"topup_id"`
+	MemberID string `json:"member_id"`
+	Cashier  string `json:"cashier,omitempty"`
+	Amount   int64  `json:"amount"`
+}
+
+func newTopUpCmd(g *globals) *cobra.Command {
+	var af apiFlags
+	var t topUpReq
+	var amount string
+	cmd := &cobra.Command{
+		Use:   "topup",
+		Short: "Add stored value to a member's card (the program's bonus applies)",
+		Example: `  posagent topup --member M000123 --amount 1000.00 --id TU-0001
+  posagent topup --member M000123 --amount 100000 --id TU-0002   # 100000 fen = ¥1000.00`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if t.MemberID == "" || t.TopUpID == "" || amount == "" {
+				return fmt.Errorf("--member, --amount and --id (the top-up's id, for idempotency) are required")
+			}
+			var err error
+			if t.Amount, err = parseMoney(amount); err != nil || t.Amount == 0 {
+				return fmt.Errorf("--amount: %v", orZero(err))
+			}
+			return postEntry(cmd, g, &af, pathTopUps, t)
+		},
+	}
+	af.register(cmd)
+	cmd.Flags().StringVarP(&t.MemberID, "member", "m", "", "member id")
+	cmd.Flags().StringVar(&amount, "amount", "", "amount paid in, fen (100000) or yuan (1000.00)")
+	cmd.Flags().StringVar(&t.TopUpID, "id", "", "top-up id (the same id tops up once)")
+	cmd.Flags().StringVar(&t.Cashier, "cashier", "", "cashier id")
+	cmd.Flags().StringVar(&t.Till, "till", "", "till id (default: the agent's)")
+	return cmd
+}
+
+func orZero(err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return "must be above 0"
+}
+
+func newSyncCmd(g *globals) *cobra.Command {
+	var af apiFlags
+	cmd := &cobra.Command{
+		Use:   "sync",
+		Short: "HQ sync state and a manual sync (through the running agent)",
+		Example: `  posagent sync status
+  posagent sync now`,
+	}
+	af.register(cmd)
+	status := &cobra.Command{
+		Use:     "status",
+		Short:   "Show the outbox backlog, the last upload and HQ reachability",
+		Example: `  posagent sync status --json`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return syncCall(cmd, g, &af, http.MethodGet, pathSyncStat)
+		},
+	}
+	now := &cobra.Command{
+		Use:     "now",
+		Short:   "Upload the outbox and pull HQ changes now, and wait for the result",
+		Example: `  posagent sync now`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return syncCall(cmd, g, &af, http.MethodPost, pathSyncNow)
+		},
+	}
+	cmd.AddCommand(status, now)
+	return cmd
+}
+
+func syncCall(cmd *cobra.Command, g *globals, af *apiFlags, method, path string) error {
+	c, err := g.client(af)
+	if err != nil {
+		return err
+	}
+	var st map[string]any
+	raw, err := c.call(cmd.Context(), method, path, nil, nil, &st)
+	if err != nil {
+		if ae, ok := err.(*apiError); ok && ae.Status == http.StatusNotFound {
+			return fmt.Errorf("this agent does not serve %s (%v)", path, ae)
+		}
+		return err
+	}
+	if af.json {
+		return printJSON(cmd.OutOrStdout(), raw)
+	}
+	printFlat(cmd.OutOrStdout(), "", st)
+	return nil
+}

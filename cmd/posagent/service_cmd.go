@@ -1,0 +1,112 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"posagent/agent/service"
+)
+
+func newServiceCmd(g *globals) *cobra.Command {
+	var root, binary string
+	opts := func(cmd *cobra.Command) (service.Options, error) {
+		o := service.Options{Root: root, Binary: binary, Out: cmd.OutOrStdout(), DefaultConfig: defaultConfigYAML}
+		if p := g.path(); p != "" {
+			// A relative path inside the sandbox of --root stays relative
+			// to /, otherwise it is taken from the current directory.
+			if root == "" {
+				abs, err := filepath.Abs(p)
+				if err != nil {
+					return o, err
+				}
+				p = abs
+			}
+			o.Config = p
+		}
+		return o, nil
+	}
+	cmd := &cobra.Command{
+		Use:   "service",
+		Short: "Install, remove, start, stop and inspect the OS service (systemd or Windows SCM)",
+		Long: `On Linux, install puts the binary in /usr/local/bin, the systemd unit (Type=notify,
+restart on failure, hardened, serial and HID access) in /etc/systemd/system, the udev
+rules for HID readers in /etc/udev/rules.d and a sysusers entry for the posagent
+account, writes a default config when there is none, then reloads udev and systemd and
+enables the unit. On Windows it registers a service with the Service Control Manager
+(automatic start, restart on failure) and an event-log source.`,
+		Example: `  sudo posagent service install
+  sudo posagent service start
+  posagent service status
+
+  # stage the files into a directory (packaging), touching nothing on this system
+  posagent service install --root ./pkgroot`,
+	}
+	install := &cobra.Command{
+		Use:   "install",
+		Short: "Install and enable the service",
+		Example: `  sudo posagent service install
+  sudo posagent service install --config /etc/posagent/store42.yaml
+  posagent service install --root /tmp/stage   # files only, no systemctl`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o, err := opts(cmd)
+			if err != nil {
+				return err
+			}
+			return service.Install(cmd.Context(), o)
+		},
+	}
+	install.Flags().StringVar(&root, "root", "", "install under this directory instead of / and skip systemctl (Linux)")
+	install.Flags().StringVar(&binary, "binary", "", "executable to install (default: this one)")
+	uninstall := &cobra.Command{
+		Use:   "uninstall",
+		Short: "Stop, disable and remove the service (the ledger and config stay)",
+		Example: `  sudo posagent service uninstall
+  posagent service uninstall --root /tmp/stage`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o, err := opts(cmd)
+			if err != nil {
+				return err
+			}
+			return service.Uninstall(cmd.Context(), o)
+		},
+	}
+	uninstall.Flags().StringVar(&root, "root", "", "remove from this directory instead of / (Linux)")
+	start := &cobra.Command{
+		Use:     "start",
+		Short:   "Start the installed service and wait until it is ready",
+		Example: `  sudo posagent service start`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return service.Start(cmd.Context(), service.Options{Out: cmd.OutOrStdout()})
+		},
+	}
+	stop := &cobra.Command{
+		Use:     "stop",
+		Short:   "Stop the service (in-flight commits finish first)",
+		Example: `  sudo posagent service stop`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return service.Stop(cmd.Context(), service.Options{Out: cmd.OutOrStdout()})
+		},
+	}
+	status := &cobra.Command{
+		Use:     "status",
+		Short:   "Show whether the service is installed and running",
+		Example: `  posagent service status`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := service.Status(cmd.Context(), service.Options{Out: cmd.OutOrStdout()})
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprint(cmd.OutOrStdout(), s)
+			return err
+		},
+	}
+	cmd.AddCommand(install, uninstall, start, stop, status)
+	return cmd
+}
