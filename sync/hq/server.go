@@ -1,0 +1,675 @@
+package hq
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"posagent/ledger/entry"
+	"posagent/sync/wire"
+)
+
+// ProgramInfo is what HQ needs from a program file it publishes.
+type ProgramInfo struct {
+	Version       int
+	EffectiveFrom time.Time
+}
+
+// Options tune the server. Zero values take the defaults in brackets.
+type Options struct {
+	Log *slog.Logger
+	// AdminToken, if set, is accepted as an admin credential besides those
+	// issued into the store (a bootstrap for the first admin).
+	AdminToken string
+	// MaxBodyBytes caps an upload as sent, MaxInflatedBytes once gunzipped
+	// [16 MiB, 64 MiB]; MaxBatchEntries caps the entries of one batch [5000].
+	MaxBodyBytes, MaxInflatedBytes int64
+	MaxBatchEntries                int
+	// MaxInFlight uploads are processed at once [64]; a further one waits
+	// up to QueueWait [2s] and is then answered 503 with Retry-After
+	// [RetryAfter, 1s].
+	MaxInFlight int
+	QueueWait   time.Duration
+	RetryAfter  time.Duration
+	// MaxPage caps the limit of changes and export pages [5000].
+	MaxPage int
+	// ParseProgram validates a program file on publish and reads its version
+	// and start. Required for publishing (hqcli wires the loyalty parser).
+	ParseProgram func(src []byte) (ProgramInfo, error)
+	// KPI settings: chain time zone for months [Asia/Shanghai], life-cycle
+	// thresholds in days without a sale [60, 180].
+	TimeZone                string
+	AtRiskDays, DormantDays int
+	Now                     func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 16 << 20
+	}
+	if o.MaxInflatedBytes <= 0 {
+		o.MaxInflatedBytes = 64 << 20
+	}
+	if o.MaxBatchEntries <= 0 {
+		o.MaxBatchEntries = 5000
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 64
+	}
+	if o.QueueWait <= 0 {
+		o.QueueWait = 2 * time.Second
+	}
+	if o.RetryAfter <= 0 {
+		o.RetryAfter = time.Second
+	}
+	if o.MaxPage <= 0 {
+		o.MaxPage = 5000
+	}
+	if o.TimeZone == "" {
+		o.TimeZone = "Asia/Shanghai"
+	}
+	if o.AtRiskDays <= 0 {
+		o.AtRiskDays = 60
+	}
+	if o.DormantDays <= 0 {
+		o.DormantDays = 180
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Server is the HQ HTTP API (an http.Handler) and the operations behind it,
+// which hqcli also calls directly on a local store.
+type Server struct {
+	st    Store
+	o     Options
+	slots chan struct{}
+	mux   *http.ServeMux
+	loc   *time.Location
+}
+
+// NewServer serves st. It does not own st: the caller closes it.
+func NewServer(st Store, opts Options) *Server {
+	opts.defaults()
+	loc, err := time.LoadLocation(opts.TimeZone)
+	if err != nil {
+		opts.Log.Warn("unknown time zone, using UTC+8", "zone", opts.TimeZone, "err", err)
+		loc = time.FixedZone("UTC+8", 8*3600)
+	}
+	s := &Server{st: st, o: opts, slots: make(chan struct{}, opts.MaxInFlight), mux: http.NewServeMux(), loc: loc}
+	s.mux.HandleFunc("POST "+wire.PathBatches, s.handleBatch)
+	s.mux.HandleFunc("GET "+wire.PathChanges, s.handleChanges)
+	s.mux.HandleFunc("GET "+wire.PathExport, s.admin(s.handleExport))
+	s.mux.HandleFunc("GET /healthz", s.handleHealth)
+	s.mux.HandleFunc("GET /kpi", s.admin(s.handleKPI))
+	s.mux.HandleFunc("GET /admin/totals", s.admin(s.handleTotals))
+	s.mux.HandleFunc("GET /admin/deadletters", s.admin(s.handleDeadLetters))
+	s.mux.HandleFunc("POST /admin/deadletters/retry", s.admin(s.handleRetry))
+	s.mux.HandleFunc("POST /admin/coupons/recall", s.admin(s.handleRecall))
+	s.mux.HandleFunc("POST /admin/programs", s.admin(s.handlePublish))
+	s.mux.HandleFunc("GET /admin/programs", s.admin(s.handlePrograms))
+	s.mux.HandleFunc("GET /admin/stores", s.admin(s.handleStores))
+	s.mux.HandleFunc("POST /admin/stores", s.admin(s.handleAddStore))
+	s.mux.HandleFunc("DELETE /admin/stores/{id}", s.admin(s.handleRevokeStore))
+	s.mux.HandleFunc("GET /admin/members/{id}", s.admin(s.handleMember))
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// HashToken is the stored form of a bearer token.
+func HashToken(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:])
+}
+
+// IssueCredential creates a credential and returns its token, which is
+// shown once and never stored.
+func (s *Server) IssueCredential(ctx context.Context, role, id, name, tz string) (string, error) {
+	if role != RoleStore && role != RoleAdmin {
+		return "", fmt.Errorf("hq: role must be %q or %q", RoleStore, RoleAdmin)
+	}
+	if id == "" || strings.ContainsAny(id, "/ \t\n") {
+		return "", fmt.Errorf("hq: id %q must be non-empty without '/' or spaces", id)
+	}
+	if tz != "" {
+		if _, err := time.LoadLocation(tz); err != nil {
+			return "", fmt.Errorf("hq: time zone %q: %v (use an IANA name such as Asia/Shanghai)", tz, err)
+		}
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	prefix := "hqs_"
+	if role == RoleAdmin {
+		prefix = "hqa_"
+	}
+	tok := prefix + hex.EncodeToString(b[:])
+	c := Credential{Role: role, ID: id, Name: name, TimeZone: tz, TokenHash: HashToken(tok), CreatedAt: s.o.Now().UTC()}
+	if err := s.st.AddCredential(ctx, c); err != nil {
+		return "", err
+	}
+	return tok, nil
+}
+
+// Revoke stops a credential from authenticating.
+func (s *Server) Revoke(ctx context.Context, role, id string) error {
+	return s.st.RevokeCredential(ctx, role, id)
+}
+
+// auth returns the credential behind the request's bearer token.
+func (s *Server) auth(r *http.Request) (Credential, int, error) {
+	h := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || tok == "" {
+		return Credential{}, http.StatusUnauthorized, errors.New("send Authorization: Bearer <token>")
+	}
+	hash := HashToken(tok)
+	if s.o.AdminToken != "" && subtle.ConstantTimeCompare([]byte(hash), []byte(HashToken(s.o.AdminToken))) == 1 {
+		return Credential{Role: RoleAdmin, ID: "bootstrap"}, 0, nil
+	}
+	c, err := s.st.CredentialByHash(r.Context(), hash)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return Credential{}, http.StatusUnauthorized, errors.New("unknown token; ask HQ for a credential (hq store add)")
+	case err != nil:
+		return Credential{}, http.StatusServiceUnavailable, err
+	case c.Revoked():
+		return Credential{}, http.StatusUnauthorized, fmt.Errorf("credential of %s %q was revoked; ask HQ for a new one", c.Role, c.ID)
+	}
+	return c, 0, nil
+}
+
+func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c, code, err := s.auth(r)
+		if err != nil {
+			writeError(w, code, "unauthorized", err.Error())
+			return
+		}
+		if c.Role != RoleAdmin {
+			writeError(w, http.StatusForbidden, "forbidden", "this endpoint needs an admin token")
+			return
+		}
+		h(w, r)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, short, msg string) {
+	writeJSON(w, code, wire.Error{Code: short, Message: msg})
+}
+
+// acquire takes an ingest slot, waiting at most QueueWait.
+func (s *Server) acquire(ctx context.Context) bool {
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(s.o.QueueWait)
+	defer t.Stop()
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+type rawBatch struct {
+	Store   string            `json:"store"`
+	Till    string            `json:"till"`
+	First   uint64            `json:"first"`
+	Last    uint64            `json:"last"`
+	Entries []json.RawMessage `json:"entries"`
+}
+
+func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
+	c, code, err := s.auth(r)
+	if err != nil {
+		writeError(w, code, "unauthorized", err.Error())
+		return
+	}
+	if c.Role != RoleStore {
+		writeError(w, http.StatusForbidden, "forbidden", "only a store credential uploads batches")
+		return
+	}
+	if !s.acquire(r.Context()) {
+		w.Header().Set("Retry-After", strconv.Itoa(int((s.o.RetryAfter+time.Second-1)/time.Second)))
+		writeError(w, http.StatusServiceUnavailable, "overloaded", "HQ is busy; retry after the Retry-After delay")
+		return
+	}
+	defer func() { <-s.slots }()
+
+	// A retried upload already held is answered from the key, unread.
+	if b, ok := parseIdemKey(r.Header.Get(wire.HeaderIdempotencyKey), c.ID); ok {
+		if acked, err := s.st.TillAcked(r.Context(), b.Store, b.Till); err == nil && b.Last <= acked {
+			s.ingest(w, r, b)
+			return
+		}
+	}
+	body := http.MaxBytesReader(w, r.Body, s.o.MaxBodyBytes)
+	var rd io.Reader = body
+	if strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") {
+		gz, err := gzip.NewReader(body)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "bad_body", "body is not gzip: "+err.Error())
+			return
+		}
+		defer gz.Close()
+		rd = gz
+	}
+	data, err := io.ReadAll(io.LimitReader(rd, s.o.MaxInflatedBytes+1))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("upload over %d bytes; send smaller batches", s.o.MaxBodyBytes))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "bad_body", "reading body: "+err.Error())
+		return
+	}
+	if int64(len(data)) > s.o.MaxInflatedBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("upload inflates over %d bytes; send smaller batches", s.o.MaxInflatedBytes))
+		return
+	}
+	var rb rawBatch
+	if err := json.Unmarshal(data, &rb); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_body", "body is not a batch: "+err.Error())
+		return
+	}
+	b, status, err := s.checkBatch(c, rb)
+	if err != nil {
+		writeError(w, status, "bad_batch", err.Error())
+		return
+	}
+	s.ingest(w, r, b)
+}
+
+func (s *Server) ingest(w http.ResponseWriter, r *http.Request, b Batch) {
+	b.ReceivedAt = s.o.Now().UTC()
+	ack, err := s.st.Ingest(r.Context(), b)
+	var gap *GapError
+	switch {
+	case errors.As(err, &gap):
+		writeJSON(w, http.StatusConflict, wire.Error{Code: "gap", Message: err.Error(), Expected: gap.Expected})
+	case err != nil:
+		s.o.Log.Error("ingest failed", "store", b.Store, "till", b.Till, "first", b.First, "last", b.Last, "err", err)
+		w.Header().Set("Retry-After", strconv.Itoa(int((s.o.RetryAfter+time.Second-1)/time.Second)))
+		writeError(w, http.StatusServiceUnavailable, "storage", "HQ could not store the batch; retry")
+	default:
+		if len(ack.DeadLettered) > 0 && !ack.Duplicate {
+			s.o.Log.Warn("entries dead-lettered", "store", b.Store, "till", b.Till, "count", len(ack.DeadLettered))
+		}
+		writeJSON(w, http.StatusOK, ack)
+	}
+}
+
+// parseIdemKey reads "store/till/first-last" for the credential's store.
+func parseIdemKey(k, store string) (Batch, bool) {
+	rest, ok := strings.CutPrefix(k, store+"/")
+	if !ok {
+		return Batch{}, false
+	}
+	i := strings.LastIndexByte(rest, '/')
+	if i <= 0 {
+		return Batch{}, false
+	}
+	f, l, ok := strings.Cut(rest[i+1:], "-")
+	if !ok {
+		return Batch{}, false
+	}
+	first, err1 := strconv.ParseUint(f, 10, 64)
+	last, err2 := strconv.ParseUint(l, 10, 64)
+	if err1 != nil || err2 != nil || first == 0 || last < first {
+		return Batch{}, false
+	}
+	return Batch{Store: store, Till: rest[:i], First: first, Last: last}, true
+}
+
+// checkBatch checks the batch's frame; entries that are wrong go to the
+// dead-letter list so one bad record never stalls the till.
+func (s *Server) checkBatch(c Credential, rb rawBatch) (Batch, int, error) {
+	if rb.Store != c.ID {
+		return Batch{}, http.StatusForbidden, fmt.Errorf("batch for store %q sent with the credential of %q; a store writes only as itself", rb.Store, c.ID)
+	}
+	if rb.Till == "" {
+		return Batch{}, http.StatusBadRequest, errors.New("batch without till")
+	}
+	if rb.First == 0 || rb.Last < rb.First {
+		return Batch{}, http.StatusBadRequest, fmt.Errorf("batch range %d..%d: first must be ≥1 and last ≥ first", rb.First, rb.Last)
+	}
+	if n := rb.Last - rb.First + 1; n != uint64(len(rb.Entries)) {
+		return Batch{}, http.StatusBadRequest, fmt.Errorf("batch range %d..%d names %d entries but carries %d", rb.First, rb.Last, n, len(rb.Entries))
+	}
+	if len(rb.Entries) > s.o.MaxBatchEntries {
+		return Batch{}, http.StatusRequestEntityTooLarge, fmt.Errorf("batch of %d entries; send at most %d", len(rb.Entries), s.o.MaxBatchEntries)
+	}
+	b := Batch{Store: rb.Store, Till: rb.Till, First: rb.First, Last: rb.Last, Items: make([]Item, len(rb.Entries))}
+	for i, raw := range rb.Entries {
+		seq := rb.First + uint64(i)
+		it := Item{Seq: seq}
+		var e entry.Entry
+		if err := json.Unmarshal(raw, &e); err != nil {
+			it.Reason = "entry does not decode: " + err.Error()
+		} else {
+			it.Reason = checkEntry(&e, rb.Store, rb.Till, seq)
+		}
+		if it.Reason == "" {
+			it.Entry = &e
+		} else {
+			it.Raw = bytes.Clone(raw)
+		}
+		b.Items[i] = it
+	}
+	return b, 0, nil
+}
+
+// checkEntry is the rule an entry must pass to be applied; "" means ok.
+func checkEntry(e *entry.Entry, store, till string, seq uint64) string {
+	switch {
+	case e.Seq != seq:
+		return fmt.Sprintf("entry seq %d at the position of seq %d", e.Seq, seq)
+	case e.Store != store:
+		return fmt.Sprintf("entry of store %q uploaded by store %q", e.Store, store)
+	case e.Till != till:
+		return fmt.Sprintf("entry of till %q in a batch of till %q", e.Till, till)
+	}
+	if err := e.Validate(); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+func (s *Server) limit(r *http.Request) (int, error) {
+	q := r.URL.Query().Get("limit")
+	if q == "" {
+		return 500, nil
+	}
+	n, err := strconv.Atoi(q)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("limit %q must be a positive number", q)
+	}
+	return min(n, s.o.MaxPage), nil
+}
+
+func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
+	if _, code, err := s.auth(r); err != nil {
+		writeError(w, code, "unauthorized", err.Error())
+		return
+	}
+	n, err := s.limit(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_limit", err.Error())
+		return
+	}
+	ch, err := s.st.Changes(r.Context(), r.URL.Query().Get("cursor"), n)
+	if s.pageError(w, err) {
+		return
+	}
+	writeJSON(w, http.StatusOK, ch)
+}
+
+func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
+	n, err := s.limit(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_limit", err.Error())
+		return
+	}
+	p, err := s.st.Export(r.Context(), r.URL.Query().Get("cursor"), n)
+	if s.pageError(w, err) {
+		return
+	}
+	if p.Entries == nil {
+		p.Entries = []wire.ExportedEntry{}
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) pageError(w http.ResponseWriter, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, ErrCursor):
+		writeError(w, http.StatusBadRequest, "bad_cursor", err.Error())
+	default:
+		s.o.Log.Error("page failed", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "storage", "HQ storage failed; retry")
+	}
+	return true
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	if err := s.st.Ping(r.Context()); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "storage", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "in_flight": len(s.slots)})
+}
+
+func (s *Server) handleTotals(w http.ResponseWriter, r *http.Request) {
+	t, err := s.Totals(r.Context())
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "storage", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+func (s *Server) handleDeadLetters(w http.ResponseWriter, r *http.Request) {
+	ds, err := s.st.DeadLetters(r.Context(), r.URL.Query().Get("all") != "")
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "storage", err.Error())
+		return
+	}
+	if ds == nil {
+		ds = []DeadLetter{}
+	}
+	writeJSON(w, http.StatusOK, ds)
+}
+
+// RetryRequest names dead letters to retry; none means every open one.
+type RetryRequest struct {
+	IDs []string `json:"ids,omitempty"`
+}
+
+// RetryResult says which dead letters were applied and which still fail.
+type RetryResult struct {
+	Applied []string          `json:"applied"`
+	Failed  map[string]string `json:"failed"`
+}
+
+// RetryDeadLetters checks open dead letters again and applies those that
+// pass now (e.g. after an HQ upgrade that knows a new entry kind).
+func (s *Server) RetryDeadLetters(ctx context.Context, ids []string) (RetryResult, error) {
+	res := RetryResult{Applied: []string{}, Failed: map[string]string{}}
+	ds, err := s.st.DeadLetters(ctx, false)
+	if err != nil {
+		return res, err
+	}
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	for _, d := range ds {
+		if len(want) > 0 && !want[d.ID()] {
+			continue
+		}
+		delete(want, d.ID())
+		var e entry.Entry
+		reason := ""
+		if err := json.Unmarshal(d.Raw, &e); err != nil {
+			reason = "entry does not decode: " + err.Error()
+		} else {
+			reason = checkEntry(&e, d.Store, d.Till, d.Seq)
+		}
+		if reason != "" {
+			res.Failed[d.ID()] = reason
+			continue
+		}
+		if err := s.st.ResolveDeadLetter(ctx, d.Store, d.Till, d.Seq, e, s.o.Now().UTC()); err != nil {
+			res.Failed[d.ID()] = err.Error()
+			continue
+		}
+		res.Applied = append(res.Applied, d.ID())
+	}
+	for id := range want {
+		res.Failed[id] = "no open dead letter with this id"
+	}
+	return res, nil
+}
+
+func (s *Server) handleRetry(w http.ResponseWriter, r *http.Request) {
+	var req RetryRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+		writeError(w, http.StatusBadRequest, "bad_body", "send {\"ids\":[\"store/till/seq\",...]} or {}: "+err.Error())
+		return
+	}
+	res, err := s.RetryDeadLetters(r.Context(), req.IDs)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "storage", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// PublishProgram validates a program file and publishes it to the stores.
+func (s *Server) PublishProgram(ctx context.Context, src []byte) (wire.ProgramVersion, error) {
+	if s.o.ParseProgram == nil {
+		return wire.ProgramVersion{}, errors.New("hq: this server has no program parser configured")
+	}
+	info, err := s.o.ParseProgram(src)
+	if err != nil {
+		return wire.ProgramVersion{}, fmt.Errorf("program rejected: %w", err)
+	}
+	p := wire.ProgramVersion{Version: info.Version, EffectiveFrom: info.EffectiveFrom.UTC().Format(time.RFC3339), Source: string(src)}
+	return p, s.st.PublishProgram(ctx, p)
+}
+
+func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
+	src, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_body", err.Error())
+		return
+	}
+	p, err := s.PublishProgram(r.Context(), src)
+	switch {
+	case errors.Is(err, ErrConflict):
+		writeError(w, http.StatusConflict, "conflict", err.Error())
+	case err != nil:
+		writeError(w, http.StatusBadRequest, "bad_program", err.Error())
+	default:
+		p.Source = ""
+		writeJSON(w, http.StatusOK, p)
+	}
+}
+
+func (s *Server) handlePrograms(w http.ResponseWriter, r *http.Request) {
+	ps, err := s.st.Programs(r.Context())
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "storage", err.Error())
+		return
+	}
+	if ps == nil {
+		ps = []wire.ProgramVersion{}
+	}
+	writeJSON(w, http.StatusOK, ps)
+}
+
+// StoreRequest adds a store credential over the admin API.
+type StoreRequest struct {
+	ID       string `json:"id"`
+	Name     string `json:"name,omitempty"`
+	TimeZone string `json:"time_zone,omitempty"`
+	Role     string `json:"role,omitempty"` // "store" (default) or "admin"
+}
+
+func (s *Server) handleAddStore(w http.ResponseWriter, r *http.Request) {
+	var req StoreRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_body", `send {"id":"S001","name":"...","time_zone":"Asia/Shanghai"}: `+err.Error())
+		return
+	}
+	if req.Role == "" {
+		req.Role = RoleStore
+	}
+	tok, err := s.IssueCredential(r.Context(), req.Role, req.ID, req.Name, req.TimeZone)
+	switch {
+	case errors.Is(err, ErrConflict):
+		writeError(w, http.StatusConflict, "conflict", err.Error())
+	case err != nil:
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+	default:
+		writeJSON(w, http.StatusOK, map[string]string{"role": req.Role, "id": req.ID, "token": tok})
+	}
+}
+
+func (s *Server) handleRevokeStore(w http.ResponseWriter, r *http.Request) {
+	role := r.URL.Query().Get("role")
+	if role == "" {
+		role = RoleStore
+	}
+	err := s.Revoke(r.Context(), role, r.PathValue("id"))
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, "storage", err.Error())
+	default:
+		writeJSON(w, http.StatusOK, map[string]string{"revoked": r.PathValue("id")})
+	}
+}
+
+func (s *Server) handleStores(w http.ResponseWriter, r *http.Request) {
+	cs, err := s.st.Credentials(r.Context())
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "storage", err.Error())
+		return
+	}
+	for i := range cs {
+		cs[i].TokenHash = "" // no use to a reader, and one less thing to leak
+	}
+	if cs == nil {
+		cs = []Credential{}
+	}
+	writeJSON(w, http.StatusOK, cs)
+}
+
+func (s *Server) handleMember(w http.ResponseWriter, r *http.Request) {
+	m, err := s.st.Member(r.Context(), r.PathValue("id"))
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", "no member "+r.PathValue("id"))
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, "storage", err.Error())
+	default:
+		writeJSON(w, http.StatusOK, m)
+	}
+}

@@ -1,0 +1,529 @@
+// Package bolt is the embedded HQ store (one file, bbolt): the default for
+// a one-box HQ. bbolt has one writer at a time, so a counter assigned inside
+// the write transaction is in commit order; the export and changes cursors
+// are such counters and can never skip a row.
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"posagent/ledger/entry"
+	"posagent/sync/hq"
+	"posagent/sync/wire"
+)
+
+var (
+	bCreds     = []byte("credentials") // role\x00id → Credential
+	bTokens    = []byte("tokens")      // token hash → role\x00id
+	bTills     = []byte("tills")       // store\x00till → acked (be64)
+	bEntries   = []byte("entries")     // export seq (be64) → stored
+	bDead      = []byte("dead")        // store\x00till\x00seq(be64) → DeadLetter
+	bMembers   = []byte("members")     // id → record
+	bMemLog    = []byte("member_log")  // change version (be64) → member id
+	bPrograms  = []byte("programs")    // version (be64) → ProgramVersion
+	bMeta      = []byte("meta")
+	allBuckets = [][]byte{bCreds, bTokens, bTills, bEntries, bDead, bMembers, bMemLog, bPrograms, bMeta}
+)
+
+const schemaVersion = 1
+
+// Options tune the store.
+type Options struct {
+	// Timeout waits this long for the file lock held by another process [5s].
+	Timeout time.Duration
+	// BatchDelay is how long concurrent uploads wait to share one commit
+	// (one fsync) [2ms].
+	BatchDelay time.Duration
+	// NoSync skips fsync (tests and load runs only: a crash may lose data).
+	NoSync bool
+}
+
+// Store is the bbolt HQ store.
+type Store struct{ db *bbolt.DB }
+
+var _ hq.Store = (*Store)(nil)
+
+// Open opens or creates the store file.
+func Open(path string, o Options) (*Store, error) {
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Second
+	}
+	if o.BatchDelay <= 0 {
+		o.BatchDelay = 2 * time.Millisecond
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: o.Timeout, NoSync: o.NoSync})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, fmt.Errorf("hq store %s is locked by another process (is an hq already running on it?): %w", path, err)
+		}
+		return nil, fmt.Errorf("hq store %s: %w", path, err)
+	}
+	db.MaxBatchDelay = o.BatchDelay
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bMeta)
+		if v := meta.Get([]byte("schema")); v != nil {
+			if n := binary.BigEndian.Uint64(v); n > schemaVersion {
+				return fmt.Errorf("hq store %s has schema %d, newer than this hq (%d); upgrade hq", path, n, schemaVersion)
+			}
+		}
+		return meta.Put([]byte("schema"), be64(schemaVersion))
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Store{db: db}, nil
+}
+
+func be64(v uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return b[:]
+}
+
+func key(parts ...string) []byte { return []byte(joinNUL(parts)) }
+
+func joinNUL(p []string) string {
+	var b bytes.Buffer
+	for i, s := range p {
+		if i > 0 {
+			b.WriteByte(0)
+		}
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
+func deadKey(store, till string, seq uint64) []byte {
+	return append(key(store, till, ""), be64(seq)...)
+}
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Ping checks the file is open.
+func (s *Store) Ping(context.Context) error {
+	return s.db.View(func(*bbolt.Tx) error { return nil })
+}
+
+func (s *Store) AddCredential(_ context.Context, c hq.Credential) error {
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		k := key(c.Role, c.ID)
+		if tx.Bucket(bCreds).Get(k) != nil {
+			return fmt.Errorf("%w: %s %q", hq.ErrConflict, c.Role, c.ID)
+		}
+		if tx.Bucket(bTokens).Get([]byte(c.TokenHash)) != nil {
+			return fmt.Errorf("%w: token hash", hq.ErrConflict)
+		}
+		v, err := json.Marshal(c)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bCreds).Put(k, v); err != nil {
+			return err
+		}
+		return tx.Bucket(bTokens).Put([]byte(c.TokenHash), k)
+	})
+}
+
+func (s *Store) RevokeCredential(_ context.Context, role, id string) error {
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		k := key(role, id)
+		v := tx.Bucket(bCreds).Get(k)
+		if v == nil {
+			return fmt.Errorf("%w: %s %q", hq.ErrNotFound, role, id)
+		}
+		var c hq.Credential
+		if err := json.Unmarshal(v, &c); err != nil {
+			return err
+		}
+		if c.Revoked() {
+			return nil
+		}
+		c.RevokedAt = time.Now().UTC()
+		nv, err := json.Marshal(c)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bCreds).Put(k, nv)
+	})
+}
+
+func (s *Store) CredentialByHash(_ context.Context, hash string) (hq.Credential, error) {
+	var c hq.Credential
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		k := tx.Bucket(bTokens).Get([]byte(hash))
+		if k == nil {
+			return hq.ErrNotFound
+		}
+		return json.Unmarshal(tx.Bucket(bCreds).Get(k), &c)
+	})
+	return c, err
+}
+
+func (s *Store) Credentials(context.Context) ([]hq.Credential, error) {
+	var out []hq.Credential
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bCreds).ForEach(func(_, v []byte) error {
+			var c hq.Credential
+			if err := json.Unmarshal(v, &c); err != nil {
+				return err
+			}
+			out = append(out, c)
+			return nil
+		})
+	})
+	return out, err
+}
+
+func (s *Store) TillAcked(_ context.Context, store, till string) (uint64, error) {
+	var n uint64
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		if v := tx.Bucket(bTills).Get(key(store, till)); v != nil {
+			n = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	return n, err
+}
+
+type storedEntry struct {
+	Entry      entry.Entry `json:"entry"`
+	ReceivedAt time.Time   `json:"received_at"`
+}
+
+type memberRec struct {
+	hq.Member
+	Version uint64 `json:"version"`
+}
+
+func (s *Store) Ingest(ctx context.Context, b hq.Batch) (wire.Ack, error) {
+	if err := ctx.Err(); err != nil {
+		return wire.Ack{}, err
+	}
+	var ack wire.Ack
+	// Batch shares one commit among concurrent uploads; fn may run twice,
+	// so it sets ack afresh each time.
+	err := s.db.Batch(func(tx *bbolt.Tx) error {
+		tills := tx.Bucket(bTills)
+		tk := key(b.Store, b.Till)
+		var acked uint64
+		if v := tills.Get(tk); v != nil {
+			acked = binary.BigEndian.Uint64(v)
+		}
+		if b.First > acked+1 {
+			return &hq.GapError{Expected: acked + 1}
+		}
+		dup := b.Last <= acked
+		if !dup {
+			es, dead := hq.Fresh(b, acked)
+			if err := putEntries(tx, es, b.ReceivedAt); err != nil {
+				return err
+			}
+			for _, d := range dead {
+				v, err := json.Marshal(d)
+				if err != nil {
+					return err
+				}
+				if err := tx.Bucket(bDead).Put(deadKey(d.Store, d.Till, d.Seq), v); err != nil {
+					return err
+				}
+			}
+			if err := applyDeltas(tx, hq.Deltas(es)); err != nil {
+				return err
+			}
+			if err := tills.Put(tk, be64(b.Last)); err != nil {
+				return err
+			}
+		}
+		var dls []hq.DeadLetter
+		c := tx.Bucket(bDead).Cursor()
+		for k, v := c.Seek(deadKey(b.Store, b.Till, b.First)); k != nil && bytes.Compare(k, deadKey(b.Store, b.Till, b.Last)) <= 0; k, v = c.Next() {
+			var d hq.DeadLetter
+			if err := json.Unmarshal(v, &d); err != nil {
+				return err
+			}
+			dls = append(dls, d)
+		}
+		ack = hq.AckFor(b, dls, dup)
+		return nil
+	})
+	return ack, err
+}
+
+func putEntries(tx *bbolt.Tx, es []entry.Entry, at time.Time) error {
+	eb := tx.Bucket(bEntries)
+	for i := range es {
+		seq, err := eb.NextSequence()
+		if err != nil {
+			return err
+		}
+		v, err := json.Marshal(storedEntry{Entry: es[i], ReceivedAt: at})
+		if err != nil {
+			return err
+		}
+		if err := eb.Put(be64(seq), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func getMember(tx *bbolt.Tx, id string) (memberRec, bool, error) {
+	var r memberRec
+	v := tx.Bucket(bMembers).Get([]byte(id))
+	if v == nil {
+		return memberRec{Member: hq.Member{ID: id}}, false, nil
+	}
+	err := json.Unmarshal(v, &r)
+	return r, true, err
+}
+
+func applyDeltas(tx *bbolt.Tx, ds []hq.Delta) error {
+	log := tx.Bucket(bMemLog)
+	for _, d := range ds {
+		r, found, err := getMember(tx, d.MemberID)
+		if err != nil {
+			return err
+		}
+		r.Apply(d)
+		if found {
+			if err := log.Delete(be64(r.Version)); err != nil {
+				return err
+			}
+		}
+		if r.Version, err = log.NextSequence(); err != nil {
+			return err
+		}
+		v, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bMembers).Put([]byte(d.MemberID), v); err != nil {
+			return err
+		}
+		if err := log.Put(be64(r.Version), []byte(d.MemberID)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) DeadLetters(_ context.Context, all bool) ([]hq.DeadLetter, error) {
+	var out []hq.DeadLetter
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bDead).ForEach(func(_, v []byte) error {
+			var d hq.DeadLetter
+			if err := json.Unmarshal(v, &d); err != nil {
+				return err
+			}
+			if all || d.ResolvedAt.IsZero() {
+				out = append(out, d)
+			}
+			return nil
+		})
+	})
+	sort.SliceStable(out, func(i, j int) bool { return out[i].ReceivedAt.Before(out[j].ReceivedAt) })
+	return out, err
+}
+
+func (s *Store) ResolveDeadLetter(_ context.Context, store, till string, seq uint64, e entry.Entry, at time.Time) error {
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		k := deadKey(store, till, seq)
+		v := tx.Bucket(bDead).Get(k)
+		var d hq.DeadLetter
+		if v != nil {
+			if err := json.Unmarshal(v, &d); err != nil {
+				return err
+			}
+		}
+		if v == nil || !d.ResolvedAt.IsZero() {
+			return fmt.Errorf("%w: open dead letter %s/%s/%d", hq.ErrNotFound, store, till, seq)
+		}
+		d.ResolvedAt = at
+		nv, err := json.Marshal(d)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bDead).Put(k, nv); err != nil {
+			return err
+		}
+		if err := putEntries(tx, []entry.Entry{e}, at); err != nil {
+			return err
+		}
+		return applyDeltas(tx, hq.Deltas([]entry.Entry{e}))
+	})
+}
+
+type changesCursor struct {
+	M uint64 `json:"m"`
+	P uint64 `json:"p"`
+}
+
+func (s *Store) Changes(_ context.Context, cursor string, limit int) (wire.Changes, error) {
+	var cur changesCursor
+	if err := hq.DecodeCursor(cursor, &cur); err != nil {
+		return wire.Changes{}, err
+	}
+	var ch wire.Changes
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bMemLog).Cursor()
+		k, v := c.Seek(be64(cur.M + 1))
+		for ; k != nil && len(ch.Members) < limit; k, v = c.Next() {
+			r, _, err := getMember(tx, string(v))
+			if err != nil {
+				return err
+			}
+			ch.Members = append(ch.Members, r.State())
+			cur.M = binary.BigEndian.Uint64(k)
+		}
+		ch.More = k != nil
+		pc := tx.Bucket(bPrograms).Cursor()
+		for k, v := pc.Seek(be64(cur.P + 1)); k != nil; k, v = pc.Next() {
+			var p wire.ProgramVersion
+			if err := json.Unmarshal(v, &p); err != nil {
+				return err
+			}
+			ch.Programs = append(ch.Programs, p)
+			cur.P = binary.BigEndian.Uint64(k)
+		}
+		return nil
+	})
+	ch.Cursor = hq.EncodeCursor(cur)
+	return ch, err
+}
+
+type exportCursor struct {
+	S uint64 `json:"s"`
+}
+
+func (s *Store) Export(_ context.Context, cursor string, limit int) (wire.ExportPage, error) {
+	var cur exportCursor
+	if err := hq.DecodeCursor(cursor, &cur); err != nil {
+		return wire.ExportPage{}, err
+	}
+	var p wire.ExportPage
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bEntries).Cursor()
+		k, v := c.Seek(be64(cur.S + 1))
+		for ; k != nil && len(p.Entries) < limit; k, v = c.Next() {
+			var se storedEntry
+			if err := json.Unmarshal(v, &se); err != nil {
+				return err
+			}
+			p.Entries = append(p.Entries, wire.ExportedEntry{Entry: se.Entry, ReceivedAt: se.ReceivedAt.UTC().Format(time.RFC3339Nano)})
+			cur.S = binary.BigEndian.Uint64(k)
+		}
+		p.More = k != nil
+		return nil
+	})
+	p.Cursor = hq.EncodeCursor(cur)
+	return p, err
+}
+
+func (s *Store) Scan(ctx context.Context, fn func(hq.Stored) error) error {
+	return s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bEntries).ForEach(func(_, v []byte) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			var se storedEntry
+			if err := json.Unmarshal(v, &se); err != nil {
+				return err
+			}
+			return fn(hq.Stored{Entry: se.Entry, ReceivedAt: se.ReceivedAt})
+		})
+	})
+}
+
+func (s *Store) Member(_ context.Context, id string) (hq.Member, error) {
+	var m hq.Member
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		r, found, err := getMember(tx, id)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("%w: member %q", hq.ErrNotFound, id)
+		}
+		m = r.Member
+		return nil
+	})
+	return m, err
+}
+
+func (s *Store) Members(ctx context.Context, fn func(hq.Member) error) error {
+	return s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bMembers).ForEach(func(_, v []byte) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			var r memberRec
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			return fn(r.Member)
+		})
+	})
+}
+
+func (s *Store) ApplyDeltas(_ context.Context, ds []hq.Delta) error {
+	return s.db.Update(func(tx *bbolt.Tx) error { return applyDeltas(tx, ds) })
+}
+
+func (s *Store) PublishProgram(_ context.Context, p wire.ProgramVersion) error {
+	if p.Version <= 0 {
+		return fmt.Errorf("hq: program version %d must be ≥ 1", p.Version)
+	}
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bPrograms)
+		if v := b.Get(be64(uint64(p.Version))); v != nil {
+			var old wire.ProgramVersion
+			if err := json.Unmarshal(v, &old); err != nil {
+				return err
+			}
+			if old == p {
+				return nil
+			}
+			return fmt.Errorf("%w: program version %d was published with other content; publish a new version", hq.ErrConflict, p.Version)
+		}
+		if k, _ := b.Cursor().Last(); k != nil && binary.BigEndian.Uint64(k) > uint64(p.Version) {
+			return fmt.Errorf("%w: program version %d is older than the newest published (%d)", hq.ErrConflict, p.Version, binary.BigEndian.Uint64(k))
+		}
+		v, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		return b.Put(be64(uint64(p.Version)), v)
+	})
+}
+
+func (s *Store) Programs(context.Context) ([]wire.ProgramVersion, error) {
+	var out []wire.ProgramVersion
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bPrograms).ForEach(func(_, v []byte) error {
+			var p wire.ProgramVersion
+			if err := json.Unmarshal(v, &p); err != nil {
+				return err
+			}
+			out = append(out, p)
+			return nil
+		})
+	})
+	return out, err
+}
