@@ -159,7 +159,11 @@ func TestEffectiveFromForms(t *testing.T) {
 
 func TestProgramsAt(t *testing.T) {
 	v1 := DefaultProgram()
-	mk := func(v int, from time.Time) *Program { p := DefaultProgram(); p.Version, p.EffectiveFrom = v, from; return p }
+	mk := func(v int, from time.Time) *Program {
+		p := DefaultProgram()
+		p.Version, p.EffectiveFrom = v, from
+		return p
+	}
 	v2 := mk(2, local(2026, 7, 1, 0, 0, 0))
 	v3 := mk(3, local(2027, 1, 1, 0, 0, 0))
 	v3b := mk(4, local(2027, 1, 1, 0, 0, 0)) // same start: the higher version wins

@@ -488,8 +488,8 @@ func TestBadInput(t *testing.T) {
 		{"negative price", []Line{line(1, "A", 1, -100)}, plainDay, "negative"},
 		{"duplicate line", []Line{line(1, "A", 1, 100), line(1, "B", 1, 100)}, plainDay, "appears twice"},
 		{"negative line no", []Line{line(-1, "A", 1, 100)}, plainDay, "is negative"},
-		{"int64 overflow in a line", []Line{line(1, "A", 1_000_000_000, 1 << 40)}, plainDay, "more than"},
-		{"huge qty", []Line{line(1, "A", 1 << 62, 1)}, plainDay, "quantity"},
+		{"int64 overflow in a line", []Line{line(1, "A", 1_000_000_000, 1<<40)}, plainDay, "more than"},
+		{"huge qty", []Line{line(1, "A", 1<<62, 1)}, plainDay, "quantity"},
 		{"basket over the limit", []Line{line(1, "A", 1, MaxAmount), line(2, "B", 1, MaxAmount)}, plainDay, "split the sale"},
 		{"zero time", []Line{line(1, "A", 1, 100)}, time.Time{}, "sale time"},
 	} {
