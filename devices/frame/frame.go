@@ -86,7 +86,7 @@ func New(c Config) (Framer, error) {
 		case "CRLF":
 			term = []byte{'\r', '\n'}
 			// The CR waits in the buffer for its LF; it is not frame data.
-			b.max++
+			b.slack = 1
 		default:
 			return nil, fmt.Errorf("frame: terminator %q unknown; use CR, LF or CRLF", c.Terminator)
 		}
@@ -117,6 +117,7 @@ func New(c Config) (Framer, error) {
 // time, the size bound and the accumulated errors.
 type base struct {
 	max      int
+	slack    int // extra bytes the buffer may hold beyond max (a pending CR)
 	gap      time.Duration
 	buf      []byte
 	last     time.Time
@@ -163,7 +164,7 @@ func (b *base) add(c byte) {
 	if b.dropping {
 		return
 	}
-	if len(b.buf) >= b.max {
+	if len(b.buf) >= b.max+b.slack {
 		b.fail(fmt.Errorf("%w: more than %d bytes; raise max_frame or check the framing settings", ErrTooLong, b.max))
 		b.buf = b.buf[:0]
 		b.dropping = true

@@ -17,8 +17,18 @@ var ErrMalformed = errors.New("malformed frame skipped")
 // decoder so a corrupted frame surfaces as a checksum error.
 type pn532 struct{ base }
 
+// expire drops a partial frame older than the gap; a lone 00 (postamble,
+// or a preamble never followed by a start code) is not a frame and is
+// dropped silently.
+func (f *pn532) expire(now time.Time) {
+	if len(f.buf) < 2 && f.gap > 0 && !f.last.IsZero() && now.Sub(f.last) >= f.gap {
+		f.buf = f.buf[:0]
+	}
+	f.stale(now)
+}
+
 func (f *pn532) Push(p []byte, at time.Time) [][]byte {
-	f.stale(at)
+	f.expire(at)
 	f.last = at
 	f.buf = append(f.buf, p...)
 	var out [][]byte
@@ -103,4 +113,4 @@ func (f *pn532) next() (frame []byte, more bool) {
 	return emit(total)
 }
 
-func (f *pn532) Flush(now time.Time) [][]byte { f.stale(now); return nil }
+func (f *pn532) Flush(now time.Time) [][]byte { f.expire(now); return nil }
