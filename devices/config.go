@@ -150,15 +150,15 @@ func (c Config) normalize() (Config, error) {
 }
 
 // DefaultFramer is the framing a decoder's readers usually use: STX/ETX
-// for EM4100 and Parallax RFID modules, PN532 frames for PN532, a CR
-// terminator otherwise (keyboard wedges end a read with Enter). Tuning
+// for EM4100 (RDM6300) modules, PN532 frames for PN532, a CR terminator
+// otherwise (Parallax sends LF, 10 hex digits, CR) (keyboard wedges end a read with Enter). Tuning
 // fields already set in base (Gap, MaxFrame) are kept.
 func DefaultFramer(decoder string, keyboard bool, base frame.Config) frame.Config {
 	name, _, _ := strings.Cut(strings.ToLower(decoder), ":")
 	switch {
 	case keyboard:
 		base.Kind, base.Terminator = "terminator", "CR"
-	case name == "em4100" || name == "rdm6300" || name == "parallax":
+	case name == "em4100" || name == "rdm6300":
 		base.Kind = "stx_etx"
 	case name == "pn532":
 		base.Kind = "pn532"

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 	"time"
 
 	"posagent/devices/hiddev/hidreport"
@@ -175,13 +174,14 @@ func (k *Keys) Feed(e InputEvent) string {
 type TextReader struct {
 	r    io.Reader
 	keys *Keys
-	buf  []byte
+	buf  []byte // a whole number of events, plus room for one
 	out  []byte
+	err  error
 }
 
 // NewTextReader decodes the input_event stream r with layout l.
 func NewTextReader(r io.Reader, l *hidreport.Layout) *TextReader {
-	return &TextReader{r: r, keys: NewKeys(l), buf: make([]byte, 64*EventSize)}
+	return &TextReader{r: r, keys: NewKeys(l), buf: make([]byte, 65*EventSize)}
 }
 
 // Read returns decoded text. It blocks until at least one character is
@@ -189,29 +189,28 @@ func NewTextReader(r io.Reader, l *hidreport.Layout) *TextReader {
 // (io.ErrUnexpectedEOF) because the kernel never splits events.
 func (t *TextReader) Read(p []byte) (int, error) {
 	for len(t.out) == 0 {
-		n, err := io.ReadAtLeast(t.r, t.buf[:cap(t.buf)/EventSize*EventSize], EventSize)
-		if n%EventSize != 0 && err == nil {
-			m, err2 := io.ReadFull(t.r, t.buf[n:n+EventSize-n%EventSize])
-			n += m
-			err = err2
+		if t.err != nil {
+			return 0, t.err
 		}
-		var sb strings.Builder
-		for off := 0; off+EventSize <= n; off += EventSize {
+		n, err := io.ReadAtLeast(t.r, t.buf[:64*EventSize], EventSize)
+		if rest := n % EventSize; rest != 0 && err == nil {
+			var m int
+			m, err = io.ReadFull(t.r, t.buf[n:n+EventSize-rest])
+			n += m
+		}
+		whole := n / EventSize * EventSize
+		for off := 0; off < whole; off += EventSize {
 			ev, perr := ParseEvent(t.buf[off : off+EventSize])
 			if perr != nil {
 				return 0, perr
 			}
-			sb.WriteString(t.keys.Feed(ev))
+			t.out = append(t.out, t.keys.Feed(ev)...)
 		}
-		t.out = append(t.out, sb.String()...)
 		if err != nil {
-			if len(t.out) > 0 {
-				break
+			if n != whole || errors.Is(err, io.ErrUnexpectedEOF) {
+				err = fmt.Errorf("truncated input_event stream: %w", io.ErrUnexpectedEOF)
 			}
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				return 0, fmt.Errorf("truncated input_event stream: %w", err)
-			}
-			return 0, err
+			t.err = err // after the text decoded so far
 		}
 	}
 	n := copy(p, t.out)

@@ -1,0 +1,98 @@
+package devices
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"posagent/devices/hiddev"
+)
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestHIDNotCompiled: a build without HID says so in the log and with a
+// status event, instead of silently reading nothing.
+func TestHIDNotCompiled(t *testing.T) {
+	var logs syncBuf
+	m, err := NewManager([]Config{{Name: "scanner", Till: "T1", Transport: "hid", VID: "0c2e", PID: "0b61", HIDReport: "pos"}},
+		[]byte("0123456789abcdef"), slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.opts.hid, m.opts.hidErr = nil, hiddev.ErrNotCompiled
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	select {
+	case e := <-m.Events():
+		if e.Status == nil || e.Status.State != StateUnsupported || !strings.Contains(e.Status.Detail, "HID support not compiled in") {
+			t.Fatalf("event %+v", e)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no status event")
+	}
+	cancel()
+	<-done
+	if !strings.Contains(logs.String(), "HID support not compiled in") {
+		t.Errorf("log does not say HID is missing: %s", logs.String())
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	key := []byte("0123456789abcdef")
+	cases := map[string]Config{
+		"set path, or vid and pid": {Decoder: "msr"},
+		"set decoder":              {Path: "/dev/ttyS0"},
+		"parity":                   {Path: "/dev/ttyS0", Decoder: "msr", Parity: "weird"},
+		"flow_control xonxoff":     {Path: "/dev/ttyS0", Decoder: "msr", FlowControl: "xonxoff"},
+		"hid_report":               {Transport: "hid", VID: "1", PID: "2"},
+		"unknown keyboard layout":  {Transport: "evdev", Path: "/dev/input/event3", Decoder: "barcode", Layout: "xx"},
+		"not a 16-bit hex":         {VID: "zz", PID: "1", Decoder: "msr"},
+		"transport":                {Transport: "bluetooth", Path: "x", Decoder: "msr"},
+	}
+	for want, c := range cases {
+		if _, err := NewManager([]Config{c}, key, nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%+v: %v, want error mentioning %q", c, err, want)
+		}
+	}
+	if _, err := NewManager(nil, []byte("short"), nil); err == nil {
+		t.Error("short key accepted")
+	}
+	ok := Config{Path: "/dev/ttyS0", Decoder: "msr"}
+	if _, err := NewManager([]Config{ok, ok}, key, nil); err == nil {
+		t.Error("duplicate names accepted")
+	}
+}
+
+func TestBackoffBounded(t *testing.T) {
+	o := options{minBackoff: 10 * time.Millisecond, maxBackoff: 80 * time.Millisecond}
+	for attempt := range 100 {
+		for range 20 {
+			d := o.backoff(attempt)
+			limit := min(o.maxBackoff, o.minBackoff<<min(attempt, 29)) + time.Millisecond
+			if d <= 0 || d > limit {
+				t.Fatalf("attempt %d: %v outside (0, %v]", attempt, d, limit)
+			}
+		}
+	}
+}
