@@ -131,6 +131,14 @@ func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 // URL is "http://" + Addr().
 func (p *Proxy) URL() string { return "http://" + p.Addr() }
 
+// SetTarget points new connections at another address (a restarted
+// server on a new port); live connections keep theirs.
+func (p *Proxy) SetTarget(target string) {
+	p.mu.Lock()
+	p.target = target
+	p.mu.Unlock()
+}
+
 // Set switches the mode for new and live connections. Connections that
 // swallowed data under Drop are closed, since their streams are broken.
 func (p *Proxy) Set(m Mode) {
@@ -301,7 +309,10 @@ func (c *conn) serve() {
 			return
 		}
 	}
-	sc, err := net.DialTimeout("tcp", c.p.target, 10*time.Second)
+	c.p.mu.Lock()
+	target := c.p.target
+	c.p.mu.Unlock()
+	sc, err := net.DialTimeout("tcp", target, 10*time.Second)
 	if err != nil {
 		return
 	}

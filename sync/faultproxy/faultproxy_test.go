@@ -213,3 +213,15 @@ func TestNewNeedsTarget(t *testing.T) {
 		t.Fatal(s)
 	}
 }
+
+func TestSetTarget(t *testing.T) {
+	p, _, hc := setup(t)
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("other"))
+	}))
+	defer other.Close()
+	p.SetTarget(strings.TrimPrefix(other.URL, "http://"))
+	if got, err := post(hc, p.URL(), 10); err != nil || got != "other" {
+		t.Fatalf("after SetTarget: %q %v", got, err)
+	}
+}
