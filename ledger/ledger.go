@@ -1,0 +1,490 @@
+// Package ledger is the till's offline ledger on bbolt: every sale, refund,
+// void, top-up and enrolment is an append-only entry with a per-till gapless
+// sequence number (the outbox the sync client uploads). Member balances,
+// points lots and coupons are caches derived from the entries; Verify
+// recomputes them from the entries and compares.
+//
+// Writes go through one committer goroutine that coalesces concurrent
+// requests (several tills) into one bbolt transaction — one fsync pair for
+// the group — while each request keeps its own result or error.
+package ledger
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"posagent/ledger/loyalty"
+)
+
+// SchemaVersion is the layout version this code writes. A file with a higher
+// version was written by a newer posagent and is refused.
+const SchemaVersion = 1
+
+// Bucket names.
+var (
+	bMeta     = []byte("meta")     // schema, store, sync cursor
+	bLog      = []byte("log")      // global order → entry JSON; Sequence() is the global counter
+	bHQLog    = []byte("hqlog")    // global order → member state applied from HQ
+	bTills    = []byte("tills")    // nested per till: seq → global
+	bAcked    = []byte("acked")    // till → highest seq HQ acknowledged
+	bKeys     = []byte("keys")     // kind/till/key → idempotency record
+	bMembers  = []byte("members")  // member id → entry.Member
+	bByToken  = []byte("bytoken")  // card-token hash → member id
+	bByMobile = []byte("bymobile") // mobile → member id
+	bBal      = []byte("bal")      // member id → balance (small, rewritten per sale)
+	bLots     = []byte("lots")     // member id 0 global → lot
+	bCoupons  = []byte("coupons")  // member id 0 coupon id → coupon state
+	bSales    = []byte("sales")    // sale global → refund/void state
+	bPrograms = []byte("programs") // version → program source from HQ
+
+	allBuckets = [][]byte{bMeta, bLog, bHQLog, bTills, bAcked, bKeys, bMembers, bByToken, bByMobile,
+		bBal, bLots, bCoupons, bSales, bPrograms}
+)
+
+// Options configures a ledger.
+type Options struct {
+	Store string // store id, written into every entry; required
+	Till  string // default till for requests that name none, and for expiry entries
+	// Programs are the loyalty program versions known locally (nil: the
+	// embedded default). Versions applied from HQ are stored in the file and
+	// added to these at Open.
+	Programs loyalty.Programs
+	Now      func() time.Time // clock; nil: time.Now
+	// MaxSize caps the file size in bytes (0: none); reaching it gives
+	// ErrDiskFull, as a full disk does.
+	MaxSize int
+	// MaxBatch caps how many requests one group commit takes (default 256).
+	MaxBatch int
+	// Linger is how long the committer waits for more requests when the
+	// previous group was bigger than what is queued (several tills busy);
+	// an idle single till never waits. Default 200µs; negative disables.
+	Linger time.Duration
+	// LockTimeout is how long Open waits for another process to release the
+	// file (default 1s).
+	LockTimeout time.Duration
+}
+
+// Ledger is an open ledger file.
+type Ledger struct {
+	path  string
+	db    *bolt.DB
+	o     Options
+	store string
+	now   func() time.Time
+	progs atomic.Pointer[loyalty.Programs]
+
+	reqs      chan *request
+	quit      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	closed    atomic.Bool
+	// lastBatch is the size of the previous group, used to decide whether
+	// lingering for more requests is worth it.
+	lastBatch int
+}
+
+func boltOptions(o Options, readOnly bool) *bolt.Options {
+	t := o.LockTimeout
+	if t <= 0 {
+		t = time.Second
+	}
+	return &bolt.Options{
+		Timeout:        t,
+		NoFreelistSync: true, // fewer pages per commit; the freelist is rebuilt at open
+		FreelistType:   bolt.FreelistMapType,
+		MaxSize:        o.MaxSize,
+		ReadOnly:       readOnly,
+	}
+}
+
+// Open opens the ledger at path, creating it safely on first start (built in
+// a temporary file, fsynced, linked into place, directory fsynced), and
+// starts the group committer. Errors wrap ErrLocked, ErrCorrupt,
+// ErrNewerSchema or ErrDiskFull and say what to do.
+func Open(path string, o Options) (l *Ledger, err error) {
+	if o.Store == "" {
+		return nil, wrapErr(ErrInvalid, "ledger: Options.Store is required (the store id written into every entry)")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 256
+	}
+	if o.Linger == 0 {
+		o.Linger = 200 * time.Microsecond
+	}
+	if len(o.Programs) == 0 {
+		o.Programs = loyalty.Programs{loyalty.DefaultProgram()}
+	}
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if err := create(path, o); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, fmt.Errorf("ledger: %w", err)
+	case st.IsDir():
+		return nil, corruptErr(path, "is a directory")
+	case st.Size() == 0:
+		return nil, corruptErr(path, "is an empty file, not a ledger")
+	}
+	db, err := openBolt(path, boltOptions(o, false))
+	if err != nil {
+		return nil, err
+	}
+	l = &Ledger{path: path, db: db, o: o, store: o.Store, now: o.Now,
+		reqs: make(chan *request, 1024), quit: make(chan struct{}), done: make(chan struct{})}
+	if err := l.checkFile(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := l.loadPrograms(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	go l.committer()
+	return l, nil
+}
+
+// openBolt opens with bbolt and turns its errors, and any panic it raises on
+// a damaged file, into ledger errors.
+func openBolt(path string, bo *bolt.Options) (db *bolt.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, corruptErr(path, fmt.Sprintf("bbolt could not read it (%v)", r))
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, bo)
+	if err != nil {
+		return nil, openErr(path, err)
+	}
+	return db, nil
+}
+
+// create builds a fresh ledger next to path and links it into place, so a
+// crash leaves either no ledger or a complete one, and an existing file is
+// never overwritten.
+func create(path string, o Options) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("ledger: create directory %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".creating-*")
+	if err != nil {
+		return storageErr(path, fmt.Errorf("ledger: create %s: %w", path, err))
+	}
+	tmp := f.Name()
+	f.Close()
+	os.Remove(tmp) // bbolt initialises a file it creates itself
+	defer os.Remove(tmp)
+	db, err := bolt.Open(tmp, 0o600, boltOptions(o, false))
+	if err != nil {
+		return storageErr(path, fmt.Errorf("ledger: create %s: %w", path, err))
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		m := tx.Bucket(bMeta)
+		if err := m.Put([]byte("schema"), u64(SchemaVersion)); err != nil {
+			return err
+		}
+		if err := m.Put([]byte("store"), []byte(o.Store)); err != nil {
+			return err
+		}
+		return m.Put([]byte("created"), []byte(o.Now().UTC().Format(time.RFC3339Nano)))
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return storageErr(path, fmt.Errorf("ledger: initialise %s: %w", path, err))
+	}
+	if err := syncFile(tmp); err != nil {
+		return storageErr(path, err)
+	}
+	// Link, not rename: if another process created the ledger meanwhile,
+	// theirs stays and ours is dropped.
+	if err := os.Link(tmp, path); err != nil && !errors.Is(err, os.ErrExist) {
+		return storageErr(path, fmt.Errorf("ledger: put %s in place: %w", path, err))
+	}
+	return syncDir(dir)
+}
+
+func syncFile(p string) error {
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("ledger: fsync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// checkFile makes sure the file is a ledger of a schema this code knows and
+// of this store.
+func (l *Ledger) checkFile() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = corruptErr(l.path, fmt.Sprintf("damaged page (%v)", r))
+		}
+	}()
+	return l.db.View(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bMeta)
+		if m == nil {
+			return corruptErr(l.path, "a bbolt file but not a posagent ledger (no meta bucket)")
+		}
+		v := m.Get([]byte("schema"))
+		if len(v) != 8 {
+			return corruptErr(l.path, "no schema version")
+		}
+		if s := binary.BigEndian.Uint64(v); s > SchemaVersion {
+			return fmt.Errorf("%w: %s has schema %d, this posagent reads up to %d; upgrade posagent (the file is left untouched)", ErrNewerSchema, l.path, s, SchemaVersion)
+		}
+		for _, b := range allBuckets {
+			if tx.Bucket(b) == nil {
+				return corruptErr(l.path, fmt.Sprintf("bucket %q missing", b))
+			}
+		}
+		if s := string(m.Get([]byte("store"))); s != l.store {
+			return wrapErr(ErrInvalid, "ledger %s belongs to store %q, but this agent is configured as store %q; fix the store id in the configuration or use that store's ledger path", l.path, s, l.store)
+		}
+		return nil
+	})
+}
+
+// Path is the file the ledger lives in.
+func (l *Ledger) Path() string { return l.path }
+
+// Close stops the committer (requests already queued are committed first)
+// and closes the file.
+func (l *Ledger) Close() error {
+	var err error
+	l.closeOnce.Do(func() {
+		l.closed.Store(true)
+		close(l.quit)
+		<-l.done
+		err = l.db.Close()
+	})
+	return err
+}
+
+// ---- group commit ----
+
+// op is one write request. It must do every read and check before its first
+// write through w; an error after a write breaks the whole group, which is
+// then retried one request per transaction.
+type op func(tx *bolt.Tx, w *writer) (any, error)
+
+type request struct {
+	fn   op
+	res  any
+	err  error
+	done chan struct{}
+}
+
+// writer counts writes so the committer knows whether a failed request left
+// anything behind in the shared transaction.
+type writer struct {
+	tx *bolt.Tx
+	n  int
+}
+
+func (w *writer) put(bucket []byte, k, v []byte) error {
+	w.n++
+	return w.tx.Bucket(bucket).Put(k, v)
+}
+
+func (w *writer) del(bucket []byte, k []byte) error {
+	w.n++
+	return w.tx.Bucket(bucket).Delete(k)
+}
+
+func (w *writer) putJSON(bucket []byte, k []byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return w.put(bucket, k, b)
+}
+
+type brokenGroup struct{ err error }
+
+func (b *brokenGroup) Error() string { return "group broken: " + b.err.Error() }
+
+// submit queues fn for the committer and waits for its result.
+func (l *Ledger) submit(ctx context.Context, fn op) (any, error) {
+	if l.closed.Load() {
+		return nil, ErrClosed
+	}
+	r := &request{fn: fn, done: make(chan struct{})}
+	select {
+	case l.reqs <- r:
+	case <-l.quit:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case <-r.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		// The request may still commit; the caller retries with the same
+		// key and gets the committed result.
+		return nil, ctx.Err()
+	}
+}
+
+func (l *Ledger) committer() {
+	defer close(l.done)
+	batch := make([]*request, 0, l.o.MaxBatch)
+	for {
+		var first *request
+		select {
+		case first = <-l.reqs:
+		case <-l.quit:
+			// Commit what is queued, then stop.
+			for {
+				select {
+				case r := <-l.reqs:
+					l.runGroup([]*request{r})
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+		batch = l.fill(batch)
+		l.lastBatch = len(batch)
+		l.runGroup(batch)
+	}
+}
+
+// fill takes what is queued and, when the previous group was bigger (several
+// tills committing), lingers briefly for the rest of them.
+func (l *Ledger) fill(batch []*request) []*request {
+	for len(batch) < l.o.MaxBatch {
+		select {
+		case r := <-l.reqs:
+			batch = append(batch, r)
+			continue
+		default:
+		}
+		break
+	}
+	if l.o.Linger < 0 || len(batch) >= l.lastBatch || l.lastBatch <= 1 {
+		return batch
+	}
+	t := time.NewTimer(l.o.Linger)
+	defer t.Stop()
+	for len(batch) < l.lastBatch && len(batch) < l.o.MaxBatch {
+		select {
+		case r := <-l.reqs:
+			batch = append(batch, r)
+		case <-t.C:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (l *Ledger) runGroup(batch []*request) {
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		for _, r := range batch {
+			w := &writer{tx: tx}
+			res, err := runOp(r.fn, tx, w)
+			if err != nil && w.n > 0 {
+				return &brokenGroup{err}
+			}
+			r.res, r.err = res, err
+		}
+		return nil
+	})
+	var bg *brokenGroup
+	switch {
+	case err == nil:
+	case errors.As(err, &bg) && len(batch) > 1:
+		for _, r := range batch {
+			l.runGroup([]*request{r})
+		}
+		return
+	case errors.As(err, &bg):
+		batch[0].res, batch[0].err = nil, storageErr(l.path, bg.err)
+	default:
+		err = storageErr(l.path, err)
+		for _, r := range batch {
+			r.res, r.err = nil, err
+		}
+	}
+	for _, r := range batch {
+		close(r.done)
+	}
+}
+
+func runOp(fn op, tx *bolt.Tx, w *writer) (res any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("ledger: internal error (%v); the request was not written", r)
+			w.n++ // force a rollback of the group
+		}
+	}()
+	return fn(tx, w)
+}
+
+// ---- small codecs ----
+
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+func getU64(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+func getJSON(b *bolt.Bucket, k []byte, v any) (bool, error) {
+	raw := b.Get(k)
+	if raw == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return false, fmt.Errorf("%w: record %q unreadable: %v; run posagent ledger verify", ErrCorrupt, k, err)
+	}
+	return true, nil
+}
+
+func memberKey(id string, sub []byte) []byte {
+	k := make([]byte, 0, len(id)+1+len(sub))
+	k = append(k, id...)
+	k = append(k, 0)
+	return append(k, sub...)
+}

@@ -1,0 +1,376 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"posagent/ledger/entry"
+	"posagent/ledger/loyalty"
+)
+
+// MemberView is what the till shows of a member.
+type MemberView struct {
+	Member entry.Member
+	// Points is what the member can use now: confirmed by HQ plus local
+	// pending entries, minus lots expired since the member was last used.
+	Points          int64
+	PointsConfirmed int64 // last heard from HQ, plus local entries HQ acknowledged since
+	PointsPending   int64 // local entries not yet acknowledged by HQ
+	StoredValue     int64
+	Coupons         []entry.MemberCoupon // unused and valid now
+	State           string               // active | at_risk | dormant
+	LastSale        time.Time
+	MaskedMobile    string
+	Negative        bool // points below zero: a refund took back points already spent
+}
+
+// Member looks a member up by id (ErrNotFound).
+func (l *Ledger) Member(id string) (MemberView, error) {
+	var v MemberView
+	err := l.db.View(func(tx *bolt.Tx) error {
+		var err error
+		v, err = l.view(tx, id)
+		return err
+	})
+	return v, err
+}
+
+// MemberByToken looks a member up by the keyed hash of a card token.
+func (l *Ledger) MemberByToken(tokenHash string) (MemberView, error) {
+	return l.byIndex(bByToken, tokenHash, "card")
+}
+
+// MemberByMobile looks a member up by mobile number (forgotten card).
+func (l *Ledger) MemberByMobile(mobile string) (MemberView, error) {
+	return l.byIndex(bByMobile, mobile, "mobile "+loyalty.MaskMobile(mobile))
+}
+
+func (l *Ledger) byIndex(b []byte, k, what string) (MemberView, error) {
+	var v MemberView
+	err := l.db.View(func(tx *bolt.Tx) error {
+		id := tx.Bucket(b).Get([]byte(k))
+		if id == nil || k == "" {
+			return wrapErr(ErrNotFound, "no member with this %s at this till; enrol them, or wait for the next sync from HQ", what)
+		}
+		var err error
+		v, err = l.view(tx, string(id))
+		return err
+	})
+	return v, err
+}
+
+func (l *Ledger) view(tx *bolt.Tx, id string) (MemberView, error) {
+	ms, err := loadMember(tx, id)
+	if err != nil {
+		return MemberView{}, err
+	}
+	now := l.now()
+	var expired int64
+	for _, lt := range ms.expiredLots(now) {
+		expired += lt.Remaining
+	}
+	v := MemberView{Member: ms.member, Points: ms.bal.Points - expired, PointsPending: ms.bal.PendPoints,
+		PointsConfirmed: ms.bal.Points - ms.bal.PendPoints, StoredValue: ms.bal.StoredValue,
+		MaskedMobile: loyalty.MaskMobile(ms.member.Mobile)}
+	v.Negative = v.Points < 0
+	for _, c := range ms.coupons {
+		if !c.Used && couponValid(c.Coupon, now) {
+			v.Coupons = append(v.Coupons, c.Coupon)
+		}
+	}
+	sort.Slice(v.Coupons, func(i, j int) bool { return v.Coupons[i].ID < v.Coupons[j].ID })
+	last := ms.member.EnrolledAt
+	if ms.bal.LastSale != "" {
+		v.LastSale, _ = time.Parse(time.RFC3339, ms.bal.LastSale)
+		last = ms.bal.LastSale
+	}
+	if p, err := l.Programs().At(now); err == nil {
+		t, _ := time.Parse(time.RFC3339, last)
+		v.State = p.LifeCycle(t, now)
+	}
+	return v, nil
+}
+
+// MemberState is HQ's truth for one member (the ledger's own type, so the
+// ledger does not depend on the sync wire format).
+type MemberState struct {
+	Member      entry.Member
+	Points      int64 // balance HQ holds, every store's acknowledged entries included
+	StoredValue int64
+	Coupons     []entry.MemberCoupon // coupons the member holds, unused
+	Flagged     bool
+	LastSale    time.Time
+}
+
+// ApplyMemberStates stores member states pulled from HQ: they set the
+// confirmed balances; this till's entries HQ has not acknowledged yet stay
+// on top as pending.
+func (l *Ledger) ApplyMemberStates(states []MemberState) error {
+	if len(states) == 0 {
+		return nil
+	}
+	// The last state of a member in the list wins.
+	last := map[string]int{}
+	for i, s := range states {
+		if s.Member.ID == "" {
+			return wrapErr(ErrInvalid, "member state from HQ without a member id")
+		}
+		last[s.Member.ID] = i
+	}
+	var uniq []MemberState
+	for i, s := range states {
+		if last[s.Member.ID] == i {
+			uniq = append(uniq, s)
+		}
+	}
+	states = uniq
+	_, err := l.submit(context.Background(), func(tx *bolt.Tx, w *writer) (any, error) {
+		marks := map[string]uint64{}
+		c := tx.Bucket(bAcked).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			marks[string(k)] = getU64(v)
+		}
+		a := newAlloc(tx)
+		type pend struct {
+			ms  *mstate
+			old *entry.Member
+			rec hqState
+			g   uint64
+		}
+		var todo []pend
+		for _, s := range states {
+			ms, err := loadMember(tx, s.Member.ID)
+			var old *entry.Member
+			switch {
+			case err == nil:
+				o := ms.member
+				old = &o
+			case !errors.Is(err, ErrNotFound):
+				return nil, err
+			default:
+				ms = newMState(s.Member.ID)
+				ms.origLots, ms.origCoupons = map[uint64]lot{}, map[string]couponState{}
+			}
+			rec := hqState{Member: s.Member, Points: s.Points, StoredValue: s.StoredValue, Coupons: s.Coupons,
+				Flagged: s.Flagged, Marks: marks}
+			if !s.LastSale.IsZero() {
+				rec.LastSale = s.LastSale.UTC().Format(time.RFC3339)
+			}
+			g := a.nextGlobal()
+			ms.applyHQ(&rec, g, ms.bal.PendPoints, ms.bal.PendSV)
+			todo = append(todo, pend{ms, old, rec, g})
+		}
+		for _, t := range todo {
+			if err := t.ms.save(w); err != nil {
+				return nil, err
+			}
+			if err := indexMember(w, t.old, &t.ms.member); err != nil {
+				return nil, err
+			}
+			if err := w.putJSON(bHQLog, u64(t.g), t.rec); err != nil {
+				return nil, err
+			}
+		}
+		w.n++
+		return nil, tx.Bucket(bLog).SetSequence(a.global)
+	})
+	return err
+}
+
+// ApplyProgram stores a program version published by HQ; sales at or after
+// its effective time are priced by it.
+func (l *Ledger) ApplyProgram(src []byte) error {
+	p, err := loyalty.ParseProgram(src)
+	if err != nil {
+		return wrapErr(ErrInvalid, "program from HQ: %v", err)
+	}
+	_, err = l.submit(context.Background(), func(tx *bolt.Tx, w *writer) (any, error) {
+		return nil, w.put(bPrograms, u64(uint64(p.Version)), append([]byte(nil), src...))
+	})
+	if err != nil {
+		return err
+	}
+	l.setPrograms(append(l.Programs(), p))
+	return nil
+}
+
+func (l *Ledger) setPrograms(ps loyalty.Programs) {
+	byV := map[int]*loyalty.Program{}
+	for _, p := range ps {
+		byV[p.Version] = p // later (HQ) versions replace a local one with the same number
+	}
+	out := make(loyalty.Programs, 0, len(byV))
+	for _, p := range byV {
+		out = append(out, p)
+	}
+	out = out.Sorted()
+	l.progs.Store(&out)
+}
+
+func (l *Ledger) loadPrograms() error {
+	ps := append(loyalty.Programs(nil), l.o.Programs...)
+	err := l.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bPrograms).ForEach(func(k, v []byte) error {
+			p, err := loyalty.ParseProgram(v)
+			if err != nil {
+				return fmt.Errorf("%w: stored program v%d does not parse: %v", ErrCorrupt, getU64(k), err)
+			}
+			ps = append(ps, p)
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	l.setPrograms(ps)
+	return nil
+}
+
+// SyncCursor is the last change cursor received from HQ ("" at first).
+func (l *Ledger) SyncCursor() (string, error) {
+	var c string
+	err := l.db.View(func(tx *bolt.Tx) error {
+		c = string(tx.Bucket(bMeta).Get([]byte("sync_cursor")))
+		return nil
+	})
+	return c, err
+}
+
+// SetSyncCursor stores the change cursor (durably, like every commit).
+func (l *Ledger) SetSyncCursor(c string) error {
+	_, err := l.submit(context.Background(), func(tx *bolt.Tx, w *writer) (any, error) {
+		return nil, w.put(bMeta, []byte("sync_cursor"), []byte(c))
+	})
+	return err
+}
+
+// ---- outbox ----
+
+// Tills lists the tills that have entries.
+func (l *Ledger) Tills() ([]string, error) {
+	var out []string
+	err := l.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bTills).ForEachBucket(func(k []byte) error {
+			out = append(out, string(k))
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Pending returns up to limit entries of till with seq > after, in order.
+func (l *Ledger) Pending(till string, after uint64, limit int) ([]entry.Entry, error) {
+	if limit <= 0 {
+		limit = 500
+	}
+	var out []entry.Entry
+	err := l.db.View(func(tx *bolt.Tx) error {
+		tb := tx.Bucket(bTills).Bucket([]byte(till))
+		if tb == nil {
+			return nil
+		}
+		c := tb.Cursor()
+		for k, v := c.Seek(u64(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
+			e, err := entryAt(tx, getU64(v))
+			if err != nil {
+				return err
+			}
+			out = append(out, *e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Acked is the highest sequence of till HQ acknowledged.
+func (l *Ledger) Acked(till string) (uint64, error) {
+	var n uint64
+	err := l.db.View(func(tx *bolt.Tx) error {
+		n = getU64(tx.Bucket(bAcked).Get([]byte(till)))
+		return nil
+	})
+	return n, err
+}
+
+// Ack records that HQ holds every entry of till up to upTo: those entries
+// move from pending to confirmed in the member balances.
+func (l *Ledger) Ack(till string, upTo uint64) error {
+	_, err := l.submit(context.Background(), func(tx *bolt.Tx, w *writer) (any, error) {
+		acked := getU64(tx.Bucket(bAcked).Get([]byte(till)))
+		if upTo <= acked {
+			return nil, nil
+		}
+		last := tillSeq(tx, till)
+		if upTo > last {
+			return nil, wrapErr(ErrInvalid, "ack of till %s up to %d, but the till has only %d entries", till, upTo, last)
+		}
+		tb := tx.Bucket(bTills).Bucket([]byte(till))
+		type d struct{ p, sv int64 }
+		deltas := map[string]*d{}
+		for s := acked + 1; s <= upTo; s++ {
+			e, err := entryAt(tx, getU64(tb.Get(u64(s))))
+			if err != nil {
+				return nil, err
+			}
+			if e.MemberID == "" || (e.PointsDelta == 0 && e.StoredValueDelta == 0) {
+				continue
+			}
+			x := deltas[e.MemberID]
+			if x == nil {
+				x = &d{}
+				deltas[e.MemberID] = x
+			}
+			x.p += e.PointsDelta
+			x.sv += e.StoredValueDelta
+		}
+		bals := map[string]*balance{}
+		for id, x := range deltas {
+			var b balance
+			if _, err := getJSON(tx.Bucket(bBal), []byte(id), &b); err != nil {
+				return nil, err
+			}
+			b.PendPoints -= x.p
+			b.PendSV -= x.sv
+			bals[id] = &b
+		}
+		for id, b := range bals {
+			if err := w.putJSON(bBal, []byte(id), b); err != nil {
+				return nil, err
+			}
+		}
+		return nil, w.put(bAcked, []byte(till), u64(upTo))
+	})
+	return err
+}
+
+// Backlog is how many entries HQ has not acknowledged, and the oldest one's time.
+func (l *Ledger) Backlog() (count int, oldest time.Time, err error) {
+	err = l.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bTills).ForEachBucket(func(k []byte) error {
+			tb := tx.Bucket(bTills).Bucket(k)
+			acked := getU64(tx.Bucket(bAcked).Get(k))
+			last := tb.Sequence()
+			if last <= acked {
+				return nil
+			}
+			count += int(last - acked)
+			e, err := entryAt(tx, getU64(tb.Get(u64(acked+1))))
+			if err != nil {
+				return err
+			}
+			if oldest.IsZero() || e.At.Before(oldest) {
+				oldest = e.At
+			}
+			return nil
+		})
+	})
+	return count, oldest, err
+}
+
+var _ = json.Marshal

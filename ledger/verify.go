@@ -1,0 +1,562 @@
+package ledger
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+
+	bolt "go.etcd.io/bbolt"
+
+	"posagent/ledger/entry"
+)
+
+type pendRec struct {
+	till   string
+	seq    uint64
+	dp, ds int64
+}
+
+// Verify recomputes every member balance, lot and coupon from the entries
+// (and the member states HQ sent) and compares them with the caches; checks
+// that each till's sequence is gapless, that every refund and void points to
+// a sale, that no idempotency key is used twice, and runs bbolt's own
+// consistency check. It writes a readable report to w; ok is false on any
+// break. err is for failures to read at all.
+func (l *Ledger) Verify(w io.Writer) (ok bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ok, err = false, corruptErr(l.path, fmt.Sprintf("reading failed (%v)", r))
+		}
+	}()
+	err = l.db.View(func(tx *bolt.Tx) error {
+		ok = l.verifyTx(tx, w)
+		return nil
+	})
+	return ok, err
+}
+
+func (l *Ledger) verifyTx(tx *bolt.Tx, w io.Writer) bool {
+	breaks := 0
+	brk := func(format string, a ...any) {
+		breaks++
+		if breaks <= 200 {
+			fmt.Fprintf(w, "BREAK: "+format+"\n", a...)
+		}
+	}
+	progs := l.Programs()
+	members := map[string]*mstate{}
+	pend := map[string][]pendRec{}
+	sales := map[string]*saleRef{}
+	saleStates := map[uint64]*saleState{}
+	keys := map[string]uint64{}
+	tillSeqs := map[string]uint64{}
+	var nEntries, nStates int
+
+	// Merge the entry log and the HQ state log by global order.
+	hq := tx.Bucket(bHQLog).Cursor()
+	hk, hv := hq.First()
+	lc := tx.Bucket(bLog).Cursor()
+	lk, lv := lc.First()
+	for lk != nil || hk != nil {
+		if hk != nil && (lk == nil || bytes.Compare(hk, lk) < 0) {
+			g := getU64(hk)
+			var s hqState
+			if err := json.Unmarshal(hv, &s); err != nil {
+				brk("HQ state #%d unreadable: %v", g, err)
+			} else {
+				nStates++
+				ms := members[s.Member.ID]
+				if ms == nil {
+					ms = newMState(s.Member.ID)
+					members[s.Member.ID] = ms
+				}
+				var pp, ps int64
+				for _, p := range pend[s.Member.ID] {
+					if p.seq > s.Marks[p.till] {
+						pp += p.dp
+						ps += p.ds
+					}
+				}
+				ms.applyHQ(&s, g, pp, ps)
+			}
+			hk, hv = hq.Next()
+			continue
+		}
+		g := getU64(lk)
+		var e entry.Entry
+		if err := json.Unmarshal(lv, &e); err != nil {
+			brk("entry #%d unreadable: %v", g, err)
+			lk, lv = lc.Next()
+			continue
+		}
+		lk, lv = lc.Next()
+		nEntries++
+		if err := e.Validate(); err != nil {
+			brk("entry #%d: %v", g, err)
+			continue
+		}
+		if e.Store != l.store {
+			brk("entry %s belongs to store %q", e.ID(), e.Store)
+		}
+		if want := tillSeqs[e.Till] + 1; e.Seq != want {
+			brk("till %s: entry #%d has seq %d, expected %d (gap or reorder)", e.Till, g, e.Seq, want)
+		}
+		tillSeqs[e.Till] = max(tillSeqs[e.Till], e.Seq)
+		if tb := tx.Bucket(bTills).Bucket([]byte(e.Till)); tb == nil || getU64(tb.Get(u64(e.Seq))) != g {
+			brk("outbox index of till %s does not point seq %d at entry #%d", e.Till, e.Seq, g)
+		}
+		// Idempotency keys.
+		kind := map[entry.Kind]string{entry.KindSale: "sale", entry.KindRefund: "refund", entry.KindVoid: "void",
+			entry.KindTopUp: "topup", entry.KindEnrol: "enrol"}[e.Kind]
+		if kind != "" {
+			k := string(idemKey(kind, e.Till, e.Key))
+			if prev, dup := keys[k]; dup {
+				brk("%s key %q on till %s used twice (entries #%d and #%d)", kind, e.Key, e.Till, prev, g)
+			}
+			keys[k] = g
+			var kr keyRec
+			if found, _ := getJSON(tx.Bucket(bKeys), []byte(k), &kr); !found || len(kr.Globals) == 0 || kr.Globals[len(kr.Globals)-1] != g && kr.Globals[0] != g {
+				brk("%s %s: idempotency record for key %q missing or pointing elsewhere", kind, e.ID(), e.Key)
+			}
+		}
+		var sr *saleRef
+		switch e.Kind {
+		case entry.KindSale:
+			sales[e.ID()] = &saleRef{global: g, e: &e}
+		case entry.KindRefund, entry.KindVoid:
+			id, key := "", ""
+			if e.Refund != nil {
+				id, key = e.Refund.SaleEntry, e.Refund.SaleKey
+			} else {
+				id, key = e.Void.SaleEntry, e.Void.SaleKey
+			}
+			sr = sales[id]
+			if sr == nil || sr.e.Key != key {
+				brk("%s %s points to sale %s (receipt %q), which is not an earlier sale", e.Kind, e.ID(), id, key)
+				continue
+			}
+			ss := saleStates[sr.global]
+			if ss == nil {
+				ss = &saleState{Lines: map[int]*lineRefunded{}}
+				saleStates[sr.global] = ss
+			}
+			if ss.Voided {
+				brk("%s %s: sale %s was already voided", e.Kind, e.ID(), id)
+			}
+			if e.Refund != nil {
+				for _, rl := range e.Refund.Lines {
+					lr := ss.Lines[rl.LineNo]
+					if lr == nil {
+						lr = &lineRefunded{}
+						ss.Lines[rl.LineNo] = lr
+					}
+					lr.Qty += rl.Qty
+					lr.Paid += rl.Amount
+					lr.Redeem += rl.PointsRestored
+					lr.Earned += rl.PointsReversed
+				}
+				ss.Refunds++
+				ss.SVReturned += e.Refund.StoredValue
+				ss.Done = true
+				for _, sl := range sr.e.Sale.Lines {
+					lr := ss.Lines[sl.LineNo]
+					if lr == nil || lr.Qty < sl.Qty {
+						ss.Done = false
+					}
+					if lr != nil && (lr.Qty > sl.Qty || lr.Paid > sl.Paid || lr.Redeem > sl.RedeemPoints || lr.Earned > sl.EarnedPoints) {
+						brk("refunds of sale %s line %d exceed the line (%+v)", id, sl.LineNo, *lr)
+					}
+				}
+			} else {
+				if ss.Refunds > 0 {
+					brk("void %s of sale %s which has refunds", e.ID(), id)
+				}
+				ss.Voided, ss.Done = true, true
+			}
+		}
+		if e.MemberID == "" {
+			if e.PointsDelta != 0 || e.StoredValueDelta != 0 {
+				brk("entry %s changes balances but names no member", e.ID())
+			}
+			continue
+		}
+		ms := members[e.MemberID]
+		if ms == nil {
+			if e.Kind != entry.KindEnrol {
+				brk("entry %s is for member %s, who was neither enrolled here nor sent by HQ before it", e.ID(), e.MemberID)
+			}
+			ms = newMState(e.MemberID)
+			members[e.MemberID] = ms
+		}
+		uses, err := ms.apply(&e, g, progs, sr)
+		if err != nil {
+			brk("replaying %s: %v", e.ID(), err)
+			continue
+		}
+		pend[e.MemberID] = append(pend[e.MemberID], pendRec{e.Till, e.Seq, e.PointsDelta, e.StoredValueDelta})
+		var recorded []entry.LotUse
+		switch {
+		case e.Sale != nil:
+			recorded = e.Sale.LotsUsed
+		case e.Points != nil:
+			recorded = e.Points.LotsUsed
+		}
+		if (e.Sale != nil || e.Points != nil) && !sameUses(uses, recorded) {
+			brk("entry %s records lots used %v, replay takes %v", e.ID(), recorded, uses)
+		}
+	}
+
+	// Outbox: every till gapless, index complete, acks within range.
+	tx.Bucket(bTills).ForEachBucket(func(k []byte) error {
+		tb := tx.Bucket(bTills).Bucket(k)
+		till := string(k)
+		if n := uint64(tb.Stats().KeyN); n != tb.Sequence() || tb.Sequence() != tillSeqs[till] {
+			brk("till %s: outbox has %d entries, sequence at %d, log has up to %d", till, n, tb.Sequence(), tillSeqs[till])
+		}
+		return nil
+	})
+	acked := map[string]uint64{}
+	tx.Bucket(bAcked).ForEach(func(k, v []byte) error {
+		acked[string(k)] = getU64(v)
+		if getU64(v) > tillSeqs[string(k)] {
+			brk("till %s acked up to %d but has only %d entries", k, getU64(v), tillSeqs[string(k)])
+		}
+		return nil
+	})
+	for till, n := range tillSeqs {
+		if tx.Bucket(bTills).Bucket([]byte(till)) == nil {
+			brk("till %s has %d entries but no outbox index", till, n)
+		}
+	}
+
+	// Sale refund states.
+	tx.Bucket(bSales).ForEach(func(k, v []byte) error {
+		var c saleState
+		json.Unmarshal(v, &c)
+		r := saleStates[getU64(k)]
+		if r == nil {
+			brk("refund state cached for sale #%d that has no refund or void", getU64(k))
+			return nil
+		}
+		if !sameSaleState(&c, r) {
+			brk("refund state of sale #%d: cached %s, entries give %s", getU64(k), jsonStr(c), jsonStr(r))
+		}
+		delete(saleStates, getU64(k))
+		return nil
+	})
+	for g := range saleStates {
+		brk("sale #%d has refunds or a void but no cached refund state", g)
+	}
+
+	// Members: final pending from acks, then compare with the caches.
+	for id, ms := range members {
+		var pp, ps int64
+		for _, p := range pend[id] {
+			if p.seq > acked[p.till] {
+				pp += p.dp
+				ps += p.ds
+			}
+		}
+		ms.bal.PendPoints, ms.bal.PendSV = pp, ps
+	}
+	cached := map[string]bool{}
+	tx.Bucket(bMembers).ForEach(func(k, _ []byte) error {
+		cached[string(k)] = true
+		return nil
+	})
+	ids := make([]string, 0, len(members))
+	for id := range members {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var negative []string
+	for _, id := range ids {
+		r := members[id]
+		delete(cached, id)
+		c, err := loadMember(tx, id)
+		if err != nil {
+			brk("member %s: %v", id, err)
+			continue
+		}
+		if c.bal.Points != r.bal.Points || c.bal.StoredValue != r.bal.StoredValue ||
+			c.bal.PendPoints != r.bal.PendPoints || c.bal.PendSV != r.bal.PendSV {
+			brk("member %s: cached points %d (pending %d), stored value %d (pending %d); entries give %d (%d), %d (%d)",
+				id, c.bal.Points, c.bal.PendPoints, c.bal.StoredValue, c.bal.PendSV, r.bal.Points, r.bal.PendPoints, r.bal.StoredValue, r.bal.PendSV)
+		}
+		if c.member.Tier != r.member.Tier {
+			brk("member %s: cached tier %q, entries give %q", id, c.member.Tier, r.member.Tier)
+		}
+		if s := c.lotsSum(); s != pos(c.bal.Points) {
+			brk("member %s: lots sum to %d, balance is %d", id, s, c.bal.Points)
+		}
+		if jsonStr(lotList(c.lots)) != jsonStr(lotList(r.lots)) {
+			brk("member %s: cached lots %s, entries give %s", id, jsonStr(lotList(c.lots)), jsonStr(lotList(r.lots)))
+		}
+		if couponSummary(c.coupons) != couponSummary(r.coupons) {
+			brk("member %s: cached coupons %s, entries give %s", id, couponSummary(c.coupons), couponSummary(r.coupons))
+		}
+		if c.bal.StoredValue < 0 {
+			brk("member %s: stored value %d below zero", id, c.bal.StoredValue)
+		}
+		if c.bal.Points < 0 {
+			negative = append(negative, fmt.Sprintf("%s (%d)", id, c.bal.Points))
+		}
+	}
+	for id := range cached {
+		brk("member %s is cached but no entry or HQ state created it", id)
+	}
+	// Index consistency.
+	for _, b := range [][]byte{bByToken, bByMobile} {
+		tx.Bucket(b).ForEach(func(k, v []byte) error {
+			if members[string(v)] == nil {
+				brk("%s index points %q at unknown member %s", b, k, v)
+			}
+			return nil
+		})
+	}
+	for err := range tx.Check() {
+		brk("bbolt consistency: %v", err)
+	}
+	tills := make([]string, 0, len(tillSeqs))
+	for t := range tillSeqs {
+		tills = append(tills, fmt.Sprintf("%s:%d (acked %d)", t, tillSeqs[t], acked[t]))
+	}
+	sort.Strings(tills)
+	fmt.Fprintf(w, "ledger %s (store %s): %d entries, %d HQ member states, %d members, tills %v\n", l.path, l.store, nEntries, nStates, len(members), tills)
+	if len(negative) > 0 {
+		fmt.Fprintf(w, "note: %d member(s) below zero points (debt recorded by refunds): %v\n", len(negative), negative)
+	}
+	if breaks > 0 {
+		fmt.Fprintf(w, "FAILED: %d break(s); keep the file, take a copy, and report it (posagent ledger export gives the entries)\n", breaks)
+		return false
+	}
+	fmt.Fprintln(w, "OK: balances, lots and coupons match the entries; outbox gapless; keys unique; bbolt check clean")
+	return true
+}
+
+func sameUses(a, b []entry.LotUse) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+type lotOut struct {
+	Key uint64
+	ID  string
+	R   int64
+	X   string
+}
+
+func lotList(ls []*lot) []lotOut {
+	out := []lotOut{}
+	for _, l := range ls {
+		out = append(out, lotOut{l.Key, l.ID, l.Remaining, l.Expires})
+	}
+	return out
+}
+
+func couponSummary(m map[string]*couponState) string {
+	var s []string
+	for id, c := range m {
+		s = append(s, fmt.Sprintf("%s:%v", id, c.Used))
+	}
+	sort.Strings(s)
+	return fmt.Sprint(s)
+}
+
+func sameSaleState(a, b *saleState) bool {
+	norm := func(s *saleState) string {
+		c := *s
+		if len(c.Lines) == 0 {
+			c.Lines = nil
+		}
+		return jsonStr(c)
+	}
+	return norm(a) == norm(b)
+}
+
+func jsonStr(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// Export writes every entry as one JSON line, in commit order. progress
+// (may be nil) is called with entries done and the total.
+func (l *Ledger) Export(w io.Writer, progress func(done, total int)) error {
+	return l.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bLog)
+		total := b.Stats().KeyN
+		done := 0
+		err := b.ForEach(func(_, v []byte) error {
+			if _, err := w.Write(append(bytes.TrimSpace(v), '\n')); err != nil {
+				return err
+			}
+			done++
+			if progress != nil && (done%1000 == 0 || done == total) {
+				progress(done, total)
+			}
+			return nil
+		})
+		if err == nil && progress != nil && total == 0 {
+			progress(0, 0)
+		}
+		return err
+	})
+}
+
+// Compact copies the ledger at src into a new file dst (which must not
+// exist), dropping free pages. src must not be open elsewhere for writing
+// (ErrLocked). progress (may be nil) gets keys copied and the total.
+func Compact(src, dst string, progress func(done, total int64)) error {
+	if _, err := os.Stat(dst); err == nil {
+		return wrapErr(ErrInvalid, "%s already exists; compact into a new file name (nothing is overwritten)", dst)
+	}
+	if _, err := os.Stat(src); err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	sdb, err := openBolt(src, &bolt.Options{Timeout: 1e9, ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer sdb.Close()
+	var total int64
+	err = sdb.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bMeta) == nil {
+			return corruptErr(src, "not a posagent ledger")
+		}
+		return copyBuckets(tx, func(_ [][]byte, _, _ []byte, _ uint64, isBucket bool) error {
+			if !isBucket {
+				total++
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(dst)
+	tmp := dst + ".compacting"
+	os.Remove(tmp)
+	defer os.Remove(tmp)
+	ddb, err := bolt.Open(tmp, 0o600, &bolt.Options{NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return storageErr(dst, err)
+	}
+	var done int64
+	err = sdb.View(func(stx *bolt.Tx) error {
+		dtx, err := ddb.Begin(true)
+		if err != nil {
+			return err
+		}
+		defer func() { dtx.Rollback() }()
+		var size int64
+		err = copyBuckets(stx, func(path [][]byte, k, v []byte, seq uint64, isBucket bool) error {
+			if size > 16<<20 { // keep transactions bounded on large files
+				if err := dtx.Commit(); err != nil {
+					return err
+				}
+				if dtx, err = ddb.Begin(true); err != nil {
+					return err
+				}
+				size = 0
+			}
+			var parent *bolt.Bucket
+			for i, name := range path {
+				if i == 0 {
+					parent = dtx.Bucket(name)
+				} else {
+					parent = parent.Bucket(name)
+				}
+			}
+			size += int64(len(k) + len(v))
+			if isBucket {
+				var b *bolt.Bucket
+				var err error
+				if parent == nil {
+					b, err = dtx.CreateBucketIfNotExists(k)
+				} else {
+					b, err = parent.CreateBucketIfNotExists(k)
+				}
+				if err != nil {
+					return err
+				}
+				return b.SetSequence(seq)
+			}
+			done++
+			if progress != nil && (done%1000 == 0 || done == total) {
+				progress(done, total)
+			}
+			return parent.Put(k, v)
+		})
+		if err != nil {
+			return err
+		}
+		return dtx.Commit()
+	})
+	if cerr := ddb.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return storageErr(dst, fmt.Errorf("ledger: compact %s into %s: %w", src, dst, err))
+	}
+	if progress != nil && total == 0 {
+		progress(0, 0)
+	}
+	if err := syncFile(tmp); err != nil {
+		return storageErr(dst, err)
+	}
+	if err := os.Link(tmp, dst); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return wrapErr(ErrInvalid, "%s appeared while compacting; nothing was overwritten", dst)
+		}
+		return storageErr(dst, err)
+	}
+	return syncDir(dir)
+}
+
+// copyBuckets calls fn for every bucket (isBucket, with its sequence) before
+// its contents, and every key/value, with the path of parent bucket names.
+func copyBuckets(tx *bolt.Tx, fn func(path [][]byte, k, v []byte, seq uint64, isBucket bool) error) error {
+	var rec func(path [][]byte, b *bolt.Bucket) error
+	rec = func(path [][]byte, b *bolt.Bucket) error {
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if v == nil {
+				sub := b.Bucket(k)
+				if sub == nil {
+					continue
+				}
+				kk := append([]byte(nil), k...)
+				if err := fn(path, kk, nil, sub.Sequence(), true); err != nil {
+					return err
+				}
+				if err := rec(append(append([][]byte(nil), path...), kk), sub); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := fn(path, k, v, 0, false); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+		n := append([]byte(nil), name...)
+		if err := fn(nil, n, nil, b.Sequence(), true); err != nil {
+			return err
+		}
+		return rec([][]byte{n}, b)
+	})
+}
