@@ -15,7 +15,7 @@ func checkRead(t *testing.T, r Read) {
 	if r.Kind == "" {
 		t.Fatal("read without kind")
 	}
-	if len(r.Data) >= 13 && strings.Contains(r.String(), r.Data) {
+	if n := len(r.Data); n >= 13 && strings.Trim(r.Data[6:n-4], "*") != "" && strings.Contains(r.String(), r.Data) {
 		t.Fatalf("String leaks data")
 	}
 }
