@@ -103,6 +103,12 @@ func (r Read) LogValue() slog.Value {
 	return slog.GroupValue(attrs...)
 }
 
+// GoString masks too, so %#v cannot print card data.
+func (r Read) GoString() string { return "decode.Read{" + r.String() + "}" }
+
+// GoString masks too, so %#v cannot print card data.
+func (t Track) GoString() string { return "decode.Track{" + t.String() + "}" }
+
 // String shows the track number, status and masked data.
 func (t Track) String() string {
 	if t.Data == "" {

@@ -106,7 +106,7 @@ func TestReadNeverLogsCardData(t *testing.T) {
 	log.Info("read", "read", r, "tracks", r.Tracks, "t2", r.Tracks[1])
 	log2 := slog.New(slog.NewJSONHandler(&buf, nil))
 	log2.Info("read", "read", r, "t2", r.Tracks[1])
-	fmt.Fprintf(&buf, "%v %+v %s %v", r, r, r, r.Tracks)
+	fmt.Fprintf(&buf, "%v %+v %s %v %#v %#v", r, r, r, r.Tracks, r, r.Tracks)
 	out := buf.String()
 	for _, secret := range []string{pan, "DOE/JOHN", "2512101"} {
 		if strings.Contains(out, secret) {
