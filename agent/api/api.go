@@ -1,0 +1,353 @@
+// Package api is the agent's local HTTP API for POS software and the
+// cashier page: member lookup, quote, sale, refund, void, enrolment, top-up,
+// the event stream, health, readiness and metrics.
+//
+// Every /v1 call needs "Authorization: Bearer <token>" (the install's API
+// token, or the cashier page's per-start session token). Bodies and answers
+// are JSON; errors are {"code","message","message_zh","detail"} with a
+// message a cashier can act on. Money is integer fen, points integers.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"posagent/agent/config"
+	"posagent/agent/events"
+	"posagent/ledger"
+	"posagent/ledger/entry"
+	"posagent/ledger/loyalty"
+)
+
+// Ledger is what the API needs from the till ledger (*ledger.Ledger).
+type Ledger interface {
+	Quote(ctx context.Context, r ledger.SaleRequest) (loyalty.Quote, error)
+	CommitSale(ctx context.Context, r ledger.SaleRequest) (*entry.Entry, error)
+	Refund(ctx context.Context, r ledger.RefundRequest) (*entry.Entry, error)
+	Void(ctx context.Context, r ledger.VoidRequest) (*entry.Entry, error)
+	TopUp(ctx context.Context, r ledger.TopUpRequest) (*entry.Entry, error)
+	Enrol(ctx context.Context, r ledger.EnrolRequest) ([]*entry.Entry, error)
+	Member(id string) (ledger.MemberView, error)
+	MemberByToken(tokenHash string) (ledger.MemberView, error)
+	MemberByMobile(mobile string) (ledger.MemberView, error)
+	Backlog() (count int, oldest time.Time, err error)
+	Programs() loyalty.Programs
+}
+
+// DeviceStatus is one reader as shown by /v1/status and /readyz.
+type DeviceStatus struct {
+	Name      string    `json:"name"`
+	Till      string    `json:"till"`
+	Transport string    `json:"transport,omitempty"`
+	Online    bool      `json:"online"`
+	Detail    string    `json:"detail,omitempty"`
+	Since     time.Time `json:"since,omitzero"`
+}
+
+// SyncStatus is the HQ link as shown by /v1/status.
+type SyncStatus struct {
+	Configured    bool      `json:"configured"`
+	Online        bool      `json:"online"` // last exchange with HQ worked
+	LastSuccess   time.Time `json:"last_success,omitzero"`
+	LastError     string    `json:"last_error,omitempty"`
+	Backlog       int       `json:"backlog"`
+	OldestPending time.Time `json:"oldest_pending,omitzero"`
+}
+
+// Options configures the API. Ledger, Hub and APIToken are required.
+type Options struct {
+	Ledger  Ledger
+	Hub     *events.Hub
+	Metrics *Metrics // nil: a private registry
+	Store   string
+	Till    string   // default till of requests that name none
+	Tills   []string // tills this agent serves (default: Till)
+	// TokenKey is the card token hash key; Card checks typed card numbers.
+	TokenKey []byte
+	Card     config.CardRule
+	APIToken string
+	// SessionToken is accepted like APIToken; the cashier page receives it.
+	SessionToken string
+	// DataDir is where the readiness probe writes; MinFreeBytes is the
+	// free space below which the agent is not ready.
+	DataDir      string
+	MinFreeBytes uint64
+	MaxBodyBytes int64
+	// AllowRemote turns off the loopback Host check (DNS rebinding guard).
+	AllowRemote bool
+	Devices     func() []DeviceStatus // nil: no readers
+	Sync        func() SyncStatus     // nil: no HQ
+	// SyncNow uploads and pulls at once (nil: no HQ).
+	SyncNow func(ctx context.Context) error
+	// SyncDetail is the sync client's full status for /v1/sync/status.
+	SyncDetail func() any
+	// Offline reports whether the till is cut off from HQ (sales then use
+	// the offline redemption cap).
+	Offline func() bool
+	// Page serves the cashier page at "/" (nil: none).
+	Page     http.Handler
+	Location *time.Location
+	Now      func() time.Time
+	Log      *slog.Logger
+}
+
+// Server is the API handler.
+type Server struct {
+	o     Options
+	mux   *http.ServeMux
+	tills map[string]bool
+	m     *Metrics
+	log   *slog.Logger
+}
+
+// New builds the API handler.
+func New(o Options) (*Server, error) {
+	if o.Ledger == nil || o.Hub == nil {
+		return nil, errors.New("api: Ledger and Hub are required")
+	}
+	if len(o.APIToken) < 16 {
+		return nil, errors.New("api: an API token of at least 16 characters is required")
+	}
+	if len(o.TokenKey) == 0 {
+		return nil, errors.New("api: the card token hash key is required")
+	}
+	if o.Till == "" {
+		return nil, errors.New("api: the default till is required")
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = config.DefaultMaxBodyBytes
+	}
+	if o.Location == nil {
+		o.Location = time.Local
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(o.Ledger.Backlog)
+	}
+	s := &Server{o: o, mux: http.NewServeMux(), tills: map[string]bool{o.Till: true}, m: o.Metrics, log: o.Log}
+	for _, t := range o.Tills {
+		s.tills[t] = true
+	}
+	s.routes()
+	return s, nil
+}
+
+// NewSessionToken is a random per-start token for the cashier page.
+func NewSessionToken() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (s *Server) routes() {
+	auth := s.auth
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", s.m.Handler())
+	s.mux.Handle("GET /v1/events", auth(s.o.Hub.Handler(events.SSEOptions{})))
+	s.mux.Handle("GET /v1/status", auth(http.HandlerFunc(s.status)))
+	s.mux.Handle("POST /v1/members/lookup", auth(http.HandlerFunc(s.lookup)))
+	s.mux.Handle("GET /v1/members", auth(http.HandlerFunc(s.membersQuery)))
+	s.mux.Handle("GET /v1/members/{id}", auth(http.HandlerFunc(s.memberByID)))
+	s.mux.Handle("POST /v1/members", auth(http.HandlerFunc(s.enrol)))
+	s.mux.Handle("POST /v1/quote", auth(http.HandlerFunc(s.quote)))
+	s.mux.Handle("POST /v1/sales", auth(http.HandlerFunc(s.sale)))
+	s.mux.Handle("POST /v1/refunds", auth(http.HandlerFunc(s.refund)))
+	s.mux.Handle("POST /v1/voids", auth(http.HandlerFunc(s.void)))
+	s.mux.Handle("POST /v1/topups", auth(http.HandlerFunc(s.topUp)))
+	s.mux.Handle("GET /v1/sync/status", auth(http.HandlerFunc(s.syncStatus)))
+	s.mux.Handle("POST /v1/sync/now", auth(http.HandlerFunc(s.syncNow)))
+	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, http.StatusNotFound, "not_found", "unknown API path "+r.Method+" "+r.URL.Path+"; see docs/api.md", "未知的接口路径", nil)
+	})
+	if s.o.Page != nil {
+		s.mux.Handle("/", s.o.Page)
+	}
+}
+
+// ServeHTTP applies the loopback Host guard and body limit, then routes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.o.AllowRemote {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		// A web page elsewhere could point a DNS name at 127.0.0.1 and talk
+		// to the agent as same-origin; a loopback-only agent answers only
+		// to loopback host names.
+		if !config.IsLoopbackHost(host) {
+			s.fail(w, r, http.StatusMisdirectedRequest, "wrong_host",
+				"open the agent as http://127.0.0.1:<port>/ (this agent only answers on loopback)", "请使用 http://127.0.0.1:<端口>/ 访问", nil)
+			return
+		}
+	}
+	if r.Body != nil {
+		r.Body = http.MaxBytesReader(w, r.Body, s.o.MaxBodyBytes)
+	}
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Get("Authorization")
+		tok, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok || !(equal(tok, s.o.APIToken) || (s.o.SessionToken != "" && equal(tok, s.o.SessionToken))) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="posagent"`)
+			s.fail(w, r, http.StatusUnauthorized, "unauthorized",
+				"missing or wrong API token: send Authorization: Bearer <token> (the token is in the agent's data directory, file api.token)",
+				"缺少或错误的接口令牌", nil)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+
+// Error is the body of every error answer.
+type Error struct {
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	MessageZH string `json:"message_zh,omitempty"`
+	Detail    string `json:"detail,omitempty"`
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, status int, code, msg, zh string, err error) {
+	e := Error{Code: code, Message: msg, MessageZH: zh}
+	if err != nil {
+		e.Detail = err.Error()
+	}
+	if status >= 500 {
+		s.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
+	}
+	writeJSON(w, status, e)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"code":"internal","message":"the agent could not encode its answer; report this to support"}`)
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// decode reads a JSON body strictly: unknown fields, trailing data, wrong
+// types and oversize bodies are 400/413 answers that say what is wrong.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if dec.More() {
+			err = errors.New("extra data after the JSON object")
+		} else if _, terr := dec.Token(); terr != io.EOF {
+			err = errors.New("extra data after the JSON object")
+		}
+	}
+	if err == nil {
+		return true
+	}
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+		mbe *http.MaxBytesError
+		msg string
+	)
+	switch {
+	case errors.As(err, &mbe):
+		s.fail(w, r, http.StatusRequestEntityTooLarge, "too_large",
+			fmt.Sprintf("request body is larger than %d bytes", mbe.Limit), "请求内容过大", nil)
+		return false
+	case errors.Is(err, io.EOF):
+		msg = "the request body is empty; send a JSON object"
+	case errors.As(err, &syn):
+		msg = fmt.Sprintf("malformed JSON at byte %d: %v", syn.Offset, syn)
+	case errors.As(err, &typ):
+		msg = fmt.Sprintf("field %q must be a JSON %s, not %s", typ.Field, typ.Type, typ.Value)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		msg = "the JSON body ends too early"
+	default:
+		msg = strings.TrimPrefix(err.Error(), "json: ")
+	}
+	s.fail(w, r, http.StatusBadRequest, "bad_json", msg, "请求格式错误", nil)
+	return false
+}
+
+// invalid answers 400 for a request that is well-formed JSON but wrong.
+func (s *Server) invalid(w http.ResponseWriter, r *http.Request, msg, zh string) {
+	s.fail(w, r, http.StatusBadRequest, "invalid", msg, zh, nil)
+}
+
+// ledgerError maps a ledger error to an answer the cashier can act on.
+func (s *Server) ledgerError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		s.fail(w, r, http.StatusNotFound, "not_found", "not found: check the number, or enrol the customer", "未找到，请核对号码或为顾客办理入会", err)
+	case errors.Is(err, ledger.ErrKeyConflict):
+		s.fail(w, r, http.StatusConflict, "conflict",
+			"this id was already used for a different transaction; use a new receipt/refund id, or resend exactly the first request",
+			"该单号已用于另一笔不同的交易，请换新单号或原样重发", err)
+	case errors.Is(err, ledger.ErrInsufficientStoredValue):
+		s.fail(w, r, http.StatusUnprocessableEntity, "insufficient_stored_value",
+			"the member's stored value is not enough; take the rest in cash or card", "储值余额不足，请用其他方式支付余款", err)
+	case errors.Is(err, ledger.ErrInsufficientPoints):
+		s.fail(w, r, http.StatusUnprocessableEntity, "insufficient_points",
+			"not enough points to redeem that many; lower the points to redeem", "积分不足，请减少抵扣积分", err)
+	case errors.Is(err, ledger.ErrInvalid):
+		s.fail(w, r, http.StatusBadRequest, "invalid", "the request is not valid: "+err.Error(), "请求无效", err)
+	case errors.Is(err, ledger.ErrDiskFull):
+		s.fail(w, r, http.StatusInsufficientStorage, "disk_full",
+			"the till's disk is full: nothing was recorded; call support to free space, then retry", "收银机磁盘已满，未记录，请联系技术支持", err)
+	case errors.Is(err, ledger.ErrClosed), errors.Is(err, ledger.ErrLocked), errors.Is(err, ledger.ErrCorrupt), errors.Is(err, ledger.ErrNewerSchema):
+		s.fail(w, r, http.StatusServiceUnavailable, "unavailable",
+			"the ledger is not available: nothing was recorded; retry, and call support if it repeats", "账本暂不可用，未记录，请重试", err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		s.fail(w, r, http.StatusServiceUnavailable, "unavailable",
+			"the request was cancelled before it finished; retry with the same id (it is applied once)", "请求已取消，请用同一单号重试", err)
+	default:
+		s.fail(w, r, http.StatusInternalServerError, "internal",
+			"the agent failed to record this; retry with the same id, and call support if it repeats", "系统错误，请用同一单号重试", err)
+	}
+}
+
+// till resolves the till of a request: the one named, or the default.
+func (s *Server) till(w http.ResponseWriter, r *http.Request, t string) (string, bool) {
+	if t == "" {
+		return s.o.Till, true
+	}
+	if !s.tills[t] {
+		s.invalid(w, r, fmt.Sprintf("till %q is not served by this agent (store %s); use one of %s", t, s.o.Store, strings.Join(s.tillList(), ", ")), "此收银台不属于本代理")
+		return "", false
+	}
+	return t, true
+}
+
+func (s *Server) tillList() []string {
+	out := make([]string, 0, len(s.tills))
+	for t := range s.tills {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}

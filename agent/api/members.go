@@ -1,0 +1,378 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"posagent/agent/config"
+	"posagent/devices/decode"
+	"posagent/devices/token"
+	"posagent/ledger"
+	"posagent/ledger/entry"
+	"posagent/ledger/loyalty"
+)
+
+// MemberSummary is what the POS and the cashier see of a member. The
+// mobile number is masked; card numbers never appear.
+type MemberSummary struct {
+	Member          MemberInfo `json:"member"`
+	Tier            string     `json:"tier"`
+	TierNameZH      string     `json:"tier_name_zh,omitempty"`
+	TierNameEN      string     `json:"tier_name_en,omitempty"`
+	Points          int64      `json:"points"`           // available now
+	PointsConfirmed int64      `json:"points_confirmed"` // as last confirmed by HQ
+	PointsPending   int64      `json:"points_pending"`   // local changes not yet confirmed
+	StoredValue     int64      `json:"stored_value"`     // fen
+	Coupons         []Coupon   `json:"coupons"`          // usable now
+	State           string     `json:"state"`            // active | at_risk | dormant
+	LastSale        string     `json:"last_sale,omitempty"`
+	MaskedMobile    string     `json:"masked_mobile,omitempty"`
+	// Negative is set when a refund took back points already spent: the
+	// member owes points, and the cashier should say so.
+	Negative bool `json:"negative,omitempty"`
+}
+
+// MemberInfo is the member's own data as shown at the till: no mobile
+// number (see MaskedMobile), no card tokens.
+type MemberInfo struct {
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	Tier       string `json:"tier"`
+	ReferrerID string `json:"referrer_id,omitempty"`
+	EnrolledAt string `json:"enrolled_at,omitempty"`
+}
+
+// Coupon is a usable coupon of a member.
+type Coupon struct {
+	ID         string   `json:"id"`
+	Name       string   `json:"name"`
+	Threshold  int64    `json:"threshold"`
+	Value      int64    `json:"value"`
+	SKUs       []string `json:"skus,omitempty"`
+	ValidUntil string   `json:"valid_until"`
+}
+
+// Summary turns a ledger member view into the API's member summary, with
+// tier names from the program in force and only the coupons usable now.
+func (s *Server) Summary(v ledger.MemberView) MemberSummary {
+	now := s.o.Now()
+	m := MemberSummary{
+		Member: MemberInfo{ID: v.Member.ID, Name: v.Member.Name, Tier: v.Member.Tier,
+			ReferrerID: v.Member.ReferrerID, EnrolledAt: v.Member.EnrolledAt},
+		Tier:   v.Member.Tier,
+		Points: v.Points, PointsConfirmed: v.PointsConfirmed, PointsPending: v.PointsPending,
+		StoredValue: v.StoredValue, State: v.State, MaskedMobile: v.MaskedMobile,
+		Negative: v.Negative, Coupons: []Coupon{},
+	}
+	if !v.LastSale.IsZero() {
+		m.LastSale = v.LastSale.In(s.o.Location).Format(time.RFC3339)
+	}
+	if p, err := s.o.Ledger.Programs().At(now); err == nil {
+		if t, ok := p.Tier(v.Member.Tier); ok {
+			m.TierNameZH, m.TierNameEN = t.NameZH, t.NameEN
+		}
+	}
+	for _, c := range v.Coupons {
+		if !usable(c, now) {
+			continue
+		}
+		until := c.ValidUntil
+		if t, err := time.Parse(time.RFC3339, c.ValidUntil); err == nil {
+			until = t.In(s.o.Location).Format(time.RFC3339)
+		}
+		m.Coupons = append(m.Coupons, Coupon{ID: c.ID, Name: c.Name, Threshold: c.Threshold, Value: c.Value, SKUs: c.SKUs, ValidUntil: until})
+	}
+	return m
+}
+
+func usable(c entry.MemberCoupon, now time.Time) bool {
+	if f, err := time.Parse(time.RFC3339, c.ValidFrom); err == nil && now.Before(f) {
+		return false
+	}
+	if u, err := time.Parse(time.RFC3339, c.ValidUntil); err == nil && !now.Before(u) {
+		return false
+	}
+	return true
+}
+
+var cardSeparators = strings.NewReplacer(" ", "", "-", "", "\t", "")
+
+// CardToken turns a card number typed by the cashier into the card token,
+// by the configured card rule (prefix, Luhn, length).
+func CardToken(rule config.CardRule, typed string) (string, error) {
+	s := cardSeparators.Replace(strings.TrimSpace(typed))
+	if s == "" {
+		return "", errors.New("type the card number")
+	}
+	if len(s) > 64 {
+		return "", errors.New("the card number is too long")
+	}
+	if rule.MinLength > 0 && len(s) < rule.MinLength || rule.MaxLength > 0 && len(s) > rule.MaxLength {
+		return "", errors.New("the card number has the wrong length; check it and type it again")
+	}
+	t, err := token.Rule{Source: token.SourceBarcodeRegex, Prefix: rule.Prefix, Luhn: rule.Luhn}.
+		Token(decode.Read{Kind: "barcode", Data: s})
+	if err != nil {
+		var de *decode.Error
+		if errors.As(err, &de) && de.Hint != "" {
+			return "", errors.New(de.Hint)
+		}
+		return "", errors.New("this is not a member card number; check it and type it again")
+	}
+	return t, nil
+}
+
+// LookupRequest finds a member by exactly one of its fields.
+type LookupRequest struct {
+	Card     string `json:"card,omitempty"`      // card number as typed or printed
+	CardHash string `json:"card_hash,omitempty"` // keyed hash from a card_unknown event
+	MemberID string `json:"member_id,omitempty"`
+	Mobile   string `json:"mobile,omitempty"`
+}
+
+var mobileRe = regexp.MustCompile(`^\+?[0-9]{6,15}$`)
+var hashRe = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
+	var q LookupRequest
+	if !s.decode(w, r, &q) {
+		return
+	}
+	n := 0
+	for _, f := range []string{q.Card, q.CardHash, q.MemberID, q.Mobile} {
+		if f != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		s.invalid(w, r, "give exactly one of card, card_hash, member_id or mobile", "请只提供卡号、会员号或手机号中的一项")
+		return
+	}
+	v, ok := s.findMember(w, r, q)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, s.Summary(v))
+}
+
+// findMember resolves a lookup; it answers the error itself.
+func (s *Server) findMember(w http.ResponseWriter, r *http.Request, q LookupRequest) (ledger.MemberView, bool) {
+	var (
+		v   ledger.MemberView
+		err error
+	)
+	switch {
+	case q.Card != "":
+		tok, terr := CardToken(s.o.Card, q.Card)
+		if terr != nil {
+			s.fail(w, r, http.StatusBadRequest, "bad_card", terr.Error(), "卡号无效，请核对后重新输入", nil)
+			return v, false
+		}
+		v, err = s.o.Ledger.MemberByToken(token.Hash(s.o.TokenKey, tok))
+	case q.CardHash != "":
+		if !hashRe.MatchString(q.CardHash) {
+			s.invalid(w, r, "card_hash must be the 64 hex digits from a card_unknown event", "卡片标识格式错误")
+			return v, false
+		}
+		v, err = s.o.Ledger.MemberByToken(q.CardHash)
+	case q.MemberID != "":
+		v, err = s.o.Ledger.Member(q.MemberID)
+	case q.Mobile != "":
+		m := cardSeparators.Replace(q.Mobile)
+		if !mobileRe.MatchString(m) {
+			s.invalid(w, r, "the mobile number must be digits (6 to 15)", "手机号格式错误")
+			return v, false
+		}
+		v, err = s.o.Ledger.MemberByMobile(m)
+	}
+	if errors.Is(err, ledger.ErrNotFound) {
+		s.fail(w, r, http.StatusNotFound, "member_not_found",
+			"no member with this card, id or mobile: check it, or enrol the customer", "未找到会员：请核对，或为顾客办理入会", nil)
+		return v, false
+	}
+	if err != nil {
+		s.ledgerError(w, r, err)
+		return v, false
+	}
+	return v, true
+}
+
+// membersQuery is GET /v1/members?card=|card_hash=|token=|mobile=|member_id=
+// (the same as POST /v1/members/lookup, for clients that prefer GET).
+func (s *Server) membersQuery(w http.ResponseWriter, r *http.Request) {
+	v := r.URL.Query()
+	q := LookupRequest{Card: v.Get("card"), CardHash: v.Get("card_hash"), MemberID: v.Get("member_id"), Mobile: v.Get("mobile")}
+	if t := v.Get("token"); t != "" {
+		if q.CardHash != "" {
+			s.invalid(w, r, "token is another name for card_hash; send one", "参数重复")
+			return
+		}
+		q.CardHash = t
+	}
+	n := 0
+	for _, f := range []string{q.Card, q.CardHash, q.MemberID, q.Mobile} {
+		if f != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		s.invalid(w, r, "give exactly one of card, card_hash, member_id or mobile", "请只提供卡号、会员号或手机号中的一项")
+		return
+	}
+	m, ok := s.findMember(w, r, q)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, s.Summary(m))
+}
+
+func (s *Server) memberByID(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.findMember(w, r, LookupRequest{MemberID: r.PathValue("id")})
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, s.Summary(v))
+}
+
+// EnrolRequest enrols a member at the till.
+type EnrolRequest struct {
+	// EnrolID is the idempotency key: the same id sent twice enrols once.
+	// "key" is accepted as another name for it.
+	EnrolID string `json:"enrol_id"`
+	Key     string `json:"key,omitempty"`
+	// ID is the new member's id; empty: the ledger generates one.
+	ID       string `json:"id,omitempty"`
+	Till     string `json:"till,omitempty"`
+	Cashier  string `json:"cashier"`
+	Name     string `json:"name"`
+	Mobile   string `json:"mobile,omitempty"`
+	Birthday string `json:"birthday,omitempty"` // MM-DD or YYYY-MM-DD
+	// The member's card: the number as typed, or the card_hash of a
+	// card_unknown event (a card just swiped). Optional.
+	Card     string `json:"card,omitempty"`
+	CardHash string `json:"card_hash,omitempty"`
+	// The referrer (optional): referrer_id, or a lookup by card or mobile.
+	ReferrerID string         `json:"referrer_id,omitempty"`
+	Referrer   *LookupRequest `json:"referrer,omitempty"`
+}
+
+// EnrolResponse is the new member and the entries written.
+type EnrolResponse struct {
+	Member  MemberSummary  `json:"member"`
+	Entries []*entry.Entry `json:"entries"`
+}
+
+var birthdayRe = regexp.MustCompile(`^([0-9]{4}-)?[0-9]{2}-[0-9]{2}$`)
+
+func (s *Server) enrol(w http.ResponseWriter, r *http.Request) {
+	var q EnrolRequest
+	if !s.decode(w, r, &q) {
+		return
+	}
+	till, ok := s.till(w, r, q.Till)
+	if !ok {
+		return
+	}
+	q.Name = strings.TrimSpace(q.Name)
+	q.Mobile = cardSeparators.Replace(q.Mobile)
+	if q.EnrolID == "" {
+		q.EnrolID = q.Key
+	}
+	switch {
+	case q.EnrolID == "":
+		s.invalid(w, r, "enrol_id is required (a new unique id per enrolment; resending the same id enrols once)", "缺少入会单号")
+		return
+	case q.Key != "" && q.Key != q.EnrolID:
+		s.invalid(w, r, "enrol_id and key differ; send one of them", "入会单号不一致")
+		return
+	case q.Name == "" || len(q.Name) > 100:
+		s.invalid(w, r, "type the customer's name (at most 100 characters)", "请输入顾客姓名")
+		return
+	case q.Mobile != "" && !mobileRe.MatchString(q.Mobile):
+		s.invalid(w, r, "type the customer's mobile number (digits only)", "请输入正确的手机号")
+		return
+	case q.Birthday != "" && !birthdayRe.MatchString(q.Birthday):
+		s.invalid(w, r, "birthday must be MM-DD or YYYY-MM-DD", "生日格式应为 MM-DD 或 YYYY-MM-DD")
+		return
+	case q.Card != "" && q.CardHash != "":
+		s.invalid(w, r, "give card or card_hash, not both", "卡号只能提供一种")
+		return
+	case q.ReferrerID != "" && q.Referrer != nil:
+		s.invalid(w, r, "give referrer_id or referrer, not both", "推荐人只能提供一种")
+		return
+	}
+	var cardHash string
+	switch {
+	case q.Card != "":
+		tok, err := CardToken(s.o.Card, q.Card)
+		if err != nil {
+			s.fail(w, r, http.StatusBadRequest, "bad_card", err.Error(), "卡号无效，请核对后重新输入", nil)
+			return
+		}
+		cardHash = token.Hash(s.o.TokenKey, tok)
+	case q.CardHash != "":
+		if !hashRe.MatchString(q.CardHash) {
+			s.invalid(w, r, "card_hash must be the 64 hex digits from a card_unknown event", "卡片标识格式错误")
+			return
+		}
+		cardHash = q.CardHash
+	}
+	referrer := q.ReferrerID
+	if referrer != "" {
+		rv, ok := s.findMember(w, r, LookupRequest{MemberID: referrer})
+		if !ok {
+			return
+		}
+		referrer = rv.Member.ID
+	}
+	if q.Referrer != nil && *q.Referrer != (LookupRequest{}) {
+		rv, ok := s.findMember(w, r, *q.Referrer)
+		if !ok {
+			return
+		}
+		referrer = rv.Member.ID
+	}
+	start := time.Now()
+	entries, err := s.o.Ledger.Enrol(r.Context(), ledger.EnrolRequest{
+		Till: till, Key: q.EnrolID, Cashier: q.Cashier, ReferrerID: referrer,
+		Member:    entry.Member{ID: q.ID, Name: q.Name, Mobile: q.Mobile, Birthday: q.Birthday},
+		CardToken: cardHash, At: s.o.Now(),
+	})
+	s.m.ObserveCommit("enrol", time.Since(start), err)
+	if err != nil {
+		s.ledgerError(w, r, err)
+		return
+	}
+	var id string
+	for _, e := range entries {
+		if e.Kind == entry.KindEnrol && e.Enrol != nil {
+			id = e.Enrol.Member.ID
+		}
+	}
+	v, err := s.o.Ledger.Member(id)
+	if err != nil {
+		s.ledgerError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, EnrolResponse{Member: s.Summary(v), Entries: redactEntries(entries)})
+}
+
+// redactEntries copies entries with the enrolled member's mobile masked and
+// card tokens dropped: the answer goes to the POS, which needs neither.
+func redactEntries(in []*entry.Entry) []*entry.Entry {
+	out := make([]*entry.Entry, len(in))
+	for i, e := range in {
+		c := *e
+		if c.Enrol != nil {
+			en := *c.Enrol
+			en.Member.Mobile = loyalty.MaskMobile(en.Member.Mobile)
+			en.Member.CardTokens = nil
+			c.Enrol = &en
+		}
+		out[i] = &c
+	}
+	return out
+}

@@ -1,0 +1,322 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"posagent/ledger"
+	"posagent/ledger/loyalty"
+)
+
+// Line is one basket line. Discountable and EarnsPoints default to true
+// when left out (most goods are both); send false for special-price goods.
+type Line struct {
+	LineNo       int    `json:"line_no,omitempty"` // default: position, from 1
+	SKU          string `json:"sku"`
+	Qty          int64  `json:"qty"`
+	UnitPrice    int64  `json:"unit_price"` // fen
+	Discountable *bool  `json:"discountable,omitempty"`
+	EarnsPoints  *bool  `json:"earns_points,omitempty"`
+}
+
+// SaleRequest is a basket to quote or a sale to commit.
+type SaleRequest struct {
+	ReceiptID string `json:"receipt_id,omitempty"` // required to commit; the idempotency key
+	Till      string `json:"till,omitempty"`
+	// The member: member_id, or a card number / card_hash to look up.
+	// None: a non-member sale (no discount, no points).
+	MemberID     string `json:"member_id,omitempty"`
+	Card         string `json:"card,omitempty"`
+	CardHash     string `json:"card_hash,omitempty"`
+	Cashier      string `json:"cashier,omitempty"`
+	CouponID     string `json:"coupon_id,omitempty"`
+	Lines        []Line `json:"lines"`
+	RedeemPoints int64  `json:"redeem_points,omitempty"`
+	StoredValue  int64  `json:"stored_value,omitempty"` // part of the amount due paid from stored value, fen
+	// At is the sale time (RFC 3339) when the POS commits a sale made
+	// earlier; default now.
+	At string `json:"at,omitempty"`
+}
+
+const maxLines = 1000
+
+// toLedger checks the basket and resolves the member; it answers the
+// error itself.
+func (s *Server) toLedger(w http.ResponseWriter, r *http.Request, q SaleRequest) (ledger.SaleRequest, bool) {
+	var out ledger.SaleRequest
+	till, ok := s.till(w, r, q.Till)
+	if !ok {
+		return out, false
+	}
+	if len(q.Lines) == 0 || len(q.Lines) > maxLines {
+		s.invalid(w, r, fmt.Sprintf("a basket needs 1 to %d lines", maxLines), "购物清单为空或过长")
+		return out, false
+	}
+	if q.RedeemPoints < 0 || q.StoredValue < 0 {
+		s.invalid(w, r, "redeem_points and stored_value must not be negative", "积分和储值不能为负数")
+		return out, false
+	}
+	seen := map[int]bool{}
+	for i, l := range q.Lines {
+		ln := loyalty.Line{LineNo: l.LineNo, SKU: l.SKU, Qty: l.Qty, UnitPrice: l.UnitPrice, Discountable: true, EarnsPoints: true}
+		if ln.LineNo == 0 {
+			ln.LineNo = i + 1
+		}
+		if l.Discountable != nil {
+			ln.Discountable = *l.Discountable
+		}
+		if l.EarnsPoints != nil {
+			ln.EarnsPoints = *l.EarnsPoints
+		}
+		switch {
+		case ln.LineNo < 0 || seen[ln.LineNo]:
+			s.invalid(w, r, fmt.Sprintf("lines[%d]: line_no %d is negative or used twice", i, ln.LineNo), "行号重复或无效")
+			return out, false
+		case ln.SKU == "":
+			s.invalid(w, r, fmt.Sprintf("lines[%d]: sku is required", i), "商品编码不能为空")
+			return out, false
+		case ln.Qty <= 0 || ln.Qty > 1_000_000:
+			s.invalid(w, r, fmt.Sprintf("lines[%d]: qty must be 1 to 1000000", i), "数量无效")
+			return out, false
+		case ln.UnitPrice < 0 || ln.UnitPrice > 1_000_000_000_00:
+			s.invalid(w, r, fmt.Sprintf("lines[%d]: unit_price must be 0 to 100000000000 fen", i), "单价无效")
+			return out, false
+		}
+		seen[ln.LineNo] = true
+		out.Lines = append(out.Lines, ln)
+	}
+	at := s.o.Now()
+	if q.At != "" {
+		t, err := time.Parse(time.RFC3339, q.At)
+		if err != nil {
+			s.invalid(w, r, "at must be an RFC 3339 time such as 2025-03-18T10:15:00+08:00", "时间格式错误")
+			return out, false
+		}
+		at = t
+	}
+	n := 0
+	for _, f := range []string{q.MemberID, q.Card, q.CardHash} {
+		if f != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		s.invalid(w, r, "name the member once: member_id, card or card_hash", "会员只能用一种方式指定")
+		return out, false
+	}
+	memberID := q.MemberID
+	if q.Card != "" || q.CardHash != "" {
+		v, ok := s.findMember(w, r, LookupRequest{Card: q.Card, CardHash: q.CardHash})
+		if !ok {
+			return out, false
+		}
+		memberID = v.Member.ID
+	}
+	offline := false
+	if s.o.Offline != nil {
+		offline = s.o.Offline()
+	}
+	out.Till, out.ReceiptID, out.MemberID, out.Cashier, out.CouponID = till, q.ReceiptID, memberID, q.Cashier, q.CouponID
+	out.RedeemPoints, out.StoredValue, out.At, out.Offline = q.RedeemPoints, q.StoredValue, at, offline
+	return out, true
+}
+
+func (s *Server) quote(w http.ResponseWriter, r *http.Request) {
+	var q SaleRequest
+	if !s.decode(w, r, &q) {
+		return
+	}
+	req, ok := s.toLedger(w, r, q)
+	if !ok {
+		return
+	}
+	res, err := s.o.Ledger.Quote(r.Context(), req)
+	if err != nil {
+		s.ledgerError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// sale commits a sale. The receipt id is the idempotency key: the same
+// request again answers 200 with the first sale's entry, byte for byte; the
+// same receipt id with another basket is 409.
+func (s *Server) sale(w http.ResponseWriter, r *http.Request) {
+	var q SaleRequest
+	if !s.decode(w, r, &q) {
+		return
+	}
+	if q.ReceiptID == "" || len(q.ReceiptID) > 128 {
+		s.invalid(w, r, "receipt_id is required (the POS receipt id, at most 128 characters); it makes the sale idempotent", "缺少小票号")
+		return
+	}
+	req, ok := s.toLedger(w, r, q)
+	if !ok {
+		return
+	}
+	start := time.Now()
+	e, err := s.o.Ledger.CommitSale(r.Context(), req)
+	s.m.ObserveCommit("sale", time.Since(start), err)
+	if err != nil {
+		s.ledgerError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
+}
+
+// RefundItem is a quantity of one sale line to refund.
+type RefundItem struct {
+	LineNo int   `json:"line_no"`
+	Qty    int64 `json:"qty"`
+}
+
+// RefundRequest refunds part or all of a sale.
+type RefundRequest struct {
+	RefundID  string `json:"refund_id"`
+	ReceiptID string `json:"receipt_id"`
+	Till      string `json:"till,omitempty"`
+	// SaleTill is the till of the original sale when it differs (a refund
+	// at another till of this agent); default: till.
+	SaleTill string       `json:"sale_till,omitempty"`
+	Cashier  string       `json:"cashier,omitempty"`
+	Lines    []RefundItem `json:"lines,omitempty"`
+	Full     bool         `json:"full,omitempty"`
+}
+
+func (s *Server) refund(w http.ResponseWriter, r *http.Request) {
+	var q RefundRequest
+	if !s.decode(w, r, &q) {
+		return
+	}
+	till, ok := s.till(w, r, q.Till)
+	if !ok {
+		return
+	}
+	switch {
+	case q.RefundID == "" || q.ReceiptID == "":
+		s.invalid(w, r, "refund_id (this refund's own id, for idempotency) and receipt_id (the sale) are required", "缺少退货单号或原小票号")
+		return
+	case q.Full == (len(q.Lines) > 0):
+		s.invalid(w, r, "give either full: true or the lines to refund", "请选择整单退货或指定退货行")
+		return
+	}
+	saleTill := till
+	if q.SaleTill != "" {
+		if saleTill, ok = s.till(w, r, q.SaleTill); !ok {
+			return
+		}
+	}
+	req := ledger.RefundRequest{Till: till, SaleTill: saleTill, RefundID: q.RefundID, ReceiptID: q.ReceiptID, Cashier: q.Cashier, Full: q.Full, At: s.o.Now()}
+	for i, l := range q.Lines {
+		if l.LineNo <= 0 || l.Qty <= 0 {
+			s.invalid(w, r, fmt.Sprintf("lines[%d]: line_no and qty must be above 0", i), "退货行号和数量必须大于0")
+			return
+		}
+		req.Lines = append(req.Lines, ledger.RefundItem{LineNo: l.LineNo, Qty: l.Qty})
+	}
+	start := time.Now()
+	e, err := s.o.Ledger.Refund(r.Context(), req)
+	s.m.ObserveCommit("refund", time.Since(start), err)
+	if err != nil {
+		s.ledgerError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
+}
+
+// VoidRequest voids a whole sale.
+type VoidRequest struct {
+	ReceiptID string `json:"receipt_id"`
+	Till      string `json:"till,omitempty"`
+	Cashier   string `json:"cashier,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+func (s *Server) void(w http.ResponseWriter, r *http.Request) {
+	var q VoidRequest
+	if !s.decode(w, r, &q) {
+		return
+	}
+	till, ok := s.till(w, r, q.Till)
+	if !ok {
+		return
+	}
+	if q.ReceiptID == "" {
+		s.invalid(w, r, "receipt_id of the sale to void is required", "缺少要作废的小票号")
+		return
+	}
+	start := time.Now()
+	e, err := s.o.Ledger.Void(r.Context(), ledger.VoidRequest{Till: till, ReceiptID: q.ReceiptID, Cashier: q.Cashier, Reason: q.Reason, At: s.o.Now()})
+	s.m.ObserveCommit("void", time.Since(start), err)
+	if err != nil {
+		s.ledgerError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
+}
+
+// TopUpRequest adds stored value to a member.
+type TopUpRequest struct {
+	TopUpID  string `json:"topup_id"`
+	MemberID string `json:"member_id"`
+	Amount   int64  `json:"amount"` // fen paid in; the program's bonus is added
+	Till     string `json:"till,omitempty"`
+	Cashier  string `json:"cashier,omitempty"`
+}
+
+func (s *Server) topUp(w http.ResponseWriter, r *http.Request) {
+	var q TopUpRequest
+	if !s.decode(w, r, &q) {
+		return
+	}
+	till, ok := s.till(w, r, q.Till)
+	if !ok {
+		return
+	}
+	switch {
+	case q.TopUpID == "" || q.MemberID == "":
+		s.invalid(w, r, "topup_id (for idempotency) and member_id are required", "缺少充值单号或会员号")
+		return
+	case q.Amount <= 0 || q.Amount > 100_000_000_00:
+		s.invalid(w, r, "amount must be 1 to 10000000000 fen", "充值金额无效")
+		return
+	}
+	start := time.Now()
+	e, err := s.o.Ledger.TopUp(r.Context(), ledger.TopUpRequest{Till: till, TopUpID: q.TopUpID, MemberID: q.MemberID, Cashier: q.Cashier, Amount: q.Amount, At: s.o.Now()})
+	s.m.ObserveCommit("topup", time.Since(start), err)
+	if err != nil {
+		s.ledgerError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
+}
+
+func (s *Server) syncStatus(w http.ResponseWriter, r *http.Request) {
+	out := map[string]any{}
+	if s.o.Sync != nil {
+		out["summary"] = s.o.Sync()
+	} else {
+		st := SyncStatus{}
+		if n, oldest, err := s.o.Ledger.Backlog(); err == nil {
+			st.Backlog, st.OldestPending = n, oldest
+		}
+		out["summary"] = st
+	}
+	if s.o.SyncDetail != nil {
+		out["client"] = s.o.SyncDetail()
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) syncNow(w http.ResponseWriter, r *http.Request) {
+	if s.o.SyncNow == nil {
+		s.fail(w, r, http.StatusConflict, "no_hq", "this till has no HQ configured (hq.url); nothing to sync", "未配置总部地址，无需同步", nil)
+		return
+	}
+	if err := s.o.SyncNow(r.Context()); err != nil {
+		s.fail(w, r, http.StatusBadGateway, "sync_failed", "HQ could not be reached or refused the sync; sales go on offline and sync later", "无法与总部同步，销售可继续离线进行", err)
+		return
+	}
+	s.syncStatus(w, r)
+}
