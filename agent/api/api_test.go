@@ -273,7 +273,9 @@ func TestMemberSaleRefundFlow(t *testing.T) {
 
 func TestHealthReadyMetrics(t *testing.T) {
 	f := newFixture(t, func(o *Options) {
-		o.Devices = func() []DeviceStatus { return []DeviceStatus{{Name: "msr", Till: "T1", Online: false, Detail: "unplugged"}} }
+		o.Devices = func() []DeviceStatus {
+			return []DeviceStatus{{Name: "msr", Till: "T1", Online: false, Detail: "unplugged"}}
+		}
 	})
 	var rd Readiness
 	f.ok(t, "GET", "/readyz", nil, &rd)
