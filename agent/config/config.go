@@ -20,6 +20,10 @@ import (
 	"strings"
 	"time"
 
+	"posagent/devices/decode"
+	"posagent/devices/frame"
+	"posagent/devices/token"
+
 	// Windows has no zoneinfo database; the store's zone must resolve anyway.
 	_ "time/tzdata"
 )
@@ -71,11 +75,12 @@ type Ledger struct {
 	ProgramFile string `yaml:"program_file"`
 }
 
-// Device is one card reader or scanner; the fields mirror devices.Config.
+// Device is one card reader or scanner; the fields mirror devices.Config
+// (see docs/devices.md for every setting).
 type Device struct {
 	Name        string        `yaml:"name"`
-	Till        string        `yaml:"till"` // default: the agent's till
-	Transport   string        `yaml:"transport"`
+	Till        string        `yaml:"till"`      // default: the agent's till
+	Transport   string        `yaml:"transport"` // serial (default) | hid | evdev
 	Path        string        `yaml:"path"`
 	VID         string        `yaml:"vid"`
 	PID         string        `yaml:"pid"`
@@ -85,30 +90,12 @@ type Device struct {
 	Parity      string        `yaml:"parity"`
 	StopBits    string        `yaml:"stop_bits"`
 	FlowControl string        `yaml:"flow_control"`
-	Framer      Framer        `yaml:"framer"`
+	Framer      frame.Config  `yaml:"framer"`
 	Decoder     string        `yaml:"decoder"`
-	Rule        Rule          `yaml:"rule"`
+	Rule        token.Rule    `yaml:"rule"`
 	Layout      string        `yaml:"layout"`
+	HIDReport   string        `yaml:"hid_report"`
 	Debounce    time.Duration `yaml:"debounce"`
-}
-
-// Framer mirrors devices/frame.Config.
-type Framer struct {
-	Kind       string        `yaml:"kind"`
-	Terminator string        `yaml:"terminator"`
-	Gap        time.Duration `yaml:"gap"`
-	Length     int           `yaml:"length"`
-	MaxFrame   int           `yaml:"max_frame"`
-}
-
-// Rule mirrors devices/token.Rule.
-type Rule struct {
-	Source    string `yaml:"source"`
-	Regex     string `yaml:"regex"`
-	Group     int    `yaml:"group"`
-	UIDFormat string `yaml:"uid_format"`
-	Prefix    string `yaml:"prefix"`
-	Luhn      bool   `yaml:"luhn"`
 }
 
 // HQ is the central server; empty URL means no sync (standalone till).
@@ -282,7 +269,7 @@ func (c *Config) ApplyDefaults() {
 		if dv.Till == "" {
 			dv.Till = c.Till
 		}
-		if dv.Transport == "serial" {
+		if dv.Transport == "serial" || dv.Transport == "" {
 			if dv.Baud == 0 {
 				dv.Baud = 9600
 			}
@@ -327,7 +314,7 @@ var idRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, a ...any) {
-		errs = append(errs, &Error{Key: key, Line: c.lines[key], Msg: fmt.Sprintf(format, a...)})
+		errs = append(errs, &Error{Key: key, Line: c.lineOf(key), Msg: fmt.Sprintf(format, a...)})
 	}
 	if !idRe.MatchString(c.Store) {
 		bad("store", "%q is not a valid store id (letters, digits, '.', '_', '-', at most 64)", c.Store)
@@ -370,9 +357,9 @@ func (c Config) Validate() error {
 			bad(p+".till", "%q is not a valid till id", d.Till)
 		}
 		switch d.Transport {
-		case "serial":
-			if d.Path == "" && d.VID == "" {
-				bad(p+".path", "a serial device needs a path (e.g. /dev/ttyUSB0 or COM3) or vid/pid")
+		case "", "serial":
+			if d.Path == "" && (d.VID == "" || d.PID == "") {
+				bad(p+".path", "a serial device needs a path (e.g. /dev/ttyUSB0 or COM3) or vid and pid")
 			}
 			if d.Baud < 0 {
 				bad(p+".baud", "must be positive")
@@ -391,6 +378,11 @@ func (c Config) Validate() error {
 			if d.Path == "" && (d.VID == "" || d.PID == "") {
 				bad(p+".vid", "a HID device needs vid and pid (hex, e.g. 0801 and 0002) or a path")
 			}
+			switch d.HIDReport {
+			case "pos", "msr", "keyboard":
+			default:
+				bad(p+".hid_report", "%q: use pos (HID POS scanner), msr (MagTek-style card reader) or keyboard (wedge reader)", d.HIDReport)
+			}
 		case "evdev":
 			if d.Path == "" {
 				bad(p+".path", "an evdev device needs a path such as /dev/input/by-id/...-event-kbd")
@@ -398,22 +390,21 @@ func (c Config) Validate() error {
 		default:
 			bad(p+".transport", "%q: use serial, hid or evdev", d.Transport)
 		}
-		switch d.Framer.Kind {
-		case "", "terminator", "stx_etx", "idle_gap", "fixed":
-		default:
-			bad(p+".framer.kind", "%q: use terminator, stx_etx, idle_gap or fixed", d.Framer.Kind)
+		if d.Framer.Kind != "" {
+			if _, err := frame.New(d.Framer); err != nil {
+				bad(p+".framer", "%v", err)
+			}
 		}
-		if d.Decoder == "" {
-			bad(p+".decoder", "name the decoder: msr, em4100, parallax, pn532, barcode or uid:<format>")
+		if d.Decoder == "" && !(d.Transport == "hid" && (d.HIDReport == "pos" || d.HIDReport == "msr")) {
+			bad(p+".decoder", "name the decoder: msr, msr:lrc, em4100, parallax, pn532, barcode or uid:<format>")
+		} else if d.Decoder != "" {
+			if _, err := decode.ByName(d.Decoder); err != nil {
+				bad(p+".decoder", "%v", err)
+			}
 		}
-		switch d.Rule.Source {
-		case "track2_pan", "barcode_regex", "uid":
-		default:
-			bad(p+".rule.source", "%q: use track2_pan, barcode_regex or uid", d.Rule.Source)
-		}
-		if d.Rule.Regex != "" {
-			if _, err := regexp.Compile(d.Rule.Regex); err != nil {
-				bad(p+".rule.regex", "does not compile: %v", err)
+		if d.Rule.Source != "" {
+			if err := d.Rule.Validate(); err != nil {
+				bad(p+".rule", "%v", err)
 			}
 		}
 		if d.Debounce < 0 || d.Framer.Gap < 0 {
@@ -453,6 +444,22 @@ func (c Config) Validate() error {
 		bad("api.max_body_bytes", "must be positive")
 	}
 	return errors.Join(errs...)
+}
+
+// lineOf is the line of key, or of the nearest enclosing key that was in
+// the file (a missing setting is reported at its device's line).
+func (c Config) lineOf(key string) int {
+	for key != "" {
+		if l, ok := c.lines[key]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(key, ".[")
+		if i < 0 {
+			return 0
+		}
+		key = key[:i]
+	}
+	return 0
 }
 
 // IsLoopbackHost reports whether host (no port) is a loopback name or address.

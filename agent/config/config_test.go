@@ -31,6 +31,7 @@ devices:
   - name: qr
     till: T02
     transport: hid
+    hid_report: pos
     vid: "0c2e"
     pid: "0b61"
     framer: {kind: idle_gap, gap: 40ms}
@@ -91,8 +92,12 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"api:\n  listen: 0.0.0.0:8420\n", "api.listen (line 2)"},
 		{"api:\n  listen: nonsense\n", "api.listen (line 2)"},
 		{"hq:\n  url: ftp://x\n", "hq.url (line 2)"},
-		{"hq:\n  url: https://x\n", "hq.token: HQ needs the store's credential"},
+		{"hq:\n  url: https://x\n", "hq.token (line 1): HQ needs the store's credential"},
 		{"devices:\n  - name: a\n    transport: usb\n", "devices[0].transport (line 3)"},
+		{"devices:\n  - name: a\n    transport: hid\n    vid: '1'\n    pid: '2'\n", "devices[0].hid_report (line 2)"},
+		{"devices:\n  - name: a\n    path: /dev/x\n    decoder: nope\n", "devices[0].decoder (line 4)"},
+		{"devices:\n  - name: a\n    path: /dev/x\n    decoder: msr\n    framer: {kind: blob}\n", "devices[0].framer (line 5)"},
+		{"devices:\n  - name: a\n    path: /dev/x\n    decoder: barcode\n    rule: {source: barcode_regex, regex: '('}\n", "devices[0].rule (line 5)"},
 		{"devices:\n  - {name: a, transport: evdev, path: /dev/input/x, decoder: barcode, rule: {source: uid}}\n  - {name: a, transport: evdev, path: /dev/input/y, decoder: barcode, rule: {source: uid}}\n", "devices[1].name (line 3): \"a\" is already"},
 		{"token_key: abc\n", "token_key (line 1)"},
 		{"devices: 3\n", "devices (line 1): expected a list"},
