@@ -142,7 +142,7 @@ func (h *fakeHQ) changesPage(w http.ResponseWriter, r *http.Request) {
 	if cur != "" {
 		n, err := strconv.Atoi(strings.TrimPrefix(cur, "c"))
 		if err != nil {
-			writeJSON(w, 400, wire.Error{Code: "cursor", Message: "bad cursor"})
+			writeJSON(w, 400, wire.Error{Code: "bad_cursor", Message: "bad cursor"})
 			return
 		}
 		i = n
@@ -512,6 +512,16 @@ func TestPullsChangesPageByPage(t *testing.T) {
 	}
 	if s := c2.Status(); s.MembersApplied != 1 || s.LastPull.IsZero() {
 		t.Fatalf("status %+v", s)
+	}
+	// A cursor HQ no longer knows starts a fresh snapshot.
+	if err := st.SetSyncCursor("bogus"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.SyncNow(ctx10(t)); err != nil {
+		t.Fatal(err)
+	}
+	if cur, _ := st.SyncCursor(); cur != "c4" {
+		t.Fatalf("cursor after reset %q", cur)
 	}
 }
 

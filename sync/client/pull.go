@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,8 +25,20 @@ func (c *Client) pull(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sync client: read sync cursor: %w", err)
 	}
+	reset := false
 	for page := 0; page < maxPages; page++ {
 		ch, err := c.fetchChanges(ctx, cursor)
+		var he *hqError
+		if errors.As(err, &he) && he.code == "bad_cursor" && cursor != "" && !reset {
+			// HQ no longer knows our cursor (its store was rebuilt): take a
+			// fresh snapshot. HQ is the truth, so applying it again is safe.
+			c.log.Warn("HQ refused the sync cursor; pulling a fresh snapshot", "cursor", cursor, "err", err)
+			reset, cursor = true, ""
+			if err := c.in.SetSyncCursor(""); err != nil {
+				return fmt.Errorf("sync client: reset sync cursor: %w", err)
+			}
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("sync client: pull changes after cursor %q: %w", cursor, err)
 		}
