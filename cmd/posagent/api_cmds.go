@@ -1,15 +1,17 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"posagent/agent/api"
 	"posagent/ledger/entry"
 	"posagent/ledger/loyalty"
 )
@@ -17,6 +19,7 @@ import (
 // Paths of the agent's local API used by the CLI (see docs/api.md).
 const (
 	pathMembers  = "/v1/members"
+	pathLookup   = "/v1/members/lookup"
 	pathQuote    = "/v1/quote"
 	pathSales    = "/v1/sales"
 	pathRefunds  = "/v1/refunds"
@@ -35,14 +38,6 @@ func apiCommands(g *globals) []*cobra.Command {
 
 // ---- wire shapes ----
 
-type lineReq struct {
-	SKU          string `json:"sku"`
-	Qty          int64  `json:"qty"`
-	UnitPrice    int64  `json:"unit_price"`
-	Discountable bool   `json:"discountable"`
-	EarnsPoints  bool   `json:"earns_points"`
-}
-
 type basketFlags struct {
 	member   string
 	card     string
@@ -51,8 +46,6 @@ type basketFlags struct {
 	lines    []string
 	cashier  string
 	till     string
-	parsed   []lineReq
-	parseErr error
 }
 
 func (b *basketFlags) register(cmd *cobra.Command) {
@@ -67,12 +60,12 @@ func (b *basketFlags) register(cmd *cobra.Command) {
 }
 
 // parseLine reads sku:qty:price[:nodisc][:nopoints].
-func parseLine(s string) (lineReq, error) {
+func parseLine(s string) (api.Line, error) {
 	parts := strings.Split(s, ":")
 	if len(parts) < 3 {
-		return lineReq{}, fmt.Errorf("--line %q: want sku:qty:price, e.g. 6901234567890:2:12.50", s)
+		return api.Line{}, fmt.Errorf("--line %q: want sku:qty:price, e.g. 6901234567890:2:12.50", s)
 	}
-	l := lineReq{SKU: strings.TrimSpace(parts[0]), Discountable: true, EarnsPoints: true}
+	l := api.Line{SKU: strings.TrimSpace(parts[0])}
 	if l.SKU == "" {
 		return l, fmt.Errorf("--line %q: the SKU is empty", s)
 	}
@@ -87,9 +80,9 @@ func parseLine(s string) (lineReq, error) {
 	for _, f := range parts[3:] {
 		switch strings.ToLower(f) {
 		case "nodisc", "nodiscount":
-			l.Discountable = false
+			l.Discountable = new(false)
 		case "nopoints", "noearn":
-			l.EarnsPoints = false
+			l.EarnsPoints = new(false)
 		default:
 			return l, fmt.Errorf("--line %q: unknown option %q (use nodisc or nopoints)", s, f)
 		}
@@ -97,11 +90,11 @@ func parseLine(s string) (lineReq, error) {
 	return l, nil
 }
 
-func (b *basketFlags) basket() ([]lineReq, error) {
+func (b *basketFlags) basket() ([]api.Line, error) {
 	if len(b.lines) == 0 {
 		return nil, fmt.Errorf("no lines: add at least one --line sku:qty:price")
 	}
-	out := make([]lineReq, 0, len(b.lines))
+	out := make([]api.Line, 0, len(b.lines))
 	for _, s := range b.lines {
 		l, err := parseLine(s)
 		if err != nil {
@@ -112,36 +105,21 @@ func (b *basketFlags) basket() ([]lineReq, error) {
 	return out, nil
 }
 
-// memberView is the agent's member summary.
-type memberView struct {
-	Member          entry.Member         `json:"member"`
-	Tier            string               `json:"tier"`
-	Points          int64                `json:"points"`
-	PointsConfirmed int64                `json:"points_confirmed"`
-	PointsPending   int64                `json:"points_pending"`
-	StoredValue     int64                `json:"stored_value"`
-	Coupons         []entry.MemberCoupon `json:"coupons"`
-	State           string               `json:"state"`
-	LastSale        string               `json:"last_sale"`
-	MaskedMobile    string               `json:"masked_mobile"`
-	Negative        bool                 `json:"negative"`
-}
-
-func printMember(w io.Writer, m memberView) {
+func printMember(w io.Writer, m api.MemberSummary) {
 	tier := m.Tier
-	if tier == "" {
-		tier = m.Member.Tier
+	if m.TierNameEN != "" || m.TierNameZH != "" {
+		tier = fmt.Sprintf("%s (%s %s)", m.Tier, m.TierNameZH, m.TierNameEN)
 	}
 	fmt.Fprintf(w, "Member %s  %s\n", m.Member.ID, m.Member.Name)
 	fmt.Fprintf(w, "  tier          %s\n", orDash(tier))
 	fmt.Fprintf(w, "  points        %d (confirmed by HQ %d, pending %d)\n", m.Points, m.PointsConfirmed, m.PointsPending)
 	if m.Negative {
-		fmt.Fprintln(w, "                NOTE: below zero after a refund")
+		fmt.Fprintln(w, "                NOTE: below zero after a refund; the member owes points")
 	}
 	fmt.Fprintf(w, "  stored value  %s\n", fen(m.StoredValue))
 	fmt.Fprintf(w, "  state         %s\n", orDash(m.State))
 	fmt.Fprintf(w, "  mobile        %s\n", orDash(m.MaskedMobile))
-	if m.LastSale != "" && !strings.HasPrefix(m.LastSale, "0001-") {
+	if m.LastSale != "" {
 		fmt.Fprintf(w, "  last sale     %s\n", m.LastSale)
 	}
 	if len(m.Coupons) == 0 {
@@ -170,7 +148,7 @@ func newMemberCmd(g *globals) *cobra.Command {
 	}
 	af.register(cmd)
 
-	var id, card, token, mobile string
+	var q api.LookupRequest
 	lookup := &cobra.Command{
 		Use:   "lookup",
 		Short: "Show a member: tier, points, stored value, coupons, state",
@@ -180,31 +158,20 @@ func newMemberCmd(g *globals) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			n := 0
-			for _, s := range []string{id, card, token, mobile} {
+			for _, s := range []string{q.MemberID, q.Card, q.CardHash, q.Mobile} {
 				if s != "" {
 					n++
 				}
 			}
 			if n != 1 {
-				return fmt.Errorf("name the member with exactly one of --id, --card, --token or --mobile")
+				return fmt.Errorf("name the member with exactly one of --id, --card, --card-hash or --mobile")
 			}
 			c, err := g.client(&af)
 			if err != nil {
 				return err
 			}
-			path, q := pathMembers, url.Values{}
-			switch {
-			case id != "":
-				path += "/" + url.PathEscape(id)
-			case card != "":
-				q.Set("card", card)
-			case token != "":
-				q.Set("token", token)
-			default:
-				q.Set("mobile", mobile)
-			}
-			var m memberView
-			raw, err := c.call(cmd.Context(), http.MethodGet, path, q, nil, &m)
+			var m api.MemberSummary
+			raw, err := c.call(cmd.Context(), http.MethodPost, pathLookup, nil, q, &m)
 			if err != nil {
 				return err
 			}
@@ -215,27 +182,35 @@ func newMemberCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	lookup.Flags().StringVar(&id, "id", "", "member id")
-	lookup.Flags().StringVar(&card, "card", "", "card number or member code as printed (the agent hashes it)")
-	lookup.Flags().StringVar(&token, "token", "", "card token hash (as on the event stream)")
-	lookup.Flags().StringVar(&mobile, "mobile", "", "mobile number")
+	lookup.Flags().StringVar(&q.MemberID, "id", "", "member id")
+	lookup.Flags().StringVar(&q.Card, "card", "", "card number or member code as printed (the agent hashes it)")
+	lookup.Flags().StringVar(&q.CardHash, "card-hash", "", "card token hash (from a card_unknown event)")
+	lookup.Flags().StringVar(&q.Mobile, "mobile", "", "mobile number")
 
-	var er enrolReq
+	var er api.EnrolRequest
+	var referrer string
 	enrol := &cobra.Command{
 		Use:   "enrol",
 		Short: "Enrol a new member at this till (welcome coupon, optional referrer)",
 		Example: `  posagent member enrol --name "Li Lei" --mobile 13812341234 --card 6222020200112233
-  posagent member enrol --name "Han Meimei" --birthday 02-29 --referrer M000123 --key till1-enrol-0042`,
+  posagent member enrol --name "Han Meimei" --mobile 13900001111 --birthday 02-29 --referrer M000123 --id till1-enrol-0042`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if strings.TrimSpace(er.Name) == "" {
-				return fmt.Errorf("--name is required")
+			if strings.TrimSpace(er.Name) == "" || er.Mobile == "" {
+				return fmt.Errorf("--name and --mobile are required")
+			}
+			if er.EnrolID == "" {
+				// Each run is a new enrolment; pass --id to make a retry safe.
+				er.EnrolID = "cli-" + randomID()
+			}
+			if referrer != "" {
+				er.Referrer = &api.LookupRequest{MemberID: referrer}
 			}
 			c, err := g.client(&af)
 			if err != nil {
 				return err
 			}
-			var res enrolRes
+			var res api.EnrolResponse
 			raw, err := c.call(cmd.Context(), http.MethodPost, pathMembers, nil, er, &res)
 			if err != nil {
 				return err
@@ -250,58 +225,36 @@ func newMemberCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	enrol.Flags().StringVar(&er.Name, "name", "", "member's name")
-	enrol.Flags().StringVar(&er.Mobile, "mobile", "", "mobile number")
+	enrol.Flags().StringVar(&er.Name, "name", "", "member's name (required)")
+	enrol.Flags().StringVar(&er.Mobile, "mobile", "", "mobile number (required)")
 	enrol.Flags().StringVar(&er.Birthday, "birthday", "", "birthday MM-DD or YYYY-MM-DD")
 	enrol.Flags().StringVar(&er.Card, "card", "", "card number or member code to link (hashed by the agent)")
-	enrol.Flags().StringVar(&er.ReferrerID, "referrer", "", "member id of the referrer")
-	enrol.Flags().StringVar(&er.ID, "id", "", "member id (default: generated)")
-	enrol.Flags().StringVar(&er.Key, "key", "", "idempotency key: the same key enrols once (default: generated)")
+	enrol.Flags().StringVar(&referrer, "referrer", "", "member id of the referrer")
+	enrol.Flags().StringVar(&er.EnrolID, "id", "", "enrolment id: the same id enrols once (default: a new one)")
 	enrol.Flags().StringVar(&er.Cashier, "cashier", "", "cashier id")
+	enrol.Flags().StringVar(&er.Till, "till", "", "till id (default: the agent's)")
 	cmd.AddCommand(lookup, enrol)
 	return cmd
 }
 
-type enrolReq struct {
-	Key        string `json:"key,omitempty"`
-	ID         string `json:"id,omitempty"`
-	Name       string `json:"name"`
-	Mobile     string `json:"mobile,omitempty"`
-	Birthday   string `json:"birthday,omitempty"`
-	Card       string `json:"card,omitempty"`
-	ReferrerID string `json:"referrer_id,omitempty"`
-	Cashier    string `json:"cashier,omitempty"`
+func randomID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
-type enrolRes struct {
-	Member  memberView     `json:"member"`
-	Entries []*entry.Entry `json:"entries"`
-}
-
-type saleReq struct {
-	Till         string    `json:"till,omitempty"`
-	ReceiptID    string    `json:"receipt_id,omitempty"`
-	MemberID     string    `json:"member_id,omitempty"`
-	Card         string    `json:"card,omitempty"`
-	Cashier      string    `json:"cashier,omitempty"`
-	CouponID     string    `json:"coupon_id,omitempty"`
-	Lines        []lineReq `json:"lines"`
-	RedeemPoints int64     `json:"redeem_points,omitempty"`
-	StoredValue  int64     `json:"stored_value,omitempty"`
-}
-
-func (b *basketFlags) request() (saleReq, error) {
+func (b *basketFlags) request() (api.SaleRequest, error) {
 	lines, err := b.basket()
 	if err != nil {
-		return saleReq{}, err
+		return api.SaleRequest{}, err
 	}
 	if b.member != "" && b.card != "" {
-		return saleReq{}, fmt.Errorf("give --member or --card, not both")
+		return api.SaleRequest{}, fmt.Errorf("give --member or --card, not both")
 	}
 	if b.redeem < 0 {
-		return saleReq{}, fmt.Errorf("--redeem must not be negative")
+		return api.SaleRequest{}, fmt.Errorf("--redeem must not be negative")
 	}
-	return saleReq{Till: b.till, MemberID: b.member, Card: b.card, Cashier: b.cashier,
+	return api.SaleRequest{Till: b.till, MemberID: b.member, Card: b.card, Cashier: b.cashier,
 		CouponID: b.coupon, Lines: lines, RedeemPoints: b.redeem}, nil
 }
 
@@ -392,23 +345,9 @@ func postEntry(cmd *cobra.Command, g *globals, af *apiFlags, path string, body a
 	return nil
 }
 
-type refundItem struct {
-	LineNo int   `json:"line_no"`
-	Qty    int64 `json:"qty"`
-}
-
-type refundReq struct {
-	Till      string       `json:"till,omitempty"`
-	RefundID  string       `json:"refund_id"`
-	ReceiptID string       `json:"receipt_id"`
-	Cashier   string       `json:"cashier,omitempty"`
-	Lines     []refundItem `json:"lines,omitempty"`
-	Full      bool         `json:"full,omitempty"`
-}
-
 func newRefundCmd(g *globals) *cobra.Command {
 	var af apiFlags
-	var r refundReq
+	var r api.RefundRequest
 	var lines []string
 	cmd := &cobra.Command{
 		Use:   "refund",
@@ -430,7 +369,7 @@ func newRefundCmd(g *globals) *cobra.Command {
 				if !ok || err1 != nil || err2 != nil || n <= 0 || q <= 0 {
 					return fmt.Errorf("--line %q: want lineNo:qty with both above 0, e.g. 1:2", s)
 				}
-				r.Lines = append(r.Lines, refundItem{LineNo: n, Qty: q})
+				r.Lines = append(r.Lines, api.RefundItem{LineNo: n, Qty: q})
 			}
 			return postEntry(cmd, g, &af, pathRefunds, r)
 		},
@@ -445,16 +384,9 @@ func newRefundCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-type voidReq struct {
-	Till      string `json:"till,omitempty"`
-	ReceiptID string `json:"receipt_id"`
-	Cashier   string `json:"cashier,omitempty"`
-	Reason    string `json:"reason,omitempty"`
-}
-
 func newVoidCmd(g *globals) *cobra.Command {
 	var af apiFlags
-	var v voidReq
+	var v api.VoidRequest
 	cmd := &cobra.Command{
 		Use:     "void",
 		Short:   "Void a whole sale (reversed like a full refund)",
@@ -475,17 +407,9 @@ func newVoidCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-type topUpReq struct {
-	Till     string `json:"till,omitempty"`
-	TopUpID  string `json:"topup_id"`
-	MemberID string `json:"member_id"`
-	Cashier  string `json:"cashier,omitempty"`
-	Amount   int64  `json:"amount"`
-}
-
 func newTopUpCmd(g *globals) *cobra.Command {
 	var af apiFlags
-	var t topUpReq
+	var t api.TopUpRequest
 	var amount string
 	cmd := &cobra.Command{
 		Use:   "topup",

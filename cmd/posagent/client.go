@@ -79,10 +79,14 @@ type apiError struct {
 	Status  int
 	Code    string
 	Message string
+	Detail  string
 }
 
 func (e *apiError) Error() string {
-	if e.Code != "" {
+	switch {
+	case e.Code != "" && e.Detail != "":
+		return fmt.Sprintf("%s (%s: %s)", e.Message, e.Code, e.Detail)
+	case e.Code != "":
 		return fmt.Sprintf("%s (%s)", e.Message, e.Code)
 	}
 	return e.Message
@@ -172,6 +176,7 @@ func decodeAPIError(status int, raw []byte) *apiError {
 		Code    string `json:"code"`
 		Message string `json:"message"`
 		Hint    string `json:"hint"`
+		Detail  string `json:"detail"`
 	}
 	switch {
 	case json.Unmarshal(raw, &nested) == nil && nested.Error.Message != "":
@@ -180,7 +185,7 @@ func decodeAPIError(status int, raw []byte) *apiError {
 			e.Message += " — " + nested.Error.Hint
 		}
 	case json.Unmarshal(raw, &flat) == nil && flat.Message != "":
-		e.Code, e.Message = flat.Code, flat.Message
+		e.Code, e.Message, e.Detail = flat.Code, flat.Message, flat.Detail
 		if flat.Hint != "" {
 			e.Message += " — " + flat.Hint
 		}

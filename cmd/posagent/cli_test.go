@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+
+	"posagent/agent/config"
+)
+
+// runCLI runs the command in-process and returns its exit code and output.
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := execute(context.Background(), args, strings.NewReader(""), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestParseMoney(t *testing.T) {
+	good := map[string]int64{"1250": 1250, "12.50": 1250, "12.5": 1250, "0.01": 1, ".5": 50, "¥3.00": 300, "0": 0, "12.": 1200}
+	for in, want := range good {
+		got, err := parseMoney(in)
+		if err != nil || got != want {
+			t.Errorf("parseMoney(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "abc", "1.234", "-5", "-1.00", "1.-5", "99999999999999999999", "1e3"} {
+		if got, err := parseMoney(in); err == nil {
+			t.Errorf("parseMoney(%q) = %d, want an error", in, got)
+		}
+	}
+}
+
+func TestFen(t *testing.T) {
+	for n, want := range map[int64]string{0: "¥0.00", 5: "¥0.05", 1250: "¥12.50", -1250: "-¥12.50", 100000000: "¥1000000.00"} {
+		if got := fen(n); got != want {
+			t.Errorf("fen(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestParseLine(t *testing.T) {
+	l, err := parseLine("6901234567890:2:12.50")
+	if err != nil || l.SKU != "6901234567890" || l.Qty != 2 || l.UnitPrice != 1250 || l.Discountable != nil || l.EarnsPoints != nil {
+		t.Fatalf("got %+v, %v", l, err)
+	}
+	l, err = parseLine("A1:1:3000:nodisc:nopoints")
+	if err != nil || l.UnitPrice != 3000 || l.Discountable == nil || *l.Discountable || l.EarnsPoints == nil || *l.EarnsPoints {
+		t.Fatalf("got %+v, %v", l, err)
+	}
+	for _, bad := range []string{"A1", "A1:0:100", "A1:x:100", ":1:100", "A1:1:1.234", "A1:1:100:free"} {
+		if _, err := parseLine(bad); err == nil {
+			t.Errorf("parseLine(%q): want an error", bad)
+		}
+	}
+}
+
+func TestDialable(t *testing.T) {
+	for in, want := range map[string]string{"0.0.0.0:8420": "127.0.0.1:8420", "[::]:1": "127.0.0.1:1", ":8420": "127.0.0.1:8420", "127.0.0.1:9": "127.0.0.1:9"} {
+		if got := dialable(in); got != want {
+			t.Errorf("dialable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestDecodeAPIError(t *testing.T) {
+	e := decodeAPIError(409, []byte(`{"code":"conflict","message":"this id was already used"}`))
+	if e.Code != "conflict" || !strings.Contains(e.Error(), "already used") {
+		t.Errorf("flat: %+v", e)
+	}
+	e = decodeAPIError(502, []byte("bad gateway"))
+	if !strings.Contains(e.Error(), "502") || !strings.Contains(e.Error(), "bad gateway") {
+		t.Errorf("text: %+v", e)
+	}
+}
+
+func TestEveryCommandHasHelpAndExamples(t *testing.T) {
+	root := newRoot(strings.NewReader(""), &bytes.Buffer{}, &bytes.Buffer{})
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.Hidden || c.Name() == "help" || c.Parent() != nil && c.Parent().Name() == "completion" || c.Name() == "completion" {
+			return
+		}
+		if c.Short == "" {
+			t.Errorf("%q has no short help", c.CommandPath())
+		}
+		if c.Example == "" {
+			t.Errorf("%q has no example", c.CommandPath())
+		}
+		for _, s := range c.Commands() {
+			walk(s)
+		}
+	}
+	walk(root)
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCLI(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "posagent ") || !strings.Contains(out, "go1.") {
+		t.Fatalf("code %d out %q", code, out)
+	}
+	code, out, _ = runCLI(t, "version", "--json")
+	if code != 0 || !strings.Contains(out, `"platform"`) {
+		t.Fatalf("code %d out %q", code, out)
+	}
+}
+
+func TestConfigInitParsesAndValidates(t *testing.T) {
+	if _, err := config.Parse(defaultConfigYAML); err != nil {
+		t.Fatalf("the default config does not parse: %v", err)
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "posagent.yaml")
+	if code, _, errOut := runCLI(t, "config", "init", "--output", p); code != 0 {
+		t.Fatalf("init: %s", errOut)
+	}
+	if code, _, errOut := runCLI(t, "config", "init", "--output", p); code == 0 || !strings.Contains(errOut, "--force") {
+		t.Fatalf("init over an existing file must refuse: %d %s", code, errOut)
+	}
+	code, out, errOut := runCLI(t, "config", "validate", "--config", p)
+	if code != 0 || !strings.Contains(out, "ok: "+p) {
+		t.Fatalf("validate: %d %s %s", code, out, errOut)
+	}
+}
+
+func TestConfigValidateNamesTheKey(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(p, []byte("store: s1\napi:\n  listen: 10.0.0.5:8420\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCLI(t, "config", "validate", "--config", p)
+	if code == 0 || !strings.Contains(errOut, "api.listen") || !strings.Contains(errOut, "line 3") {
+		t.Fatalf("want an error naming api.listen on line 3, got %d %q", code, errOut)
+	}
+}
+
+func TestConfigShowRedactsSecrets(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(p, []byte("api:\n  token: supersecretsupersecret\ndata_dir: "+t.TempDir()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "config", "show", "--config", p)
+	if code != 0 || strings.Contains(out, "supersecret") || !strings.Contains(out, "<redacted>") {
+		t.Fatalf("show: %d %s %s", code, out, errOut)
+	}
+}
+
+func TestServiceInstallIntoRoot(t *testing.T) {
+	root := t.TempDir()
+	bin := filepath.Join(t.TempDir(), "posagent")
+	if err := os.WriteFile(bin, []byte("binary"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "service", "install", "--root", root, "--binary", bin)
+	if code != 0 {
+		t.Fatalf("install: %s %s", out, errOut)
+	}
+	unit, err := os.ReadFile(filepath.Join(root, "etc/systemd/system/posagent.service"))
+	if err != nil || !strings.Contains(string(unit), "Type=notify") {
+		t.Fatalf("unit: %v", err)
+	}
+	cfg, err := os.ReadFile(filepath.Join(root, "etc/posagent/posagent.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Parse(cfg); err != nil {
+		t.Fatalf("installed config does not parse: %v", err)
+	}
+	if code, out, errOut := runCLI(t, "service", "uninstall", "--root", root); code != 0 || !strings.Contains(out, "removed") {
+		t.Fatalf("uninstall: %s %s", out, errOut)
+	}
+}
+
+func TestAgentNotRunningSaysHowToStartIt(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	code, _, errOut := runCLI(t, "member", "lookup", "--id", "M1", "--api", "http://"+addr, "--token", "0123456789abcdef0123")
+	if code == 0 || !strings.Contains(errOut, "posagent run") || !strings.Contains(errOut, "posagent service start") {
+		t.Fatalf("want advice to start the agent, got %d %q", code, errOut)
+	}
+}
