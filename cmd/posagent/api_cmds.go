@@ -39,13 +39,13 @@ func apiCommands(g *globals) []*cobra.Command {
 // ---- wire shapes ----
 
 type basketFlags struct {
-	member   string
-	card     string
-	coupon   string
-	redeem   int64
-	lines    []string
-	cashier  string
-	till     string
+	member  string
+	card    string
+	coupon  string
+	redeem  int64
+	lines   []string
+	cashier string
+	till    string
 }
 
 func (b *basketFlags) register(cmd *cobra.Command) {
