@@ -87,7 +87,7 @@ func (p *Program) Quote(b Basket, m *Member, at time.Time) (Quote, error) {
 			ql.Reasons = append(ql.Reasons, "no tier discount: tier "+tier.ID+" has none")
 		default:
 			ql.Discount = roundHalfUpBP(ql.Gross, tier.DiscountBP)
-			ql.Reasons = append(ql.Reasons, fmt.Sprintf("tier discount %s: %s %s off %s, rounded half up at the fen", yuan(ql.Discount), tier.ID, bpPercent(tier.DiscountBP), yuan(ql.Gross)))
+			ql.Reasons = append(ql.Reasons, "tier discount "+yuan(ql.Discount)+": "+tier.ID+" "+bpPercent(tier.DiscountBP)+" off "+yuan(ql.Gross)+", rounded half up at the fen")
 		}
 		ql.Net = ql.Gross - ql.Discount
 		q.Gross += ql.Gross
@@ -160,8 +160,8 @@ func (p *Program) Quote(b Basket, m *Member, at time.Time) (Quote, error) {
 			continue
 		}
 		ql.EarnedPoints = share[i]
-		ql.Reasons = append(ql.Reasons, fmt.Sprintf("earn base %s (paid); %d of the sale's %d points by earn base share, largest remainder",
-			yuan(ql.EarnBase), ql.EarnedPoints, q.PointsEarned))
+		ql.Reasons = append(ql.Reasons, "earn base "+yuan(ql.EarnBase)+" (paid); "+strconv.FormatInt(ql.EarnedPoints, 10)+
+			" of the sale's "+strconv.FormatInt(q.PointsEarned, 10)+" points by earn base share, largest remainder")
 	}
 	return q, nil
 }
@@ -211,7 +211,7 @@ func (p *Program) applyCoupon(q *Quote, c *Coupon, local time.Time, w, share []i
 			continue
 		}
 		ql.CouponShare = share[i]
-		ql.Reasons = append(ql.Reasons, fmt.Sprintf("coupon share %s of %s by net, largest remainder", yuan(share[i]), yuan(value)))
+		ql.Reasons = append(ql.Reasons, "coupon share "+yuan(share[i])+" of "+yuan(value)+" by net, largest remainder")
 	}
 	return nil
 }
@@ -257,8 +257,8 @@ func (p *Program) applyRedeem(q *Quote, pts int64, m *Member, due int64, w, shar
 	for i := range q.Lines {
 		ql := &q.Lines[i]
 		ql.RedeemPoints = share[i]
-		ql.Reasons = append(ql.Reasons, fmt.Sprintf("points share %s (%d points) of %s by amount due after coupon, largest remainder",
-			yuan(ql.RedeemShare), ql.RedeemPoints, yuan(value)))
+		ql.Reasons = append(ql.Reasons, "points share "+yuan(ql.RedeemShare)+" ("+strconv.FormatInt(ql.RedeemPoints, 10)+
+			" points) of "+yuan(value)+" by amount due after coupon, largest remainder")
 	}
 	return nil
 }

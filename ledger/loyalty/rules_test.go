@@ -203,3 +203,12 @@ func TestMaskMobile(t *testing.T) {
 		}
 	}
 }
+
+func TestYuan(t *testing.T) {
+	for in, want := range map[int64]string{0: "¥0.00", 5: "¥0.05", 1234: "¥12.34", -5: "-¥0.05", -100: "-¥1.00",
+		-9223372036854775808: "-¥92233720368547758.08"} {
+		if got := yuan(in); got != want {
+			t.Errorf("yuan(%d) = %q, want %q", in, got, want)
+		}
+	}
+}

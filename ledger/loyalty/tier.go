@@ -1,6 +1,9 @@
 package loyalty
 
-import "fmt"
+import (
+	"fmt"
+	"strconv"
+)
 
 // TierAfterSale is the tier a member of tier current reaches once the sale
 // counted in s is committed, with the upgrade bonus points and the reason.
@@ -33,12 +36,20 @@ func (p *Program) TierAfterSale(current string, s TierStats) (tier string, bonus
 	return current, 0, ""
 }
 
-// yuan formats fen as ¥12.34 for reasons.
+// yuan formats fen as ¥12.34 for reasons (hot in Quote, so no fmt).
 func yuan(fen int64) string {
-	sign := ""
+	var buf [32]byte
+	return string(appendYuan(buf[:0], fen))
+}
+
+func appendYuan(b []byte, fen int64) []byte {
 	u := uint64(fen)
 	if fen < 0 {
-		sign, u = "-", uint64(-(fen+1))+1
+		b = append(b, '-')
+		u = uint64(-(fen + 1)) + 1
 	}
-	return fmt.Sprintf("%s¥%d.%02d", sign, u/100, u%100)
+	b = append(b, "¥"...)
+	b = strconv.AppendUint(b, u/100, 10)
+	b = append(b, '.', byte('0'+u%100/10), byte('0'+u%10))
+	return b
 }
