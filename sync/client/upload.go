@@ -57,6 +57,15 @@ const maxRewinds = 3
 // wait when a small batch is not old enough yet.
 func (c *Client) uploadTill(ctx context.Context, till string, force bool) (time.Duration, error) {
 	stalls := 0
+	// While a full batch is in flight the next one is read and encoded,
+	// so the store's work overlaps HQ's. It is used only if it starts
+	// where HQ's answer leaves us.
+	var next chan prepResult
+	defer func() {
+		if next != nil {
+			<-next
+		}
+	}()
 	for ctx.Err() == nil {
 		acked, err := c.out.Acked(till)
 		if err != nil {
@@ -73,41 +82,57 @@ func (c *Client) uploadTill(ctx context.Context, till string, force bool) (time.
 		}
 		c.mu.Unlock()
 
-		head, err := c.out.Pending(till, from-1, 1)
-		if err != nil {
-			return 0, fmt.Errorf("sync client: read outbox of till %s: %w", till, err)
+		var p *prepared
+		if next != nil {
+			r := <-next
+			next = nil
+			if r.err == nil && r.p != nil && r.p.b.First == from && len(r.p.b.Entries) <= limit && (force || len(r.p.b.Entries) == limit) {
+				p = r.p
+			}
 		}
-		if len(head) == 0 {
-			return 0, nil
-		}
-		if !force {
-			// A full batch goes at once; a small one waits until its
-			// oldest entry is BatchAge old. Probing the limit-th entry
-			// avoids reading the whole batch just to count it.
-			full, err := c.out.Pending(till, from-1+uint64(limit)-1, 1)
+		if p == nil {
+			head, err := c.out.Pending(till, from-1, 1)
 			if err != nil {
 				return 0, fmt.Errorf("sync client: read outbox of till %s: %w", till, err)
 			}
-			if len(full) == 0 {
-				age := c.now().Sub(head[0].At)
-				if age < c.cfg.BatchAge {
-					w := c.cfg.BatchAge - age
-					if w > c.cfg.BatchAge {
-						w = c.cfg.BatchAge // a till clock ahead of ours
+			if len(head) == 0 {
+				return 0, nil
+			}
+			if !force {
+				// A full batch goes at once; a small one waits until its
+				// oldest entry is BatchAge old. Probing the limit-th entry
+				// avoids reading the whole batch just to count it.
+				full, err := c.out.Pending(till, from-1+uint64(limit)-1, 1)
+				if err != nil {
+					return 0, fmt.Errorf("sync client: read outbox of till %s: %w", till, err)
+				}
+				if len(full) == 0 {
+					age := c.now().Sub(head[0].At)
+					if age < c.cfg.BatchAge {
+						w := c.cfg.BatchAge - age
+						if w > c.cfg.BatchAge {
+							w = c.cfg.BatchAge // a till clock ahead of ours
+						}
+						return w, nil
 					}
-					return w, nil
 				}
 			}
+			if p, err = c.prepare(till, from, limit); err != nil {
+				return 0, err
+			}
+			if p == nil {
+				return 0, nil
+			}
 		}
-		entries, err := c.out.Pending(till, from-1, limit)
-		if err != nil {
-			return 0, fmt.Errorf("sync client: read outbox of till %s: %w", till, err)
+		b := p.b
+		if len(b.Entries) == limit {
+			next = make(chan prepResult, 1)
+			go func(from uint64) {
+				p, err := c.prepare(till, from, limit)
+				next <- prepResult{p, err}
+			}(b.Last + 1)
 		}
-		b, err := c.makeBatch(till, from, entries)
-		if err != nil {
-			return 0, err
-		}
-		ack, err := c.send(ctx, b)
+		ack, err := c.send(ctx, p)
 		var gap *gapError
 		var he *hqError
 		switch {
@@ -234,19 +259,48 @@ func (c *Client) recordDeadLetters(dl []wire.DeadLetter) {
 	c.mu.Unlock()
 }
 
-// send POSTs one gzip-compressed batch and reads the acknowledgement.
-func (c *Client) send(ctx context.Context, b wire.Batch) (wire.Ack, error) {
+// prepared is a batch ready to send: checked, encoded and compressed.
+type prepared struct {
+	b    wire.Batch
+	body []byte
+}
+
+type prepResult struct {
+	p   *prepared
+	err error
+}
+
+// prepare reads up to limit entries of till from seq from on; nil when
+// there are none.
+func (c *Client) prepare(till string, from uint64, limit int) (*prepared, error) {
+	entries, err := c.out.Pending(till, from-1, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sync client: read outbox of till %s: %w", till, err)
+	}
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	b, err := c.makeBatch(till, from, entries)
+	if err != nil {
+		return nil, err
+	}
 	var buf bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
 	if err := json.NewEncoder(zw).Encode(b); err != nil {
-		return wire.Ack{}, fmt.Errorf("encode batch: %w", err)
+		return nil, fmt.Errorf("sync client: encode batch: %w", err)
 	}
 	if err := zw.Close(); err != nil {
-		return wire.Ack{}, fmt.Errorf("compress batch: %w", err)
+		return nil, fmt.Errorf("sync client: compress batch: %w", err)
 	}
+	return &prepared{b: b, body: buf.Bytes()}, nil
+}
+
+// send POSTs one prepared batch and reads the acknowledgement.
+func (c *Client) send(ctx context.Context, p *prepared) (wire.Ack, error) {
+	b := p.b
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.URL+wire.PathBatches, bytes.NewReader(buf.Bytes()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.URL+wire.PathBatches, bytes.NewReader(p.body))
 	if err != nil {
 		return wire.Ack{}, err
 	}
