@@ -306,7 +306,7 @@ func testChanges(t *testing.T, st hq.Store) {
 	}
 	_, err := st.Ingest(c, Batch(es...))
 	require.NoError(t, err)
-	ms, _, cur := pullChanges(t, st, "", 3)
+	ms, _, cur := pullChangesN(t, st, "", 3, 7)
 	require.Len(t, ms, 7)
 	seen := map[string]bool{}
 	for _, m := range ms {
@@ -321,7 +321,7 @@ func testChanges(t *testing.T, st hq.Store) {
 
 	_, err = st.Ingest(c, Batch(tl.Sale("M3", T0.Add(time.Hour), 1000, 10, 0, 0, ""), tl.TopUp("M5", T0, 700, 0)))
 	require.NoError(t, err)
-	ms, _, cur = pullChanges(t, st, cur, 3)
+	ms, _, cur = pullChangesN(t, st, cur, 3, 2)
 	require.Len(t, ms, 2)
 	got := map[string]wire.MemberState{}
 	for _, m := range ms {
@@ -362,6 +362,39 @@ func testPrograms(t *testing.T, st hq.Store) {
 	require.Equal(t, []wire.ProgramVersion{p1, p2}, all)
 }
 
+// Eventually polls cond until it holds or 20 s pass. Feeds may hold rows
+// back while any transaction on the database server is still open (another
+// test's, say), so reads after a write poll rather than expect the row at once.
+func Eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// pullExportN pulls until seen holds n entries.
+func pullExportN(t *testing.T, st hq.Store, cursor string, limit int, seen map[string]int, n int) string {
+	Eventually(t, fmt.Sprintf("%d exported entries", n), func() bool {
+		cursor = pullExport(t, st, cursor, limit, seen)
+		return len(seen) >= n
+	})
+	return cursor
+}
+
+// pullChangesN pulls until n member states arrived.
+func pullChangesN(t *testing.T, st hq.Store, cursor string, limit, n int) (members []wire.MemberState, progs []wire.ProgramVersion, next string) {
+	Eventually(t, fmt.Sprintf("%d member changes", n), func() bool {
+		ms, ps, c := pullChanges(t, st, cursor, limit)
+		members, progs, cursor = append(members, ms...), append(progs, ps...), c
+		return len(members) >= n
+	})
+	return members, progs, cursor
+}
+
 // pullExport follows the export feed to its end, counting each entry.
 func pullExport(t *testing.T, st hq.Store, cursor string, limit int, seen map[string]int) string {
 	for i := 0; ; i++ {
@@ -395,7 +428,7 @@ func testExportPaging(t *testing.T, st hq.Store) {
 		require.NoError(t, err)
 	}
 	seen := map[string]int{}
-	cur := pullExport(t, st, "", 7, seen)
+	cur := pullExportN(t, st, "", 7, seen, 30)
 	require.Len(t, seen, 30)
 	for id, n := range seen {
 		require.True(t, want[id])
@@ -405,7 +438,7 @@ func testExportPaging(t *testing.T, st hq.Store) {
 	_, err := st.Ingest(c, Batch(tl.Sale("M2", T0, 100, 1, 0, 0, "")))
 	require.NoError(t, err)
 	more := map[string]int{}
-	cur = pullExport(t, st, cur, 7, more)
+	cur = pullExportN(t, st, cur, 7, more, 1)
 	require.Equal(t, map[string]int{"S2/T1/1": 1}, more)
 	p, err := st.Export(c, cur, 7)
 	require.NoError(t, err)
@@ -459,7 +492,7 @@ func testConcurrent(t *testing.T, st hq.Store) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	pullExport(t, st, cur, 13, seen)
+	pullExportN(t, st, cur, 13, seen, tills*batches*per)
 	require.Len(t, seen, tills*batches*per)
 	for id, n := range seen {
 		if n != 1 {

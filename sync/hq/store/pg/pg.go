@@ -1,0 +1,661 @@
+// Package pg is the PostgreSQL HQ store (pgx v5). The schema is migrated on
+// Open from embedded, numbered SQL files, in one transaction under an
+// advisory lock, recorded in schema_migrations.
+//
+// The export and changes feeds are ordered by the writing transaction's id
+// (xid8). A plain increasing id skips rows: a batch that took ids 10..19 may
+// commit after one that took 20..29, and a reader that already moved past 29
+// never sees 10..19. Here a reader only takes rows whose transaction id is
+// below the xmin of its snapshot (no transaction older than that is still
+// running), so nothing can later commit behind its cursor.
+package pg
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"posagent/ledger/entry"
+	"posagent/sync/hq"
+	"posagent/sync/wire"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Options tune the store.
+type Options struct {
+	MaxConns int32 // pool size [max(8, 4×CPU) as pgxpool picks]
+}
+
+// Store is the PostgreSQL HQ store.
+type Store struct{ pool *pgxpool.Pool }
+
+var _ hq.Store = (*Store)(nil)
+
+// Open connects to url (a postgres:// URL or key=value string; add
+// search_path=... to use a schema), and migrates the schema.
+func Open(ctx context.Context, url string, o Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("hq: PostgreSQL URL: %w", err)
+	}
+	if o.MaxConns > 0 {
+		cfg.MaxConns = o.MaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("hq: PostgreSQL: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("hq: PostgreSQL at %s is not reachable: %w", cfg.ConnConfig.Host, err)
+	}
+	s := &Store{pool: pool}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Pool exposes the connection pool (benchmarks compare against raw COPY).
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+func migrations() ([]migration, error) {
+	files, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, f := range files {
+		base := strings.TrimPrefix(f, "migrations/")
+		n, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
+		if err != nil {
+			return nil, fmt.Errorf("migration %s: name must start with its number", f)
+		}
+		b, err := migrationFS.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{n, base, string(b)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	return ms, nil
+}
+
+// migrationLock keys the advisory lock that lets one HQ migrate at a time.
+const migrationLock = 0x706f7361_6871 // "posahq"
+
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLock)); err != nil {
+			return fmt.Errorf("hq: migration lock: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+			return fmt.Errorf("hq: schema_migrations: %w", err)
+		}
+		var cur int
+		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&cur); err != nil {
+			return err
+		}
+		if last := ms[len(ms)-1].version; cur > last {
+			return fmt.Errorf("hq: database schema version %d is newer than this hq knows (%d); upgrade hq", cur, last)
+		}
+		for _, m := range ms {
+			if m.version <= cur {
+				continue
+			}
+			if _, err := tx.Exec(ctx, m.sql); err != nil {
+				return fmt.Errorf("hq: migration %s: %w", m.name, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// SchemaVersion is the highest migration applied.
+func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := s.pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&v)
+	return v, err
+}
+
+func (s *Store) Close() error { s.pool.Close(); return nil }
+
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+func pgCode(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+// retry reruns a transaction that lost a deadlock or serialization race.
+func (s *Store) retry(ctx context.Context, fn func(pgx.Tx) error) error {
+	for i := 0; ; i++ {
+		err := pgx.BeginFunc(ctx, s.pool, fn)
+		if c := pgCode(err); (c == "40P01" || c == "40001") && i < 8 {
+			continue
+		}
+		return err
+	}
+}
+
+func (s *Store) AddCredential(ctx context.Context, c hq.Credential) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO credentials (role, id, name, time_zone, token_hash, created_at) VALUES ($1,$2,$3,$4,$5,$6)`,
+		c.Role, c.ID, c.Name, c.TimeZone, c.TokenHash, c.CreatedAt)
+	if pgCode(err) == "23505" {
+		return fmt.Errorf("%w: %s %q", hq.ErrConflict, c.Role, c.ID)
+	}
+	return err
+}
+
+func (s *Store) RevokeCredential(ctx context.Context, role, id string) error {
+	t, err := s.pool.Exec(ctx, `UPDATE credentials SET revoked_at = coalesce(revoked_at, now()) WHERE role = $1 AND id = $2`, role, id)
+	if err == nil && t.RowsAffected() == 0 {
+		return fmt.Errorf("%w: %s %q", hq.ErrNotFound, role, id)
+	}
+	return err
+}
+
+const credCols = `role, id, name, time_zone, token_hash, created_at, revoked_at`
+
+func scanCred(r pgx.Row) (hq.Credential, error) {
+	var c hq.Credential
+	var rev pgtype.Timestamptz
+	err := r.Scan(&c.Role, &c.ID, &c.Name, &c.TimeZone, &c.TokenHash, &c.CreatedAt, &rev)
+	if rev.Valid {
+		c.RevokedAt = rev.Time
+	}
+	return c, err
+}
+
+func (s *Store) CredentialByHash(ctx context.Context, hash string) (hq.Credential, error) {
+	c, err := scanCred(s.pool.QueryRow(ctx, `SELECT `+credCols+` FROM credentials WHERE token_hash = $1`, hash))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, hq.ErrNotFound
+	}
+	return c, err
+}
+
+func (s *Store) Credentials(ctx context.Context) ([]hq.Credential, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+credCols+` FROM credentials ORDER BY role, id`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (hq.Credential, error) { return scanCred(r) })
+}
+
+func (s *Store) TillAcked(ctx context.Context, store, till string) (uint64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT acked FROM tills WHERE store = $1 AND till = $2`, store, till).Scan(&n)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return uint64(n), err
+}
+
+func (s *Store) Ingest(ctx context.Context, b hq.Batch) (wire.Ack, error) {
+	var ack wire.Ack
+	err := s.retry(ctx, func(tx pgx.Tx) error {
+		var err error
+		ack, err = IngestTx(ctx, tx, b)
+		return err
+	})
+	return ack, err
+}
+
+// IngestTx does Ingest's work inside tx, which the caller commits. Exported
+// so tests can hold an ingest transaction open.
+func IngestTx(ctx context.Context, tx pgx.Tx, b hq.Batch) (wire.Ack, error) {
+	var acked int64
+	// Locks the till's row: uploads of one till go one at a time.
+	err := tx.QueryRow(ctx, `INSERT INTO tills (store, till) VALUES ($1, $2)
+		ON CONFLICT (store, till) DO UPDATE SET acked = tills.acked RETURNING acked`, b.Store, b.Till).Scan(&acked)
+	if err != nil {
+		return wire.Ack{}, err
+	}
+	if b.First > uint64(acked)+1 {
+		return wire.Ack{}, &hq.GapError{Expected: uint64(acked) + 1}
+	}
+	dup := b.Last <= uint64(acked)
+	var dead []hq.DeadLetter
+	if !dup {
+		es, fresh := hq.Fresh(b, uint64(acked))
+		dead = fresh
+		if err := copyEntries(ctx, tx, es, b.ReceivedAt); err != nil {
+			return wire.Ack{}, err
+		}
+		batch := &pgx.Batch{}
+		for _, d := range fresh {
+			batch.Queue(`INSERT INTO dead_letters (store, till, seq, reason, raw, received_at) VALUES ($1,$2,$3,$4,$5,$6)`,
+				d.Store, d.Till, int64(d.Seq), d.Reason, d.Raw, d.ReceivedAt)
+		}
+		batch.Queue(`UPDATE tills SET acked = $3 WHERE store = $1 AND till = $2`, b.Store, b.Till, int64(b.Last))
+		if err := applyDeltas(ctx, tx, batch, hq.Deltas(es)); err != nil {
+			return wire.Ack{}, err
+		}
+	}
+	if dup || b.First <= uint64(acked) {
+		// Dead letters of earlier uploads of this range belong in the ack too.
+		rows, err := tx.Query(ctx, `SELECT store, till, seq, reason FROM dead_letters
+			WHERE store = $1 AND till = $2 AND seq BETWEEN $3 AND $4 ORDER BY seq`, b.Store, b.Till, int64(b.First), int64(b.Last))
+		if err != nil {
+			return wire.Ack{}, err
+		}
+		dead, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (hq.DeadLetter, error) {
+			var d hq.DeadLetter
+			var seq int64
+			err := r.Scan(&d.Store, &d.Till, &seq, &d.Reason)
+			d.Seq = uint64(seq)
+			return d, err
+		})
+		if err != nil {
+			return wire.Ack{}, err
+		}
+	}
+	return hq.AckFor(b, dead, dup), nil
+}
+
+var entryCols = []string{"store", "till", "seq", "kind", "member_id", "at", "received_at", "body"}
+
+func copyEntries(ctx context.Context, tx pgx.Tx, es []entry.Entry, at time.Time) error {
+	if len(es) == 0 {
+		return nil
+	}
+	rows := make([][]any, len(es))
+	for i := range es {
+		e := &es[i]
+		body, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		rows[i] = []any{e.Store, e.Till, int64(e.Seq), string(e.Kind), e.MemberID, e.At, at, body}
+	}
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"entries"}, entryCols, pgx.CopyFromRows(rows))
+	return err
+}
+
+// balanceSQL adds every member's balance deltas in one statement; the flag
+// rule is hq.Member.ApplyBalances's.
+const balanceSQL = `INSERT INTO members AS m (id, points, stored_value, flagged, last_sale)
+SELECT id, p, sv, p < 0 OR sv < 0, ls FROM unnest($1::text[], $2::int8[], $3::int8[], $4::timestamptz[]) AS u(id, p, sv, ls)
+ON CONFLICT (id) DO UPDATE SET
+	points = m.points + excluded.points,
+	stored_value = m.stored_value + excluded.stored_value,
+	flagged = m.flagged OR m.points + excluded.points < 0 OR m.stored_value + excluded.stored_value < 0,
+	last_sale = greatest(m.last_sale, excluded.last_sale),
+	xid = pg_current_xact_id()`
+
+// applyDeltas sends batch (queued by the caller) with the balance update
+// and, for members whose data, tier or coupons change, reads them back
+// (locked by the update), merges in Go and writes them.
+func applyDeltas(ctx context.Context, tx pgx.Tx, batch *pgx.Batch, ds []hq.Delta) error {
+	ids := make([]string, len(ds))
+	pts := make([]int64, len(ds))
+	svs := make([]int64, len(ds))
+	lss := make([]pgtype.Timestamptz, len(ds))
+	var structural []string
+	byID := map[string]hq.Delta{}
+	for i, d := range ds {
+		ids[i], pts[i], svs[i] = d.MemberID, d.Points, d.StoredValue
+		lss[i] = pgtype.Timestamptz{Time: d.LastSale, Valid: !d.LastSale.IsZero()}
+		if d.Structural() {
+			structural = append(structural, d.MemberID)
+			byID[d.MemberID] = d
+		}
+	}
+	if len(ds) > 0 {
+		batch.Queue(balanceSQL, ids, pts, svs, lss)
+	}
+	var ms []hq.Member
+	if len(structural) > 0 {
+		batch.Queue(`SELECT id, data, tier_at, coupons, flagged FROM members WHERE id = ANY($1) ORDER BY id`, structural).Query(func(rows pgx.Rows) error {
+			var err error
+			ms, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (hq.Member, error) {
+				var m hq.Member
+				var tierAt pgtype.Timestamptz
+				var coupons []byte
+				err := r.Scan(&m.ID, &m.Data, &tierAt, &coupons, &m.Flagged)
+				if tierAt.Valid {
+					m.TierAt = tierAt.Time
+				}
+				if err == nil {
+					err = json.Unmarshal(coupons, &m.Coupons)
+				}
+				return m, err
+			})
+			return err
+		})
+	}
+	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+		return err
+	}
+	if len(ms) == 0 {
+		return nil
+	}
+	data := make([][]byte, len(ms))
+	tiers := make([]pgtype.Timestamptz, len(ms))
+	coupons := make([][]byte, len(ms))
+	flags := make([]bool, len(ms))
+	mids := make([]string, len(ms))
+	for i := range ms {
+		m := &ms[i]
+		m.ApplyStructure(byID[m.ID])
+		var err error
+		if data[i], err = json.Marshal(m.Data); err != nil {
+			return err
+		}
+		if m.Coupons == nil {
+			m.Coupons = []hq.CouponState{}
+		}
+		if coupons[i], err = json.Marshal(m.Coupons); err != nil {
+			return err
+		}
+		mids[i], flags[i] = m.ID, m.Flagged
+		tiers[i] = pgtype.Timestamptz{Time: m.TierAt, Valid: !m.TierAt.IsZero()}
+	}
+	_, err := tx.Exec(ctx, `UPDATE members SET data = u.data, tier_at = u.tier_at, coupons = u.coupons, flagged = u.flagged, xid = pg_current_xact_id()
+		FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::jsonb[], $5::bool[]) AS u(id, data, tier_at, coupons, flagged)
+		WHERE members.id = u.id`, mids, data, tiers, coupons, flags)
+	return err
+}
+
+func (s *Store) DeadLetters(ctx context.Context, all bool) ([]hq.DeadLetter, error) {
+	rows, err := s.pool.Query(ctx, `SELECT store, till, seq, reason, raw, received_at, resolved_at FROM dead_letters
+		WHERE $1 OR resolved_at IS NULL ORDER BY received_at, store, till, seq`, all)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (hq.DeadLetter, error) {
+		var d hq.DeadLetter
+		var seq int64
+		var res pgtype.Timestamptz
+		err := r.Scan(&d.Store, &d.Till, &seq, &d.Reason, &d.Raw, &d.ReceivedAt, &res)
+		d.Seq = uint64(seq)
+		if res.Valid {
+			d.ResolvedAt = res.Time
+		}
+		return d, err
+	})
+}
+
+func (s *Store) ResolveDeadLetter(ctx context.Context, store, till string, seq uint64, e entry.Entry, at time.Time) error {
+	return s.retry(ctx, func(tx pgx.Tx) error {
+		t, err := tx.Exec(ctx, `UPDATE dead_letters SET resolved_at = $4 WHERE store = $1 AND till = $2 AND seq = $3 AND resolved_at IS NULL`,
+			store, till, int64(seq), at)
+		if err != nil {
+			return err
+		}
+		if t.RowsAffected() == 0 {
+			return fmt.Errorf("%w: open dead letter %s/%s/%d", hq.ErrNotFound, store, till, seq)
+		}
+		if err := copyEntries(ctx, tx, []entry.Entry{e}, at); err != nil {
+			return err
+		}
+		return applyDeltas(ctx, tx, &pgx.Batch{}, hq.Deltas([]entry.Entry{e}))
+	})
+}
+
+// feedPos is a position in an xid-ordered feed: the transaction id and the
+// row key within it.
+type feedPos struct {
+	X string `json:"x"` // xid8 as decimal text
+	K string `json:"k,omitempty"`
+	N int64  `json:"n,omitempty"`
+}
+
+func (p *feedPos) norm() error {
+	if p.X == "" {
+		p.X = "0"
+	}
+	if _, err := strconv.ParseUint(p.X, 10, 64); err != nil {
+		return fmt.Errorf("%w (xid %q)", hq.ErrCursor, p.X)
+	}
+	return nil
+}
+
+type changesCursor struct {
+	M feedPos `json:"m"`
+	P int     `json:"p"`
+}
+
+const memberCols = `id, data, points, stored_value, flagged, last_sale, tier_at, coupons`
+
+func scanMember(r pgx.Row, extra ...any) (hq.Member, error) {
+	var m hq.Member
+	var ls, ta pgtype.Timestamptz
+	var coupons []byte
+	err := r.Scan(append([]any{&m.ID, &m.Data, &m.Points, &m.StoredValue, &m.Flagged, &ls, &ta, &coupons}, extra...)...)
+	if err != nil {
+		return m, err
+	}
+	if ls.Valid {
+		m.LastSale = ls.Time.UTC()
+	}
+	if ta.Valid {
+		m.TierAt = ta.Time.UTC()
+	}
+	return m, json.Unmarshal(coupons, &m.Coupons)
+}
+
+func (s *Store) Changes(ctx context.Context, cursor string, limit int) (wire.Changes, error) {
+	var cur changesCursor
+	if err := hq.DecodeCursor(cursor, &cur); err != nil {
+		return wire.Changes{}, err
+	}
+	if err := cur.M.norm(); err != nil {
+		return wire.Changes{}, err
+	}
+	var ch wire.Changes
+	rows, err := s.pool.Query(ctx, `SELECT `+memberCols+`, xid::text FROM members
+		WHERE (xid, id) > ($1::text::xid8, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot())
+		ORDER BY xid, id LIMIT $3`, cur.M.X, cur.M.K, limit+1)
+	if err != nil {
+		return ch, err
+	}
+	for rows.Next() {
+		if len(ch.Members) == limit {
+			ch.More = true
+			break
+		}
+		var x string
+		m, err := scanMember(rows, &x)
+		if err != nil {
+			rows.Close()
+			return ch, err
+		}
+		ch.Members = append(ch.Members, m.State())
+		cur.M = feedPos{X: x, K: m.ID}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return ch, err
+	}
+	// Publishing holds a table lock and versions only increase, so versions
+	// commit in order and a version number is a safe cursor.
+	prows, err := s.pool.Query(ctx, `SELECT version, effective_from, source FROM programs WHERE version > $1 ORDER BY version`, cur.P)
+	if err != nil {
+		return ch, err
+	}
+	ch.Programs, err = pgx.CollectRows(prows, func(r pgx.CollectableRow) (wire.ProgramVersion, error) {
+		var p wire.ProgramVersion
+		err := r.Scan(&p.Version, &p.EffectiveFrom, &p.Source)
+		return p, err
+	})
+	if err != nil {
+		return ch, err
+	}
+	if n := len(ch.Programs); n > 0 {
+		cur.P = ch.Programs[n-1].Version
+	}
+	ch.Cursor = hq.EncodeCursor(cur)
+	return ch, nil
+}
+
+func (s *Store) Export(ctx context.Context, cursor string, limit int) (wire.ExportPage, error) {
+	var cur feedPos
+	if err := hq.DecodeCursor(cursor, &cur); err != nil {
+		return wire.ExportPage{}, err
+	}
+	if err := cur.norm(); err != nil {
+		return wire.ExportPage{}, err
+	}
+	var p wire.ExportPage
+	rows, err := s.pool.Query(ctx, `SELECT id, xid::text, body, received_at FROM entries
+		WHERE (xid, id) > ($1::text::xid8, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot())
+		ORDER BY xid, id LIMIT $3`, cur.X, cur.N, limit+1)
+	if err != nil {
+		return p, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if len(p.Entries) == limit {
+			p.More = true
+			break
+		}
+		var id int64
+		var x string
+		var body []byte
+		var at time.Time
+		if err := rows.Scan(&id, &x, &body, &at); err != nil {
+			return p, err
+		}
+		var e wire.ExportedEntry
+		if err := json.Unmarshal(body, &e.Entry); err != nil {
+			return p, err
+		}
+		e.ReceivedAt = at.UTC().Format(time.RFC3339Nano)
+		p.Entries = append(p.Entries, e)
+		cur = feedPos{X: x, N: id}
+	}
+	if err := rows.Err(); err != nil {
+		return p, err
+	}
+	p.Cursor = hq.EncodeCursor(cur)
+	return p, nil
+}
+
+func (s *Store) Scan(ctx context.Context, fn func(hq.Stored) error) error {
+	rows, err := s.pool.Query(ctx, `SELECT body, received_at FROM entries ORDER BY id`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var body []byte
+		var x hq.Stored
+		if err := rows.Scan(&body, &x.ReceivedAt); err != nil {
+			return err
+		}
+		if err := json.Unmarshal(body, &x.Entry); err != nil {
+			return err
+		}
+		if err := fn(x); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+func (s *Store) Member(ctx context.Context, id string) (hq.Member, error) {
+	m, err := scanMember(s.pool.QueryRow(ctx, `SELECT `+memberCols+` FROM members WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return m, fmt.Errorf("%w: member %q", hq.ErrNotFound, id)
+	}
+	return m, err
+}
+
+func (s *Store) Members(ctx context.Context, fn func(hq.Member) error) error {
+	rows, err := s.pool.Query(ctx, `SELECT `+memberCols+` FROM members ORDER BY id`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		m, err := scanMember(rows)
+		if err != nil {
+			return err
+		}
+		if err := fn(m); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+func (s *Store) ApplyDeltas(ctx context.Context, ds []hq.Delta) error {
+	return s.retry(ctx, func(tx pgx.Tx) error { return applyDeltas(ctx, tx, &pgx.Batch{}, ds) })
+}
+
+func (s *Store) PublishProgram(ctx context.Context, p wire.ProgramVersion) error {
+	if p.Version <= 0 {
+		return fmt.Errorf("hq: program version %d must be ≥ 1", p.Version)
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// One publisher at a time, so versions commit in order.
+		if _, err := tx.Exec(ctx, `LOCK TABLE programs IN EXCLUSIVE MODE`); err != nil {
+			return err
+		}
+		var old wire.ProgramVersion
+		err := tx.QueryRow(ctx, `SELECT version, effective_from, source FROM programs WHERE version = $1`, p.Version).Scan(&old.Version, &old.EffectiveFrom, &old.Source)
+		switch {
+		case err == nil && old == p:
+			return nil
+		case err == nil:
+			return fmt.Errorf("%w: program version %d was published with other content; publish a new version", hq.ErrConflict, p.Version)
+		case !errors.Is(err, pgx.ErrNoRows):
+			return err
+		}
+		var newest int
+		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM programs`).Scan(&newest); err != nil {
+			return err
+		}
+		if newest > p.Version {
+			return fmt.Errorf("%w: program version %d is older than the newest published (%d)", hq.ErrConflict, p.Version, newest)
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO programs (version, effective_from, source) VALUES ($1, $2, $3)`, p.Version, p.EffectiveFrom, p.Source)
+		return err
+	})
+}
+
+func (s *Store) Programs(ctx context.Context) ([]wire.ProgramVersion, error) {
+	rows, err := s.pool.Query(ctx, `SELECT version, effective_from, source FROM programs ORDER BY version`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (wire.ProgramVersion, error) {
+		var p wire.ProgramVersion
+		err := r.Scan(&p.Version, &p.EffectiveFrom, &p.Source)
+		return p, err
+	})
+}

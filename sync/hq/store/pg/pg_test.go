@@ -1,0 +1,182 @@
+package pg_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"posagent/sync/hq"
+	"posagent/sync/hq/hqtest"
+	"posagent/sync/hq/store/pg"
+)
+
+// testURL is the server to test against, or a skip with what to set.
+func testURL(t *testing.T) string {
+	t.Helper()
+	u := os.Getenv("POSAGENT_TEST_PG")
+	if u == "" {
+		t.Skip("PostgreSQL tests skipped: set POSAGENT_TEST_PG (e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Skipf("PostgreSQL tests skipped: POSAGENT_TEST_PG=%q is not reachable: %v", u, err)
+	}
+	c.Close(ctx)
+	return u
+}
+
+func open(t *testing.T) *pg.Store {
+	base := testURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	u, drop, err := pg.FreshSchema(ctx, base, "hqtest_")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = drop() })
+	st, err := pg.Open(ctx, u, pg.Options{MaxConns: 8})
+	require.NoError(t, err)
+	return st
+}
+
+func TestConformance(t *testing.T) {
+	testURL(t)
+	hqtest.Run(t, func(t *testing.T) hq.Store { return open(t) })
+}
+
+func TestMigrationsAreRecordedAndRerunSafely(t *testing.T) {
+	base := testURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	u, drop, err := pg.FreshSchema(ctx, base, "hqtest_")
+	require.NoError(t, err)
+	defer drop()
+	st, err := pg.Open(ctx, u, pg.Options{})
+	require.NoError(t, err)
+	v, err := st.SchemaVersion(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, v)
+	st.Close()
+	st, err = pg.Open(ctx, u, pg.Options{}) // already migrated: a no-op
+	require.NoError(t, err)
+	_, err = st.Pool().Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES (99, '0099_future.sql')`)
+	require.NoError(t, err)
+	st.Close()
+	_, err = pg.Open(ctx, u, pg.Options{})
+	require.ErrorContains(t, err, "newer than this hq knows")
+}
+
+// TestExportNeverSkipsOutOfOrderCommit holds an ingest transaction open
+// while a later one (with higher row ids) commits. A plain id cursor would
+// hand out the later rows and then move past the earlier ones for good;
+// the xid cursor holds the later rows back until the earlier commits.
+func TestExportNeverSkipsOutOfOrderCommit(t *testing.T) {
+	st := open(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+
+	first := &hqtest.Till{Store: "S1", Till: "T1"}
+	_, err := st.Ingest(ctx, hqtest.Batch(first.Sale("M0", t0, 100, 1, 0, 0, "")))
+	require.NoError(t, err)
+
+	seen := map[string]int{}
+	pull := func(cursor string) string {
+		for {
+			p, err := st.Export(ctx, cursor, 2)
+			require.NoError(t, err)
+			for _, e := range p.Entries {
+				seen[e.ID()]++
+			}
+			cursor = p.Cursor
+			if !p.More {
+				return cursor
+			}
+		}
+	}
+	cur := ""
+	hqtest.Eventually(t, "the first entry", func() bool { cur = pull(cur); return len(seen) == 1 })
+	require.Equal(t, map[string]int{"S1/T1/1": 1}, seen)
+
+	// A: begins first and takes the lower ids, but stays open.
+	a := &hqtest.Till{Store: "S1", Till: "TA"}
+	txA, err := st.Pool().Begin(ctx)
+	require.NoError(t, err)
+	defer txA.Rollback(ctx)
+	_, err = pg.IngestTx(ctx, txA, hqtest.Batch(a.Sale("M1", t0, 100, 1, 0, 0, ""), a.Sale("M1", t0, 100, 1, 0, 0, "")))
+	require.NoError(t, err)
+
+	// B: later, higher ids, commits first.
+	b := &hqtest.Till{Store: "S1", Till: "TB"}
+	_, err = st.Ingest(ctx, hqtest.Batch(b.Sale("M2", t0, 100, 1, 0, 0, ""), b.Sale("M2", t0, 100, 1, 0, 0, "")))
+	require.NoError(t, err)
+
+	var maxA, minB int64
+	require.NoError(t, txA.QueryRow(ctx, `SELECT max(id) FROM entries WHERE till = 'TA'`).Scan(&maxA))
+	require.NoError(t, st.Pool().QueryRow(ctx, `SELECT min(id) FROM entries WHERE till = 'TB'`).Scan(&minB))
+	require.Less(t, maxA, minB, "the open transaction holds the lower ids: a plain id cursor would skip them")
+
+	cur = pull(cur)
+	require.Zero(t, seen["S1/TB/1"], "rows committed behind an open transaction are held back")
+	require.Zero(t, seen["S1/TA/1"])
+
+	require.NoError(t, txA.Commit(ctx))
+	hqtest.Eventually(t, "all five entries", func() bool { cur = pull(cur); return len(seen) >= 5 })
+	require.Equal(t, map[string]int{"S1/T1/1": 1, "S1/TA/1": 1, "S1/TA/2": 1, "S1/TB/1": 1, "S1/TB/2": 1}, seen,
+		"after the commit every row arrives exactly once")
+}
+
+// TestChangesNeverSkipOutOfOrderCommit is the same for the member feed.
+func TestChangesNeverSkipOutOfOrderCommit(t *testing.T) {
+	st := open(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	_, cur := pullChanges(t, st, "")
+
+	a := &hqtest.Till{Store: "S1", Till: "TA"}
+	txA, err := st.Pool().Begin(ctx)
+	require.NoError(t, err)
+	defer txA.Rollback(ctx)
+	_, err = pg.IngestTx(ctx, txA, hqtest.Batch(a.Points("MA", t0, 5, "correction")))
+	require.NoError(t, err)
+	b := &hqtest.Till{Store: "S1", Till: "TB"}
+	_, err = st.Ingest(ctx, hqtest.Batch(b.Points("MB", t0, 7, "correction")))
+	require.NoError(t, err)
+
+	got, cur := pullChanges(t, st, cur)
+	require.Empty(t, got)
+	require.NoError(t, txA.Commit(ctx))
+	all := map[string]int64{}
+	hqtest.Eventually(t, "both members", func() bool {
+		got, cur = pullChanges(t, st, cur)
+		for k, v := range got {
+			_, dup := all[k]
+			require.False(t, dup, "member %s repeated", k)
+			all[k] = v
+		}
+		return len(all) >= 2
+	})
+	require.Equal(t, map[string]int64{"MA": 5, "MB": 7}, all)
+}
+
+func pullChanges(t *testing.T, st *pg.Store, cur string) (map[string]int64, string) {
+	got := map[string]int64{}
+	for {
+		ch, err := st.Changes(context.Background(), cur, 1)
+		require.NoError(t, err)
+		for _, m := range ch.Members {
+			_, dup := got[m.Member.ID]
+			require.False(t, dup)
+			got[m.Member.ID] = m.Points
+		}
+		cur = ch.Cursor
+		if !ch.More {
+			return got, cur
+		}
+	}
+}
