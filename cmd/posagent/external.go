@@ -1,8 +1,43 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"github.com/spf13/cobra"
 
-// externalCommands are the command groups other packages provide.
+	"posagent/agent/config"
+	"posagent/devices"
+	"posagent/devices/devicescli"
+)
+
+// externalCommands are the command groups other packages provide, given
+// what they need from the config file.
 func externalCommands(g *globals) []*cobra.Command {
-	return nil
+	dev := devicescli.NewCommand(func() ([]devices.Config, []byte, error) {
+		cfg, err := g.load()
+		if err != nil {
+			return nil, nil, err
+		}
+		key, err := cfg.TokenKeyBytes()
+		if err != nil {
+			return nil, nil, err
+		}
+		return deviceConfigs(cfg), key, nil
+	})
+	if dev.Example == "" {
+		dev.Example = `  posagent devices list
+  posagent devices monitor --device msr1`
+	}
+	return []*cobra.Command{dev}
+}
+
+// deviceConfigs maps the config file's readers to the devices package's.
+func deviceConfigs(c config.Config) []devices.Config {
+	out := make([]devices.Config, 0, len(c.Devices))
+	for _, d := range c.Devices {
+		out = append(out, devices.Config{
+			Name: d.Name, Till: d.Till, Transport: d.Transport, Path: d.Path, VID: d.VID, PID: d.PID, Serial: d.Serial,
+			Baud: d.Baud, DataBits: d.DataBits, Parity: d.Parity, StopBits: d.StopBits, FlowControl: d.FlowControl,
+			Framer: d.Framer, Decoder: d.Decoder, Rule: d.Rule, Layout: d.Layout, HIDReport: d.HIDReport, Debounce: d.Debounce,
+		})
+	}
+	return out
 }

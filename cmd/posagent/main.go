@@ -71,7 +71,7 @@ members and sales talk to the running agent; ledger maintenance opens the ledger
 		"config file (default: $POSAGENT_CONFIG, else the OS default such as /etc/posagent/posagent.yaml)")
 
 	root.AddCommand(
-		// newRunCmd(g),
+		newRunCmd(g),
 		newVersionCmd(),
 		newConfigCmd(g),
 		newServiceCmd(g),
