@@ -93,6 +93,8 @@ type Options struct {
 	SyncNow func(ctx context.Context) error
 	// SyncDetail is the sync client's full status for /v1/sync/status.
 	SyncDetail func() any
+	// OnCommit is called after every ledger write (nudges the sync client).
+	OnCommit func()
 	// Offline reports whether the till is cut off from HQ (sales then use
 	// the offline redemption cap).
 	Offline func() bool
@@ -350,4 +352,11 @@ func (s *Server) tillList() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// committed tells the OnCommit hook about a successful write.
+func (s *Server) committed(err error) {
+	if err == nil && s.o.OnCommit != nil {
+		s.o.OnCommit()
+	}
 }

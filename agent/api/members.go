@@ -342,6 +342,7 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request) {
 		CardToken: cardHash, At: s.o.Now(),
 	})
 	s.m.ObserveCommit("enrol", time.Since(start), err)
+	s.committed(err)
 	if err != nil {
 		s.ledgerError(w, r, err)
 		return

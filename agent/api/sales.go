@@ -158,6 +158,7 @@ func (s *Server) sale(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	e, err := s.o.Ledger.CommitSale(r.Context(), req)
 	s.m.ObserveCommit("sale", time.Since(start), err)
+	s.committed(err)
 	if err != nil {
 		s.ledgerError(w, r, err)
 		return
@@ -218,6 +219,7 @@ func (s *Server) refund(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	e, err := s.o.Ledger.Refund(r.Context(), req)
 	s.m.ObserveCommit("refund", time.Since(start), err)
+	s.committed(err)
 	if err != nil {
 		s.ledgerError(w, r, err)
 		return
@@ -249,6 +251,7 @@ func (s *Server) void(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	e, err := s.o.Ledger.Void(r.Context(), ledger.VoidRequest{Till: till, ReceiptID: q.ReceiptID, Cashier: q.Cashier, Reason: q.Reason, At: s.o.Now()})
 	s.m.ObserveCommit("void", time.Since(start), err)
+	s.committed(err)
 	if err != nil {
 		s.ledgerError(w, r, err)
 		return
@@ -285,6 +288,7 @@ func (s *Server) topUp(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	e, err := s.o.Ledger.TopUp(r.Context(), ledger.TopUpRequest{Till: till, TopUpID: q.TopUpID, MemberID: q.MemberID, Cashier: q.Cashier, Amount: q.Amount, At: s.o.Now()})
 	s.m.ObserveCommit("topup", time.Since(start), err)
+	s.committed(err)
 	if err != nil {
 		s.ledgerError(w, r, err)
 		return
