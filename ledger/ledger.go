@@ -65,9 +65,9 @@ type Options struct {
 	MaxSize int
 	// MaxBatch caps how many requests one group commit takes (default 256).
 	MaxBatch int
-	// Linger is how long the committer waits for more requests when the
-	// previous group was bigger than what is queued (several tills busy);
-	// an idle single till never waits. Default 200µs; negative disables.
+	// Linger is how long the committer waits for more requests when recent
+	// groups were bigger than what is queued (several tills busy); an idle
+	// single till never waits. Default 300µs; negative disables.
 	Linger time.Duration
 	// LockTimeout is how long Open waits for another process to release the
 	// file (default 1s).
@@ -88,10 +88,17 @@ type Ledger struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	closed    atomic.Bool
-	// lastBatch is the size of the previous group, used to decide whether
-	// lingering for more requests is worth it.
-	lastBatch int
+	// target is the group size recently seen (how many tills are busy);
+	// the committer lingers briefly for that many requests. It decays so a
+	// burst does not make later commits wait.
+	target, sinceMax int
+	groups    atomic.Int64 // transactions committed by the committer
+	grouped   atomic.Int64 // requests they carried
 }
+
+// CommitStats tells how well group commit coalesces: transactions committed
+// and the requests they carried.
+func (l *Ledger) CommitStats() (groups, requests int64) { return l.groups.Load(), l.grouped.Load() }
 
 func boltOptions(o Options, readOnly bool) *bolt.Options {
 	t := o.LockTimeout
@@ -122,7 +129,7 @@ func Open(path string, o Options) (l *Ledger, err error) {
 		o.MaxBatch = 256
 	}
 	if o.Linger == 0 {
-		o.Linger = 200 * time.Microsecond
+		o.Linger = 300 * time.Microsecond
 	}
 	if len(o.Programs) == 0 {
 		o.Programs = loyalty.Programs{loyalty.DefaultProgram()}
@@ -380,7 +387,11 @@ func (l *Ledger) committer() {
 		}
 		batch = append(batch[:0], first)
 		batch = l.fill(batch)
-		l.lastBatch = len(batch)
+		if len(batch) >= l.target {
+			l.target, l.sinceMax = len(batch), 0
+		} else if l.sinceMax++; l.sinceMax >= 32 {
+			l.target, l.sinceMax = max(l.target-1, 1), 0
+		}
 		l.runGroup(batch)
 	}
 }
@@ -397,12 +408,12 @@ func (l *Ledger) fill(batch []*request) []*request {
 		}
 		break
 	}
-	if l.o.Linger < 0 || len(batch) >= l.lastBatch || l.lastBatch <= 1 {
+	if l.o.Linger < 0 || len(batch) >= l.target || l.target <= 1 {
 		return batch
 	}
 	t := time.NewTimer(l.o.Linger)
 	defer t.Stop()
-	for len(batch) < l.lastBatch && len(batch) < l.o.MaxBatch {
+	for len(batch) < l.target && len(batch) < l.o.MaxBatch {
 		select {
 		case r := <-l.reqs:
 			batch = append(batch, r)
@@ -428,6 +439,8 @@ func (l *Ledger) runGroup(batch []*request) {
 	var bg *brokenGroup
 	switch {
 	case err == nil:
+		l.groups.Add(1)
+		l.grouped.Add(int64(len(batch)))
 	case errors.As(err, &bg) && len(batch) > 1:
 		for _, r := range batch {
 			l.runGroup([]*request{r})

@@ -155,7 +155,7 @@ func (l *Ledger) ApplyMemberStates(states []MemberState) error {
 				return nil, err
 			default:
 				ms = newMState(s.Member.ID)
-				ms.origLots, ms.origCoupons = map[uint64]lot{}, map[string]couponState{}
+				ms.origCoupons = map[string]couponState{}
 			}
 			rec := hqState{Member: s.Member, Points: s.Points, StoredValue: s.StoredValue, Coupons: s.Coupons,
 				Flagged: s.Flagged, Marks: marks}

@@ -870,11 +870,11 @@ func (l *Ledger) ExpireLots(ctx context.Context, now time.Time) (int, error) {
 		c := tx.Bucket(bLots).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			var lt lot
-			if json.Unmarshal(v, &lt) != nil || lt.Expires == "" {
+			if json.Unmarshal(v, &lt) != nil || lt.Expires == "" || len(k) < 17 {
 				continue
 			}
 			if exp, err := time.Parse(time.RFC3339, lt.Expires); err == nil && !now.Before(exp) {
-				ids[string(k[:len(k)-9])] = true
+				ids[string(k[:len(k)-17])] = true
 			}
 		}
 		a := newAlloc(tx)

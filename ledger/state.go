@@ -35,9 +35,12 @@ type spend struct {
 	Sales  int    `json:"n"`
 }
 
-// lot is a points lot. Key is the global order of the entry (or HQ state)
-// that created it, so key order is FIFO order.
+// lot is a points lot, stored under (member, expiry, global order of the
+// entry or HQ state that created it): key order is the redemption order,
+// soonest-expiring first and oldest first among equals. HQ lots never expire
+// at the till (Exp 0) and come first.
 type lot struct {
+	Exp       int64  `json:"-"` // unix seconds of Expires, 0: never
 	Key       uint64 `json:"-"`
 	ID        string `json:"id"`
 	Remaining int64  `json:"r"`
@@ -61,14 +64,61 @@ type mstate struct {
 	bal     balance
 	lots    []*lot
 	coupons map[string]*couponState
+	// Lots are loaded only when points are taken or one may have expired;
+	// a sale that only earns appends a lot without reading the others.
+	tx         *bolt.Tx
+	lotsLoaded bool
+	err        error
 
 	origMember  []byte
-	origLots    map[uint64]lot
+	origLots    map[string]lot
 	origCoupons map[string]couponState
 }
 
 func newMState(id string) *mstate {
-	return &mstate{id: id, coupons: map[string]*couponState{}}
+	return &mstate{id: id, coupons: map[string]*couponState{}, lotsLoaded: true, origLots: map[string]lot{}}
+}
+
+func lotKey(id string, lt *lot) []byte {
+	return memberKey(id, append(u64(uint64(lt.Exp)), u64(lt.Key)...))
+}
+
+func lotLess(a, b *lot) bool {
+	if a.Exp != b.Exp {
+		return a.Exp < b.Exp
+	}
+	return a.Key < b.Key
+}
+
+func decodeLot(prefix, k, v []byte) (*lot, error) {
+	var lt lot
+	if err := json.Unmarshal(v, &lt); err != nil || len(k) != len(prefix)+16 {
+		return nil, fmt.Errorf("%w: lot %q unreadable (%v); run posagent ledger verify", ErrCorrupt, k, err)
+	}
+	lt.Exp = int64(getU64(k[len(prefix) : len(prefix)+8]))
+	lt.Key = getU64(k[len(prefix)+8:])
+	return &lt, nil
+}
+
+// ensureLots loads the member's lots from the file, keeping lots given
+// earlier in this request.
+func (ms *mstate) ensureLots() {
+	if ms.lotsLoaded {
+		return
+	}
+	ms.lotsLoaded = true
+	prefix := memberKey(ms.id, nil)
+	c := ms.tx.Bucket(bLots).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		lt, err := decodeLot(prefix, k, v)
+		if err != nil {
+			ms.err = err
+			return
+		}
+		ms.lots = append(ms.lots, lt)
+		ms.origLots[string(k)] = *lt
+	}
+	sort.SliceStable(ms.lots, func(i, j int) bool { return lotLess(ms.lots[i], ms.lots[j]) })
 }
 
 func loadMember(tx *bolt.Tx, id string) (*mstate, error) {
@@ -88,17 +138,8 @@ func loadMember(tx *bolt.Tx, id string) (*mstate, error) {
 		return nil, err
 	}
 	prefix := memberKey(id, nil)
-	ms.origLots = map[uint64]lot{}
-	c := tx.Bucket(bLots).Cursor()
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		var lt lot
-		if err := json.Unmarshal(v, &lt); err != nil {
-			return nil, fmt.Errorf("%w: lot of member %q unreadable: %v", ErrCorrupt, id, err)
-		}
-		lt.Key = getU64(k[len(prefix):])
-		ms.lots = append(ms.lots, &lt)
-		ms.origLots[lt.Key] = lt
-	}
+	ms.tx, ms.lotsLoaded, ms.origLots = tx, false, map[string]lot{}
+	var c *bolt.Cursor
 	ms.origCoupons = map[string]couponState{}
 	c = tx.Bucket(bCoupons).Cursor()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
@@ -126,19 +167,23 @@ func (ms *mstate) save(w *writer) error {
 	if err := w.putJSON(bBal, []byte(ms.id), ms.bal); err != nil {
 		return err
 	}
-	seen := map[uint64]bool{}
+	if ms.err != nil {
+		return ms.err
+	}
+	seen := map[string]bool{}
 	for _, lt := range ms.lots {
-		seen[lt.Key] = true
-		if o, ok := ms.origLots[lt.Key]; ok && o == *lt {
+		k := lotKey(ms.id, lt)
+		seen[string(k)] = true
+		if o, ok := ms.origLots[string(k)]; ok && o == *lt {
 			continue
 		}
-		if err := w.putJSON(bLots, memberKey(ms.id, u64(lt.Key)), lt); err != nil {
+		if err := w.putJSON(bLots, k, lt); err != nil {
 			return err
 		}
 	}
 	for k := range ms.origLots {
 		if !seen[k] {
-			if err := w.del(bLots, memberKey(ms.id, u64(k))); err != nil {
+			if err := w.del(bLots, []byte(k)); err != nil {
 				return err
 			}
 		}
@@ -168,6 +213,7 @@ func sameCoupon(a, b couponState) bool {
 }
 
 func (ms *mstate) lotsSum() int64 {
+	ms.ensureLots()
 	var s int64
 	for _, lt := range ms.lots {
 		s += lt.Remaining
@@ -189,12 +235,12 @@ func (ms *mstate) give(n int64, key uint64, id string, expires time.Time) {
 	if add <= 0 {
 		return
 	}
-	exp := ""
+	lt := &lot{Key: key, ID: id, Remaining: add}
 	if !expires.IsZero() {
-		exp = expires.UTC().Format(time.RFC3339)
+		lt.Expires, lt.Exp = expires.UTC().Format(time.RFC3339), expires.Unix()
 	}
-	ms.lots = append(ms.lots, &lot{Key: key, ID: id, Remaining: add, Expires: exp})
-	sort.SliceStable(ms.lots, func(i, j int) bool { return ms.lots[i].Key < ms.lots[j].Key })
+	ms.lots = append(ms.lots, lt)
+	sort.SliceStable(ms.lots, func(i, j int) bool { return lotLess(ms.lots[i], ms.lots[j]) })
 }
 
 // take removes n points: from the lot with key own first (a refund takes back
@@ -204,6 +250,7 @@ func (ms *mstate) take(n int64, own uint64) []entry.LotUse {
 	if n <= 0 {
 		return nil
 	}
+	ms.ensureLots()
 	t := min(n, pos(ms.bal.Points))
 	ms.bal.Points -= n
 	var uses []entry.LotUse
@@ -234,6 +281,7 @@ func (ms *mstate) take(n int64, own uint64) []entry.LotUse {
 }
 
 func (ms *mstate) takeLot(id string, n int64) ([]entry.LotUse, error) {
+	ms.ensureLots()
 	for _, lt := range ms.lots {
 		if lt.ID == id {
 			if lt.Remaining != n {
@@ -260,6 +308,25 @@ func (ms *mstate) dropEmpty() {
 
 // expiredLots lists lots no longer usable at now.
 func (ms *mstate) expiredLots(now time.Time) []*lot {
+	if !ms.lotsLoaded {
+		// Sorted by expiry: only the first lot that expires can tell.
+		prefix := memberKey(ms.id, nil)
+		c := ms.tx.Bucket(bLots).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			lt, err := decodeLot(prefix, k, v)
+			if err != nil {
+				ms.err = err
+				return nil
+			}
+			if lt.Exp == 0 {
+				continue
+			}
+			if now.Unix() >= lt.Exp {
+				ms.ensureLots()
+			}
+			break
+		}
+	}
 	var out []*lot
 	for _, lt := range ms.lots {
 		if lt.Expires == "" {
@@ -365,6 +432,9 @@ func (ms *mstate) apply(e *entry.Entry, g uint64, progs loyalty.Programs, sale *
 	default:
 		return nil, fmt.Errorf("entry %s: unknown kind %q", e.ID(), e.Kind)
 	}
+	if ms.err != nil {
+		return nil, ms.err
+	}
 	if d := ms.bal.Points - p0; d != e.PointsDelta {
 		return nil, fmt.Errorf("entry %s: points delta %d, payload implies %d", e.ID(), e.PointsDelta, d)
 	}
@@ -451,6 +521,7 @@ func (ms *mstate) applyHQ(s *hqState, g uint64, pendP, pendSV int64) {
 	ms.bal.Points = s.Points + pendP
 	ms.bal.StoredValue = s.StoredValue + pendSV
 	ms.bal.PendPoints, ms.bal.PendSV = pendP, pendSV
+	ms.ensureLots() // so the old ones are deleted
 	ms.lots = nil
 	if ms.bal.Points > 0 {
 		ms.lots = []*lot{{Key: g, ID: fmt.Sprintf("hq/%d", g), Remaining: ms.bal.Points}}

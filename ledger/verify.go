@@ -291,6 +291,11 @@ func (l *Ledger) verifyTx(tx *bolt.Tx, w io.Writer) bool {
 		if c.member.Tier != r.member.Tier {
 			brk("member %s: cached tier %q, entries give %q", id, c.member.Tier, r.member.Tier)
 		}
+		c.ensureLots()
+		if c.err != nil {
+			brk("member %s: %v", id, c.err)
+			continue
+		}
 		if s := c.lotsSum(); s != pos(c.bal.Points) {
 			brk("member %s: lots sum to %d, balance is %d", id, s, c.bal.Points)
 		}
