@@ -92,8 +92,8 @@ type Ledger struct {
 	// the committer lingers briefly for that many requests. It decays so a
 	// burst does not make later commits wait.
 	target, sinceMax int
-	groups    atomic.Int64 // transactions committed by the committer
-	grouped   atomic.Int64 // requests they carried
+	groups           atomic.Int64 // transactions committed by the committer
+	grouped          atomic.Int64 // requests they carried
 }
 
 // CommitStats tells how well group commit coalesces: transactions committed
