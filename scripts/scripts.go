@@ -11,7 +11,7 @@ import (
 	"strings"
 )
 
-//go:embed systemd
+//go:embed systemd udev
 var files embed.FS
 
 // UnitName is the systemd unit's file name.

@@ -25,7 +25,14 @@ func TestUnitHasTheSettingsTheServiceRelies(t *testing.T) {
 }
 
 func TestUdevRulesAreRules(t *testing.T) {
-	for _, f := range UdevRules() {
+	rules := UdevRules()
+	if len(rules) == 0 {
+		t.Fatal("no udev rules embedded")
+	}
+	for _, f := range rules {
+		if !strings.Contains(string(f.Data), `GROUP="posagent"`) {
+			t.Errorf("%s does not give readers to the posagent group the service runs as", f.Name)
+		}
 		if !strings.HasSuffix(f.Name, ".rules") || len(f.Data) == 0 {
 			t.Errorf("bad udev file %q (%d bytes)", f.Name, len(f.Data))
 		}
