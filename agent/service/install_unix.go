@@ -140,7 +140,7 @@ func (o *Options) activate(ctx context.Context, cfgPath string, wroteConfig bool
 		}
 	}
 	if _, err := o.look("udevadm"); err == nil && len(scripts.UdevRules()) > 0 {
-		for _, args := range [][]string{{"control", "--reload-rules"}, {"trigger", "--action=add", "--subsystem-match=hidraw", "--subsystem-match=usb", "--subsystem-match=input"}} {
+		for _, args := range [][]string{{"control", "--reload-rules"}, {"trigger", "--action=add", "--subsystem-match=tty", "--subsystem-match=hidraw", "--subsystem-match=usb", "--subsystem-match=input"}} {
 			if out, err := o.run(ctx, "udevadm", args...); err != nil {
 				// Rules still apply at the next plug-in or boot.
 				o.say("udevadm %s failed (%v): %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
