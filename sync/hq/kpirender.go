@@ -64,7 +64,7 @@ func barChart(title string, labels []string, ss []series, format func(int64) str
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, `<figure><figcaption>%s</figcaption><svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" role="img" aria-label="%s">`,
+	fmt.Fprintf(&b, `<figure><figcaption>%s</figcaption><svg width="%d" height="%d" role="img" aria-label="%s">`,
 		template.HTMLEscapeString(title), max(width, 240), h, template.HTMLEscapeString(title))
 	plot := h - top - bottom
 	for gi, l := range labels {
