@@ -251,10 +251,11 @@ func (c *Client) round(ctx context.Context, force bool) (time.Duration, error) {
 
 	wait, err := c.uploadAll(ctx, force)
 	if err == nil && pullDue && c.in != nil {
-		c.mu.Lock()
-		c.lastPull = now
-		c.mu.Unlock()
-		err = c.pull(ctx)
+		if err = c.pull(ctx); err == nil {
+			c.mu.Lock()
+			c.lastPull = now
+			c.mu.Unlock()
+		}
 	}
 	c.refreshBacklog()
 	if ctx.Err() != nil {
