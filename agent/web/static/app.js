@@ -108,6 +108,7 @@
   // ---- member ----
   let current = null;
   function showMember(m) {
+    if (!current || current.member.id !== m.member.id) $('quote-result').hidden = true;
     current = m;
     $('member-empty').hidden = true;
     $('unknown-card').hidden = true;
