@@ -1,11 +1,17 @@
 package main
 
 import (
+	"fmt"
+	"os"
+
 	"github.com/spf13/cobra"
 
 	"posagent/agent/config"
 	"posagent/devices"
 	"posagent/devices/devicescli"
+	"posagent/ledger"
+	"posagent/ledger/ledgercli"
+	"posagent/ledger/loyalty"
 )
 
 // externalCommands are the command groups other packages provide, given
@@ -26,7 +32,26 @@ func externalCommands(g *globals) []*cobra.Command {
 		dev.Example = `  posagent devices list
   posagent devices monitor --device msr1`
 	}
-	return []*cobra.Command{dev}
+	led := ledgercli.NewCommand(func() (string, ledger.Options, error) {
+		cfg, err := g.load()
+		if err != nil {
+			return "", ledger.Options{}, err
+		}
+		o := ledger.Options{Store: cfg.Store, Till: cfg.Till}
+		if cfg.Ledger.ProgramFile != "" {
+			src, err := os.ReadFile(cfg.Ledger.ProgramFile)
+			if err != nil {
+				return "", o, fmt.Errorf("ledger.program_file: %w", err)
+			}
+			p, err := loyalty.ParseProgram(src)
+			if err != nil {
+				return "", o, fmt.Errorf("ledger.program_file %s: %w", cfg.Ledger.ProgramFile, err)
+			}
+			o.Programs = loyalty.Programs{p}
+		}
+		return cfg.LedgerPath(), o, nil
+	})
+	return []*cobra.Command{dev, led}
 }
 
 // deviceConfigs maps the config file's readers to the devices package's.
