@@ -1,0 +1,479 @@
+// Package hqcli is the `hq` command tree: run the HQ server, issue and
+// revoke store credentials, export synced transactions, report KPIs, handle
+// dead letters, issue recall coupons and publish loyalty programs.
+package hqcli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"posagent/ledger/loyalty"
+	"posagent/sync/hq"
+	"posagent/sync/hq/store/bolt"
+	"posagent/sync/hq/store/pg"
+)
+
+type flags struct {
+	db, pgURL    string
+	url, token   string
+	caFile       string
+	out          io.Writer
+	errw         io.Writer
+	storeOptions bolt.Options
+}
+
+// NewCommand returns the `hq` command.
+func NewCommand() *cobra.Command {
+	f := &flags{}
+	root := &cobra.Command{
+		Use:   "hq",
+		Short: "HQ server for store sync: ingest, balances, export, KPIs",
+		Long: `hq runs the HQ side of store sync and administers it.
+
+Storage is an embedded bbolt file (--db, the default hq.db) or PostgreSQL
+(--pg URL). Admin commands work on the storage directly, or through a running
+HQ with --url and an admin token (--token or HQ_TOKEN); use --url while
+"hq serve" holds a bbolt file.`,
+		Example: `  hq serve --db /var/lib/hq/hq.db --listen :8443 --tls-cert hq.pem --tls-key hq.key
+  hq store add S001 --name "Jing'an" --tz Asia/Shanghai
+  hq export --format csv --out sales.csv --url https://hq:8443 --token $HQ_TOKEN
+  hq kpi --month 2026-03 --format html --out kpi.html`,
+		SilenceUsage: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&f.db, "db", "hq.db", "bbolt store file")
+	pf.StringVar(&f.pgURL, "pg", os.Getenv("HQ_PG"), "PostgreSQL URL (instead of --db), e.g. postgres://hq@db/hq (env HQ_PG)")
+	pf.StringVar(&f.url, "url", "", "use a running HQ's admin API at this URL instead of the storage")
+	pf.StringVar(&f.token, "token", os.Getenv("HQ_TOKEN"), "admin token for --url (env HQ_TOKEN)")
+	pf.StringVar(&f.caFile, "ca", "", "CA certificate to trust for --url over TLS")
+	root.PersistentPreRun = func(cmd *cobra.Command, _ []string) {
+		f.out, f.errw = cmd.OutOrStdout(), cmd.ErrOrStderr()
+	}
+	root.AddCommand(serveCmd(f), storeCmd(f), exportCmd(f), kpiCmd(f), deadLettersCmd(f), couponsCmd(f), programCmd(f))
+	return root
+}
+
+// ParseProgram is the loyalty program check HQ applies on publish.
+func ParseProgram(src []byte) (hq.ProgramInfo, error) {
+	p, err := loyalty.ParseProgram(src)
+	if err != nil {
+		return hq.ProgramInfo{}, err
+	}
+	return hq.ProgramInfo{Version: p.Version, EffectiveFrom: p.EffectiveFrom}, nil
+}
+
+func (f *flags) openStore(ctx context.Context) (hq.Store, error) {
+	if f.pgURL != "" {
+		return pg.Open(ctx, f.pgURL, pg.Options{})
+	}
+	return bolt.Open(f.db, f.storeOptions)
+}
+
+// options takes the KPI settings from the newest published program (or the
+// default program): its time zone and life-cycle thresholds.
+func options(ctx context.Context, st hq.Store, log *slog.Logger) hq.Options {
+	prog := loyalty.DefaultProgram()
+	if ps, err := st.Programs(ctx); err == nil && len(ps) > 0 {
+		if p, err := loyalty.ParseProgram([]byte(ps[len(ps)-1].Source)); err == nil {
+			prog = p
+		} else {
+			log.Warn("newest published program does not parse; KPI settings from the default program", "version", ps[len(ps)-1].Version, "err", err)
+		}
+	}
+	return hq.Options{Log: log, ParseProgram: ParseProgram, TimeZone: prog.TimeZone,
+		AtRiskDays: prog.Life.AtRiskDays, DormantDays: prog.Life.DormantDays}
+}
+
+func (f *flags) ops(ctx context.Context) (ops, error) {
+	if f.url != "" {
+		if f.token == "" {
+			return nil, errors.New("--url needs an admin token: --token or HQ_TOKEN (issue one with: hq store add NAME --admin)")
+		}
+		var tr *http.Transport
+		if f.caFile != "" {
+			pem, err := os.ReadFile(f.caFile)
+			if err != nil {
+				return nil, err
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--ca %s holds no PEM certificate", f.caFile)
+			}
+			tr = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+		}
+		return newRemote(f.url, f.token, tr), nil
+	}
+	st, err := f.openStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewTextHandler(f.errw, nil))
+	return &local{st: st, srv: hq.NewServer(st, options(ctx, st, log))}, nil
+}
+
+func withOps(f *flags, fn func(ctx context.Context, o ops) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		o, err := f.ops(ctx)
+		if err != nil {
+			return err
+		}
+		defer o.close()
+		return fn(ctx, o)
+	}
+}
+
+func serveCmd(f *flags) *cobra.Command {
+	var listen, cert, key, clientCA, addrFile string
+	var maxInFlight int
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the HQ server",
+		Long: `Run the HQ HTTP API for stores (/v1/batches, /v1/changes), HQ systems
+(/v1/export) and admins (/admin/..., /kpi, /healthz) until SIGINT/SIGTERM.
+The admin token can also be bootstrapped from the HQ_ADMIN_TOKEN environment
+variable. With --tls-cert/--tls-key HQ speaks TLS; with --client-ca as well,
+stores must present a client certificate signed by that CA.`,
+		Example: `  hq serve --db hq.db --listen 127.0.0.1:8080
+  hq serve --pg postgres://hq@127.0.0.1/hq --listen :8443 --tls-cert hq.pem --tls-key hq.key --client-ca stores-ca.pem`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			log := slog.New(slog.NewJSONHandler(f.errw, nil))
+			st, err := f.openStore(ctx)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			o := options(ctx, st, log)
+			o.AdminToken = os.Getenv("HQ_ADMIN_TOKEN")
+			o.MaxInFlight = maxInFlight
+			hs := &http.Server{Handler: hq.NewServer(st, o), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+			scheme := "http"
+			if cert != "" || key != "" {
+				if hs.TLSConfig, err = hq.TLSConfig(cert, key, clientCA); err != nil {
+					return err
+				}
+				scheme = "https"
+			} else if clientCA != "" {
+				return errors.New("--client-ca needs --tls-cert and --tls-key")
+			}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return fmt.Errorf("listen on %s: %w", listen, err)
+			}
+			if hs.TLSConfig != nil {
+				ln = tls.NewListener(ln, hs.TLSConfig)
+			}
+			addr := scheme + "://" + ln.Addr().String()
+			if addrFile != "" {
+				if err := os.WriteFile(addrFile, []byte(addr+"\n"), 0o644); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(f.out, "hq listening on %s\n", addr)
+			errc := make(chan error, 1)
+			go func() { errc <- hs.Serve(ln) }()
+			select {
+			case err := <-errc:
+				return err
+			case <-ctx.Done():
+			}
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return hs.Shutdown(sctx)
+		},
+	}
+	c.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address to listen on (port 0 picks a free port)")
+	c.Flags().StringVar(&cert, "tls-cert", "", "TLS certificate (PEM)")
+	c.Flags().StringVar(&key, "tls-key", "", "TLS private key (PEM)")
+	c.Flags().StringVar(&clientCA, "client-ca", "", "require store client certificates signed by this CA (mutual TLS)")
+	c.Flags().StringVar(&addrFile, "addr-file", "", "write the listening URL to this file once listening")
+	c.Flags().IntVar(&maxInFlight, "max-inflight", 64, "uploads processed at once; more wait 2 s, then get 503 + Retry-After")
+	return c
+}
+
+func storeCmd(f *flags) *cobra.Command {
+	c := &cobra.Command{Use: "store", Short: "Issue, revoke and list store (and admin) credentials"}
+	var name, tz string
+	var admin bool
+	role := func() string {
+		if admin {
+			return hq.RoleAdmin
+		}
+		return hq.RoleStore
+	}
+	add := &cobra.Command{
+		Use:   "add ID",
+		Short: "Issue a credential; the token is printed once and only its hash is kept",
+		Example: `  hq store add S001 --name "Jing'an" --tz Asia/Shanghai
+  hq store add erp --admin          # an admin token for HQ systems (export, KPIs)`,
+		Args: cobra.ExactArgs(1),
+	}
+	add.RunE = func(cmd *cobra.Command, args []string) error {
+		return withOps(f, func(ctx context.Context, o ops) error {
+			tok, err := o.addCred(ctx, role(), args[0], name, tz)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(f.out, "%s\n", tok)
+			fmt.Fprintf(f.errw, "issued %s credential %q; store the token now, HQ keeps only its hash\n", role(), args[0])
+			return nil
+		})(cmd, args)
+	}
+	add.Flags().StringVar(&name, "name", "", "display name")
+	add.Flags().StringVar(&tz, "tz", "Asia/Shanghai", "store time zone (IANA)")
+	add.Flags().BoolVar(&admin, "admin", false, "issue an admin credential instead of a store's")
+	revoke := &cobra.Command{
+		Use:     "revoke ID",
+		Short:   "Revoke a credential at once",
+		Example: `  hq store revoke S001`,
+		Args:    cobra.ExactArgs(1),
+	}
+	revoke.RunE = func(cmd *cobra.Command, args []string) error {
+		return withOps(f, func(ctx context.Context, o ops) error {
+			if err := o.revoke(ctx, role(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(f.out, "revoked %s %s\n", role(), args[0])
+			return nil
+		})(cmd, args)
+	}
+	revoke.Flags().BoolVar(&admin, "admin", false, "revoke an admin credential")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List credentials",
+		Args:  cobra.NoArgs,
+		RunE: withOps(f, func(ctx context.Context, o ops) error {
+			cs, err := o.creds(ctx)
+			if err != nil {
+				return err
+			}
+			sort.Slice(cs, func(i, j int) bool { return cs[i].Role+cs[i].ID < cs[j].Role+cs[j].ID })
+			tw := tabwriter.NewWriter(f.out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "ROLE\tID\tNAME\tTIME ZONE\tCREATED\tSTATUS")
+			for _, c := range cs {
+				status := "active"
+				if c.Revoked() {
+					status = "revoked " + c.RevokedAt.UTC().Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Role, c.ID, c.Name, c.TimeZone, c.CreatedAt.UTC().Format(time.RFC3339), status)
+			}
+			return tw.Flush()
+		}),
+	}
+	c.AddCommand(add, revoke, list)
+	return c
+}
+
+func kpiCmd(f *flags) *cobra.Command {
+	var format, month, out string
+	c := &cobra.Command{
+		Use:   "kpi",
+		Short: "Member KPIs per store and chain-wide",
+		Long: `KPIs for a month (store-local): new members, active members (≥1 sale in the
+month), repurchase rate (another sale within 30 days of the first of the
+month), member average ticket, points redemption rate (redeemed/issued),
+at-risk and dormant counts at month end, and enrolments and points issued per
+cashier. Formats: text, json, html (a self-contained page with SVG charts).`,
+		Example: `  hq kpi --month 2026-03
+  hq kpi --format html --out kpi.html --url http://127.0.0.1:8080 --token $HQ_TOKEN`,
+		Args: cobra.NoArgs,
+	}
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		return withOps(f, func(ctx context.Context, o ops) error {
+			rep, err := o.kpi(ctx, month)
+			if err != nil {
+				return err
+			}
+			w := f.out
+			if out != "" {
+				file, err := os.Create(out)
+				if err != nil {
+					return err
+				}
+				defer file.Close()
+				w = file
+			}
+			switch format {
+			case "text":
+				err = rep.Text(w)
+			case "json":
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				err = enc.Encode(rep)
+			case "html":
+				err = rep.HTML(w)
+			default:
+				return fmt.Errorf("--format %q: use text, json or html", format)
+			}
+			return err
+		})(cmd, args)
+	}
+	c.Flags().StringVar(&format, "format", "text", "text, json or html")
+	c.Flags().StringVar(&month, "month", "", "YYYY-MM (default: this month)")
+	c.Flags().StringVarP(&out, "out", "o", "", "write to this file instead of stdout")
+	return c
+}
+
+func deadLettersCmd(f *flags) *cobra.Command {
+	c := &cobra.Command{Use: "deadletters", Short: "Entries set aside at ingest: list them, retry them"}
+	var all bool
+	list := &cobra.Command{
+		Use:     "list",
+		Short:   "List dead letters",
+		Example: `  hq deadletters list --all`,
+		Args:    cobra.NoArgs,
+	}
+	list.RunE = func(cmd *cobra.Command, args []string) error {
+		return withOps(f, func(ctx context.Context, o ops) error {
+			ds, err := o.deadLetters(ctx, all)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(f.out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tRECEIVED\tSTATUS\tREASON")
+			for _, d := range ds {
+				status := "open"
+				if !d.ResolvedAt.IsZero() {
+					status = "applied"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.ID(), d.ReceivedAt.UTC().Format(time.RFC3339), status, d.Reason)
+			}
+			return tw.Flush()
+		})(cmd, args)
+	}
+	list.Flags().BoolVar(&all, "all", false, "include those already applied")
+	retry := &cobra.Command{
+		Use:   "retry [STORE/TILL/SEQ...]",
+		Short: "Check dead letters again and apply those that pass now (all open ones if none named)",
+		Example: `  hq deadletters retry
+  hq deadletters retry S001/T1/42`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withOps(f, func(ctx context.Context, o ops) error {
+				res, err := o.retry(ctx, args)
+				if err != nil {
+					return err
+				}
+				for _, id := range res.Applied {
+					fmt.Fprintf(f.out, "applied %s\n", id)
+				}
+				ids := make([]string, 0, len(res.Failed))
+				for id := range res.Failed {
+					ids = append(ids, id)
+				}
+				sort.Strings(ids)
+				for _, id := range ids {
+					fmt.Fprintf(f.out, "still failing %s: %s\n", id, res.Failed[id])
+				}
+				if len(res.Failed) > 0 {
+					return fmt.Errorf("%d dead letters still fail", len(res.Failed))
+				}
+				return nil
+			})(cmd, args)
+		},
+	}
+	c.AddCommand(list, retry)
+	return c
+}
+
+func couponsCmd(f *flags) *cobra.Command {
+	c := &cobra.Command{Use: "coupons", Short: "Coupons HQ issues to members"}
+	var r hq.RecallRequest
+	var threshold, value string
+	issue := &cobra.Command{
+		Use:   "issue",
+		Short: "Issue a recall coupon (回归礼) to every dormant member; stores get it with their next sync",
+		Example: `  hq coupons issue --campaign 2026-03 --threshold 100 --value 20
+  hq coupons issue --campaign winback-q2 --value 50 --dormant-days 90 --valid-days 14`,
+		Args: cobra.NoArgs,
+	}
+	issue.RunE = func(cmd *cobra.Command, args []string) error {
+		var err error
+		if r.Threshold, err = parseYuan(threshold); err != nil {
+			return fmt.Errorf("--threshold: %w", err)
+		}
+		if r.Value, err = parseYuan(value); err != nil {
+			return fmt.Errorf("--value: %w", err)
+		}
+		return withOps(f, func(ctx context.Context, o ops) error {
+			res, err := o.recall(ctx, r)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(f.out, "issued %d recall coupons (campaign %s)\n", res.Issued, r.Campaign)
+			return nil
+		})(cmd, args)
+	}
+	issue.Flags().StringVar(&r.Campaign, "campaign", "", "campaign id (part of the coupon id; re-running it issues nothing new)")
+	issue.Flags().StringVar(&r.Name, "name", "回归礼", "coupon name shown to the cashier")
+	issue.Flags().StringVar(&threshold, "threshold", "0", "minimum spend in yuan (满X), e.g. 100 or 99.50")
+	issue.Flags().StringVar(&value, "value", "", "value in yuan (减Y), e.g. 20")
+	issue.Flags().IntVar(&r.ValidDays, "valid-days", 30, "days the coupon is valid from today")
+	issue.Flags().IntVar(&r.DormantDays, "dormant-days", 0, "days without a sale that make a member dormant (default: the program's)")
+	c.AddCommand(issue)
+	return c
+}
+
+// parseYuan reads "20", "20.5" or "20.05" yuan as fen, without floats.
+func parseYuan(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, errors.New("give an amount in yuan, e.g. 20 or 19.90")
+	}
+	whole, frac, _ := strings.Cut(s, ".")
+	if len(frac) > 2 {
+		return 0, fmt.Errorf("%q: at most two decimals (fen)", s)
+	}
+	frac += strings.Repeat("0", 2-len(frac))
+	var w, fr int64
+	if _, err := fmt.Sscanf(whole+" "+frac, "%d %d", &w, &fr); err != nil || w < 0 || strings.HasPrefix(whole, "-") {
+		return 0, fmt.Errorf("%q is not an amount in yuan", s)
+	}
+	return w*100 + fr, nil
+}
+
+func programCmd(f *flags) *cobra.Command {
+	c := &cobra.Command{Use: "program", Short: "Loyalty program versions"}
+	publish := &cobra.Command{
+		Use:     "publish FILE.yaml",
+		Short:   "Validate and publish a program version; stores apply it from its effective date",
+		Example: `  hq program publish program-v2.yaml`,
+		Args:    cobra.ExactArgs(1),
+	}
+	publish.RunE = func(cmd *cobra.Command, args []string) error {
+		src, err := os.ReadFile(args[0])
+		if err != nil {
+			return err
+		}
+		return withOps(f, func(ctx context.Context, o ops) error {
+			p, err := o.publish(ctx, src)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(f.out, "published program version %d, effective from %s\n", p.Version, p.EffectiveFrom)
+			return nil
+		})(cmd, args)
+	}
+	c.AddCommand(publish)
+	return c
+}

@@ -1,0 +1,216 @@
+package hqcli_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"posagent/sync/hq"
+	"posagent/sync/hq/hqtest"
+	"posagent/sync/hq/store/bolt"
+	"posagent/sync/hqcli"
+)
+
+func run(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	cmd := hqcli.NewCommand()
+	var out, errb bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errb)
+	cmd.SetArgs(args)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := cmd.ExecuteContext(ctx)
+	return out.String(), errb.String(), err
+}
+
+// seed writes a few entries straight into the bbolt file.
+func seed(t *testing.T, db string) {
+	st, err := bolt.Open(db, bolt.Options{NoSync: true})
+	require.NoError(t, err)
+	defer st.Close()
+	tl := &hqtest.Till{Store: "S1", Till: "T1"}
+	ctx := context.Background()
+	b := hqtest.Batch(tl.Enrol("M1", hqtest.T0), tl.Sale("M1", hqtest.T0.Add(time.Hour), 12345, 123, 100, 2000, ""), tl.TopUp("M1", hqtest.T0, 5000, 0))
+	b.Items = append(b.Items, hq.Item{Seq: 4, Raw: []byte(`{"kind":"mystery"}`), Reason: "unknown kind"})
+	b.Last = 4
+	_, err = st.Ingest(ctx, b)
+	require.NoError(t, err)
+}
+
+func TestStoreCredentials(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "hq.db")
+	out, errOut, err := run(t, "store", "add", "S1", "--name", "One", "--db", db)
+	require.NoError(t, err)
+	require.Regexp(t, `^hqs_[0-9a-f]{64}\n$`, out)
+	require.Contains(t, errOut, "only its hash")
+	_, _, err = run(t, "store", "add", "S1", "--db", db)
+	require.ErrorIs(t, err, hq.ErrConflict)
+	out, _, err = run(t, "store", "add", "erp", "--admin", "--db", db)
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(out, "hqa_"))
+	_, _, err = run(t, "store", "revoke", "S1", "--db", db)
+	require.NoError(t, err)
+	out, _, err = run(t, "store", "list", "--db", db)
+	require.NoError(t, err)
+	require.Regexp(t, `store\s+S1\s+One\s+Asia/Shanghai\s+\S+\s+revoked`, out)
+	require.Regexp(t, `admin\s+erp\s+.*active`, out)
+	_, _, err = run(t, "store", "add", "S2", "--tz", "Mars/Base", "--db", db)
+	require.ErrorContains(t, err, "IANA")
+}
+
+func TestExportKPIDeadLettersCouponsProgram(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "hq.db")
+	seed(t, db)
+
+	jl := filepath.Join(dir, "out.jsonl")
+	cur := filepath.Join(dir, "cursor")
+	_, errOut, err := run(t, "export", "--format", "jsonl", "--out", jl, "--cursor-file", cur, "--db", db, "--limit", "2")
+	require.NoError(t, err)
+	require.Contains(t, errOut, "exported 3 entries")
+	f, err := os.Open(jl)
+	require.NoError(t, err)
+	defer f.Close()
+	var rows []hqcli.Row
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var r hqcli.Row
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &r))
+		rows = append(rows, r)
+	}
+	require.Len(t, rows, 3)
+	sale := rows[1]
+	require.Equal(t, "sale", sale.Kind)
+	require.Equal(t, "S1/T1/2", sale.ReceiptID)
+	require.Equal(t, "M1", sale.MemberID)
+	require.EqualValues(t, 12345, sale.Amount)
+	require.EqualValues(t, 123, sale.PointsEarned)
+	require.EqualValues(t, 100, sale.PointsRedeemed)
+	require.EqualValues(t, 2000, sale.StoredValuePaid)
+	require.Equal(t, "2026-03-10T03:00:00Z", sale.TimeUTC)
+	require.Equal(t, "2026-03-10T11:00:00+08:00", sale.TimeLocal)
+	require.Len(t, sale.Lines, 1)
+	raw, err := os.ReadFile(jl)
+	require.NoError(t, err)
+	require.NotContains(t, string(raw), "13800001234", "no member contact data in the export")
+
+	// Resuming from the saved cursor finds nothing new.
+	_, errOut, err = run(t, "export", "--format", "csv", "--out", filepath.Join(dir, "none.csv"), "--cursor-file", cur, "--db", db, "-q")
+	require.NoError(t, err)
+	require.Contains(t, errOut, "exported 0 entries")
+
+	csvPath := filepath.Join(dir, "out.csv")
+	_, _, err = run(t, "export", "--format", "csv", "--out", csvPath, "--db", db, "-q")
+	require.NoError(t, err)
+	cf, err := os.Open(csvPath)
+	require.NoError(t, err)
+	defer cf.Close()
+	recs, err := csv.NewReader(cf).ReadAll()
+	require.NoError(t, err)
+	require.Len(t, recs, 4)
+	require.Equal(t, "store", recs[0][0])
+	require.Equal(t, "12345", recs[2][16])
+	_, _, err = run(t, "export", "--format", "xml", "--db", db)
+	require.ErrorContains(t, err, "jsonl or csv")
+
+	out, _, err := run(t, "kpi", "--month", "2026-03", "--db", db)
+	require.NoError(t, err)
+	require.Contains(t, out, "CHAIN")
+	out, _, err = run(t, "kpi", "--month", "2026-03", "--format", "json", "--db", db)
+	require.NoError(t, err)
+	var rep hq.KPIReport
+	require.NoError(t, json.Unmarshal([]byte(out), &rep))
+	require.Equal(t, 1, rep.Chain.NewMembers)
+	require.EqualValues(t, 12345, rep.Chain.AvgTicket)
+	require.Equal(t, 180, rep.DormantDays, "thresholds come from the program")
+	html := filepath.Join(dir, "kpi.html")
+	_, _, err = run(t, "kpi", "--month", "2026-03", "--format", "html", "--out", html, "--db", db)
+	require.NoError(t, err)
+	page, err := os.ReadFile(html)
+	require.NoError(t, err)
+	require.Contains(t, string(page), "<svg")
+
+	out, _, err = run(t, "deadletters", "list", "--db", db)
+	require.NoError(t, err)
+	require.Regexp(t, `S1/T1/4\s+\S+\s+open\s+unknown kind`, out)
+	out, _, err = run(t, "deadletters", "retry", "--db", db)
+	require.Error(t, err)
+	require.Contains(t, out, "still failing S1/T1/4")
+
+	out, _, err = run(t, "coupons", "issue", "--campaign", "c1", "--threshold", "100", "--value", "20", "--dormant-days", "1", "--db", db)
+	require.NoError(t, err)
+	require.Equal(t, "issued 1 recall coupons (campaign c1)\n", out)
+	_, _, err = run(t, "coupons", "issue", "--campaign", "c1", "--value", "2O", "--db", db)
+	require.ErrorContains(t, err, "--value")
+
+	prog := filepath.Join(dir, "p.yaml")
+	src, err := os.ReadFile("../../ledger/loyalty/default_program.yaml")
+	require.NoError(t, err)
+	v2 := regexp.MustCompile(`(?m)^version: 1`).ReplaceAll(src, []byte("version: 2"))
+	require.NoError(t, os.WriteFile(prog, v2, 0o600))
+	out, _, err = run(t, "program", "publish", prog, "--db", db)
+	require.NoError(t, err)
+	require.Contains(t, out, "published program version 2")
+	require.NoError(t, os.WriteFile(prog, []byte("version: x\n"), 0o600))
+	_, _, err = run(t, "program", "publish", prog, "--db", db)
+	require.ErrorContains(t, err, "program rejected")
+}
+
+func TestServeAndRemoteAdmin(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "hq.db")
+	seed(t, db)
+	addrFile := filepath.Join(dir, "addr")
+	t.Setenv("HQ_ADMIN_TOKEN", "boot")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		cmd := hqcli.NewCommand()
+		cmd.SetOut(&bytes.Buffer{})
+		cmd.SetErr(&bytes.Buffer{})
+		cmd.SetArgs([]string{"serve", "--db", db, "--listen", "127.0.0.1:0", "--addr-file", addrFile})
+		done <- cmd.ExecuteContext(ctx)
+	}()
+	var url string
+	hqtest.Eventually(t, "the server address", func() bool {
+		b, err := os.ReadFile(addrFile)
+		url = strings.TrimSpace(string(b))
+		return err == nil && url != ""
+	})
+	resp, err := http.Get(url + "/healthz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	out, _, err := run(t, "store", "add", "S9", "--url", url, "--token", "boot")
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(out, "hqs_"))
+	_, errOut, err := run(t, "export", "--url", url, "--token", "boot", "--out", filepath.Join(dir, "x.jsonl"))
+	require.NoError(t, err)
+	require.Contains(t, errOut, "exported 3 entries")
+	out, _, err = run(t, "kpi", "--url", url, "--token", "boot", "--month", "2026-03")
+	require.NoError(t, err)
+	require.Contains(t, out, "CHAIN")
+	_, _, err = run(t, "store", "list", "--url", url, "--token", "wrong")
+	require.ErrorContains(t, err, "401")
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+}
