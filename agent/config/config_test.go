@@ -173,3 +173,19 @@ func TestGeneratedSecrets(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "hq-tok", h)
 }
+
+// The example in docs/agent.md must stay a valid config.
+func TestDocExampleParses(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "agent.md"))
+	if err != nil {
+		t.Skipf("docs/agent.md not found: %v", err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "### Example\n\n```yaml\n")
+	require.True(t, ok, "docs/agent.md has an example block")
+	src, _, _ := strings.Cut(rest, "```")
+	c, err := Parse([]byte(src))
+	require.NoError(t, err)
+	require.Equal(t, "S001", c.Store)
+	require.Len(t, c.Devices, 2)
+	require.True(t, strings.HasSuffix(c.Devices[0].Rule.Source, "pan"))
+}
