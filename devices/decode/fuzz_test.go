@@ -15,7 +15,8 @@ func checkRead(t *testing.T, r Read) {
 	if r.Kind == "" {
 		t.Fatal("read without kind")
 	}
-	if n := len(r.Data); n >= 13 && strings.Trim(r.Data[6:n-4], "*") != "" && strings.Contains(r.String(), r.Data) {
+	rs := []rune(r.Data)
+	if n := len(rs); n >= 13 && strings.Trim(string(rs[6:n-4]), "*") != "" && strings.Contains(r.String(), r.Data) {
 		t.Fatalf("String leaks data")
 	}
 }

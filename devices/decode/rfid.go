@@ -130,6 +130,13 @@ func PN532(frame []byte) (Read, error) {
 				continue
 			}
 			hdr, n = 7, int(b[4])<<8|int(b[5])
+			if n == 0 {
+				if firstErr == nil {
+					firstErr = NewError(ErrFormat, "check the wiring and baud rate (115200 8N1)", "PN532 extended frame with zero length")
+				}
+				b = b[1:]
+				continue
+			}
 		} else {
 			if byte(b[2]+b[3]) != 0 || b[2] == 0 {
 				if firstErr == nil {
