@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"posagent/agent/api"
+	"posagent/ledger/ledgercli"
 	"posagent/ledger/entry"
 	"posagent/ledger/loyalty"
 )
@@ -50,7 +51,7 @@ type basketFlags struct {
 
 func (b *basketFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringArrayVarP(&b.lines, "line", "l", nil,
-		"a basket line sku:qty:price[:nodisc][:nopoints], price in fen (1250) or yuan (12.50); repeat for more lines")
+		"a basket line sku:qty:price[:nd][:ne], price in yuan (12.50); nd: not discountable, ne: earns no points; repeat for more lines")
 	cmd.Flags().StringVarP(&b.member, "member", "m", "", "member id")
 	cmd.Flags().StringVar(&b.card, "card", "", "member card number (looked up first, instead of --member)")
 	cmd.Flags().StringVar(&b.coupon, "coupon", "", "coupon id to apply")
@@ -59,35 +60,21 @@ func (b *basketFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&b.till, "till", "", "till id (default: the agent's)")
 }
 
-// parseLine reads sku:qty:price[:nodisc][:nopoints].
+// parseLine reads sku:qty:price[:nd][:ne] with the price in yuan, the same
+// grammar as `posagent ledger sale`.
 func parseLine(s string) (api.Line, error) {
-	parts := strings.Split(s, ":")
-	if len(parts) < 3 {
-		return api.Line{}, fmt.Errorf("--line %q: want sku:qty:price, e.g. 6901234567890:2:12.50", s)
+	l, err := ledgercli.ParseLine(0, s)
+	if err != nil {
+		return api.Line{}, fmt.Errorf("--%w", err)
 	}
-	l := api.Line{SKU: strings.TrimSpace(parts[0])}
-	if l.SKU == "" {
-		return l, fmt.Errorf("--line %q: the SKU is empty", s)
+	out := api.Line{SKU: l.SKU, Qty: l.Qty, UnitPrice: l.UnitPrice}
+	if !l.Discountable {
+		out.Discountable = new(false)
 	}
-	q, err := strconv.ParseInt(parts[1], 10, 64)
-	if err != nil || q <= 0 {
-		return l, fmt.Errorf("--line %q: quantity %q must be a whole number above 0", s, parts[1])
+	if !l.EarnsPoints {
+		out.EarnsPoints = new(false)
 	}
-	l.Qty = q
-	if l.UnitPrice, err = parseMoney(parts[2]); err != nil {
-		return l, fmt.Errorf("--line %q: %w", s, err)
-	}
-	for _, f := range parts[3:] {
-		switch strings.ToLower(f) {
-		case "nodisc", "nodiscount":
-			l.Discountable = new(false)
-		case "nopoints", "noearn":
-			l.EarnsPoints = new(false)
-		default:
-			return l, fmt.Errorf("--line %q: unknown option %q (use nodisc or nopoints)", s, f)
-		}
-	}
-	return l, nil
+	return out, nil
 }
 
 func (b *basketFlags) basket() ([]api.Line, error) {
@@ -264,7 +251,7 @@ func newQuoteCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "quote",
 		Short: "Price a basket for a member without committing anything",
-		Example: `  posagent quote --member M000123 --line 6901234567890:2:12.50 --line 6909999000011:1:3000:nodisc
+		Example: `  posagent quote --member M000123 --line 6901234567890:2:12.50 --line 6909999000011:1:30:nd
   posagent quote --card 6222020200112233 --line A1:1:100.00 --redeem 500 --coupon C-7f3a`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -313,7 +300,7 @@ func newSaleCmd(g *globals) *cobra.Command {
 			}
 			req.ReceiptID = receipt
 			if stored != "" {
-				if req.StoredValue, err = parseMoney(stored); err != nil {
+				if req.StoredValue, err = ledgercli.ParseYuan(stored); err != nil {
 					return fmt.Errorf("--stored-value: %w", err)
 				}
 			}
@@ -323,7 +310,7 @@ func newSaleCmd(g *globals) *cobra.Command {
 	af.register(cmd)
 	b.register(cmd)
 	cmd.Flags().StringVarP(&receipt, "receipt", "r", "", "POS receipt id (required)")
-	cmd.Flags().StringVar(&stored, "stored-value", "", "part of the amount due paid from stored value, fen or yuan")
+	cmd.Flags().StringVar(&stored, "stored-value", "", "part of the amount due paid from stored value, in yuan (50.00)")
 	return cmd
 }
 
@@ -415,14 +402,14 @@ func newTopUpCmd(g *globals) *cobra.Command {
 		Use:   "topup",
 		Short: "Add stored value to a member's card (the program's bonus applies)",
 		Example: `  posagent topup --member M000123 --amount 1000.00 --id TU-0001
-  posagent topup --member M000123 --amount 100000 --id TU-0002   # 100000 fen = ¥1000.00`,
+  posagent topup --member M000123 --amount 100000 --id TU-0002   # ¥100,000: the program's top-up bonus applies`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if t.MemberID == "" || t.TopUpID == "" || amount == "" {
 				return fmt.Errorf("--member, --amount and --id (the top-up's id, for idempotency) are required")
 			}
 			var err error
-			if t.Amount, err = parseMoney(amount); err != nil || t.Amount == 0 {
+			if t.Amount, err = ledgercli.ParseYuan(amount); err != nil || t.Amount == 0 {
 				return fmt.Errorf("--amount: %v", orZero(err))
 			}
 			return postEntry(cmd, g, &af, pathTopUps, t)
@@ -430,7 +417,7 @@ func newTopUpCmd(g *globals) *cobra.Command {
 	}
 	af.register(cmd)
 	cmd.Flags().StringVarP(&t.MemberID, "member", "m", "", "member id")
-	cmd.Flags().StringVar(&amount, "amount", "", "amount paid in, fen (100000) or yuan (1000.00)")
+	cmd.Flags().StringVar(&amount, "amount", "", "amount paid in, in yuan (1000.00)")
 	cmd.Flags().StringVar(&t.TopUpID, "id", "", "top-up id (the same id tops up once)")
 	cmd.Flags().StringVar(&t.Cashier, "cashier", "", "cashier id")
 	cmd.Flags().StringVar(&t.Till, "till", "", "till id (default: the agent's)")

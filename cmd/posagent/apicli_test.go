@@ -67,18 +67,18 @@ func TestCLIAgainstTheAPI(t *testing.T) {
 		}
 	}
 
-	out = cli("quote", "--member", id, "--line", "A1:2:12.50", "--line", "B2:1:30.00:nodisc")
+	out = cli("quote", "--member", id, "--line", "A1:2:12.50", "--line", "B2:1:30.00:nd")
 	t.Logf("quote:\n%s", out)
 	if !strings.Contains(out, "DUE ¥") || !strings.Contains(out, "A1") || !strings.Contains(out, "points earned") {
 		t.Errorf("quote output:\n%s", out)
 	}
 
-	out = cli("sale", "--receipt", "R1", "--member", id, "--line", "A1:2:12.50", "--line", "B2:1:30.00:nodisc")
+	out = cli("sale", "--receipt", "R1", "--member", id, "--line", "A1:2:12.50", "--line", "B2:1:30.00:nd")
 	if !strings.Contains(out, "sale R1") || !strings.Contains(out, "DUE ¥") {
 		t.Errorf("sale output:\n%s", out)
 	}
 	// The same receipt again is the same sale; another basket under it is refused.
-	if again := cli("sale", "--receipt", "R1", "--member", id, "--line", "A1:2:12.50", "--line", "B2:1:30.00:nodisc"); again != out {
+	if again := cli("sale", "--receipt", "R1", "--member", id, "--line", "A1:2:12.50", "--line", "B2:1:30.00:nd"); again != out {
 		t.Errorf("resending the sale printed\n%s\nwant\n%s", again, out)
 	}
 	code, _, errOut := runCLI(t, "sale", "--receipt", "R1", "--member", id, "--line", "A1:1:1.00", "--api", url, "--token", testToken)
