@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"posagent/agent/api"
-	"posagent/ledger/ledgercli"
 	"posagent/ledger/entry"
+	"posagent/ledger/ledgercli"
 	"posagent/ledger/loyalty"
 )
 
