@@ -69,6 +69,12 @@ type running struct {
 // (named msr1, msr2…, the first on till T1, the next on T2).
 func start(t testing.TB, readers ...*reader) *running {
 	t.Helper()
+	return startWith(t, nil, readers...)
+}
+
+// startWith is start with a change to the config before New.
+func startWith(t testing.TB, mod func(*config.Config), readers ...*reader) *running {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Store, cfg.Till = "S1", "T1"
 	cfg.DataDir = t.TempDir()
@@ -78,6 +84,9 @@ func start(t testing.TB, readers ...*reader) *running {
 	for i, r := range readers {
 		cfg.Devices = append(cfg.Devices, config.Device{Name: "msr" + string(rune('1'+i)), Till: "T" + string(rune('1'+i)),
 			Transport: "serial", Path: r.slave.Name(), Baud: 9600, DataBits: 8, Decoder: "msr"})
+	}
+	if mod != nil {
+		mod(&cfg)
 	}
 	require.NoError(t, cfg.Validate())
 	a, err := New(cfg, nil)
