@@ -340,6 +340,8 @@ func (w *writer) putJSON(bucket []byte, k []byte, v any) error {
 	return w.put(bucket, k, b)
 }
 
+var errNothingWritten = errors.New("nothing written")
+
 type brokenGroup struct{ err error }
 
 func (b *brokenGroup) Error() string { return "group broken: " + b.err.Error() }
@@ -425,6 +427,7 @@ func (l *Ledger) fill(batch []*request) []*request {
 }
 
 func (l *Ledger) runGroup(batch []*request) {
+	writes := 0
 	err := l.db.Update(func(tx *bolt.Tx) error {
 		for _, r := range batch {
 			w := &writer{tx: tx}
@@ -433,11 +436,20 @@ func (l *Ledger) runGroup(batch []*request) {
 				return &brokenGroup{err}
 			}
 			r.res, r.err = res, err
+			writes += w.n
+		}
+		if writes == 0 {
+			// Only resends and refusals: nothing to make durable, so no fsync.
+			return errNothingWritten
 		}
 		return nil
 	})
+	if errors.Is(err, errNothingWritten) {
+		err = nil
+	}
 	var bg *brokenGroup
 	switch {
+	case writes == 0 && err == nil:
 	case err == nil:
 		l.groups.Add(1)
 		l.grouped.Add(int64(len(batch)))
