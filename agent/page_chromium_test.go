@@ -46,7 +46,7 @@ func browser(t *testing.T) context.Context {
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelC := chromedp.NewContext(actx)
 	// Generous: a loaded CI machine starts Chromium slowly.
-	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
+	ctx, cancelT := context.WithTimeout(ctx, 3*time.Minute)
 	t.Cleanup(func() { cancelT(); cancelC(); cancelA() })
 	require.NoError(t, chromedp.Do(ctx), "starting Chromium")
 	return ctx
@@ -57,7 +57,7 @@ func textIs(sel, want string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		_, err := chromedp.Poll[bool](`(() => { const e = document.querySelector(`+jsString(sel)+`);
 			return !!e && !e.closest('[hidden]') && e.textContent.trim() === `+jsString(want)+`; })()`,
-			chromedp.WithPollingInterval(20*time.Millisecond))(ctx, tg)
+			chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(60*time.Second))(ctx, tg)
 		return err
 	})
 }
@@ -67,7 +67,7 @@ func textHas(sel, want string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		_, err := chromedp.Poll[bool](`(() => { const e = document.querySelector(`+jsString(sel)+`);
 			return !!e && !e.hidden && e.textContent.includes(`+jsString(want)+`); })()`,
-			chromedp.WithPollingInterval(20*time.Millisecond))(ctx, tg)
+			chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(60*time.Second))(ctx, tg)
 		return err
 	})
 }
