@@ -26,6 +26,7 @@ type options struct {
 	minBackoff time.Duration
 	maxBackoff time.Duration
 	buffer     int
+	pn532      PN532Timing
 }
 
 // WithSerialEnumerator replaces serial port enumeration (VID:PID matching).

@@ -2,6 +2,7 @@ package devices
 
 import (
 	"errors"
+	"strings"
 	"time"
 
 	"posagent/devices/evdev"
@@ -33,6 +34,15 @@ func (d *device) open() (source, string, error) {
 		p, err := serialdev.Open(c.serialConfig(path))
 		if err != nil {
 			return nil, "", err
+		}
+		if name, _, _ := strings.Cut(strings.ToLower(c.Decoder), ":"); name == "pn532" {
+			// A PN532 answers only when driven: the source sends the commands.
+			s, err := newPN532Source(p, c.Framer, d.m.opts.pn532, d.m.log.With("device", c.Name, "till", c.Till))
+			if err != nil {
+				p.Close()
+				return nil, "", err
+			}
+			return s, path, nil
 		}
 		return &serialSource{p: p, buf: make([]byte, 512)}, path, nil
 	case TransportEvdev:

@@ -89,8 +89,9 @@ func (c Config) Mode() (*serial.Mode, error) {
 	return m, nil
 }
 
-// Port is an open serial port; Close unblocks a pending Read.
-type Port = io.ReadCloser
+// Port is an open serial port; Close unblocks a pending Read. Write is for
+// readers the host must drive (PN532).
+type Port = io.ReadWriteCloser
 
 // Open opens and configures the port exclusively (TIOCEXCL on Unix).
 // Errors wrap ErrBusy, ErrNotFound or ErrPermission where that applies.

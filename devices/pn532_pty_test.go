@@ -1,0 +1,271 @@
+//go:build linux
+
+package devices_test
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"posagent/devices"
+	"posagent/devices/decode"
+	"posagent/devices/internal/devtest"
+	"posagent/devices/token"
+)
+
+// What the simulated PN532 does with the next InListPassiveTarget.
+type simAction struct {
+	kind string // card, nack, corrupt (card, first copy with a bad DCS), silent, ack_only
+	uid  []byte
+}
+
+// pn532Sim plays a PN532 on the master side of a pty: it parses what the
+// host writes and answers as the reader would, following a script for
+// InListPassiveTarget. Everything the host sent is logged for assertions.
+type pn532Sim struct {
+	t      testing.TB
+	p      *devtest.Pty
+	mu     sync.Mutex
+	log    []string // "wake SAM", "InList", "ACK", "NACK", or what was wrong
+	script []simAction
+	last   []byte // the last response, repeated when the host sends NACK
+	done   chan struct{}
+}
+
+func startPN532Sim(t testing.TB, p *devtest.Pty, script ...simAction) *pn532Sim {
+	s := &pn532Sim{t: t, p: p, script: script, done: make(chan struct{})}
+	go s.run()
+	t.Cleanup(func() {
+		p.Unplug() // ends run's Read
+		select {
+		case <-s.done:
+		case <-time.After(devtest.Wait):
+			t.Errorf("PN532 simulator did not stop")
+		}
+	})
+	return s
+}
+
+func (s *pn532Sim) record(msg string) {
+	s.mu.Lock()
+	s.log = append(s.log, msg)
+	s.mu.Unlock()
+}
+
+func (s *pn532Sim) messages() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.log)
+}
+
+func (s *pn532Sim) write(b ...[]byte) {
+	for _, x := range b {
+		// After the test the host side may be gone; nothing to do then.
+		if _, err := s.p.Master.Write(x); err != nil {
+			return
+		}
+	}
+}
+
+func (s *pn532Sim) run() {
+	defer close(s.done)
+	var buf []byte
+	woken := false
+	rd := make([]byte, 256)
+	for {
+		n, err := s.p.Master.Read(rd)
+		if err != nil {
+			return
+		}
+		buf = append(buf, rd[:n]...)
+		for {
+			i := 0
+			for i < len(buf) && buf[i] == 0x00 {
+				i++
+			}
+			if i == len(buf) {
+				break // zeros only: more preamble to come
+			}
+			if buf[i] == 0x55 {
+				// HSU wake-up: 55 55, then the zeros of the long preamble.
+				for i < len(buf) && buf[i] == 0x55 {
+					i++
+				}
+				woken = true
+				buf = buf[i:]
+				continue
+			}
+			if buf[i] != 0xFF || i == 0 {
+				s.record(fmt.Sprintf("junk %02X", buf[i]))
+				buf = buf[i+1:]
+				continue
+			}
+			// buf[i-1:] starts with the start code 00 FF.
+			f := buf[i-1:]
+			if len(f) < 4 {
+				break
+			}
+			size := 4 // ACK, NACK
+			if !(f[2] == 0x00 && f[3] == 0xFF) && !(f[2] == 0xFF && f[3] == 0x00) {
+				size = 4 + int(f[2]) + 1
+			}
+			if len(f) < size {
+				break
+			}
+			s.command(f[:size], woken)
+			woken = false
+			buf = buf[i-1+size:]
+		}
+	}
+}
+
+func (s *pn532Sim) command(raw []byte, woken bool) {
+	f, err := decode.ParsePN532Frame(raw)
+	prefix := ""
+	if woken {
+		prefix = "wake "
+	}
+	ack := decode.PN532AckFrame()
+	switch {
+	case err != nil:
+		s.record(prefix + "bad frame: " + err.Error())
+	case f.Kind == decode.PN532Ack:
+		s.record(prefix + "ACK")
+	case f.Kind == decode.PN532Nack:
+		s.record(prefix + "NACK")
+		s.write(s.last)
+	case f.TFI == decode.PN532TFIHost && f.Code == decode.PN532CmdSAMConfiguration && bytes.Equal(f.Params, []byte{0x01, 0x14, 0x01}):
+		s.record(prefix + "SAM")
+		if !woken {
+			return // a sleeping PN532 hears nothing without the wake-up
+		}
+		s.last, _ = decode.PN532Response(decode.PN532ReplySAMConfiguration)
+		s.write(ack, s.last)
+	case f.TFI == decode.PN532TFIHost && f.Code == decode.PN532CmdInListPassiveTarget && bytes.Equal(f.Params, []byte{0x01, 0x00}):
+		s.record(prefix + "InList")
+		s.mu.Lock()
+		a := simAction{kind: "ack_only"} // no card: the reader waits
+		if len(s.script) > 0 {
+			a, s.script = s.script[0], s.script[1:]
+		}
+		s.mu.Unlock()
+		switch a.kind {
+		case "card", "corrupt":
+			s.last, _ = decode.PN532Response(decode.PN532ReplyInListPassiveTarget,
+				append([]byte{0x01, 0x01, 0x00, 0x04, 0x08, byte(len(a.uid))}, a.uid...)...)
+			if a.kind == "card" {
+				s.write(ack, s.last)
+				return
+			}
+			bad := slices.Clone(s.last)
+			bad[len(bad)-2] ^= 0x5A // DCS
+			s.write(ack, bad)
+		case "nack":
+			s.write(decode.PN532NackFrame())
+		case "silent":
+		case "ack_only":
+			s.write(ack)
+		}
+	default:
+		s.record(fmt.Sprintf("%sunexpected command %02X % X", prefix, f.Code, f.Params))
+	}
+}
+
+// TestPN532HostDrivesReader: the host wakes and configures the reader,
+// polls for cards, resends after a NACK, asks for a corrupted response
+// again, re-initialises after silence and after an idle period, and every
+// card arrives as its member token; a card left on the reader is one read.
+func TestPN532HostDrivesReader(t *testing.T) {
+	p := devtest.NewPty(t)
+	uid1, uid2, uid3, uid4 := []byte{0xDE, 0xAD, 0xBE, 0xEF}, []byte{0x04, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66}, []byte{0x01, 0x02, 0x03, 0x04}, []byte{0xCA, 0xFE, 0xF0, 0x0D}
+	sim := startPN532Sim(t, p,
+		simAction{kind: "card", uid: uid1},
+		simAction{kind: "card", uid: uid1}, // the card still lies there
+		simAction{kind: "nack"},
+		simAction{kind: "corrupt", uid: uid2},
+		simAction{kind: "silent"},
+		simAction{kind: "card", uid: uid3},
+		simAction{kind: "ack_only"}, // no card until the idle timeout
+		simAction{kind: "card", uid: uid4},
+	)
+	// The ACK timeout is what a spurious re-initialisation would need the
+	// simulator to be late by; the idle timeout only has to be longer.
+	m := run(t, []devices.Config{{Name: "nfc", Till: "T1", Path: p.Path, Baud: 115200, Decoder: "pn532", Debounce: time.Hour}},
+		devices.WithPN532Timing(devices.PN532Timing{AckTimeout: 2 * time.Second, IdleTimeout: 3 * time.Second}))
+	next(t, m, online)
+
+	for _, uid := range [][]byte{uid1, uid2, uid3, uid4} {
+		tok := fmt.Sprintf("%X", uid)
+		e, skipped := next(t, m, isData)
+		for _, s := range skipped {
+			if s.Kind != devices.KindStatus {
+				t.Errorf("unexpected event before card %s: %s", token.Mask(tok), describe(skipped))
+			}
+		}
+		if e.Data.TokenHash != token.Hash(testKey, tok) || e.Till != "T1" || e.Data.Kind != "rfid" {
+			t.Fatalf("got %s, want card %s for T1 (host log %q)", describe([]devices.Event{e}), token.Mask(tok), sim.messages())
+		}
+	}
+
+	want := []string{
+		"wake SAM", "InList", // card 1
+		"InList",           // card 1 again: debounced
+		"InList", "InList", // NACK, resent without a wake-up
+		"NACK",                      // the corrupted card 2 response is asked for again
+		"InList",                    // silent
+		"ACK", "wake SAM", "InList", // abort, re-initialise; card 3
+		"InList",                    // no card
+		"ACK", "wake SAM", "InList", // idle: re-initialise; card 4
+		"InList", // armed again
+	}
+	deadline := time.Now().Add(devtest.Wait)
+	var got []string
+	for {
+		got = sim.messages()
+		if len(got) >= len(want) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond) // polling the simulator's log, bounded by the deadline
+	}
+	if len(got) < len(want) || !slices.Equal(got[:len(want)], want) {
+		t.Fatalf("host sent\n  %s\nwant\n  %s", strings.Join(got, ", "), strings.Join(want, ", "))
+	}
+	st := m.Status()
+	if st[0].Reads != 4 || st[0].Errors != 0 {
+		t.Errorf("status %+v, want 4 reads and no errors", st[0])
+	}
+}
+
+// TestPN532UnplugReplug: the reader is unplugged while a command is
+// outstanding and plugged back in; the host wakes it again and reads on.
+func TestPN532UnplugReplug(t *testing.T) {
+	link := devtest.TempLink(t)
+	p1 := devtest.NewPty(t)
+	devtest.Link(t, p1.Path, link)
+	startPN532Sim(t, p1, simAction{kind: "card", uid: []byte{0x11, 0x22, 0x33, 0x44}})
+	m := run(t, []devices.Config{{Name: "nfc", Till: "T1", Path: link, Baud: 115200, Decoder: "pn532"}},
+		devices.WithPN532Timing(devices.PN532Timing{AckTimeout: 2 * time.Second, IdleTimeout: time.Minute}))
+	next(t, m, online)
+	e, _ := next(t, m, isData)
+	if e.Data.TokenHash != token.Hash(testKey, "11223344") {
+		t.Fatal("first card wrong")
+	}
+	p1.Unplug()
+	next(t, m, offline)
+
+	p2 := devtest.NewPty(t)
+	sim2 := startPN532Sim(t, p2, simAction{kind: "card", uid: []byte{0x55, 0x66, 0x77, 0x88}})
+	devtest.Link(t, p2.Path, link)
+	next(t, m, online)
+	e, _ = next(t, m, isData)
+	if e.Data.TokenHash != token.Hash(testKey, "55667788") {
+		t.Fatalf("card after replug wrong (host log %q)", sim2.messages())
+	}
+	if got := sim2.messages(); len(got) < 2 || got[0] != "wake SAM" || got[1] != "InList" {
+		t.Errorf("after replug the host sent %q, want the wake-up and SAMConfiguration first", got)
+	}
+}
