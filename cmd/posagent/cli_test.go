@@ -174,3 +174,32 @@ func TestAgentNotRunningSaysHowToStartIt(t *testing.T) {
 		t.Fatalf("want advice to start the agent, got %d %q", code, errOut)
 	}
 }
+
+func TestMountedGroupExamples(t *testing.T) {
+	g := &cobra.Command{Use: "hq", Example: "  hq serve --db x"}
+	store := &cobra.Command{Use: "store"}
+	list := &cobra.Command{Use: "list", Run: func(*cobra.Command, []string) {}}
+	add := &cobra.Command{Use: "add ID", Example: "  hq store add S1\n  hq store add S2", Run: func(*cobra.Command, []string) {}}
+	store.AddCommand(list, add)
+	g.AddCommand(store)
+	fillExamples(g)
+	mountExamples(g, "posagent")
+	if g.Example != "  posagent hq serve --db x" {
+		t.Errorf("group example %q", g.Example)
+	}
+	if list.Example != "  posagent hq store list" {
+		t.Errorf("leaf example %q", list.Example)
+	}
+	if store.Example != "  posagent hq store add S1\n  posagent hq store list" && store.Example != "  posagent hq store list\n  posagent hq store add S1" {
+		t.Errorf("parent example from children %q", store.Example)
+	}
+}
+
+func TestCompletion(t *testing.T) {
+	for _, sh := range []string{"bash", "zsh", "fish", "powershell"} {
+		code, out, errOut := runCLI(t, "completion", sh)
+		if code != 0 || !strings.Contains(out, "posagent") {
+			t.Errorf("completion %s: %d %s", sh, code, errOut)
+		}
+	}
+}
