@@ -61,7 +61,11 @@ func buildPosagent(t *testing.T) string {
 		}
 		buildPath = filepath.Join(dir, "posagent")
 		gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		cmd := exec.Command(gobin, "build", "-o", buildPath, ".")
+		args := []string{"build", "-o", buildPath}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command(gobin, append(args, ".")...)
 		buildOut, buildErr = cmd.CombinedOutput()
 	})
 	if buildErr != nil {
