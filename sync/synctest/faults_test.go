@@ -133,7 +133,7 @@ func TestBatchesOutOfOrder(t *testing.T) {
 }
 
 func TestHQKilledAndRestartedMidBatch(t *testing.T) {
-	h, px, ob := setup(t, "S1", 2, 1500)
+	h, px, ob := setup(t, "S1", 2, 1000)
 	// Every chunk is held a little, so a request is in flight most of the
 	// time and the kill lands inside one.
 	px.Set(faultproxy.Delay(2 * time.Millisecond))
@@ -144,14 +144,14 @@ func TestHQKilledAndRestartedMidBatch(t *testing.T) {
 	go func() { done <- cl.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 
-	for kill, at := range []int{300, 1200} {
+	for kill, at := range []int{300, 1000} {
 		waitAcked(t, cl, at)
 		h.restart()
 		px.SetTarget(h.addr)
 		b, _, _ := ob.Backlog()
 		t.Logf("HQ killed #%d with %d entries pending", kill+1, b)
 	}
-	waitAcked(t, cl, 3000)
+	waitAcked(t, cl, 2000)
 	if cl.Status().Failures == 0 && cl.Status().LastError == "" {
 		t.Log("the kills fell between requests")
 	}
