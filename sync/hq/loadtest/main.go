@@ -1,0 +1,180 @@
+// Command loadtest runs N simulated stores syncing at once against one HQ
+// on loopback and prints throughput (entries/s) and acknowledgement
+// latency (p50, p99). Storage: a temporary bbolt file, or PostgreSQL with
+// -pg URL (a fresh schema, dropped afterwards).
+//
+//	go run ./sync/hq/loadtest -stores 1000 -batches 5 -batch 100
+//	go run ./sync/hq/loadtest -stores 1000 -pg postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"posagent/ledger/entry"
+	"posagent/sync/hq"
+	"posagent/sync/hq/hqtest"
+	"posagent/sync/hq/store/bolt"
+	"posagent/sync/hq/store/pg"
+	"posagent/sync/wire"
+)
+
+func main() {
+	stores := flag.Int("stores", 1000, "simulated stores, all syncing at once")
+	batches := flag.Int("batches", 5, "batches each store uploads")
+	size := flag.Int("batch", 100, "entries per batch")
+	pgURL := flag.String("pg", "", "PostgreSQL URL (default: a temporary bbolt file)")
+	inflight := flag.Int("max-inflight", 64, "HQ's bound on uploads processed at once")
+	flag.Parse()
+	if err := run(*stores, *batches, *size, *pgURL, *inflight); err != nil {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		os.Exit(1)
+	}
+}
+
+func run(stores, batches, size int, pgURL string, inflight int) error {
+	ctx := context.Background()
+	var st hq.Store
+	backend := "bbolt"
+	if pgURL != "" {
+		u, drop, err := pg.FreshSchema(ctx, pgURL, "hqload_")
+		if err != nil {
+			return err
+		}
+		defer drop()
+		p, err := pg.Open(ctx, u, pg.Options{MaxConns: int32(min(inflight, 32))})
+		if err != nil {
+			return err
+		}
+		st, backend = p, "postgresql"
+	} else {
+		dir, err := os.MkdirTemp("", "hqload")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		b, err := bolt.Open(filepath.Join(dir, "hq.db"), bolt.Options{NoSync: os.Getenv("HQLOAD_NOSYNC") == "1"})
+		if err != nil {
+			return err
+		}
+		st = b
+	}
+	defer st.Close()
+	srv := hq.NewServer(st, hq.Options{MaxInFlight: inflight})
+	tokens := make([]string, stores)
+	for i := range tokens {
+		tok, err := srv.IssueCredential(ctx, hq.RoleStore, storeID(i), "", "")
+		if err != nil {
+			return err
+		}
+		tokens[i] = tok
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: srv}
+	go hs.Serve(ln)
+	defer hs.Close()
+	url := "http://" + ln.Addr().String() + wire.PathBatches
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: stores, MaxConnsPerHost: stores}, Timeout: 2 * time.Minute}
+
+	// Bodies are built before the clock starts: the figure is HQ's.
+	bodies := make([][][]byte, stores)
+	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	for i := range bodies {
+		tl := &hqtest.Till{Store: storeID(i), Till: "T1"}
+		for k := 0; k < batches; k++ {
+			es := make([]entry.Entry, size)
+			for j := range es {
+				es[j] = tl.Sale(fmt.Sprintf("M%06d", (i*7919+k*size+j)%200000), t0.Add(time.Duration(k*size+j)*time.Second), 1500, 15, 0, 0, "")
+			}
+			var buf bytes.Buffer
+			zw := gzip.NewWriter(&buf)
+			if err := json.NewEncoder(zw).Encode(wire.Batch{Store: tl.Store, Till: tl.Till, First: es[0].Seq, Last: es[size-1].Seq, Entries: es}); err != nil {
+				return err
+			}
+			zw.Close()
+			bodies[i] = append(bodies[i], buf.Bytes())
+		}
+	}
+
+	var lat []time.Duration
+	var mu sync.Mutex
+	var retries, failures atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := 0; i < stores; i++ { // one goroutine per store: 1,000 stores at once
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			for _, body := range bodies[i] {
+				sent := time.Now()
+				for attempt := 0; ; attempt++ {
+					req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+					req.Header.Set("Authorization", "Bearer "+tokens[i])
+					req.Header.Set("Content-Encoding", "gzip")
+					resp, err := client.Do(req)
+					if err != nil {
+						failures.Add(1)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						break
+					}
+					if resp.StatusCode != http.StatusServiceUnavailable || attempt > 50 {
+						failures.Add(1)
+						return
+					}
+					retries.Add(1)
+					wait, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+					time.Sleep(time.Duration(max(wait, 1)) * time.Second) // honour Retry-After, as the till does
+				}
+				mu.Lock()
+				lat = append(lat, time.Since(sent))
+				mu.Unlock()
+			}
+		}(i)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+
+	total, err := srv.Totals(ctx)
+	if err != nil {
+		return err
+	}
+	want := int64(stores * batches * size)
+	sort.Slice(lat, func(a, b int) bool { return lat[a] < lat[b] })
+	pct := func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
+	}
+	fmt.Printf("backend=%s stores=%d batches/store=%d entries/batch=%d max-inflight=%d\n", backend, stores, batches, size, inflight)
+	fmt.Printf("entries stored %d of %d, failures %d, 503 retries %d\n", total.Chain.Entries, want, failures.Load(), retries.Load())
+	fmt.Printf("elapsed %v, throughput %.0f entries/s, %.0f batches/s\n", elapsed.Round(time.Millisecond), float64(total.Chain.Entries)/elapsed.Seconds(), float64(len(lat))/elapsed.Seconds())
+	fmt.Printf("ack latency p50 %v p99 %v max %v\n", pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), pct(1).Round(time.Millisecond))
+	if total.Chain.Entries != want || failures.Load() > 0 {
+		return fmt.Errorf("HQ holds %d entries, expected %d", total.Chain.Entries, want)
+	}
+	return nil
+}
+
+func storeID(i int) string { return fmt.Sprintf("S%04d", i) }
