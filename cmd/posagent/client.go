@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -50,6 +51,9 @@ func (g *globals) client(f *apiFlags) (*apiClient, error) {
 	}
 	cfg, err := g.load()
 	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("%w: the config holds the API token and is readable by root and the posagent group only; run as a member of that group, or pass --api and --token", err)
+		}
 		return nil, err
 	}
 	if c.base == "" {
