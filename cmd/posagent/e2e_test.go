@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -104,14 +105,27 @@ func (r *fakeReader) write(t *testing.T, s string) {
 	}
 }
 
-func freePort(t *testing.T) int {
+var apiLogRe = regexp.MustCompile(`"?api"?[=:]"?http://(127\.0\.0\.1:[0-9]+)/`)
+
+// apiAddr waits for the agent's "agent running" log line and returns the
+// address it listens on: the config says port 0, so the kernel picks a free
+// one and no other test can take it first.
+func (p *agentProc) apiAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	deadline := time.Now().Add(e2eWait)
+	for time.Now().Before(deadline) {
+		if m := apiLogRe.FindStringSubmatch(p.log.String()); m != nil {
+			return m[1]
+		}
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("agent exited before it listened: %v", err)
+		case <-time.After(20 * time.Millisecond): // polling interval
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("the agent did not log its API address within %v", e2eWait)
+	return ""
 }
 
 // agentProc is one run of `posagent run`.
@@ -339,7 +353,6 @@ func TestEndToEnd(t *testing.T) {
 	msr, scanner := newFakeReader(t), newFakeReader(t)
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "posagent.yaml")
-	base := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfg := fmt.Sprintf(`store: s001
 till: t1
 timezone: Asia/Shanghai
@@ -363,7 +376,7 @@ devices:
     framer: {kind: terminator, terminator: CR}
     decoder: barcode
     rule: {source: barcode_regex, regex: '^MEMBER:(\d+)$', group: 1}
-`, filepath.Join(dir, "data"), base, e2eToken, msr.slave.Name(), scanner.slave.Name())
+`, filepath.Join(dir, "data"), "127.0.0.1:0", e2eToken, msr.slave.Name(), scanner.slave.Name())
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -371,8 +384,8 @@ devices:
 		t.Fatalf("config validate: %s%s", out, errOut)
 	}
 
-	c := &e2eClient{base: "http://" + base, http: &http.Client{Timeout: e2eWait}}
 	agent := startAgent(t, bin, cfgPath)
+	c := &e2eClient{base: "http://" + agent.apiAddr(t), http: &http.Client{Timeout: e2eWait}}
 	c.waitReady(t, agent)
 	evs := c.stream(t)
 
@@ -426,6 +439,7 @@ devices:
 	// Power cut, restart.
 	agent.kill9(t)
 	agent = startAgent(t, bin, cfgPath)
+	c.base = "http://" + agent.apiAddr(t)
 	c.waitReady(t, agent)
 
 	var again entry.Entry
@@ -434,7 +448,7 @@ devices:
 		t.Fatalf("committing the same receipt after restart gave %s, want the first sale %s", again.ID(), first.ID())
 	}
 	// The CLI reads the same member through the running agent.
-	code, out, errOut := runCLI(t, "member", "lookup", "--id", id, "--json", "--config", cfgPath)
+	code, out, errOut := runCLI(t, "member", "lookup", "--id", id, "--json", "--config", cfgPath, "--api", c.base)
 	if code != 0 {
 		t.Fatalf("member lookup: %s", errOut)
 	}
@@ -500,8 +514,7 @@ func TestRunUnderSystemd(t *testing.T) {
 
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "posagent.yaml")
-	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf("data_dir: %s\napi:\n  listen: %s\n", filepath.Join(dir, "data"), listen)), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf("data_dir: %s\napi:\n  listen: 127.0.0.1:0\n", filepath.Join(dir, "data"))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "run", "--config", cfgPath)
@@ -529,9 +542,12 @@ func TestRunUnderSystemd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no readiness notification: %v", err)
 	}
-	if msg := string(buf[:n]); !strings.HasPrefix(msg, "READY=1\n") || !strings.Contains(msg, listen) {
+	msg := string(buf[:n])
+	m := regexp.MustCompile(`serving on http://(127\.0\.0\.1:[0-9]+)/`).FindStringSubmatch(msg)
+	if !strings.HasPrefix(msg, "READY=1\n") || m == nil {
 		t.Fatalf("notification %q, want READY=1 with the API address", msg)
 	}
+	listen := m[1]
 	// Ready means serving: the API answers right away.
 	resp, err := http.Get("http://" + listen + "/healthz")
 	if err != nil {
