@@ -40,7 +40,7 @@ func startPN532Sim(t testing.TB, p *devtest.Pty, script ...simAction) *pn532Sim 
 	s := &pn532Sim{t: t, p: p, script: script, done: make(chan struct{})}
 	go s.run()
 	t.Cleanup(func() {
-		p.Unplug() // ends run's Read
+		s.unplug()
 		select {
 		case <-s.done:
 		case <-time.After(devtest.Wait):
@@ -48,6 +48,17 @@ func startPN532Sim(t testing.TB, p *devtest.Pty, script ...simAction) *pn532Sim 
 		}
 	})
 	return s
+}
+
+// unplug pulls the reader's cable. creack/pty leaves the master in
+// blocking mode (it calls Fd), so Close cannot interrupt the simulator's
+// pending Read and the kernel close waits until that Read returns: a byte
+// written to the slave wakes it, and only then does the host see the
+// hang-up.
+func (s *pn532Sim) unplug() {
+	s.p.Master.Close()
+	s.p.Slave.Write([]byte{0x00}) // read as preamble, if at all
+	s.p.Unplug()
 }
 
 func (s *pn532Sim) record(msg string) {
@@ -246,7 +257,7 @@ func TestPN532UnplugReplug(t *testing.T) {
 	link := devtest.TempLink(t)
 	p1 := devtest.NewPty(t)
 	devtest.Link(t, p1.Path, link)
-	startPN532Sim(t, p1, simAction{kind: "card", uid: []byte{0x11, 0x22, 0x33, 0x44}})
+	sim1 := startPN532Sim(t, p1, simAction{kind: "card", uid: []byte{0x11, 0x22, 0x33, 0x44}})
 	m := run(t, []devices.Config{{Name: "nfc", Till: "T1", Path: link, Baud: 115200, Decoder: "pn532"}},
 		devices.WithPN532Timing(devices.PN532Timing{AckTimeout: 2 * time.Second, IdleTimeout: time.Minute}))
 	next(t, m, online)
@@ -254,7 +265,7 @@ func TestPN532UnplugReplug(t *testing.T) {
 	if e.Data.TokenHash != token.Hash(testKey, "11223344") {
 		t.Fatal("first card wrong")
 	}
-	p1.Unplug()
+	sim1.unplug()
 	next(t, m, offline)
 
 	p2 := devtest.NewPty(t)
