@@ -34,6 +34,13 @@ type pn532Sim struct {
 	script []simAction
 	last   []byte // the last response, repeated when the host sends NACK
 	done   chan struct{}
+	// With stamps set, every InListPassiveTarget gets a card (uid) once the
+	// script is done, one per value on gate, and the time its last byte
+	// was written is sent on stamps. stop ends a wait for gate.
+	stamps chan time.Time
+	gate   chan struct{}
+	stop   chan struct{}
+	uid    []byte
 }
 
 func startPN532Sim(t testing.TB, p *devtest.Pty, script ...simAction) *pn532Sim {
@@ -160,6 +167,9 @@ func (s *pn532Sim) command(raw []byte, woken bool) {
 		s.record(prefix + "InList")
 		s.mu.Lock()
 		a := simAction{kind: "ack_only"} // no card: the reader waits
+		if s.stamps != nil {
+			a = simAction{kind: "card", uid: s.uid}
+		}
 		if len(s.script) > 0 {
 			a, s.script = s.script[0], s.script[1:]
 		}
@@ -168,6 +178,21 @@ func (s *pn532Sim) command(raw []byte, woken bool) {
 		case "card", "corrupt":
 			s.last, _ = decode.PN532Response(decode.PN532ReplyInListPassiveTarget,
 				append([]byte{0x01, 0x01, 0x00, 0x04, 0x08, byte(len(a.uid))}, a.uid...)...)
+			if a.kind == "card" && s.stamps != nil {
+				select {
+				case <-s.gate:
+				case <-s.stop:
+					return
+				}
+				s.write(ack, s.last[:len(s.last)-2])
+				t0 := time.Now()
+				s.write(s.last[len(s.last)-2:]) // DCS: the frame is complete
+				select {
+				case s.stamps <- t0:
+				case <-s.stop:
+				}
+				return
+			}
 			if a.kind == "card" {
 				s.write(ack, s.last)
 				return
@@ -279,4 +304,47 @@ func TestPN532UnplugReplug(t *testing.T) {
 	if got := sim2.messages(); len(got) < 2 || got[0] != "wake SAM" || got[1] != "InList" {
 		t.Errorf("after replug the host sent %q, want the wake-up and SAMConfiguration first", got)
 	}
+}
+
+// BenchmarkPN532PtyToToken measures a driven PN532: the response's last
+// byte written to the pty → the token delivered to a subscriber of
+// Events(). Each read re-arms InListPassiveTarget, so this is also the
+// whole poll cycle. Figures are reported, never asserted.
+func BenchmarkPN532PtyToToken(b *testing.B) {
+	p := devtest.NewPty(b)
+	sim := &pn532Sim{t: b, p: p, done: make(chan struct{}), uid: []byte{0xDE, 0xAD, 0xBE, 0xEF},
+		stamps: make(chan time.Time), gate: make(chan struct{}), stop: make(chan struct{})}
+	go sim.run()
+	b.Cleanup(func() { close(sim.stop); sim.unplug(); <-sim.done })
+	// Long timeouts: the reader waits for the benchmark loop, as for a card.
+	m := run(b, []devices.Config{{Name: "nfc", Till: "T1", Path: p.Path, Baud: 115200, Decoder: "pn532"}},
+		devices.WithPN532Timing(devices.PN532Timing{AckTimeout: devtest.Wait, IdleTimeout: time.Hour}))
+	next(b, m, online)
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		select {
+		case sim.gate <- struct{}{}:
+		case <-time.After(devtest.Wait):
+			b.Fatal("the host did not poll for a card")
+		}
+		e, _ := next(b, m, isData)
+		got := time.Now()
+		var t0 time.Time
+		select {
+		case t0 = <-sim.stamps:
+		case <-time.After(devtest.Wait):
+			b.Fatal("no timestamp from the simulator")
+		}
+		lat = append(lat, got.Sub(t0))
+		if e.Data.TokenHash == "" {
+			b.Fatal("no token")
+		}
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	q := func(f float64) float64 { return float64(lat[int(f*float64(len(lat)-1))].Microseconds()) }
+	b.ReportMetric(q(0.50), "p50-µs")
+	b.ReportMetric(q(0.99), "p99-µs")
+	b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), "max-µs")
 }
