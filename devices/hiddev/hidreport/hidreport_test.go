@@ -112,6 +112,20 @@ func TestKeyboard(t *testing.T) {
 	if r, _ := us.Char(0x1F, true, false); r != '@' {
 		t.Errorf("us shift-2 = %q", r)
 	}
+	// Every shifted digit row key, 1..9 then 0, on both layouts.
+	for _, c := range []struct {
+		l    *Layout
+		want string
+	}{{us, "!@#$%^&*()"}, {de, "!\"§$%&/()="}} {
+		var got []rune
+		for u := byte(0x1E); u <= 0x27; u++ {
+			r, _ := c.l.Char(u, true, false)
+			got = append(got, r)
+		}
+		if string(got) != c.want {
+			t.Errorf("%s shifted digits = %q, want %q", c.l.Name, string(got), c.want)
+		}
+	}
 	k = NewKeyboard(us)
 	k.Push([]byte{0, 0, 0x3A, 0, 0, 0, 0, 0}) // F1: no character
 	if k.Unmapped != 1 {

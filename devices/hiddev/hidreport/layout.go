@@ -133,7 +133,8 @@ func deLayout() *Layout {
 	// QWERTZ: the keys US calls Y and Z are swapped.
 	n[0x1C], s[0x1C] = 'z', 'Z'
 	n[0x1D], s[0x1D] = 'y', 'Y'
-	for i, r := range "=!\"§$%&/()" {
+	// By rune, not by byte: § is two bytes in UTF-8.
+	for i, r := range []rune("=!\"§$%&/()") {
 		if i == 0 {
 			s[0x27] = r
 			continue
