@@ -20,6 +20,7 @@ var (
 	ErrLocked                  = errors.New("ledger file is locked")
 	ErrCorrupt                 = errors.New("ledger file is corrupt or not a ledger")
 	ErrNewerSchema             = errors.New("ledger file has a newer schema")
+	ErrOlderSchema             = errors.New("ledger file has an older, unsupported schema")
 	ErrDiskFull                = errors.New("disk full")
 	ErrInvalid                 = errors.New("invalid request")
 	ErrClosed                  = errors.New("ledger is closed")

@@ -10,6 +10,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -27,28 +28,24 @@ import (
 )
 
 // SchemaVersion is the layout version this code writes. A file with a higher
-// version was written by a newer posagent and is refused.
-const SchemaVersion = 1
+// version was written by a newer posagent and is refused; schema 1 was a
+// development layout and is refused too (ErrOlderSchema).
+const SchemaVersion = 2
 
-// Bucket names.
+// Bucket names. See codec.go for the keys.
 var (
 	bMeta     = []byte("meta")     // schema, store, sync cursor
-	bLog      = []byte("log")      // global order → entry JSON; Sequence() is the global counter
+	bLog      = []byte("log")      // (till, seq) → global order + entry JSON; Sequence() is the global counter
 	bHQLog    = []byte("hqlog")    // global order → member state applied from HQ
-	bTills    = []byte("tills")    // nested per till: seq → global
 	bAcked    = []byte("acked")    // till → highest seq HQ acknowledged
-	bKeys     = []byte("keys")     // kind/till/key → idempotency record
-	bMembers  = []byte("members")  // member id → entry.Member
+	bKeys     = []byte("keys")     // hash of (kind, till, key) → idempotency record
+	bMembers  = []byte("members")  // member id + tag → record, balance, lots, coupons
 	bByToken  = []byte("bytoken")  // card-token hash → member id
 	bByMobile = []byte("bymobile") // mobile → member id
-	bBal      = []byte("bal")      // member id → balance (small, rewritten per sale)
-	bLots     = []byte("lots")     // member id 0 global → lot
-	bCoupons  = []byte("coupons")  // member id 0 coupon id → coupon state
-	bSales    = []byte("sales")    // sale global → refund/void state
+	bSales    = []byte("sales")    // (till, seq) of a sale → refund/void state
 	bPrograms = []byte("programs") // version → program source from HQ
 
-	allBuckets = [][]byte{bMeta, bLog, bHQLog, bTills, bAcked, bKeys, bMembers, bByToken, bByMobile,
-		bBal, bLots, bCoupons, bSales, bPrograms}
+	allBuckets = [][]byte{bMeta, bLog, bHQLog, bAcked, bKeys, bMembers, bByToken, bByMobile, bSales, bPrograms}
 )
 
 // Options configures a ledger.
@@ -270,8 +267,11 @@ func (l *Ledger) checkFile() (err error) {
 		if len(v) != 8 {
 			return corruptErr(l.path, "no schema version")
 		}
-		if s := binary.BigEndian.Uint64(v); s > SchemaVersion {
+		switch s := binary.BigEndian.Uint64(v); {
+		case s > SchemaVersion:
 			return fmt.Errorf("%w: %s has schema %d, this posagent reads up to %d; upgrade posagent (the file is left untouched)", ErrNewerSchema, l.path, s, SchemaVersion)
+		case s < SchemaVersion:
+			return fmt.Errorf("%w: %s has schema %d, written by a development build; this posagent reads schema %d. Export its entries with the build that wrote it if you need them, then move it aside (mv %s %s.old) and start a new ledger; HQ resends member data (the file is left untouched)", ErrOlderSchema, l.path, s, SchemaVersion, l.path, l.path)
 		}
 		for _, b := range allBuckets {
 			if tx.Bucket(b) == nil {
@@ -324,7 +324,12 @@ type writer struct {
 
 func (w *writer) put(bucket []byte, k, v []byte) error {
 	w.n++
-	return w.tx.Bucket(bucket).Put(k, v)
+	b := w.tx.Bucket(bucket)
+	if bytes.Equal(bucket, bLog) {
+		// Appends only (per till): full pages, no half-empty splits.
+		b.FillPercent = 1.0
+	}
+	return b.Put(k, v)
 }
 
 func (w *writer) del(bucket []byte, k []byte) error {
@@ -505,11 +510,4 @@ func getJSON(b *bolt.Bucket, k []byte, v any) (bool, error) {
 		return false, fmt.Errorf("%w: record %q unreadable: %v; run posagent ledger verify", ErrCorrupt, k, err)
 	}
 	return true, nil
-}
-
-func memberKey(id string, sub []byte) []byte {
-	k := make([]byte, 0, len(id)+1+len(sub))
-	k = append(k, id...)
-	k = append(k, 0)
-	return append(k, sub...)
 }

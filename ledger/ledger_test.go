@@ -112,6 +112,11 @@ func TestSaleAndIdempotency(t *testing.T) {
 	require.ErrorIs(t, err, ErrNotFound)
 	_, err = l.CommitSale(ctx, SaleRequest{ReceiptID: "R4", Lines: nil})
 	require.ErrorIs(t, err, ErrInvalid)
+	_, err = l.CommitSale(ctx, SaleRequest{Till: "T\x00", ReceiptID: "R5", Lines: []loyalty.Line{line(1, 1, 500)}})
+	require.ErrorIs(t, err, ErrInvalid, "a NUL would break the log keys")
+	tills, err := l.Tills()
+	require.NoError(t, err)
+	require.Equal(t, []string{"T1", "T2"}, tills)
 	verifyOK(t, l)
 }
 
@@ -430,7 +435,8 @@ func TestVerifyFindsTampering(t *testing.T) {
 	sale(t, l, SaleRequest{ReceiptID: "A", MemberID: "M1", Lines: []loyalty.Line{line(1, 1, 10000)}})
 	verifyOK(t, l)
 	require.NoError(t, l.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bBal).Put([]byte("M1"), []byte(`{"p":1000}`))
+		b := balance{Points: 1000}
+		return tx.Bucket(bMembers).Put(memberKey("M1", tagBalance), b.encode(nil))
 	}))
 	var b bytes.Buffer
 	ok, err := l.Verify(&b)
@@ -440,7 +446,7 @@ func TestVerifyFindsTampering(t *testing.T) {
 	require.Contains(t, b.String(), "lots sum")
 	// A gap in the outbox.
 	require.NoError(t, l.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bTills).Bucket([]byte("T1")).Delete(u64(2))
+		return tx.Bucket(bLog).Delete(tillKey("T1", 2))
 	}))
 	b.Reset()
 	ok, _ = l.Verify(&b)
@@ -553,6 +559,19 @@ func TestBadFiles(t *testing.T) {
 	_, err = Open(p, o)
 	require.ErrorIs(t, err, ErrNewerSchema)
 	require.Contains(t, err.Error(), "upgrade posagent")
+
+	// Schema 1 (development layout) is refused, untouched.
+	p = filepath.Join(dir, "older.db")
+	l, err = Open(p, o)
+	require.NoError(t, err)
+	require.NoError(t, l.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Put([]byte("schema"), u64(1)) }))
+	require.NoError(t, l.Close())
+	before, err := os.ReadFile(p)
+	require.NoError(t, err)
+	_, err = Open(p, o)
+	require.ErrorIs(t, err, ErrOlderSchema)
+	require.Contains(t, err.Error(), "start a new ledger")
+	unchanged(p, before)
 
 	// Damaged pages in a real ledger.
 	p = filepath.Join(dir, "damaged.db")

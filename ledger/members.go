@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -79,20 +78,22 @@ func (l *Ledger) view(tx *bolt.Tx, id string) (MemberView, error) {
 		PointsConfirmed: ms.bal.Points - ms.bal.PendPoints, StoredValue: ms.bal.StoredValue,
 		MaskedMobile: loyalty.MaskMobile(ms.member.Mobile)}
 	v.Negative = v.Points < 0
-	for _, c := range ms.coupons {
+	for _, c := range ms.allCoupons() {
 		if !c.Used && couponValid(c.Coupon, now) {
 			v.Coupons = append(v.Coupons, c.Coupon)
 		}
 	}
+	if ms.err != nil {
+		return MemberView{}, ms.err
+	}
 	sort.Slice(v.Coupons, func(i, j int) bool { return v.Coupons[i].ID < v.Coupons[j].ID })
-	last := ms.member.EnrolledAt
-	if ms.bal.LastSale != "" {
-		v.LastSale, _ = time.Parse(time.RFC3339, ms.bal.LastSale)
-		last = ms.bal.LastSale
+	last, _ := time.Parse(time.RFC3339, ms.member.EnrolledAt)
+	if ms.bal.LastSale != 0 {
+		v.LastSale = time.Unix(ms.bal.LastSale, 0).UTC()
+		last = v.LastSale
 	}
 	if p, err := l.Programs().At(now); err == nil {
-		t, _ := time.Parse(time.RFC3339, last)
-		v.State = p.LifeCycle(t, now)
+		v.State = p.LifeCycle(last, now)
 	}
 	return v, nil
 }
@@ -118,8 +119,8 @@ func (l *Ledger) ApplyMemberStates(states []MemberState) error {
 	// The last state of a member in the list wins.
 	last := map[string]int{}
 	for i, s := range states {
-		if s.Member.ID == "" {
-			return wrapErr(ErrInvalid, "member state from HQ without a member id")
+		if err := checkID("member id from HQ", s.Member.ID); err != nil {
+			return err
 		}
 		last[s.Member.ID] = i
 	}
@@ -155,7 +156,6 @@ func (l *Ledger) ApplyMemberStates(states []MemberState) error {
 				return nil, err
 			default:
 				ms = newMState(s.Member.ID)
-				ms.origCoupons = map[string]couponState{}
 			}
 			rec := hqState{Member: s.Member, Points: s.Points, StoredValue: s.StoredValue, Coupons: s.Coupons,
 				Flagged: s.Flagged, Marks: marks}
@@ -256,10 +256,16 @@ func (l *Ledger) SetSyncCursor(c string) error {
 func (l *Ledger) Tills() ([]string, error) {
 	var out []string
 	err := l.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bTills).ForEachBucket(func(k []byte) error {
-			out = append(out, string(k))
-			return nil
-		})
+		c := tx.Bucket(bLog).Cursor()
+		for k, _ := c.First(); k != nil; {
+			till, _, ok := splitTillKey(k)
+			if !ok {
+				return fmt.Errorf("%w: log key %q malformed; run posagent ledger verify", ErrCorrupt, k)
+			}
+			out = append(out, till)
+			k, _ = c.Seek(append([]byte(till), 1)) // past this till's entries
+		}
+		return nil
 	})
 	return out, err
 }
@@ -271,13 +277,13 @@ func (l *Ledger) Pending(till string, after uint64, limit int) ([]entry.Entry, e
 	}
 	var out []entry.Entry
 	err := l.db.View(func(tx *bolt.Tx) error {
-		tb := tx.Bucket(bTills).Bucket([]byte(till))
-		if tb == nil {
-			return nil
-		}
-		c := tb.Cursor()
-		for k, v := c.Seek(u64(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
-			e, err := entryAt(tx, getU64(v))
+		c := tx.Bucket(bLog).Cursor()
+		for k, v := c.Seek(tillKey(till, after+1)); k != nil && len(out) < limit; k, v = c.Next() {
+			t, seq, ok := splitTillKey(k)
+			if !ok || t != till {
+				break
+			}
+			e, _, err := decodeLogValue(v, till, seq)
 			if err != nil {
 				return err
 			}
@@ -310,11 +316,17 @@ func (l *Ledger) Ack(till string, upTo uint64) error {
 		if upTo > last {
 			return nil, wrapErr(ErrInvalid, "ack of till %s up to %d, but the till has only %d entries", till, upTo, last)
 		}
-		tb := tx.Bucket(bTills).Bucket([]byte(till))
 		type d struct{ p, sv int64 }
 		deltas := map[string]*d{}
-		for s := acked + 1; s <= upTo; s++ {
-			e, err := entryAt(tx, getU64(tb.Get(u64(s))))
+		c := tx.Bucket(bLog).Cursor()
+		next := acked + 1
+		for k, v := c.Seek(tillKey(till, next)); next <= upTo; k, v = c.Next() {
+			t, seq, ok := splitTillKey(k)
+			if !ok || t != till || seq != next {
+				return nil, fmt.Errorf("%w: entry %s #%d is missing from the log; run posagent ledger verify", ErrCorrupt, till, next)
+			}
+			next++
+			e, _, err := decodeLogValue(v, till, seq)
 			if err != nil {
 				return nil, err
 			}
@@ -332,15 +344,17 @@ func (l *Ledger) Ack(till string, upTo uint64) error {
 		bals := map[string]*balance{}
 		for id, x := range deltas {
 			var b balance
-			if _, err := getJSON(tx.Bucket(bBal), []byte(id), &b); err != nil {
-				return nil, err
+			if v := tx.Bucket(bMembers).Get(memberKey(id, tagBalance)); v != nil {
+				if err := decodeBalance(v, &b); err != nil {
+					return nil, fmt.Errorf("member %s: %w", id, err)
+				}
 			}
 			b.PendPoints -= x.p
 			b.PendSV -= x.sv
 			bals[id] = &b
 		}
 		for id, b := range bals {
-			if err := w.putJSON(bBal, []byte(id), b); err != nil {
+			if err := w.put(bMembers, memberKey(id, tagBalance), b.encode(nil)); err != nil {
 				return nil, err
 			}
 		}
@@ -351,26 +365,27 @@ func (l *Ledger) Ack(till string, upTo uint64) error {
 
 // Backlog is how many entries HQ has not acknowledged, and the oldest one's time.
 func (l *Ledger) Backlog() (count int, oldest time.Time, err error) {
+	tills, err := l.Tills()
+	if err != nil {
+		return 0, time.Time{}, err
+	}
 	err = l.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bTills).ForEachBucket(func(k []byte) error {
-			tb := tx.Bucket(bTills).Bucket(k)
-			acked := getU64(tx.Bucket(bAcked).Get(k))
-			last := tb.Sequence()
+		for _, till := range tills {
+			acked := getU64(tx.Bucket(bAcked).Get([]byte(till)))
+			last := tillSeq(tx, till)
 			if last <= acked {
-				return nil
+				continue
 			}
 			count += int(last - acked)
-			e, err := entryAt(tx, getU64(tb.Get(u64(acked+1))))
+			e, _, err := entryAt(tx, till, acked+1)
 			if err != nil {
 				return err
 			}
 			if oldest.IsZero() || e.At.Before(oldest) {
 				oldest = e.At
 			}
-			return nil
-		})
+		}
+		return nil
 	})
 	return count, oldest, err
 }
-
-var _ = json.Marshal

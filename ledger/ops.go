@@ -3,7 +3,6 @@ package ledger
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -68,10 +67,11 @@ type EnrolRequest struct {
 // Programs returns the program versions in use.
 func (l *Ledger) Programs() loyalty.Programs { return *l.progs.Load() }
 
-func requestHash(v any) string {
+// requestHash is the canonical hash of a request (its JSON), 16 bytes.
+func requestHash(v any) []byte {
 	b, _ := json.Marshal(v)
 	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:])
+	return h[:16]
 }
 
 func (l *Ledger) defaults(till *string, at *time.Time) error {
@@ -80,6 +80,9 @@ func (l *Ledger) defaults(till *string, at *time.Time) error {
 	}
 	if *till == "" {
 		return wrapErr(ErrInvalid, "no till given and no default till configured")
+	}
+	if err := checkID("till id", *till); err != nil {
+		return err
 	}
 	if at.IsZero() {
 		*at = l.now()
@@ -155,7 +158,7 @@ func (l *Ledger) priceSale(tx *bolt.Tx, r SaleRequest, a *alloc) (*salePlan, err
 		}
 		if r.Offline && r.RedeemPoints > 0 {
 			cap := p.OfflineRedeemCapPerDay()
-			day := r.At.In(p.Location()).Format(time.DateOnly)
+			day := dayNum(r.At.In(p.Location()))
 			used := int64(0)
 			if ms.bal.OffDay == day {
 				used = ms.bal.OffRedeemed
@@ -168,7 +171,10 @@ func (l *Ledger) priceSale(tx *bolt.Tx, r SaleRequest, a *alloc) (*salePlan, err
 			return nil, wrapErr(ErrInsufficientStoredValue, "member %s has %d fen of stored value, %d asked; take the rest in another payment", ms.id, ms.bal.StoredValue, r.StoredValue)
 		}
 		if r.CouponID != "" {
-			cs := ms.coupons[r.CouponID]
+			cs := ms.coupon(r.CouponID)
+			if ms.err != nil {
+				return nil, ms.err
+			}
 			if cs == nil {
 				return nil, wrapErr(ErrNotFound, "member %s holds no coupon %q", ms.id, r.CouponID)
 			}
@@ -247,7 +253,7 @@ func (l *Ledger) Quote(ctx context.Context, r SaleRequest) (loyalty.Quote, error
 	return q, err
 }
 
-func saleHash(r SaleRequest) string {
+func saleHash(r SaleRequest) []byte {
 	r.At, r.Offline = time.Time{}, false // a resend may be restamped or sent once back online
 	return requestHash(r)
 }
@@ -288,14 +294,15 @@ func (l *Ledger) CommitSale(ctx context.Context, r SaleRequest) (*entry.Entry, e
 				Paid: ql.Paid, EarnedPoints: ql.EarnedPoints})
 		}
 		e.Sale = s
-		keys := []uint64{a.add(e)}
+		first := len(a.out)
+		g0 := a.add(e)
 		if ms := sp.ms; ms != nil {
 			e.PointsDelta = q.PointsEarned - q.RedeemPoints
 			e.StoredValueDelta = -r.StoredValue
 			if q.PointsEarned > 0 {
 				s.LotExpiresAt = sp.prog.LotExpiry(r.At).In(sp.prog.Location()).AddDate(0, 0, -1).Format(time.DateOnly)
 			}
-			uses, err := ms.apply(e, keys[0], l.Programs(), nil)
+			uses, err := ms.apply(e, g0, l.Programs(), nil)
 			if err != nil {
 				return nil, err
 			}
@@ -310,7 +317,6 @@ func (l *Ledger) CommitSale(ctx context.Context, r SaleRequest) (*entry.Entry, e
 					Tier: &entry.TierChange{From: from, To: to, Reason: why}}
 				l.stamp(tc, r.Till, r.Cashier, r.At, sp.prog)
 				g := a.add(tc)
-				keys = append(keys, g)
 				if _, err := ms.apply(tc, g, l.Programs(), nil); err != nil {
 					return nil, err
 				}
@@ -319,7 +325,6 @@ func (l *Ledger) CommitSale(ctx context.Context, r SaleRequest) (*entry.Entry, e
 						Points: &entry.PointsChange{Reason: "tier_upgrade", Points: bonus}}
 					l.stamp(be, r.Till, r.Cashier, r.At, sp.prog)
 					g := a.add(be)
-					keys = append(keys, g)
 					if _, err := ms.apply(be, g, l.Programs(), nil); err != nil {
 						return nil, err
 					}
@@ -332,7 +337,7 @@ func (l *Ledger) CommitSale(ctx context.Context, r SaleRequest) (*entry.Entry, e
 		if err := a.flush(w); err != nil {
 			return nil, err
 		}
-		if err := w.putJSON(bKeys, idemKey("sale", r.Till, r.ReceiptID), keyRec{Hash: h, Globals: keys}); err != nil {
+		if err := putKey(w, "sale", r.Till, r.ReceiptID, h, a.seqsOf(first)); err != nil {
 			return nil, err
 		}
 		return e, nil
@@ -366,28 +371,31 @@ type lineRefunded struct {
 // findSale returns the sale committed on till under receipt.
 func findSale(tx *bolt.Tx, till, receipt string) (*saleRef, *saleState, error) {
 	var kr keyRec
-	ok, err := getJSON(tx.Bucket(bKeys), idemKey("sale", till, receipt), &kr)
-	if err != nil {
-		return nil, nil, err
+	raw := tx.Bucket(bKeys).Get(idemKey("sale", till, receipt))
+	if raw != nil {
+		var err error
+		if kr, err = decodeKeyRec(raw); err != nil {
+			return nil, nil, err
+		}
 	}
-	if !ok || len(kr.Globals) == 0 {
+	if len(kr.Seqs) == 0 {
 		return nil, nil, wrapErr(ErrNotFound, "no sale with receipt %q on till %s; check the receipt and the till it was sold on", receipt, till)
 	}
-	e, err := entryAt(tx, kr.Globals[0])
+	e, g, err := entryAt(tx, till, kr.Seqs[0])
 	if err != nil {
 		return nil, nil, err
 	}
 	ss := &saleState{Lines: map[int]*lineRefunded{}}
-	if _, err := getJSON(tx.Bucket(bSales), u64(kr.Globals[0]), ss); err != nil {
+	if _, err := getJSON(tx.Bucket(bSales), tillKey(till, e.Seq), ss); err != nil {
 		return nil, nil, err
 	}
 	if ss.Lines == nil {
 		ss.Lines = map[int]*lineRefunded{}
 	}
-	return &saleRef{global: kr.Globals[0], e: e}, ss, nil
+	return &saleRef{global: g, e: e}, ss, nil
 }
 
-func refundHash(r RefundRequest) string {
+func refundHash(r RefundRequest) []byte {
 	r.At = time.Time{}
 	items := append([]RefundItem(nil), r.Lines...)
 	sort.Slice(items, func(i, j int) bool { return items[i].LineNo < items[j].LineNo })
@@ -511,7 +519,7 @@ func (l *Ledger) Refund(ctx context.Context, r RefundRequest) (*entry.Entry, err
 				return nil, err
 			}
 			if ss.Done && sale.CouponID != "" {
-				if c := ms.coupons[sale.CouponID]; c != nil && c.Used && c.UsedTill == sr.e.Till && c.UsedSeq == sr.e.Seq && couponValid(c.Coupon, r.At) {
+				if c := ms.coupon(sale.CouponID); c != nil && c.Used && c.UsedTill == sr.e.Till && c.UsedSeq == sr.e.Seq && couponValid(c.Coupon, r.At) {
 					rf.CouponRestored = sale.CouponID
 				}
 			}
@@ -534,10 +542,10 @@ func (l *Ledger) Refund(ctx context.Context, r RefundRequest) (*entry.Entry, err
 		if err := a.flush(w); err != nil {
 			return nil, err
 		}
-		if err := w.putJSON(bSales, u64(sr.global), ss); err != nil {
+		if err := w.putJSON(bSales, tillKey(sr.e.Till, sr.e.Seq), ss); err != nil {
 			return nil, err
 		}
-		if err := w.putJSON(bKeys, idemKey("refund", r.Till, r.RefundID), keyRec{Hash: h, Globals: []uint64{a.gs[len(a.gs)-1]}}); err != nil {
+		if err := putKey(w, "refund", r.Till, r.RefundID, h, []uint64{e.Seq}); err != nil {
 			return nil, err
 		}
 		return e, nil
@@ -601,7 +609,7 @@ func (l *Ledger) Void(ctx context.Context, r VoidRequest) (*entry.Entry, error) 
 			}
 			v.PointsReversed, v.PointsRestored, v.StoredValue = sale.PointsEarned, sale.RedeemPoints, sale.StoredValue
 			if sale.CouponID != "" {
-				if c := ms.coupons[sale.CouponID]; c != nil && c.Used && c.UsedTill == sr.e.Till && c.UsedSeq == sr.e.Seq && couponValid(c.Coupon, r.At) {
+				if c := ms.coupon(sale.CouponID); c != nil && c.Used && c.UsedTill == sr.e.Till && c.UsedSeq == sr.e.Seq && couponValid(c.Coupon, r.At) {
 					v.CouponRestored = sale.CouponID
 				}
 			}
@@ -621,10 +629,10 @@ func (l *Ledger) Void(ctx context.Context, r VoidRequest) (*entry.Entry, error) 
 			return nil, err
 		}
 		ss.Voided, ss.Done = true, true
-		if err := w.putJSON(bSales, u64(sr.global), ss); err != nil {
+		if err := w.putJSON(bSales, tillKey(sr.e.Till, sr.e.Seq), ss); err != nil {
 			return nil, err
 		}
-		if err := w.putJSON(bKeys, idemKey("void", r.Till, r.ReceiptID), keyRec{Hash: h, Globals: []uint64{a.gs[len(a.gs)-1]}}); err != nil {
+		if err := putKey(w, "void", r.Till, r.ReceiptID, h, []uint64{e.Seq}); err != nil {
 			return nil, err
 		}
 		return e, nil
@@ -680,7 +688,7 @@ func (l *Ledger) TopUp(ctx context.Context, r TopUpRequest) (*entry.Entry, error
 		if err := a.flush(w); err != nil {
 			return nil, err
 		}
-		if err := w.putJSON(bKeys, idemKey("topup", r.Till, r.TopUpID), keyRec{Hash: h, Globals: []uint64{g}}); err != nil {
+		if err := putKey(w, "topup", r.Till, r.TopUpID, h, []uint64{e.Seq}); err != nil {
 			return nil, err
 		}
 		return e, nil
@@ -723,7 +731,10 @@ func (l *Ledger) Enrol(ctx context.Context, r EnrolRequest) ([]*entry.Entry, err
 		if m.ID == "" {
 			m.ID = fmt.Sprintf("%s-%s-%d", l.store, r.Till, enrol.Seq)
 		}
-		if tx.Bucket(bMembers).Get([]byte(m.ID)) != nil {
+		if err := checkID("member id", m.ID); err != nil {
+			return nil, err
+		}
+		if tx.Bucket(bMembers).Get(memberKey(m.ID, tagMember)) != nil {
 			return nil, wrapErr(ErrKeyConflict, "member %s already exists; look the member up instead of enrolling again", m.ID)
 		}
 		if m.Tier == "" {
@@ -752,11 +763,10 @@ func (l *Ledger) Enrol(ctx context.Context, r EnrolRequest) ([]*entry.Entry, err
 			return nil, err
 		}
 		out := []*entry.Entry{enrol}
-		globals := []uint64{g}
 		add := func(e *entry.Entry, target *mstate) error {
 			l.stamp(e, r.Till, r.Cashier, r.At, p)
 			g := a.add(e)
-			out, globals = append(out, e), append(globals, g)
+			out = append(out, e)
 			_, err := target.apply(e, g, l.Programs(), nil)
 			return err
 		}
@@ -809,7 +819,11 @@ func (l *Ledger) Enrol(ctx context.Context, r EnrolRequest) ([]*entry.Entry, err
 		if err := a.flush(w); err != nil {
 			return nil, err
 		}
-		if err := w.putJSON(bKeys, idemKey("enrol", r.Till, r.Key), keyRec{Hash: h, Globals: globals}); err != nil {
+		seqs := make([]uint64, len(out))
+		for i, e := range out {
+			seqs[i] = e.Seq
+		}
+		if err := putKey(w, "enrol", r.Till, r.Key, h, seqs); err != nil {
 			return nil, err
 		}
 		return out, nil
@@ -867,14 +881,14 @@ func (l *Ledger) ExpireLots(ctx context.Context, now time.Time) (int, error) {
 	}
 	res, err := l.submit(ctx, func(tx *bolt.Tx, w *writer) (any, error) {
 		ids := map[string]bool{}
-		c := tx.Bucket(bLots).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			var lt lot
-			if json.Unmarshal(v, &lt) != nil || lt.Expires == "" || len(k) < 17 {
+		c := tx.Bucket(bMembers).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			id, tag, ok := splitMemberKey(k)
+			if !ok || tag != tagLot || len(k) != len(id)+2+16 {
 				continue
 			}
-			if exp, err := time.Parse(time.RFC3339, lt.Expires); err == nil && !now.Before(exp) {
-				ids[string(k[:len(k)-17])] = true
+			if exp := int64(getU64(k[len(id)+2 : len(id)+10])); exp != 0 && now.Unix() >= exp {
+				ids[id] = true
 			}
 		}
 		a := newAlloc(tx)

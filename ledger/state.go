@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -13,26 +14,26 @@ import (
 	"posagent/ledger/loyalty"
 )
 
-// balance is the small per-member record rewritten by each sale. Lots and
-// coupons live under their own keys so a sale dirties few pages.
+// balance is the small per-member record rewritten by each sale (binary,
+// see codec.go). Lots and coupons live under their own keys next to it.
 type balance struct {
-	Points      int64 `json:"p"`
-	StoredValue int64 `json:"sv"`
+	Points      int64
+	StoredValue int64
 	// PendPoints and PendSV are the part of the balances from local
 	// entries HQ has not acknowledged yet; confirmed = total − pending.
-	PendPoints  int64   `json:"pp,omitempty"`
-	PendSV      int64   `json:"psv,omitempty"`
-	LastSale    string  `json:"ls,omitempty"` // RFC 3339 UTC
-	Recent      []spend `json:"rc,omitempty"` // local sales for tier rules
-	OffDay      string  `json:"od,omitempty"` // local day of OffRedeemed
-	OffRedeemed int64   `json:"or,omitempty"` // points redeemed offline that day
+	PendPoints  int64
+	PendSV      int64
+	LastSale    int64   // unix seconds; 0: none
+	Recent      []spend // local sales for tier rules, by day
+	OffDay      int32   // local day (yyyymmdd) of OffRedeemed
+	OffRedeemed int64   // points redeemed offline that day
 }
 
 // spend is what a member spent on one local day: sales count and money.
 type spend struct {
-	Day    string `json:"d"`
-	Amount int64  `json:"a"`
-	Sales  int    `json:"n"`
+	Day    int32 // yyyymmdd
+	Amount int64
+	Sales  int
 }
 
 // lot is a points lot, stored under (member, expiry, global order of the
@@ -40,11 +41,11 @@ type spend struct {
 // soonest-expiring first and oldest first among equals. HQ lots never expire
 // at the till (Exp 0) and come first.
 type lot struct {
-	Exp       int64  `json:"-"` // unix seconds of Expires, 0: never
-	Key       uint64 `json:"-"`
-	ID        string `json:"id"`
-	Remaining int64  `json:"r"`
-	Expires   string `json:"x,omitempty"` // RFC 3339 instant; empty: never expires at the till
+	Exp       int64 // unix seconds of Expires, 0: never
+	Key       uint64
+	ID        string
+	Remaining int64
+	Expires   string // RFC 3339 instant (UTC); empty: never expires at the till
 }
 
 type couponState struct {
@@ -64,23 +65,21 @@ type mstate struct {
 	bal     balance
 	lots    []*lot
 	coupons map[string]*couponState
-	// Lots are loaded only when points are taken or one may have expired;
-	// a sale that only earns appends a lot without reading the others.
-	tx         *bolt.Tx
-	lotsLoaded bool
-	err        error
-
-	origMember  []byte
-	origLots    map[string]lot
-	origCoupons map[string]couponState
+	// Lots and coupons are loaded only when needed: a sale that only earns
+	// appends a lot without reading the others, and reads no coupon.
+	tx           *bolt.Tx
+	lotsLoaded   bool
+	couponsAll   bool // every coupon of the member is in coupons
+	memberDirty  bool
+	err          error
+	origLots     map[string]lot
+	origCoupons  map[string]couponState
+	checkedFirst bool // expiredLots looked at the first lot
 }
 
 func newMState(id string) *mstate {
-	return &mstate{id: id, coupons: map[string]*couponState{}, lotsLoaded: true, origLots: map[string]lot{}}
-}
-
-func lotKey(id string, lt *lot) []byte {
-	return memberKey(id, append(u64(uint64(lt.Exp)), u64(lt.Key)...))
+	return &mstate{id: id, coupons: map[string]*couponState{}, lotsLoaded: true, couponsAll: true,
+		origLots: map[string]lot{}, origCoupons: map[string]couponState{}, memberDirty: true}
 }
 
 func lotLess(a, b *lot) bool {
@@ -90,16 +89,6 @@ func lotLess(a, b *lot) bool {
 	return a.Key < b.Key
 }
 
-func decodeLot(prefix, k, v []byte) (*lot, error) {
-	var lt lot
-	if err := json.Unmarshal(v, &lt); err != nil || len(k) != len(prefix)+16 {
-		return nil, fmt.Errorf("%w: lot %q unreadable (%v); run posagent ledger verify", ErrCorrupt, k, err)
-	}
-	lt.Exp = int64(getU64(k[len(prefix) : len(prefix)+8]))
-	lt.Key = getU64(k[len(prefix)+8:])
-	return &lt, nil
-}
-
 // ensureLots loads the member's lots from the file, keeping lots given
 // earlier in this request.
 func (ms *mstate) ensureLots() {
@@ -107,10 +96,10 @@ func (ms *mstate) ensureLots() {
 		return
 	}
 	ms.lotsLoaded = true
-	prefix := memberKey(ms.id, nil)
-	c := ms.tx.Bucket(bLots).Cursor()
+	prefix := memberKey(ms.id, tagLot)
+	c := ms.tx.Bucket(bMembers).Cursor()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		lt, err := decodeLot(prefix, k, v)
+		lt, err := decodeLot(len(prefix), k, v)
 		if err != nil {
 			ms.err = err
 			return
@@ -121,69 +110,105 @@ func (ms *mstate) ensureLots() {
 	sort.SliceStable(ms.lots, func(i, j int) bool { return lotLess(ms.lots[i], ms.lots[j]) })
 }
 
+// coupon returns the member's coupon id (nil: not held), reading it from
+// the file if needed.
+func (ms *mstate) coupon(id string) *couponState {
+	if c, ok := ms.coupons[id]; ok || ms.couponsAll {
+		return c
+	}
+	k := memberKey(ms.id, tagCoupon, []byte(id)...)
+	raw := ms.tx.Bucket(bMembers).Get(k)
+	if raw == nil {
+		return nil
+	}
+	var cs couponState
+	if err := json.Unmarshal(raw, &cs); err != nil {
+		ms.err = fmt.Errorf("%w: coupon %s of member %q unreadable: %v", ErrCorrupt, id, ms.id, err)
+		return nil
+	}
+	ms.coupons[id] = &cs
+	ms.origCoupons[id] = cs
+	return &cs
+}
+
+// allCoupons loads every coupon of the member.
+func (ms *mstate) allCoupons() map[string]*couponState {
+	if ms.couponsAll {
+		return ms.coupons
+	}
+	ms.couponsAll = true
+	prefix := memberKey(ms.id, tagCoupon)
+	c := ms.tx.Bucket(bMembers).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		id := string(k[len(prefix):])
+		if _, ok := ms.coupons[id]; ok {
+			continue // already loaded (and maybe changed) in this request
+		}
+		var cs couponState
+		if err := json.Unmarshal(v, &cs); err != nil {
+			ms.err = fmt.Errorf("%w: coupon of member %q unreadable: %v", ErrCorrupt, ms.id, err)
+			return ms.coupons
+		}
+		ms.coupons[id] = &cs
+		ms.origCoupons[id] = cs
+	}
+	return ms.coupons
+}
+
 func loadMember(tx *bolt.Tx, id string) (*mstate, error) {
 	if id == "" {
 		return nil, wrapErr(ErrInvalid, "member id is empty")
 	}
-	raw := tx.Bucket(bMembers).Get([]byte(id))
+	b := tx.Bucket(bMembers)
+	raw := b.Get(memberKey(id, tagMember))
 	if raw == nil {
 		return nil, wrapErr(ErrNotFound, "member %q is not known at this till; enrol them or wait for the next sync from HQ", id)
 	}
-	ms := newMState(id)
+	ms := &mstate{id: id, coupons: map[string]*couponState{}, tx: tx,
+		origLots: map[string]lot{}, origCoupons: map[string]couponState{}}
 	if err := json.Unmarshal(raw, &ms.member); err != nil {
 		return nil, fmt.Errorf("%w: member %q unreadable: %v", ErrCorrupt, id, err)
 	}
-	ms.origMember = append([]byte(nil), raw...)
-	if _, err := getJSON(tx.Bucket(bBal), []byte(id), &ms.bal); err != nil {
-		return nil, err
-	}
-	prefix := memberKey(id, nil)
-	ms.tx, ms.lotsLoaded, ms.origLots = tx, false, map[string]lot{}
-	var c *bolt.Cursor
-	ms.origCoupons = map[string]couponState{}
-	c = tx.Bucket(bCoupons).Cursor()
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		var cs couponState
-		if err := json.Unmarshal(v, &cs); err != nil {
-			return nil, fmt.Errorf("%w: coupon of member %q unreadable: %v", ErrCorrupt, id, err)
+	if v := b.Get(memberKey(id, tagBalance)); v != nil {
+		if err := decodeBalance(v, &ms.bal); err != nil {
+			return nil, fmt.Errorf("member %s: %w", id, err)
 		}
-		ms.coupons[cs.Coupon.ID] = &cs
-		ms.origCoupons[cs.Coupon.ID] = cs
 	}
 	return ms, nil
 }
 
 // save writes what changed since load.
 func (ms *mstate) save(w *writer) error {
-	mb, err := json.Marshal(ms.member)
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(mb, ms.origMember) {
-		if err := w.put(bMembers, []byte(ms.id), mb); err != nil {
-			return err
-		}
-	}
-	if err := w.putJSON(bBal, []byte(ms.id), ms.bal); err != nil {
-		return err
-	}
 	if ms.err != nil {
 		return ms.err
 	}
-	seen := map[string]bool{}
+	if ms.memberDirty {
+		if err := w.putJSON(bMembers, memberKey(ms.id, tagMember), ms.member); err != nil {
+			return err
+		}
+	}
+	if err := w.put(bMembers, memberKey(ms.id, tagBalance), ms.bal.encode(nil)); err != nil {
+		return err
+	}
+	var seen map[string]bool
+	if len(ms.origLots) > 0 {
+		seen = map[string]bool{}
+	}
 	for _, lt := range ms.lots {
 		k := lotKey(ms.id, lt)
-		seen[string(k)] = true
+		if seen != nil {
+			seen[string(k)] = true
+		}
 		if o, ok := ms.origLots[string(k)]; ok && o == *lt {
 			continue
 		}
-		if err := w.putJSON(bLots, k, lt); err != nil {
+		if err := w.put(bMembers, k, lt.encode()); err != nil {
 			return err
 		}
 	}
 	for k := range ms.origLots {
 		if !seen[k] {
-			if err := w.del(bLots, []byte(k)); err != nil {
+			if err := w.del(bMembers, []byte(k)); err != nil {
 				return err
 			}
 		}
@@ -192,13 +217,13 @@ func (ms *mstate) save(w *writer) error {
 		if o, ok := ms.origCoupons[id]; ok && sameCoupon(o, *cs) {
 			continue
 		}
-		if err := w.putJSON(bCoupons, memberKey(ms.id, []byte(id)), cs); err != nil {
+		if err := w.putJSON(bMembers, memberKey(ms.id, tagCoupon, []byte(id)...), cs); err != nil {
 			return err
 		}
 	}
 	for id := range ms.origCoupons {
 		if _, ok := ms.coupons[id]; !ok {
-			if err := w.del(bCoupons, memberKey(ms.id, []byte(id))); err != nil {
+			if err := w.del(bMembers, memberKey(ms.id, tagCoupon, []byte(id)...)); err != nil {
 				return err
 			}
 		}
@@ -237,7 +262,8 @@ func (ms *mstate) give(n int64, key uint64, id string, expires time.Time) {
 	}
 	lt := &lot{Key: key, ID: id, Remaining: add}
 	if !expires.IsZero() {
-		lt.Expires, lt.Exp = expires.UTC().Format(time.RFC3339), expires.Unix()
+		lt.Exp = expires.Unix()
+		lt.Expires = time.Unix(lt.Exp, 0).UTC().Format(time.RFC3339)
 	}
 	ms.lots = append(ms.lots, lt)
 	sort.SliceStable(ms.lots, func(i, j int) bool { return lotLess(ms.lots[i], ms.lots[j]) })
@@ -308,12 +334,14 @@ func (ms *mstate) dropEmpty() {
 
 // expiredLots lists lots no longer usable at now.
 func (ms *mstate) expiredLots(now time.Time) []*lot {
-	if !ms.lotsLoaded {
-		// Sorted by expiry: only the first lot that expires can tell.
-		prefix := memberKey(ms.id, nil)
-		c := ms.tx.Bucket(bLots).Cursor()
+	if !ms.lotsLoaded && !ms.checkedFirst {
+		// Sorted by expiry after the HQ lot: only the first lot that
+		// expires can tell whether any has.
+		ms.checkedFirst = true
+		prefix := memberKey(ms.id, tagLot)
+		c := ms.tx.Bucket(bMembers).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			lt, err := decodeLot(prefix, k, v)
+			lt, err := decodeLot(len(prefix), k, v)
 			if err != nil {
 				ms.err = err
 				return nil
@@ -329,11 +357,7 @@ func (ms *mstate) expiredLots(now time.Time) []*lot {
 	}
 	var out []*lot
 	for _, lt := range ms.lots {
-		if lt.Expires == "" {
-			continue
-		}
-		exp, err := time.Parse(time.RFC3339, lt.Expires)
-		if err == nil && !now.Before(exp) {
+		if lt.Exp != 0 && now.Unix() >= lt.Exp {
 			out = append(out, lt)
 		}
 	}
@@ -364,16 +388,16 @@ func (ms *mstate) apply(e *entry.Entry, g uint64, progs loyalty.Programs, sale *
 		ms.give(s.PointsEarned, g, e.ID(), prog.LotExpiry(e.At))
 		ms.bal.StoredValue -= s.StoredValue
 		if s.CouponID != "" {
-			c := ms.coupons[s.CouponID]
+			c := ms.coupon(s.CouponID)
 			if c == nil || c.Used {
 				return nil, fmt.Errorf("coupon %s is not held unused by member %s", s.CouponID, ms.id)
 			}
 			c.Used, c.UsedTill, c.UsedSeq = true, e.Till, e.Seq
 		}
-		ms.bal.LastSale = e.At.UTC().Format(time.RFC3339)
+		ms.bal.LastSale = e.At.Unix()
 		ms.addSpend(e.At.In(loc), s.Due, 1)
 		if s.OfflineRedeem && s.RedeemPoints > 0 {
-			day := e.At.In(loc).Format(time.DateOnly)
+			day := dayNum(e.At.In(loc))
 			if ms.bal.OffDay != day {
 				ms.bal.OffDay, ms.bal.OffRedeemed = day, 0
 			}
@@ -402,7 +426,7 @@ func (ms *mstate) apply(e *entry.Entry, g uint64, progs loyalty.Programs, sale *
 		ms.give(restored, g, e.ID(), sp.LotExpiry(sale.e.At))
 		ms.bal.StoredValue += svBack
 		if couponBack != "" {
-			c := ms.coupons[couponBack]
+			c := ms.coupon(couponBack)
 			if c == nil || !c.Used {
 				return nil, fmt.Errorf("coupon %s to restore is not a used coupon of member %s", couponBack, ms.id)
 			}
@@ -413,6 +437,7 @@ func (ms *mstate) apply(e *entry.Entry, g uint64, progs loyalty.Programs, sale *
 		ms.bal.StoredValue += e.TopUp.Amount + e.TopUp.Bonus
 	case entry.KindEnrol:
 		ms.member = e.Enrol.Member
+		ms.memberDirty = true
 	case entry.KindCouponIssued:
 		c := e.Coupon.Coupon
 		ms.coupons[c.ID] = &couponState{Coupon: c, IssuedTill: e.Till, IssuedSeq: e.Seq}
@@ -429,6 +454,7 @@ func (ms *mstate) apply(e *entry.Entry, g uint64, progs loyalty.Programs, sale *
 		}
 	case entry.KindTierChange:
 		ms.member.Tier = e.Tier.To
+		ms.memberDirty = true
 	default:
 		return nil, fmt.Errorf("entry %s: unknown kind %q", e.ID(), e.Kind)
 	}
@@ -452,7 +478,7 @@ func (ms *mstate) apply(e *entry.Entry, g uint64, progs loyalty.Programs, sale *
 // addSpend keeps per-day spending for the tier rules, pruned to what the
 // longest rule (365 days) can see.
 func (ms *mstate) addSpend(local time.Time, amount int64, sales int) {
-	day := local.Format(time.DateOnly)
+	day := dayNum(local)
 	found := false
 	for i := range ms.bal.Recent {
 		if ms.bal.Recent[i].Day == day {
@@ -465,7 +491,7 @@ func (ms *mstate) addSpend(local time.Time, amount int64, sales int) {
 		ms.bal.Recent = append(ms.bal.Recent, spend{Day: day, Amount: amount, Sales: sales})
 		sort.Slice(ms.bal.Recent, func(i, j int) bool { return ms.bal.Recent[i].Day < ms.bal.Recent[j].Day })
 	}
-	cut := local.AddDate(0, 0, -370).Format(time.DateOnly)
+	cut := dayNum(local.AddDate(0, 0, -370))
 	out := ms.bal.Recent[:0]
 	for _, s := range ms.bal.Recent {
 		if s.Day >= cut {
@@ -479,9 +505,9 @@ func (ms *mstate) addSpend(local time.Time, amount int64, sales int) {
 // sale already applied).
 func (ms *mstate) tierStats(local time.Time) loyalty.TierStats {
 	q := (int(local.Month()) - 1) / 3
-	qStart := time.Date(local.Year(), time.Month(q*3+1), 1, 0, 0, 0, 0, local.Location()).Format(time.DateOnly)
-	from365 := local.AddDate(0, 0, -364).Format(time.DateOnly)
-	today := local.Format(time.DateOnly)
+	qStart := dayNum(time.Date(local.Year(), time.Month(q*3+1), 1, 0, 0, 0, 0, local.Location()))
+	from365 := dayNum(local.AddDate(0, 0, -364))
+	today := dayNum(local)
 	var st loyalty.TierStats
 	for _, s := range ms.bal.Recent {
 		if s.Day > today {
@@ -518,6 +544,7 @@ type hqState struct {
 // the ones pending local sales used kept used.
 func (ms *mstate) applyHQ(s *hqState, g uint64, pendP, pendSV int64) {
 	ms.member = s.Member
+	ms.memberDirty = true
 	ms.bal.Points = s.Points + pendP
 	ms.bal.StoredValue = s.StoredValue + pendSV
 	ms.bal.PendPoints, ms.bal.PendSV = pendP, pendSV
@@ -526,15 +553,15 @@ func (ms *mstate) applyHQ(s *hqState, g uint64, pendP, pendSV int64) {
 	if ms.bal.Points > 0 {
 		ms.lots = []*lot{{Key: g, ID: fmt.Sprintf("hq/%d", g), Remaining: ms.bal.Points}}
 	}
-	if s.LastSale > ms.bal.LastSale {
-		ms.bal.LastSale = s.LastSale
+	if t, err := time.Parse(time.RFC3339, s.LastSale); err == nil && t.Unix() > ms.bal.LastSale {
+		ms.bal.LastSale = t.Unix()
 	}
 	pending := func(till string, seq uint64) bool { return till != "" && seq > s.Marks[till] }
 	next := map[string]*couponState{}
 	for _, c := range s.Coupons {
 		next[c.ID] = &couponState{Coupon: c}
 	}
-	for id, c := range ms.coupons {
+	for id, c := range ms.allCoupons() {
 		if _, ok := next[id]; !ok && pending(c.IssuedTill, c.IssuedSeq) {
 			cc := *c
 			next[id] = &cc
@@ -562,9 +589,19 @@ func newAlloc(tx *bolt.Tx) *alloc {
 	return &alloc{tx: tx, global: tx.Bucket(bLog).Sequence(), seqs: map[string]uint64{}}
 }
 
+// tillSeq is the last sequence number of till (0: no entry yet): the last
+// log key with the till's prefix.
 func tillSeq(tx *bolt.Tx, till string) uint64 {
-	if b := tx.Bucket(bTills).Bucket([]byte(till)); b != nil {
-		return b.Sequence()
+	c := tx.Bucket(bLog).Cursor()
+	end := append([]byte(till), 1)
+	k, _ := c.Seek(end)
+	if k == nil {
+		k, _ = c.Last()
+	} else {
+		k, _ = c.Prev()
+	}
+	if t, seq, ok := splitTillKey(k); ok && t == till {
+		return seq
 	}
 	return 0
 }
@@ -591,7 +628,6 @@ func (a *alloc) nextGlobal() uint64 {
 }
 
 func (a *alloc) flush(w *writer) error {
-	tills := w.tx.Bucket(bTills)
 	for i, e := range a.out {
 		if err := e.Validate(); err != nil {
 			return err
@@ -600,18 +636,9 @@ func (a *alloc) flush(w *writer) error {
 		if err != nil {
 			return err
 		}
-		if err := w.put(bLog, u64(a.gs[i]), b); err != nil {
-			return err
-		}
-		w.n++
-		tb, err := tills.CreateBucketIfNotExists([]byte(e.Till))
-		if err != nil {
-			return err
-		}
-		if err := tb.Put(u64(e.Seq), u64(a.gs[i])); err != nil {
-			return err
-		}
-		if err := tb.SetSequence(e.Seq); err != nil {
+		v := make([]byte, 8, 8+len(b))
+		binary.BigEndian.PutUint64(v, a.gs[i])
+		if err := w.put(bLog, tillKey(e.Till, e.Seq), append(v, b...)); err != nil {
 			return err
 		}
 	}
@@ -619,31 +646,34 @@ func (a *alloc) flush(w *writer) error {
 	return w.tx.Bucket(bLog).SetSequence(a.global)
 }
 
+// seqs are the sequence numbers of the entries allocated so far.
+func (a *alloc) seqsOf(from int) []uint64 {
+	out := make([]uint64, 0, len(a.out)-from)
+	for _, e := range a.out[from:] {
+		out = append(out, e.Seq)
+	}
+	return out
+}
+
 // ---- idempotency ----
-
-type keyRec struct {
-	Hash    string   `json:"h"`
-	Globals []uint64 `json:"g"` // entries the request wrote, primary first
-}
-
-func idemKey(kind, till, key string) []byte {
-	return []byte(kind + "\x00" + till + "\x00" + key)
-}
 
 // lookupKey returns the entries of an earlier request with the same key, or
 // ErrKeyConflict when that request had different content.
-func lookupKey(tx *bolt.Tx, kind, till, key, hash string) ([]*entry.Entry, error) {
-	var kr keyRec
-	ok, err := getJSON(tx.Bucket(bKeys), idemKey(kind, till, key), &kr)
-	if err != nil || !ok {
+func lookupKey(tx *bolt.Tx, kind, till, key string, hash []byte) ([]*entry.Entry, error) {
+	raw := tx.Bucket(bKeys).Get(idemKey(kind, till, key))
+	if raw == nil {
+		return nil, nil
+	}
+	kr, err := decodeKeyRec(raw)
+	if err != nil {
 		return nil, err
 	}
-	if kr.Hash != hash {
+	if !bytes.Equal(kr.Hash, hash) {
 		return nil, wrapErr(ErrKeyConflict, "%s %q on till %s was already committed with different content; use a new %s id for a different %s, or resend exactly the first one", kind, key, till, kind, kind)
 	}
-	out := make([]*entry.Entry, 0, len(kr.Globals))
-	for _, g := range kr.Globals {
-		e, err := entryAt(tx, g)
+	out := make([]*entry.Entry, 0, len(kr.Seqs))
+	for _, s := range kr.Seqs {
+		e, _, err := entryAt(tx, till, s)
 		if err != nil {
 			return nil, err
 		}
@@ -652,14 +682,26 @@ func lookupKey(tx *bolt.Tx, kind, till, key, hash string) ([]*entry.Entry, error
 	return out, nil
 }
 
-func entryAt(tx *bolt.Tx, g uint64) (*entry.Entry, error) {
-	raw := tx.Bucket(bLog).Get(u64(g))
+func putKey(w *writer, kind, till, key string, hash []byte, seqs []uint64) error {
+	return w.put(bKeys, idemKey(kind, till, key), keyRec{Hash: hash, Seqs: seqs}.encode())
+}
+
+// entryAt reads entry seq of till and its global order.
+func entryAt(tx *bolt.Tx, till string, seq uint64) (*entry.Entry, uint64, error) {
+	raw := tx.Bucket(bLog).Get(tillKey(till, seq))
 	if raw == nil {
-		return nil, fmt.Errorf("%w: entry #%d is missing from the log; run posagent ledger verify", ErrCorrupt, g)
+		return nil, 0, fmt.Errorf("%w: entry %s #%d is missing from the log; run posagent ledger verify", ErrCorrupt, till, seq)
+	}
+	return decodeLogValue(raw, till, seq)
+}
+
+func decodeLogValue(raw []byte, till string, seq uint64) (*entry.Entry, uint64, error) {
+	if len(raw) < 8 {
+		return nil, 0, fmt.Errorf("%w: entry %s #%d unreadable; run posagent ledger verify", ErrCorrupt, till, seq)
 	}
 	var e entry.Entry
-	if err := json.Unmarshal(raw, &e); err != nil {
-		return nil, fmt.Errorf("%w: entry #%d unreadable: %v", ErrCorrupt, g, err)
+	if err := json.Unmarshal(raw[8:], &e); err != nil {
+		return nil, 0, fmt.Errorf("%w: entry %s #%d unreadable: %v", ErrCorrupt, till, seq, err)
 	}
-	return &e, nil
+	return &e, binary.BigEndian.Uint64(raw), nil
 }

@@ -2,12 +2,14 @@ package ledger
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	bolt "go.etcd.io/bbolt"
@@ -52,7 +54,7 @@ func (l *Ledger) verifyTx(tx *bolt.Tx, w io.Writer) bool {
 	members := map[string]*mstate{}
 	pend := map[string][]pendRec{}
 	sales := map[string]*saleRef{}
-	saleStates := map[uint64]*saleState{}
+	saleStates := map[string]*saleState{}
 	keys := map[string]uint64{}
 	tillSeqs := map[string]uint64{}
 	var nEntries, nStates int
@@ -60,10 +62,8 @@ func (l *Ledger) verifyTx(tx *bolt.Tx, w io.Writer) bool {
 	// Merge the entry log and the HQ state log by global order.
 	hq := tx.Bucket(bHQLog).Cursor()
 	hk, hv := hq.First()
-	lc := tx.Bucket(bLog).Cursor()
-	lk, lv := lc.First()
-	for lk != nil || hk != nil {
-		if hk != nil && (lk == nil || bytes.Compare(hk, lk) < 0) {
+	hqUpTo := func(limit []byte) {
+		for hk != nil && (limit == nil || bytes.Compare(hk, limit) < 0) {
 			g := getU64(hk)
 			var s hqState
 			if err := json.Unmarshal(hv, &s); err != nil {
@@ -85,42 +85,51 @@ func (l *Ledger) verifyTx(tx *bolt.Tx, w io.Writer) bool {
 				ms.applyHQ(&s, g, pp, ps)
 			}
 			hk, hv = hq.Next()
-			continue
 		}
-		g := getU64(lk)
+	}
+	var prevG uint64
+	werr := walkLog(tx, func(g uint64, till string, seq uint64, raw []byte) error {
+		hqUpTo(u64(g))
+		if g <= prevG {
+			brk("log: entry %s #%d has global order %d after %d (out of commit order)", till, seq, g, prevG)
+		}
+		prevG = max(prevG, g)
 		var e entry.Entry
-		if err := json.Unmarshal(lv, &e); err != nil {
-			brk("entry #%d unreadable: %v", g, err)
-			lk, lv = lc.Next()
-			continue
+		if err := json.Unmarshal(raw, &e); err != nil {
+			brk("entry %s #%d unreadable: %v", till, seq, err)
+			return nil
 		}
-		lk, lv = lc.Next()
 		nEntries++
 		if err := e.Validate(); err != nil {
-			brk("entry #%d: %v", g, err)
-			continue
+			brk("entry %s #%d: %v", till, seq, err)
+			return nil
 		}
 		if e.Store != l.store {
 			brk("entry %s belongs to store %q", e.ID(), e.Store)
 		}
-		if want := tillSeqs[e.Till] + 1; e.Seq != want {
-			brk("till %s: entry #%d has seq %d, expected %d (gap or reorder)", e.Till, g, e.Seq, want)
+		if e.Till != till || e.Seq != seq {
+			brk("outbox of till %s: the entry stored as #%d says it is %s", till, seq, e.ID())
 		}
-		tillSeqs[e.Till] = max(tillSeqs[e.Till], e.Seq)
-		if tb := tx.Bucket(bTills).Bucket([]byte(e.Till)); tb == nil || getU64(tb.Get(u64(e.Seq))) != g {
-			brk("outbox index of till %s does not point seq %d at entry #%d", e.Till, e.Seq, g)
+		if want := tillSeqs[till] + 1; seq != want {
+			brk("outbox of till %s: entry #%d follows #%d (gap or reorder)", till, seq, want-1)
 		}
+		tillSeqs[till] = max(tillSeqs[till], seq)
 		// Idempotency keys.
 		kind := map[entry.Kind]string{entry.KindSale: "sale", entry.KindRefund: "refund", entry.KindVoid: "void",
 			entry.KindTopUp: "topup", entry.KindEnrol: "enrol"}[e.Kind]
 		if kind != "" {
-			k := string(idemKey(kind, e.Till, e.Key))
+			k := kind + "\x00" + e.Till + "\x00" + e.Key
 			if prev, dup := keys[k]; dup {
-				brk("%s key %q on till %s used twice (entries #%d and #%d)", kind, e.Key, e.Till, prev, g)
+				brk("%s key %q on till %s used twice (entries #%d and #%d)", kind, e.Key, e.Till, prev, e.Seq)
 			}
-			keys[k] = g
-			var kr keyRec
-			if found, _ := getJSON(tx.Bucket(bKeys), []byte(k), &kr); !found || len(kr.Globals) == 0 || kr.Globals[len(kr.Globals)-1] != g && kr.Globals[0] != g {
+			keys[k] = e.Seq
+			found := false
+			if raw := tx.Bucket(bKeys).Get(idemKey(kind, e.Till, e.Key)); raw != nil {
+				if kr, err := decodeKeyRec(raw); err == nil {
+					found = slices.Contains(kr.Seqs, e.Seq)
+				}
+			}
+			if !found {
 				brk("%s %s: idempotency record for key %q missing or pointing elsewhere", kind, e.ID(), e.Key)
 			}
 		}
@@ -138,12 +147,13 @@ func (l *Ledger) verifyTx(tx *bolt.Tx, w io.Writer) bool {
 			sr = sales[id]
 			if sr == nil || sr.e.Key != key {
 				brk("%s %s points to sale %s (receipt %q), which is not an earlier sale", e.Kind, e.ID(), id, key)
-				continue
+				return nil
 			}
-			ss := saleStates[sr.global]
+			sk := string(tillKey(sr.e.Till, sr.e.Seq))
+			ss := saleStates[sk]
 			if ss == nil {
 				ss = &saleState{Lines: map[int]*lineRefunded{}}
-				saleStates[sr.global] = ss
+				saleStates[sk] = ss
 			}
 			if ss.Voided {
 				brk("%s %s: sale %s was already voided", e.Kind, e.ID(), id)
@@ -183,7 +193,7 @@ func (l *Ledger) verifyTx(tx *bolt.Tx, w io.Writer) bool {
 			if e.PointsDelta != 0 || e.StoredValueDelta != 0 {
 				brk("entry %s changes balances but names no member", e.ID())
 			}
-			continue
+			return nil
 		}
 		ms := members[e.MemberID]
 		if ms == nil {
@@ -196,7 +206,7 @@ func (l *Ledger) verifyTx(tx *bolt.Tx, w io.Writer) bool {
 		uses, err := ms.apply(&e, g, progs, sr)
 		if err != nil {
 			brk("replaying %s: %v", e.ID(), err)
-			continue
+			return nil
 		}
 		pend[e.MemberID] = append(pend[e.MemberID], pendRec{e.Till, e.Seq, e.PointsDelta, e.StoredValueDelta})
 		var recorded []entry.LotUse
@@ -209,17 +219,14 @@ func (l *Ledger) verifyTx(tx *bolt.Tx, w io.Writer) bool {
 		if (e.Sale != nil || e.Points != nil) && !sameUses(uses, recorded) {
 			brk("entry %s records lots used %v, replay takes %v", e.ID(), recorded, uses)
 		}
-	}
-
-	// Outbox: every till gapless, index complete, acks within range.
-	tx.Bucket(bTills).ForEachBucket(func(k []byte) error {
-		tb := tx.Bucket(bTills).Bucket(k)
-		till := string(k)
-		if n := uint64(tb.Stats().KeyN); n != tb.Sequence() || tb.Sequence() != tillSeqs[till] {
-			brk("till %s: outbox has %d entries, sequence at %d, log has up to %d", till, n, tb.Sequence(), tillSeqs[till])
-		}
 		return nil
 	})
+	if werr != nil {
+		brk("log: %v", werr)
+	}
+	hqUpTo(nil)
+
+	// Acks within range.
 	acked := map[string]uint64{}
 	tx.Bucket(bAcked).ForEach(func(k, v []byte) error {
 		acked[string(k)] = getU64(v)
@@ -228,29 +235,30 @@ func (l *Ledger) verifyTx(tx *bolt.Tx, w io.Writer) bool {
 		}
 		return nil
 	})
-	for till, n := range tillSeqs {
-		if tx.Bucket(bTills).Bucket([]byte(till)) == nil {
-			brk("till %s has %d entries but no outbox index", till, n)
-		}
-	}
 
 	// Sale refund states.
+	saleName := func(k string) string {
+		if t, s, ok := splitTillKey([]byte(k)); ok {
+			return fmt.Sprintf("%s/%s/%d", l.store, t, s)
+		}
+		return fmt.Sprintf("%q", k)
+	}
 	tx.Bucket(bSales).ForEach(func(k, v []byte) error {
 		var c saleState
 		json.Unmarshal(v, &c)
-		r := saleStates[getU64(k)]
+		r := saleStates[string(k)]
 		if r == nil {
-			brk("refund state cached for sale #%d that has no refund or void", getU64(k))
+			brk("refund state cached for sale %s that has no refund or void", saleName(string(k)))
 			return nil
 		}
 		if !sameSaleState(&c, r) {
-			brk("refund state of sale #%d: cached %s, entries give %s", getU64(k), jsonStr(c), jsonStr(r))
+			brk("refund state of sale %s: cached %s, entries give %s", saleName(string(k)), jsonStr(c), jsonStr(r))
 		}
-		delete(saleStates, getU64(k))
+		delete(saleStates, string(k))
 		return nil
 	})
-	for g := range saleStates {
-		brk("sale #%d has refunds or a void but no cached refund state", g)
+	for k := range saleStates {
+		brk("sale %s has refunds or a void but no cached refund state", saleName(k))
 	}
 
 	// Members: final pending from acks, then compare with the caches.
@@ -266,7 +274,15 @@ func (l *Ledger) verifyTx(tx *bolt.Tx, w io.Writer) bool {
 	}
 	cached := map[string]bool{}
 	tx.Bucket(bMembers).ForEach(func(k, _ []byte) error {
-		cached[string(k)] = true
+		id, tag, ok := splitMemberKey(k)
+		switch {
+		case !ok:
+			brk("members: key %q malformed", k)
+		case tag == tagMember:
+			cached[id] = true
+		case tag != tagBalance && tag != tagLot && tag != tagCoupon:
+			brk("members: key %q of unknown kind", k)
+		}
 		return nil
 	})
 	ids := make([]string, 0, len(members))
@@ -302,8 +318,10 @@ func (l *Ledger) verifyTx(tx *bolt.Tx, w io.Writer) bool {
 		if jsonStr(lotList(c.lots)) != jsonStr(lotList(r.lots)) {
 			brk("member %s: cached lots %s, entries give %s", id, jsonStr(lotList(c.lots)), jsonStr(lotList(r.lots)))
 		}
-		if couponSummary(c.coupons) != couponSummary(r.coupons) {
-			brk("member %s: cached coupons %s, entries give %s", id, couponSummary(c.coupons), couponSummary(r.coupons))
+		if cs := couponSummary(c.allCoupons()); c.err != nil {
+			brk("member %s: %v", id, c.err)
+		} else if cs != couponSummary(r.coupons) {
+			brk("member %s: cached coupons %s, entries give %s", id, cs, couponSummary(r.coupons))
 		}
 		if c.bal.StoredValue < 0 {
 			brk("member %s: stored value %d below zero", id, c.bal.StoredValue)
@@ -400,11 +418,12 @@ func jsonStr(v any) string {
 // (may be nil) is called with entries done and the total.
 func (l *Ledger) Export(w io.Writer, progress func(done, total int)) error {
 	return l.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bLog)
-		total := b.Stats().KeyN
+		total := tx.Bucket(bLog).Stats().KeyN
 		done := 0
-		err := b.ForEach(func(_, v []byte) error {
-			if _, err := w.Write(append(bytes.TrimSpace(v), '\n')); err != nil {
+		buf := make([]byte, 0, 4096)
+		err := walkLog(tx, func(_ uint64, _ string, _ uint64, v []byte) error {
+			buf = append(append(buf[:0], bytes.TrimSpace(v)...), '\n')
+			if _, err := w.Write(buf); err != nil {
 				return err
 			}
 			done++
@@ -418,6 +437,73 @@ func (l *Ledger) Export(w io.Writer, progress func(done, total int)) error {
 		}
 		return err
 	})
+}
+
+// walkLog calls fn for every entry in commit (global) order: the log is kept
+// per till, so this merges one cursor per till by the global number each
+// value starts with. v is the entry JSON.
+func walkLog(tx *bolt.Tx, fn func(g uint64, till string, seq uint64, v []byte) error) error {
+	type head struct {
+		c    *bolt.Cursor
+		till string
+		seq  uint64
+		g    uint64
+		v    []byte
+	}
+	b := tx.Bucket(bLog)
+	var heads []*head
+	// load positions h at key k (nil: this till is done).
+	load := func(h *head, k, v []byte) (bool, error) {
+		if k == nil {
+			return false, nil
+		}
+		t, seq, ok := splitTillKey(k)
+		if !ok {
+			return false, fmt.Errorf("%w: log key %q malformed", ErrCorrupt, k)
+		}
+		if t != h.till {
+			return false, nil
+		}
+		if len(v) < 8 {
+			return false, fmt.Errorf("%w: entry %s #%d has no commit order", ErrCorrupt, t, seq)
+		}
+		h.seq, h.g, h.v = seq, binary.BigEndian.Uint64(v), v[8:]
+		return true, nil
+	}
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; {
+		till, _, ok := splitTillKey(k)
+		if !ok {
+			return fmt.Errorf("%w: log key %q malformed", ErrCorrupt, k)
+		}
+		h := &head{c: b.Cursor(), till: till}
+		hk, hv := h.c.Seek(tillKey(till, 0))
+		if ok, err := load(h, hk, hv); err != nil {
+			return err
+		} else if ok {
+			heads = append(heads, h)
+		}
+		k, _ = c.Seek(append([]byte(till), 1))
+	}
+	for len(heads) > 0 {
+		i := 0
+		for j, h := range heads {
+			if h.g < heads[i].g {
+				i = j
+			}
+		}
+		h := heads[i]
+		if err := fn(h.g, h.till, h.seq, h.v); err != nil {
+			return err
+		}
+		nk, nv := h.c.Next()
+		if ok, err := load(h, nk, nv); err != nil {
+			return err
+		} else if !ok {
+			heads = append(heads[:i], heads[i+1:]...)
+		}
+	}
+	return nil
 }
 
 // Compact copies the ledger at src into a new file dst (which must not

@@ -1,0 +1,227 @@
+package ledger
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"time"
+)
+
+// Keys and values of schema 2. Everything a sale touches is kept in as few
+// B+tree leaves as possible, because each dirty leaf (and its branch pages)
+// is one more page written and synced per commit:
+//
+//	log      till 0x00 seq(8)         → global(8) entry-JSON   (the outbox itself)
+//	keys     sha256(kind,till,key)[:16] → request-hash(16) seq(8)…
+//	members  id 0x00 'c' coupon-id    → coupon state JSON
+//	         id 0x00 'l' exp(8) key(8) → lot (varint remaining, id)
+//	         id 0x00 'm'              → entry.Member JSON
+//	         id 0x00 'n'              → balance (binary)
+//	sales    till 0x00 seq(8)         → refund/void state JSON
+//
+// A member's record, balance and newest lots sort next to each other, so a
+// sale that earns points dirties one leaf of the members bucket.
+
+const (
+	tagCoupon  = 'c'
+	tagLot     = 'l'
+	tagMember  = 'm'
+	tagBalance = 'n'
+)
+
+// tillKey is the key of entry seq of till in the log (and of a sale's
+// refund state in the sales bucket).
+func tillKey(till string, seq uint64) []byte {
+	k := make([]byte, 0, len(till)+9)
+	k = append(k, till...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+// splitTillKey returns the till and seq of a log key.
+func splitTillKey(k []byte) (string, uint64, bool) {
+	i := bytes.IndexByte(k, 0)
+	if i < 0 || len(k) != i+9 {
+		return "", 0, false
+	}
+	return string(k[:i]), binary.BigEndian.Uint64(k[i+1:]), true
+}
+
+// memberKey is the key of one record of member id (tag and suffix).
+func memberKey(id string, tag byte, suffix ...byte) []byte {
+	k := make([]byte, 0, len(id)+2+len(suffix))
+	k = append(k, id...)
+	k = append(k, 0, tag)
+	return append(k, suffix...)
+}
+
+// memberPrefix is the prefix of every record of member id.
+func memberPrefix(id string) []byte {
+	k := make([]byte, 0, len(id)+1)
+	return append(append(k, id...), 0)
+}
+
+// splitMemberKey returns the member id and tag of a members-bucket key.
+func splitMemberKey(k []byte) (id string, tag byte, ok bool) {
+	i := bytes.IndexByte(k, 0)
+	if i < 0 || len(k) < i+2 {
+		return "", 0, false
+	}
+	return string(k[:i]), k[i+1], true
+}
+
+// idemKey is the compact idempotency key of a request.
+func idemKey(kind, till, key string) []byte {
+	h := sha256.New()
+	h.Write([]byte(kind))
+	h.Write([]byte{0})
+	h.Write([]byte(till))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	return h.Sum(nil)[:16]
+}
+
+// checkID refuses ids that would break the key layout (a NUL separates the
+// id from what follows).
+func checkID(what, id string) error {
+	if id == "" {
+		return wrapErr(ErrInvalid, "%s is empty", what)
+	}
+	if len(id) > 200 || bytes.IndexByte([]byte(id), 0) >= 0 {
+		return wrapErr(ErrInvalid, "%s %q must be at most 200 bytes and contain no NUL character", what, id)
+	}
+	return nil
+}
+
+// dayNum is a local calendar day as yyyymmdd: integer order is date order.
+func dayNum(t time.Time) int32 {
+	y, m, d := t.Date()
+	return int32(y*10000 + int(m)*100 + d)
+}
+
+// ---- binary records ----
+
+type reader struct {
+	b   []byte
+	err bool
+}
+
+func (r *reader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err = true
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = true
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+const balanceFormat = 1
+
+func (b *balance) encode(buf []byte) []byte {
+	buf = append(buf, balanceFormat)
+	for _, v := range []int64{b.Points, b.StoredValue, b.PendPoints, b.PendSV, b.LastSale, int64(b.OffDay), b.OffRedeemed} {
+		buf = binary.AppendVarint(buf, v)
+	}
+	buf = binary.AppendUvarint(buf, uint64(len(b.Recent)))
+	for _, s := range b.Recent {
+		buf = binary.AppendVarint(buf, int64(s.Day))
+		buf = binary.AppendVarint(buf, s.Amount)
+		buf = binary.AppendVarint(buf, int64(s.Sales))
+	}
+	return buf
+}
+
+func decodeBalance(v []byte, b *balance) error {
+	if len(v) == 0 || v[0] != balanceFormat {
+		return fmt.Errorf("%w: balance record of unknown format; run posagent ledger verify", ErrCorrupt)
+	}
+	r := reader{b: v[1:]}
+	b.Points, b.StoredValue, b.PendPoints, b.PendSV = r.varint(), r.varint(), r.varint(), r.varint()
+	b.LastSale, b.OffDay, b.OffRedeemed = r.varint(), int32(r.varint()), r.varint()
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.err = true
+	}
+	b.Recent = nil
+	if !r.err && n > 0 {
+		b.Recent = make([]spend, n)
+		for i := range b.Recent {
+			b.Recent[i] = spend{Day: int32(r.varint()), Amount: r.varint(), Sales: int(r.varint())}
+		}
+	}
+	if r.err || len(r.b) != 0 {
+		return fmt.Errorf("%w: balance record unreadable; run posagent ledger verify", ErrCorrupt)
+	}
+	return nil
+}
+
+func lotKey(id string, lt *lot) []byte {
+	var s [16]byte
+	binary.BigEndian.PutUint64(s[:8], uint64(lt.Exp))
+	binary.BigEndian.PutUint64(s[8:], lt.Key)
+	return memberKey(id, tagLot, s[:]...)
+}
+
+func (lt *lot) encode() []byte {
+	b := binary.AppendVarint(make([]byte, 0, 8+len(lt.ID)), lt.Remaining)
+	return append(b, lt.ID...)
+}
+
+// decodeLot reads a lot from its key (after the member prefix and tag) and
+// value.
+func decodeLot(prefixLen int, k, v []byte) (*lot, error) {
+	if len(k) != prefixLen+16 {
+		return nil, fmt.Errorf("%w: lot key %q malformed; run posagent ledger verify", ErrCorrupt, k)
+	}
+	r := reader{b: v}
+	lt := &lot{Remaining: r.varint()}
+	if r.err {
+		return nil, fmt.Errorf("%w: lot %q unreadable; run posagent ledger verify", ErrCorrupt, k)
+	}
+	lt.ID = string(r.b)
+	lt.Exp = int64(binary.BigEndian.Uint64(k[prefixLen:]))
+	lt.Key = binary.BigEndian.Uint64(k[prefixLen+8:])
+	if lt.Exp != 0 {
+		lt.Expires = time.Unix(lt.Exp, 0).UTC().Format(time.RFC3339)
+	}
+	return lt, nil
+}
+
+// keyRec is an idempotency record: the request's hash and the sequence
+// numbers (on the request's till) of the entries it wrote, primary first.
+type keyRec struct {
+	Hash []byte
+	Seqs []uint64
+}
+
+func (k keyRec) encode() []byte {
+	b := make([]byte, 0, len(k.Hash)+8*len(k.Seqs))
+	b = append(b, k.Hash...)
+	for _, s := range k.Seqs {
+		b = binary.BigEndian.AppendUint64(b, s)
+	}
+	return b
+}
+
+func decodeKeyRec(v []byte) (keyRec, error) {
+	if len(v) < 16 || (len(v)-16)%8 != 0 {
+		return keyRec{}, fmt.Errorf("%w: idempotency record unreadable; run posagent ledger verify", ErrCorrupt)
+	}
+	k := keyRec{Hash: v[:16]}
+	for i := 16; i < len(v); i += 8 {
+		k.Seqs = append(k.Seqs, binary.BigEndian.Uint64(v[i:]))
+	}
+	return k, nil
+}
