@@ -4,9 +4,10 @@
 // points lots and coupons are caches derived from the entries; Verify
 // recomputes them from the entries and compares.
 //
-// Writes go through one committer goroutine that coalesces concurrent
-// requests (several tills) into one bbolt transaction — one fsync pair for
-// the group — while each request keeps its own result or error.
+// Writes are group-committed: concurrent requests (several tills) share one
+// bbolt transaction — one fsync pair for the group — while each request
+// keeps its own result or error. A lone request commits in its caller's
+// goroutine, with no hand-off.
 package ledger
 
 import (
@@ -62,9 +63,9 @@ type Options struct {
 	MaxSize int
 	// MaxBatch caps how many requests one group commit takes (default 256).
 	MaxBatch int
-	// Linger is how long the committer waits for more requests when recent
-	// groups were bigger than what is queued (several tills busy); an idle
-	// single till never waits. Default 300µs; negative disables.
+	// Linger is how long a group commit waits for more requests when
+	// recent groups were bigger than what is queued (several tills busy);
+	// an idle single till never waits. Default 300µs; negative disables.
 	Linger time.Duration
 	// LockTimeout is how long Open waits for another process to release the
 	// file (default 1s).
@@ -80,16 +81,22 @@ type Ledger struct {
 	now   func() time.Time
 	progs atomic.Pointer[loyalty.Programs]
 
-	reqs      chan *request
-	quit      chan struct{}
-	done      chan struct{}
+	// Group commit: requests wait in queue; whoever holds token (the
+	// leader) commits everything queued in one transaction. A lone till
+	// takes the token at once and commits in its own goroutine.
+	mu        sync.Mutex
+	queue     []*request
+	closing   bool // under mu: no new requests
+	token     chan struct{}
+	arrived   chan struct{} // a request was queued (for a lingering leader)
 	closeOnce sync.Once
 	closed    atomic.Bool
-	// target is the group size recently seen (how many tills are busy);
-	// the committer lingers briefly for that many requests. It decays so a
-	// burst does not make later commits wait.
+	// Leader state (guarded by token). target is the group size recently
+	// seen (how many tills are busy); the leader lingers briefly for that
+	// many requests. It decays so a burst does not make later commits wait.
 	target, sinceMax int
-	groups           atomic.Int64 // transactions committed by the committer
+	timer            *time.Timer
+	groups           atomic.Int64 // transactions committed by group commit
 	grouped          atomic.Int64 // requests they carried
 }
 
@@ -112,8 +119,7 @@ func boltOptions(o Options, readOnly bool) *bolt.Options {
 }
 
 // Open opens the ledger at path, creating it safely on first start (built in
-// a temporary file, fsynced, linked into place, directory fsynced), and
-// starts the group committer. Errors wrap ErrLocked, ErrCorrupt,
+// a temporary file, fsynced, linked into place, directory fsynced). Errors wrap ErrLocked, ErrCorrupt,
 // ErrNewerSchema or ErrDiskFull and say what to do.
 func Open(path string, o Options) (l *Ledger, err error) {
 	if o.Store == "" {
@@ -149,7 +155,8 @@ func Open(path string, o Options) (l *Ledger, err error) {
 		return nil, err
 	}
 	l = &Ledger{path: path, db: db, o: o, store: o.Store, now: o.Now,
-		reqs: make(chan *request, 1024), quit: make(chan struct{}), done: make(chan struct{})}
+		token: make(chan struct{}, 1), arrived: make(chan struct{}, 1), target: 1}
+	l.token <- struct{}{}
 	if err := l.checkFile(); err != nil {
 		db.Close()
 		return nil, err
@@ -158,7 +165,6 @@ func Open(path string, o Options) (l *Ledger, err error) {
 		db.Close()
 		return nil, err
 	}
-	go l.committer()
 	return l, nil
 }
 
@@ -288,14 +294,19 @@ func (l *Ledger) checkFile() (err error) {
 // Path is the file the ledger lives in.
 func (l *Ledger) Path() string { return l.path }
 
-// Close stops the committer (requests already queued are committed first)
-// and closes the file.
+// Close refuses new requests, commits those already queued, and closes the
+// file.
 func (l *Ledger) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		l.closing = true
+		l.mu.Unlock()
 		l.closed.Store(true)
-		close(l.quit)
-		<-l.done
+		<-l.token // wait for the leader; the token is never given back
+		for b := l.take(nil); len(b) > 0; b = l.take(nil) {
+			l.runGroup(b)
+		}
 		err = l.db.Close()
 	})
 	return err
@@ -315,7 +326,7 @@ type request struct {
 	done chan struct{}
 }
 
-// writer counts writes so the committer knows whether a failed request left
+// writer counts writes so the leader knows whether a failed request left
 // anything behind in the shared transaction.
 type writer struct {
 	tx *bolt.Tx
@@ -351,49 +362,79 @@ type brokenGroup struct{ err error }
 
 func (b *brokenGroup) Error() string { return "group broken: " + b.err.Error() }
 
-// submit queues fn for the committer and waits for its result.
+// submit queues fn and waits for its result. If no commit is running the
+// caller becomes the leader and commits the queue itself (no hand-off to
+// another goroutine); otherwise its request joins the next group.
 func (l *Ledger) submit(ctx context.Context, fn op) (any, error) {
-	if l.closed.Load() {
-		return nil, ErrClosed
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	r := &request{fn: fn, done: make(chan struct{})}
-	select {
-	case l.reqs <- r:
-	case <-l.quit:
+	l.mu.Lock()
+	if l.closing {
+		l.mu.Unlock()
 		return nil, ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	}
+	l.queue = append(l.queue, r)
+	l.mu.Unlock()
+	select {
+	case l.arrived <- struct{}{}:
+	default:
 	}
 	select {
 	case <-r.done:
-		return r.res, r.err
+	case <-l.token:
+		l.lead(r)
 	case <-ctx.Done():
-		// The request may still commit; the caller retries with the same
-		// key and gets the committed result.
-		return nil, ctx.Err()
+		if l.unqueue(r) {
+			return nil, ctx.Err() // never written
+		}
+		<-r.done // being committed right now
+	}
+	return r.res, r.err
+}
+
+// unqueue removes r if no leader has taken it yet.
+func (l *Ledger) unqueue(r *request) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, q := range l.queue {
+		if q == r {
+			l.queue = append(l.queue[:i], l.queue[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// take moves up to MaxBatch queued requests onto batch.
+func (l *Ledger) take(batch []*request) []*request {
+	l.mu.Lock()
+	n := min(len(l.queue), l.o.MaxBatch-len(batch))
+	batch = append(batch, l.queue[:n]...)
+	rest := copy(l.queue, l.queue[n:])
+	clear(l.queue[rest:])
+	l.queue = l.queue[:rest]
+	l.mu.Unlock()
+	return batch
+}
+
+func finished(r *request) bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
 	}
 }
 
-func (l *Ledger) committer() {
-	defer close(l.done)
-	batch := make([]*request, 0, l.o.MaxBatch)
-	for {
-		var first *request
-		select {
-		case first = <-l.reqs:
-		case <-l.quit:
-			// Commit what is queued, then stop.
-			for {
-				select {
-				case r := <-l.reqs:
-					l.runGroup([]*request{r})
-				default:
-					return
-				}
-			}
-		}
-		batch = append(batch[:0], first)
-		batch = l.fill(batch)
+// lead commits groups until mine is done, then hands the token on (to a
+// waiting request, if any). Holding the token, every unfinished request is
+// in the queue: a leader closes done before it gives the token back.
+func (l *Ledger) lead(mine *request) {
+	defer func() { l.token <- struct{}{} }()
+	for !finished(mine) {
+		batch := l.fill(l.take(nil))
 		if len(batch) >= l.target {
 			l.target, l.sinceMax = len(batch), 0
 		} else if l.sinceMax++; l.sinceMax >= 32 {
@@ -403,28 +444,23 @@ func (l *Ledger) committer() {
 	}
 }
 
-// fill takes what is queued and, when the previous group was bigger (several
-// tills committing), lingers briefly for the rest of them.
+// fill lingers briefly for more requests when recent groups were bigger
+// than batch (several tills committing); a lone till never waits.
 func (l *Ledger) fill(batch []*request) []*request {
-	for len(batch) < l.o.MaxBatch {
-		select {
-		case r := <-l.reqs:
-			batch = append(batch, r)
-			continue
-		default:
-		}
-		break
-	}
 	if l.o.Linger < 0 || len(batch) >= l.target || l.target <= 1 {
 		return batch
 	}
-	t := time.NewTimer(l.o.Linger)
-	defer t.Stop()
+	if l.timer == nil {
+		l.timer = time.NewTimer(l.o.Linger)
+	} else {
+		l.timer.Reset(l.o.Linger)
+	}
+	defer l.timer.Stop()
 	for len(batch) < l.target && len(batch) < l.o.MaxBatch {
 		select {
-		case r := <-l.reqs:
-			batch = append(batch, r)
-		case <-t.C:
+		case <-l.arrived:
+			batch = l.take(batch)
+		case <-l.timer.C:
 			return batch
 		}
 	}

@@ -653,6 +653,19 @@ func TestDiskFullLosesNothing(t *testing.T) {
 	require.NoError(t, err)
 }
 
+func TestCancelledBeforeCommitWritesNothing(t *testing.T) {
+	l, _ := open(t)
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err := l.CommitSale(cctx, SaleRequest{ReceiptID: "x", Lines: []loyalty.Line{line(1, 1, 100)}})
+	require.ErrorIs(t, err, context.Canceled)
+	n, _, err := l.Backlog()
+	require.NoError(t, err)
+	require.Zero(t, n)
+	e := sale(t, l, SaleRequest{ReceiptID: "x", Lines: []loyalty.Line{line(1, 1, 100)}})
+	require.Equal(t, uint64(1), e.Seq)
+}
+
 func TestClosed(t *testing.T) {
 	l, _ := open(t)
 	require.NoError(t, l.Close())
