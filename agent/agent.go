@@ -283,10 +283,10 @@ func (a *Agent) syncStatus() api.SyncStatus {
 	s := a.sync.Status()
 	st := api.SyncStatus{Configured: true, Online: !s.LastSuccess.IsZero() && s.Failures == 0,
 		LastSuccess: s.LastSuccess, LastError: s.LastError, Backlog: s.Backlog, OldestPending: s.OldestPending}
-	if st.Backlog < 0 {
-		if n, oldest, err := a.led.Backlog(); err == nil {
-			st.Backlog, st.OldestPending = n, oldest
-		}
+	// The client's figure is a snapshot from its last round, which can be a
+	// minute old while it backs off from an unreachable HQ; the ledger knows.
+	if n, oldest, err := a.led.Backlog(); err == nil {
+		st.Backlog, st.OldestPending = n, oldest
 	}
 	return st
 }
