@@ -3,7 +3,6 @@
 package devices_test
 
 import (
-	"slices"
 	"testing"
 	"time"
 
@@ -41,11 +40,7 @@ func BenchmarkPtyToToken(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			slices.Sort(lat)
-			q := func(f float64) float64 { return float64(lat[int(f*float64(len(lat)-1))].Microseconds()) }
-			b.ReportMetric(q(0.50), "p50-µs")
-			b.ReportMetric(q(0.99), "p99-µs")
-			b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), "max-µs")
+			devtest.ReportLatency(b, lat)
 		})
 	}
 }

@@ -11,11 +11,7 @@ import (
 
 func recording(t *testing.T, name string) [][]byte {
 	t.Helper()
-	r, err := hidtest.Load("hiddev/testdata/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return hidtest.MustLoad(t, "hiddev/testdata/"+name)
 }
 
 // TestHIDThroughManager feeds recorded reports through the backend

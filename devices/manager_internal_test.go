@@ -1,38 +1,20 @@
 package devices
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"posagent/devices/hiddev"
+	"posagent/devices/internal/devtest"
 )
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestHIDNotCompiled: a build without HID says so in the log and with a
 // status event, instead of silently reading nothing.
 func TestHIDNotCompiled(t *testing.T) {
-	var logs syncBuf
+	var logs devtest.Buffer
 	m, err := NewManager([]Config{{Name: "scanner", Till: "T1", Transport: "hid", VID: "0c2e", PID: "0b61", HIDReport: "pos"}},
 		[]byte("0123456789abcdef"), slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {

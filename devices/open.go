@@ -44,7 +44,7 @@ func (d *device) open() (source, string, error) {
 			}
 			return s, path, nil
 		}
-		return &serialSource{p: p, buf: make([]byte, 512)}, path, nil
+		return &streamSource{r: p, c: p, buf: make([]byte, 512)}, path, nil
 	case TransportEvdev:
 		if err := evdev.Supported(); err != nil {
 			return nil, "", err
@@ -106,29 +106,10 @@ func (d *device) open() (source, string, error) {
 	return nil, "", errors.New("unknown transport " + c.Transport)
 }
 
-type serialSource struct {
-	p   serialdev.Port
-	buf []byte
-}
-
-func (s *serialSource) next() (chunk, error) {
-	for {
-		n, err := s.p.Read(s.buf)
-		if n > 0 {
-			// A chunk with data is delivered even if err is set; the
-			// error comes back on the next call.
-			return chunk{data: append([]byte(nil), s.buf[:n]...), at: time.Now()}, nil
-		}
-		if err != nil {
-			return chunk{}, err
-		}
-	}
-}
-
-func (s *serialSource) Close() error { return s.p.Close() }
-
 type closer interface{ Close() error }
 
+// streamSource reads chunks from a byte stream: a serial port, or the text
+// an evdev keyboard types.
 type streamSource struct {
 	r   interface{ Read([]byte) (int, error) }
 	c   closer
@@ -139,6 +120,8 @@ func (s *streamSource) next() (chunk, error) {
 	for {
 		n, err := s.r.Read(s.buf)
 		if n > 0 {
+			// A chunk with data is delivered even if err is set; the
+			// error comes back on the next call.
 			return chunk{data: append([]byte(nil), s.buf[:n]...), at: time.Now()}, nil
 		}
 		if err != nil {

@@ -342,9 +342,5 @@ func BenchmarkPN532PtyToToken(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	slices.Sort(lat)
-	q := func(f float64) float64 { return float64(lat[int(f*float64(len(lat)-1))].Microseconds()) }
-	b.ReportMetric(q(0.50), "p50-µs")
-	b.ReportMetric(q(0.99), "p99-µs")
-	b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), "max-µs")
+	devtest.ReportLatency(b, lat)
 }

@@ -354,9 +354,32 @@ func (s *Server) tillList() []string {
 	return out
 }
 
-// committed tells the OnCommit hook about a successful write.
-func (s *Server) committed(err error) {
+// write runs one ledger write: it is timed for the metrics and, when it
+// worked, the OnCommit hook hears of it.
+func write[T any](s *Server, op string, f func() (T, error)) (T, error) {
+	start := time.Now()
+	v, err := f()
+	s.m.ObserveCommit(op, time.Since(start), err)
 	if err == nil && s.o.OnCommit != nil {
 		s.o.OnCommit()
 	}
+	return v, err
+}
+
+// answer answers v, or the ledger error.
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, v any, err error) {
+	if err != nil {
+		s.ledgerError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// decodeTill decodes the body into q and resolves the till it names (till
+// points at q's till field); it answers the error itself.
+func (s *Server) decodeTill(w http.ResponseWriter, r *http.Request, q any, till *string) (string, bool) {
+	if !s.decode(w, r, q) {
+		return "", false
+	}
+	return s.till(w, r, *till)
 }

@@ -141,13 +141,13 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &q) {
 		return
 	}
-	n := 0
-	for _, f := range []string{q.Card, q.CardHash, q.MemberID, q.Mobile} {
-		if f != "" {
-			n++
-		}
-	}
-	if n != 1 {
+	s.answerLookup(w, r, q)
+}
+
+// answerLookup answers the summary of the member that q names by exactly
+// one of its fields.
+func (s *Server) answerLookup(w http.ResponseWriter, r *http.Request, q LookupRequest) {
+	if countSet(q.Card, q.CardHash, q.MemberID, q.Mobile) != 1 {
 		s.invalid(w, r, "give exactly one of card, card_hash, member_id or mobile", "请只提供卡号、会员号或手机号中的一项")
 		return
 	}
@@ -158,6 +158,17 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.Summary(v))
 }
 
+// countSet counts the non-empty strings.
+func countSet(fields ...string) int {
+	n := 0
+	for _, f := range fields {
+		if f != "" {
+			n++
+		}
+	}
+	return n
+}
+
 // findMember resolves a lookup; it answers the error itself.
 func (s *Server) findMember(w http.ResponseWriter, r *http.Request, q LookupRequest) (ledger.MemberView, bool) {
 	var (
@@ -165,19 +176,12 @@ func (s *Server) findMember(w http.ResponseWriter, r *http.Request, q LookupRequ
 		err error
 	)
 	switch {
-	case q.Card != "":
-		tok, terr := CardToken(s.o.Card, q.Card)
-		if terr != nil {
-			s.fail(w, r, http.StatusBadRequest, "bad_card", terr.Error(), "卡号无效，请核对后重新输入", nil)
+	case q.Card != "" || q.CardHash != "":
+		h, ok := s.cardHash(w, r, q.Card, q.CardHash)
+		if !ok {
 			return v, false
 		}
-		v, err = s.o.Ledger.MemberByToken(token.Hash(s.o.TokenKey, tok))
-	case q.CardHash != "":
-		if !hashRe.MatchString(q.CardHash) {
-			s.invalid(w, r, "card_hash must be the 64 hex digits from a card_unknown event", "卡片标识格式错误")
-			return v, false
-		}
-		v, err = s.o.Ledger.MemberByToken(q.CardHash)
+		v, err = s.o.Ledger.MemberByToken(h)
 	case q.MemberID != "":
 		v, err = s.o.Ledger.Member(q.MemberID)
 	case q.Mobile != "":
@@ -200,6 +204,25 @@ func (s *Server) findMember(w http.ResponseWriter, r *http.Request, q LookupRequ
 	return v, true
 }
 
+// cardHash is the card token hash of a card number as typed, or a card_hash
+// from a card_unknown event checked for form (card wins when both are
+// given; callers reject that). It answers the error itself.
+func (s *Server) cardHash(w http.ResponseWriter, r *http.Request, card, hash string) (string, bool) {
+	if card != "" {
+		tok, err := CardToken(s.o.Card, card)
+		if err != nil {
+			s.fail(w, r, http.StatusBadRequest, "bad_card", err.Error(), "卡号无效，请核对后重新输入", nil)
+			return "", false
+		}
+		return token.Hash(s.o.TokenKey, tok), true
+	}
+	if !hashRe.MatchString(hash) {
+		s.invalid(w, r, "card_hash must be the 64 hex digits from a card_unknown event", "卡片标识格式错误")
+		return "", false
+	}
+	return hash, true
+}
+
 // membersQuery is GET /v1/members?card=|card_hash=|token=|mobile=|member_id=
 // (the same as POST /v1/members/lookup, for clients that prefer GET).
 func (s *Server) membersQuery(w http.ResponseWriter, r *http.Request) {
@@ -212,21 +235,7 @@ func (s *Server) membersQuery(w http.ResponseWriter, r *http.Request) {
 		}
 		q.CardHash = t
 	}
-	n := 0
-	for _, f := range []string{q.Card, q.CardHash, q.MemberID, q.Mobile} {
-		if f != "" {
-			n++
-		}
-	}
-	if n != 1 {
-		s.invalid(w, r, "give exactly one of card, card_hash, member_id or mobile", "请只提供卡号、会员号或手机号中的一项")
-		return
-	}
-	m, ok := s.findMember(w, r, q)
-	if !ok {
-		return
-	}
-	writeJSON(w, http.StatusOK, s.Summary(m))
+	s.answerLookup(w, r, q)
 }
 
 func (s *Server) memberByID(w http.ResponseWriter, r *http.Request) {
@@ -269,10 +278,7 @@ var birthdayRe = regexp.MustCompile(`^([0-9]{4}-)?[0-9]{2}-[0-9]{2}$`)
 
 func (s *Server) enrol(w http.ResponseWriter, r *http.Request) {
 	var q EnrolRequest
-	if !s.decode(w, r, &q) {
-		return
-	}
-	till, ok := s.till(w, r, q.Till)
+	till, ok := s.decodeTill(w, r, &q, &q.Till)
 	if !ok {
 		return
 	}
@@ -305,20 +311,10 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var cardHash string
-	switch {
-	case q.Card != "":
-		tok, err := CardToken(s.o.Card, q.Card)
-		if err != nil {
-			s.fail(w, r, http.StatusBadRequest, "bad_card", err.Error(), "卡号无效，请核对后重新输入", nil)
+	if q.Card != "" || q.CardHash != "" {
+		if cardHash, ok = s.cardHash(w, r, q.Card, q.CardHash); !ok {
 			return
 		}
-		cardHash = token.Hash(s.o.TokenKey, tok)
-	case q.CardHash != "":
-		if !hashRe.MatchString(q.CardHash) {
-			s.invalid(w, r, "card_hash must be the 64 hex digits from a card_unknown event", "卡片标识格式错误")
-			return
-		}
-		cardHash = q.CardHash
 	}
 	referrer := q.ReferrerID
 	if referrer != "" {
@@ -335,14 +331,12 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request) {
 		}
 		referrer = rv.Member.ID
 	}
-	start := time.Now()
-	entries, err := s.o.Ledger.Enrol(r.Context(), ledger.EnrolRequest{
+	req := ledger.EnrolRequest{
 		Till: till, Key: q.EnrolID, Cashier: q.Cashier, ReferrerID: referrer,
 		Member:    entry.Member{ID: q.ID, Name: q.Name, Mobile: q.Mobile, Birthday: q.Birthday},
 		CardToken: cardHash, At: s.o.Now(),
-	})
-	s.m.ObserveCommit("enrol", time.Since(start), err)
-	s.committed(err)
+	}
+	entries, err := write(s, "enrol", func() ([]*entry.Entry, error) { return s.o.Ledger.Enrol(r.Context(), req) })
 	if err != nil {
 		s.ledgerError(w, r, err)
 		return

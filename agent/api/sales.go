@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"posagent/ledger"
+	"posagent/ledger/entry"
 	"posagent/ledger/loyalty"
 )
 
@@ -95,13 +96,7 @@ func (s *Server) toLedger(w http.ResponseWriter, r *http.Request, q SaleRequest)
 		}
 		at = t
 	}
-	n := 0
-	for _, f := range []string{q.MemberID, q.Card, q.CardHash} {
-		if f != "" {
-			n++
-		}
-	}
-	if n > 1 {
+	if countSet(q.MemberID, q.Card, q.CardHash) > 1 {
 		s.invalid(w, r, "name the member once: member_id, card or card_hash", "会员只能用一种方式指定")
 		return out, false
 	}
@@ -132,11 +127,7 @@ func (s *Server) quote(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.o.Ledger.Quote(r.Context(), req)
-	if err != nil {
-		s.ledgerError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
+	s.answer(w, r, res, err)
 }
 
 // sale commits a sale. The receipt id is the idempotency key: the same
@@ -155,15 +146,8 @@ func (s *Server) sale(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	start := time.Now()
-	e, err := s.o.Ledger.CommitSale(r.Context(), req)
-	s.m.ObserveCommit("sale", time.Since(start), err)
-	s.committed(err)
-	if err != nil {
-		s.ledgerError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, e)
+	e, err := write(s, "sale", func() (*entry.Entry, error) { return s.o.Ledger.CommitSale(r.Context(), req) })
+	s.answer(w, r, e, err)
 }
 
 // RefundItem is a quantity of one sale line to refund.
@@ -187,10 +171,7 @@ type RefundRequest struct {
 
 func (s *Server) refund(w http.ResponseWriter, r *http.Request) {
 	var q RefundRequest
-	if !s.decode(w, r, &q) {
-		return
-	}
-	till, ok := s.till(w, r, q.Till)
+	till, ok := s.decodeTill(w, r, &q, &q.Till)
 	if !ok {
 		return
 	}
@@ -216,15 +197,8 @@ func (s *Server) refund(w http.ResponseWriter, r *http.Request) {
 		}
 		req.Lines = append(req.Lines, ledger.RefundItem{LineNo: l.LineNo, Qty: l.Qty})
 	}
-	start := time.Now()
-	e, err := s.o.Ledger.Refund(r.Context(), req)
-	s.m.ObserveCommit("refund", time.Since(start), err)
-	s.committed(err)
-	if err != nil {
-		s.ledgerError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, e)
+	e, err := write(s, "refund", func() (*entry.Entry, error) { return s.o.Ledger.Refund(r.Context(), req) })
+	s.answer(w, r, e, err)
 }
 
 // VoidRequest voids a whole sale.
@@ -237,10 +211,7 @@ type VoidRequest struct {
 
 func (s *Server) void(w http.ResponseWriter, r *http.Request) {
 	var q VoidRequest
-	if !s.decode(w, r, &q) {
-		return
-	}
-	till, ok := s.till(w, r, q.Till)
+	till, ok := s.decodeTill(w, r, &q, &q.Till)
 	if !ok {
 		return
 	}
@@ -248,15 +219,9 @@ func (s *Server) void(w http.ResponseWriter, r *http.Request) {
 		s.invalid(w, r, "receipt_id of the sale to void is required", "缺少要作废的小票号")
 		return
 	}
-	start := time.Now()
-	e, err := s.o.Ledger.Void(r.Context(), ledger.VoidRequest{Till: till, ReceiptID: q.ReceiptID, Cashier: q.Cashier, Reason: q.Reason, At: s.o.Now()})
-	s.m.ObserveCommit("void", time.Since(start), err)
-	s.committed(err)
-	if err != nil {
-		s.ledgerError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, e)
+	req := ledger.VoidRequest{Till: till, ReceiptID: q.ReceiptID, Cashier: q.Cashier, Reason: q.Reason, At: s.o.Now()}
+	e, err := write(s, "void", func() (*entry.Entry, error) { return s.o.Ledger.Void(r.Context(), req) })
+	s.answer(w, r, e, err)
 }
 
 // TopUpRequest adds stored value to a member.
@@ -270,10 +235,7 @@ type TopUpRequest struct {
 
 func (s *Server) topUp(w http.ResponseWriter, r *http.Request) {
 	var q TopUpRequest
-	if !s.decode(w, r, &q) {
-		return
-	}
-	till, ok := s.till(w, r, q.Till)
+	till, ok := s.decodeTill(w, r, &q, &q.Till)
 	if !ok {
 		return
 	}
@@ -285,15 +247,9 @@ func (s *Server) topUp(w http.ResponseWriter, r *http.Request) {
 		s.invalid(w, r, "amount must be 1 to 10000000000 fen", "充值金额无效")
 		return
 	}
-	start := time.Now()
-	e, err := s.o.Ledger.TopUp(r.Context(), ledger.TopUpRequest{Till: till, TopUpID: q.TopUpID, MemberID: q.MemberID, Cashier: q.Cashier, Amount: q.Amount, At: s.o.Now()})
-	s.m.ObserveCommit("topup", time.Since(start), err)
-	s.committed(err)
-	if err != nil {
-		s.ledgerError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, e)
+	req := ledger.TopUpRequest{Till: till, TopUpID: q.TopUpID, MemberID: q.MemberID, Cashier: q.Cashier, Amount: q.Amount, At: s.o.Now()}
+	e, err := write(s, "topup", func() (*entry.Entry, error) { return s.o.Ledger.TopUp(r.Context(), req) })
+	s.answer(w, r, e, err)
 }
 
 func (s *Server) syncStatus(w http.ResponseWriter, r *http.Request) {

@@ -162,7 +162,10 @@ func TestStatusMapsSystemctlExitCodes(t *testing.T) {
 	}
 }
 
-func TestNotifySendsToTheSocket(t *testing.T) {
+// listenNotify listens where NOTIFY_SOCKET now points, as systemd does for
+// a Type=notify unit; both are undone at test end.
+func listenNotify(t *testing.T) *net.UnixConn {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "sdn") // short path: unix socket names are limited to 108 bytes
 	if err != nil {
 		t.Fatal(err)
@@ -173,8 +176,13 @@ func TestNotifySendsToTheSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	t.Setenv("NOTIFY_SOCKET", path)
+	return conn
+}
+
+func TestNotifySendsToTheSocket(t *testing.T) {
+	conn := listenNotify(t)
 	if err := Notify("READY=1\nSTATUS=serving"); err != nil {
 		t.Fatal(err)
 	}
@@ -199,18 +207,7 @@ func TestNotifySendsToTheSocket(t *testing.T) {
 }
 
 func TestRunNotifiesReadyAndStopsOnCancel(t *testing.T) {
-	dir, err := os.MkdirTemp("", "sdn")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	path := filepath.Join(dir, "notify")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	t.Setenv("NOTIFY_SOCKET", path)
+	conn := listenNotify(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

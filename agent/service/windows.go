@@ -257,28 +257,24 @@ func Install(ctx context.Context, o Options) error {
 // Uninstall stops and deletes the service and its event-log source. The
 // config and the ledger stay.
 func Uninstall(ctx context.Context, o Options) error {
-	m, err := connect()
-	if err != nil {
-		return err
-	}
-	defer m.Disconnect()
-	s, err := m.OpenService(Name)
-	if err != nil {
+	err := withService(func(s *mgr.Service) error {
+		if st, err := s.Query(); err == nil && st.State != svc.Stopped {
+			if err := stopAndWait(ctx, s); err != nil {
+				o.say("stopping before removal: %v", err)
+			}
+		}
+		if err := s.Delete(); err != nil {
+			return fmt.Errorf("delete the service: %w", err)
+		}
+		_ = eventlog.Remove(Name)
+		o.say("removed the %s service; kept the config and the ledger in %s", Name, filepath.Join(programData(), "posagent"))
+		return nil
+	})
+	if errors.Is(err, ErrNotInstalled) {
 		o.say("nothing to remove: the service was not installed")
 		return nil
 	}
-	defer s.Close()
-	if st, err := s.Query(); err == nil && st.State != svc.Stopped {
-		if err := stopAndWait(ctx, s); err != nil {
-			o.say("stopping before removal: %v", err)
-		}
-	}
-	if err := s.Delete(); err != nil {
-		return fmt.Errorf("delete the service: %w", err)
-	}
-	_ = eventlog.Remove(Name)
-	o.say("removed the %s service; kept the config and the ledger in %s", Name, filepath.Join(programData(), "posagent"))
-	return nil
+	return err
 }
 
 // Start starts the service and waits until it runs.

@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"posagent/agent/api"
-	"posagent/ledger/entry"
 	"posagent/ledger/ledgercli"
 	"posagent/ledger/loyalty"
 )
@@ -153,20 +152,9 @@ func newMemberCmd(g *globals) *cobra.Command {
 			if n != 1 {
 				return fmt.Errorf("name the member with exactly one of --id, --card, --card-hash or --mobile")
 			}
-			c, err := g.client(&af)
-			if err != nil {
-				return err
-			}
-			var m api.MemberSummary
-			raw, err := c.call(cmd.Context(), http.MethodPost, pathLookup, nil, q, &m)
-			if err != nil {
-				return err
-			}
-			if af.json {
-				return printJSON(cmd.OutOrStdout(), raw)
-			}
-			printMember(cmd.OutOrStdout(), m)
-			return nil
+			return callAgent(cmd, g, &af, http.MethodPost, pathLookup, q, func(w io.Writer, m *api.MemberSummary) {
+				printMember(w, *m)
+			})
 		},
 	}
 	lookup.Flags().StringVar(&q.MemberID, "id", "", "member id")
@@ -193,23 +181,12 @@ func newMemberCmd(g *globals) *cobra.Command {
 			if referrer != "" {
 				er.Referrer = &api.LookupRequest{MemberID: referrer}
 			}
-			c, err := g.client(&af)
-			if err != nil {
-				return err
-			}
-			var res api.EnrolResponse
-			raw, err := c.call(cmd.Context(), http.MethodPost, pathMembers, nil, er, &res)
-			if err != nil {
-				return err
-			}
-			if af.json {
-				return printJSON(cmd.OutOrStdout(), raw)
-			}
-			printMember(cmd.OutOrStdout(), res.Member)
-			for _, e := range res.Entries {
-				printEntry(cmd.OutOrStdout(), e)
-			}
-			return nil
+			return callAgent(cmd, g, &af, http.MethodPost, pathMembers, er, func(w io.Writer, res *api.EnrolResponse) {
+				printMember(w, res.Member)
+				for _, e := range res.Entries {
+					printEntry(w, e)
+				}
+			})
 		},
 	}
 	enrol.Flags().StringVar(&er.Name, "name", "", "member's name (required)")
@@ -259,20 +236,9 @@ func newQuoteCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := g.client(&af)
-			if err != nil {
-				return err
-			}
-			var q loyalty.Quote
-			raw, err := c.call(cmd.Context(), http.MethodPost, pathQuote, nil, req, &q)
-			if err != nil {
-				return err
-			}
-			if af.json {
-				return printJSON(cmd.OutOrStdout(), raw)
-			}
-			printQuote(cmd.OutOrStdout(), q)
-			return nil
+			return callAgent(cmd, g, &af, http.MethodPost, pathQuote, req, func(w io.Writer, q *loyalty.Quote) {
+				printQuote(w, *q)
+			})
 		},
 	}
 	af.register(cmd)
@@ -316,19 +282,25 @@ func newSaleCmd(g *globals) *cobra.Command {
 
 // postEntry sends a mutating request whose answer is a ledger entry.
 func postEntry(cmd *cobra.Command, g *globals, af *apiFlags, path string, body any) error {
+	return callAgent(cmd, g, af, http.MethodPost, path, body, printEntry)
+}
+
+// callAgent sends body to the running agent and prints its answer: as the
+// agent sent it with --json, else through show.
+func callAgent[T any](cmd *cobra.Command, g *globals, af *apiFlags, method, path string, body any, show func(io.Writer, *T)) error {
 	c, err := g.client(af)
 	if err != nil {
 		return err
 	}
-	var e entry.Entry
-	raw, err := c.call(cmd.Context(), http.MethodPost, path, nil, body, &e)
+	var v T
+	raw, err := c.call(cmd.Context(), method, path, nil, body, &v)
 	if err != nil {
 		return err
 	}
 	if af.json {
 		return printJSON(cmd.OutOrStdout(), raw)
 	}
-	printEntry(cmd.OutOrStdout(), &e)
+	show(cmd.OutOrStdout(), &v)
 	return nil
 }
 
@@ -463,21 +435,11 @@ func newSyncCmd(g *globals) *cobra.Command {
 }
 
 func syncCall(cmd *cobra.Command, g *globals, af *apiFlags, method, path string) error {
-	c, err := g.client(af)
-	if err != nil {
-		return err
+	err := callAgent(cmd, g, af, method, path, nil, func(w io.Writer, st *map[string]any) {
+		printFlat(w, "", *st)
+	})
+	if ae, ok := err.(*apiError); ok && ae.Status == http.StatusNotFound {
+		return fmt.Errorf("this agent does not serve %s (%v)", path, ae)
 	}
-	var st map[string]any
-	raw, err := c.call(cmd.Context(), method, path, nil, nil, &st)
-	if err != nil {
-		if ae, ok := err.(*apiError); ok && ae.Status == http.StatusNotFound {
-			return fmt.Errorf("this agent does not serve %s (%v)", path, ae)
-		}
-		return err
-	}
-	if af.json {
-		return printJSON(cmd.OutOrStdout(), raw)
-	}
-	printFlat(cmd.OutOrStdout(), "", st)
-	return nil
+	return err
 }

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,23 +16,6 @@ import (
 	"posagent/devices/internal/devtest"
 	"posagent/devices/serialdev"
 )
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestList(t *testing.T) {
 	src := sources{
@@ -78,7 +60,7 @@ func TestList(t *testing.T) {
 
 func TestMonitorAdHoc(t *testing.T) {
 	p := devtest.NewPty(t)
-	var out, errw syncBuf
+	var out, errw devtest.Buffer
 	cmd := newCommand(nil, system, []devices.Option{devices.WithBackoff(5*time.Millisecond, 50*time.Millisecond)})
 	cmd.SetArgs([]string{"monitor", "--path", p.Path, "--decoder", "msr", "--till", "T9", "--count", "1"})
 	cmd.SetOut(&out)

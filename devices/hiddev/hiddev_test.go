@@ -13,11 +13,7 @@ import (
 
 func load(t *testing.T, name string) [][]byte {
 	t.Helper()
-	r, err := hidtest.Load("testdata/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return hidtest.MustLoad(t, "testdata/"+name)
 }
 
 // readAll drains a reader over a recording (no unplug: stops on the

@@ -327,17 +327,10 @@ func TestRedemption(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := Basket{Lines: tc.lines, Coupon: tc.coupon, RedeemPoints: tc.ask}
 			m := &Member{ID: "m", Tier: "silver", Points: tc.have}
-			q, err := p.Quote(b, m, plainDay)
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("err %v, want one containing %q", err, tc.err)
-				}
+			q, ok := quoteChecked(t, p, b, m, plainDay, tc.err)
+			if !ok {
 				return
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkInvariants(t, p, b, m, q)
 			if q.RedeemPoints != tc.pts || q.RedeemValue != tc.val || q.Due != tc.due {
 				t.Fatalf("redeemed %d points = %d fen, due %d; want %d, %d, %d", q.RedeemPoints, q.RedeemValue, q.Due, tc.pts, tc.val, tc.due)
 			}
@@ -423,17 +416,10 @@ func TestThresholdCoupons(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := Basket{Lines: tc.lines, Coupon: tc.coupon}
-			q, err := p.Quote(b, tc.member, tc.at)
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("err %v, want one containing %q", err, tc.err)
-				}
+			q, ok := quoteChecked(t, p, b, tc.member, tc.at, tc.err)
+			if !ok {
 				return
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkInvariants(t, p, b, tc.member, q)
 			if q.CouponValue != tc.value {
 				t.Fatalf("coupon value %d, want %d", q.CouponValue, tc.value)
 			}
@@ -505,4 +491,23 @@ func TestBadInput(t *testing.T) {
 	b := Basket{Lines: []Line{line(1, "A", 1, MaxAmount)}, Coupon: &Coupon{ID: "c", Value: MaxAmount / 3}, RedeemPoints: MaxPoints / 100 * 100}
 	m := &Member{ID: "m", Tier: "diamond", Points: MaxPoints}
 	checkInvariants(t, p, b, m, mustQuote(t, p, b, m, plainDay))
+}
+
+// quoteChecked quotes b. With wantErr the quote must fail with an error
+// containing it (ok is false); otherwise it must succeed and keep the
+// invariants.
+func quoteChecked(t *testing.T, p *Program, b Basket, m *Member, at time.Time, wantErr string) (q Quote, ok bool) {
+	t.Helper()
+	q, err := p.Quote(b, m, at)
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("err %v, want one containing %q", err, wantErr)
+		}
+		return q, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInvariants(t, p, b, m, q)
+	return q, true
 }

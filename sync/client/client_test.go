@@ -221,15 +221,7 @@ func TestUploadsInBatchesAndMarksAcked(t *testing.T) {
 	if err := c.SyncNow(ctx10(t)); err != nil {
 		t.Fatal(err)
 	}
-	n, p := hq.total()
-	if n != 280 || p != paid {
-		t.Fatalf("HQ holds %d entries paying %d, want 280 and %d", n, p, paid)
-	}
-	for till, want := range map[string]uint64{"T1": 250, "T2": 30} {
-		if a, _ := st.Acked(till); a != want {
-			t.Errorf("till %s acked %d, want %d", till, a, want)
-		}
-	}
+	requireSynced(t, hq, st, 280, paid, map[string]uint64{"T1": 250, "T2": 30})
 	wantKeys := map[string]bool{"S1/T1/1-100": true, "S1/T1/101-200": true, "S1/T1/201-250": true, "S1/T2/1-30": true}
 	if len(hq.keys) != 4 {
 		t.Fatalf("uploads %v, want 4", hq.keys)
@@ -297,12 +289,7 @@ func TestRewindsWhenHQIsBehind(t *testing.T) {
 	if err := c.SyncNow(ctx10(t)); err != nil {
 		t.Fatal(err)
 	}
-	if n, p := hq.total(); n != 150 || p != paid {
-		t.Fatalf("HQ holds %d paying %d, want 150 paying %d", n, p, paid)
-	}
-	if a, _ := st.Acked("T1"); a != 150 {
-		t.Fatalf("acked %d", a)
-	}
+	requireSynced(t, hq, st, 150, paid, map[string]uint64{"T1": 150})
 	if c.Status().Rewinds == 0 {
 		t.Fatal("no rewind counted")
 	}
@@ -329,12 +316,7 @@ func TestResumesWhenHQIsAhead(t *testing.T) {
 			if err := c2.SyncNow(ctx10(t)); err != nil {
 				t.Fatal(err)
 			}
-			if n, p := hq.total(); n != 250 || p != paid {
-				t.Fatalf("HQ holds %d paying %d, want 250 paying %d", n, p, paid)
-			}
-			if a, _ := st.Acked("T1"); a != 250 {
-				t.Fatalf("acked %d", a)
-			}
+			requireSynced(t, hq, st, 250, paid, map[string]uint64{"T1": 250})
 		})
 	}
 }
@@ -436,9 +418,7 @@ func TestBacksOffWhileHQDownThenCatchesUp(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if n, p := hq.total(); n != 300 || p != paid {
-		t.Fatalf("HQ %d/%d want 300/%d", n, p, paid)
-	}
+	requireSynced(t, hq, st, 300, paid, nil)
 	s := c.Status()
 	if s.Running || s.Failures != 0 || !strings.Contains(s.LastError, "502") || s.LastSuccess.IsZero() {
 		t.Fatalf("status %+v", s)
@@ -475,9 +455,7 @@ func TestHalvesBatchWhenTooLarge(t *testing.T) {
 	if err := c.SyncNow(ctx10(t)); err != nil {
 		t.Fatal(err)
 	}
-	if n, p := hq.total(); n != 200 || p != paid {
-		t.Fatalf("HQ %d/%d", n, p)
-	}
+	requireSynced(t, hq, st, 200, paid, nil)
 }
 
 func TestPullsChangesPageByPage(t *testing.T) {
@@ -597,6 +575,20 @@ func TestRunStopsAndSyncNowWaits(t *testing.T) {
 	}
 	if n, _ := hq.total(); n != 7 {
 		t.Fatalf("HQ %d", n)
+	}
+}
+
+// requireSynced fails unless the fake HQ holds n entries paying paid in
+// all, and each till of acked is acknowledged exactly that far.
+func requireSynced(t *testing.T, hq *fakeHQ, st Outbox, n int, paid int64, acked map[string]uint64) {
+	t.Helper()
+	if gn, gp := hq.total(); gn != n || gp != paid {
+		t.Fatalf("HQ holds %d entries paying %d, want %d paying %d", gn, gp, n, paid)
+	}
+	for till, want := range acked {
+		if a, err := st.Acked(till); err != nil || a != want {
+			t.Errorf("till %s acked %d (%v), want %d", till, a, err, want)
+		}
 	}
 }
 

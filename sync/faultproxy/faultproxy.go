@@ -145,16 +145,9 @@ func (p *Proxy) Set(m Mode) {
 	p.mu.Lock()
 	p.mode, p.fired = m, 0
 	p.gen++
-	var broken []*conn
-	for c := range p.conns {
-		if c.poisoned() {
-			broken = append(broken, c)
-		}
-	}
+	broken := p.connsLocked((*conn).poisoned)
 	p.mu.Unlock()
-	for _, c := range broken {
-		c.kill()
-	}
+	killAll(broken)
 }
 
 // Mode is the mode in force (Pass once a counted fault is spent).
@@ -174,11 +167,24 @@ func (p *Proxy) Faults() int {
 // CutAll closes every live connection now.
 func (p *Proxy) CutAll() {
 	p.mu.Lock()
+	cs := p.connsLocked(nil)
+	p.mu.Unlock()
+	killAll(cs)
+}
+
+// connsLocked lists the live connections that pick chooses (nil: all); the
+// caller holds p.mu and kills them after letting go of it.
+func (p *Proxy) connsLocked(pick func(*conn) bool) []*conn {
 	cs := make([]*conn, 0, len(p.conns))
 	for c := range p.conns {
-		cs = append(cs, c)
+		if pick == nil || pick(c) {
+			cs = append(cs, c)
+		}
 	}
-	p.mu.Unlock()
+	return cs
+}
+
+func killAll(cs []*conn) {
 	for _, c := range cs {
 		c.kill()
 	}

@@ -199,18 +199,26 @@ func (s *Server) auth(r *http.Request) (Credential, int, error) {
 	return c, 0, nil
 }
 
+// authorize checks the request's credential and, unless role is "", its
+// role; it answers 401 or 403 (saying forbidden) itself.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, role, forbidden string) (Credential, bool) {
+	c, code, err := s.auth(r)
+	if err != nil {
+		writeError(w, code, "unauthorized", err.Error())
+		return c, false
+	}
+	if role != "" && c.Role != role {
+		writeError(w, http.StatusForbidden, "forbidden", forbidden)
+		return c, false
+	}
+	return c, true
+}
+
 func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		c, code, err := s.auth(r)
-		if err != nil {
-			writeError(w, code, "unauthorized", err.Error())
-			return
+		if _, ok := s.authorize(w, r, RoleAdmin, "this endpoint needs an admin token"); ok {
+			h(w, r)
 		}
-		if c.Role != RoleAdmin {
-			writeError(w, http.StatusForbidden, "forbidden", "this endpoint needs an admin token")
-			return
-		}
-		h(w, r)
 	}
 }
 
@@ -252,13 +260,8 @@ type rawBatch struct {
 }
 
 func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
-	c, code, err := s.auth(r)
-	if err != nil {
-		writeError(w, code, "unauthorized", err.Error())
-		return
-	}
-	if c.Role != RoleStore {
-		writeError(w, http.StatusForbidden, "forbidden", "only a store credential uploads batches")
+	c, ok := s.authorize(w, r, RoleStore, "only a store credential uploads batches")
+	if !ok {
 		return
 	}
 	if !s.acquire(r.Context()) {
@@ -421,30 +424,30 @@ func (s *Server) limit(r *http.Request) (int, error) {
 }
 
 func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
-	if _, code, err := s.auth(r); err != nil {
-		writeError(w, code, "unauthorized", err.Error())
+	if _, ok := s.authorize(w, r, "", ""); !ok {
 		return
 	}
+	if ch, ok := page(s, w, r, s.st.Changes); ok {
+		writeJSON(w, http.StatusOK, ch)
+	}
+}
+
+// page fetches the page that ?cursor= and ?limit= ask for; it answers the
+// errors itself.
+func page[T any](s *Server, w http.ResponseWriter, r *http.Request, fetch func(ctx context.Context, cursor string, limit int) (T, error)) (T, bool) {
 	n, err := s.limit(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_limit", err.Error())
-		return
+		var zero T
+		return zero, false
 	}
-	ch, err := s.st.Changes(r.Context(), r.URL.Query().Get("cursor"), n)
-	if s.pageError(w, err) {
-		return
-	}
-	writeJSON(w, http.StatusOK, ch)
+	p, err := fetch(r.Context(), r.URL.Query().Get("cursor"), n)
+	return p, !s.pageError(w, err)
 }
 
 func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
-	n, err := s.limit(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "bad_limit", err.Error())
-		return
-	}
-	p, err := s.st.Export(r.Context(), r.URL.Query().Get("cursor"), n)
-	if s.pageError(w, err) {
+	p, ok := page(s, w, r, s.st.Export)
+	if !ok {
 		return
 	}
 	if p.Entries == nil {

@@ -8,7 +8,6 @@
 package synctest
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"posagent/ledger/entry"
+	"posagent/sync/internal/boltjs"
 	"posagent/sync/wire"
 )
 
@@ -60,12 +60,6 @@ func OpenOutbox(path, store string) (*Outbox, error) {
 // Close closes the file.
 func (o *Outbox) Close() error { return o.db.Close() }
 
-func u64(v uint64) []byte {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], v)
-	return b[:]
-}
-
 // Append writes entries to till in one transaction, numbering them after
 // the till's last sequence; Store, Till and Seq are filled in.
 func (o *Outbox) Append(till string, es []entry.Entry) ([]entry.Entry, error) {
@@ -75,20 +69,13 @@ func (o *Outbox) Append(till string, es []entry.Entry) ([]entry.Entry, error) {
 		if err != nil {
 			return err
 		}
-		next := uint64(1)
-		if k, _ := tb.Cursor().Last(); k != nil {
-			next = binary.BigEndian.Uint64(k) + 1
-		}
+		next := boltjs.Last(tb) + 1
 		for i, e := range es {
 			e.Store, e.Till, e.Seq = o.store, till, next+uint64(i)
 			if err := e.Validate(); err != nil {
 				return err
 			}
-			v, err := json.Marshal(e)
-			if err != nil {
-				return err
-			}
-			if err := tb.Put(u64(e.Seq), v); err != nil {
+			if err := boltjs.Put(tb, boltjs.U64(e.Seq), e); err != nil {
 				return err
 			}
 			out[i] = e
@@ -102,11 +89,7 @@ func (o *Outbox) Append(till string, es []entry.Entry) ([]entry.Entry, error) {
 func (o *Outbox) Len(till string) (uint64, error) {
 	var n uint64
 	err := o.db.View(func(tx *bolt.Tx) error {
-		if tb := tx.Bucket(bktTills).Bucket([]byte(till)); tb != nil {
-			if k, _ := tb.Cursor().Last(); k != nil {
-				n = binary.BigEndian.Uint64(k)
-			}
-		}
+		n = boltjs.Last(tx.Bucket(bktTills).Bucket([]byte(till)))
 		return nil
 	})
 	return n, err
@@ -117,14 +100,9 @@ func (o *Outbox) All() ([]entry.Entry, error) {
 	var out []entry.Entry
 	err := o.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bktTills).ForEachBucket(func(k []byte) error {
-			return tx.Bucket(bktTills).Bucket(k).ForEach(func(_, v []byte) error {
-				var e entry.Entry
-				if err := json.Unmarshal(v, &e); err != nil {
-					return err
-				}
-				out = append(out, e)
-				return nil
-			})
+			es, err := boltjs.All[entry.Entry](tx.Bucket(bktTills).Bucket(k))
+			out = append(out, es...)
+			return err
 		})
 	})
 	return out, err
@@ -154,10 +132,10 @@ func (o *Outbox) Pending(till string, after uint64, limit int) ([]entry.Entry, e
 			return nil
 		}
 		c := tb.Cursor()
-		for k, v := c.Seek(u64(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
+		for k, v := c.Seek(boltjs.U64(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
 			var e entry.Entry
 			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("entry %s/%d: %w", till, binary.BigEndian.Uint64(k), err)
+				return fmt.Errorf("entry %s/%d: %w", till, boltjs.Uint64(k), err)
 			}
 			out = append(out, e)
 		}
@@ -170,9 +148,7 @@ func (o *Outbox) Pending(till string, after uint64, limit int) ([]entry.Entry, e
 func (o *Outbox) Acked(till string) (uint64, error) {
 	var a uint64
 	err := o.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bktAcked).Get([]byte(till)); v != nil {
-			a = binary.BigEndian.Uint64(v)
-		}
+		a = boltjs.Uint64(tx.Bucket(bktAcked).Get([]byte(till)))
 		return nil
 	})
 	return a, err
@@ -181,20 +157,15 @@ func (o *Outbox) Acked(till string) (uint64, error) {
 // Ack implements client.Outbox: durable, forward only, never past the end.
 func (o *Outbox) Ack(till string, upTo uint64) error {
 	return o.db.Update(func(tx *bolt.Tx) error {
-		var last uint64
-		if tb := tx.Bucket(bktTills).Bucket([]byte(till)); tb != nil {
-			if k, _ := tb.Cursor().Last(); k != nil {
-				last = binary.BigEndian.Uint64(k)
-			}
-		}
+		last := boltjs.Last(tx.Bucket(bktTills).Bucket([]byte(till)))
 		if upTo > last {
 			return fmt.Errorf("synctest: ack up to %d but till %s holds %d entries", upTo, till, last)
 		}
 		b := tx.Bucket(bktAcked)
-		if v := b.Get([]byte(till)); v != nil && binary.BigEndian.Uint64(v) >= upTo {
+		if v := b.Get([]byte(till)); v != nil && boltjs.Uint64(v) >= upTo {
 			return nil
 		}
-		return b.Put([]byte(till), u64(upTo))
+		return b.Put([]byte(till), boltjs.U64(upTo))
 	})
 }
 
@@ -204,17 +175,11 @@ func (o *Outbox) Backlog() (int, time.Time, error) {
 	err := o.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bktTills).ForEachBucket(func(k []byte) error {
 			tb := tx.Bucket(bktTills).Bucket(k)
-			var acked, last uint64
-			if v := tx.Bucket(bktAcked).Get(k); v != nil {
-				acked = binary.BigEndian.Uint64(v)
-			}
-			if lk, _ := tb.Cursor().Last(); lk != nil {
-				last = binary.BigEndian.Uint64(lk)
-			}
+			acked, last := boltjs.Uint64(tx.Bucket(bktAcked).Get(k)), boltjs.Last(tb)
 			if last > acked {
 				n += int(last - acked)
 				var e entry.Entry
-				if v := tb.Get(u64(acked + 1)); v != nil && json.Unmarshal(v, &e) == nil {
+				if v := tb.Get(boltjs.U64(acked + 1)); v != nil && json.Unmarshal(v, &e) == nil {
 					if oldest.IsZero() || e.At.Before(oldest) {
 						oldest = e.At
 					}
@@ -230,8 +195,7 @@ func (o *Outbox) Backlog() (int, time.Time, error) {
 func (o *Outbox) RecordDeadLetters(dl []wire.DeadLetter) error {
 	return o.db.Update(func(tx *bolt.Tx) error {
 		for _, d := range dl {
-			v, _ := json.Marshal(d)
-			if err := tx.Bucket(bktDead).Put([]byte(fmt.Sprintf("%s/%s/%020d", d.Store, d.Till, d.Seq)), v); err != nil {
+			if err := boltjs.Put(tx.Bucket(bktDead), []byte(fmt.Sprintf("%s/%s/%020d", d.Store, d.Till, d.Seq)), d); err != nil {
 				return err
 			}
 		}
@@ -242,15 +206,9 @@ func (o *Outbox) RecordDeadLetters(dl []wire.DeadLetter) error {
 // DeadLetters returns the recorded dead letters.
 func (o *Outbox) DeadLetters() ([]wire.DeadLetter, error) {
 	var out []wire.DeadLetter
-	err := o.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bktDead).ForEach(func(_, v []byte) error {
-			var d wire.DeadLetter
-			if err := json.Unmarshal(v, &d); err != nil {
-				return err
-			}
-			out = append(out, d)
-			return nil
-		})
+	err := o.db.View(func(tx *bolt.Tx) (err error) {
+		out, err = boltjs.All[wire.DeadLetter](tx.Bucket(bktDead))
+		return err
 	})
 	return out, err
 }
@@ -262,8 +220,7 @@ func (o *Outbox) ApplyMemberStates(states []wire.MemberState) error {
 			if m.Member.ID == "" {
 				return errors.New("synctest: member state without id")
 			}
-			v, _ := json.Marshal(m)
-			if err := tx.Bucket(bktMembers).Put([]byte(m.Member.ID), v); err != nil {
+			if err := boltjs.Put(tx.Bucket(bktMembers), []byte(m.Member.ID), m); err != nil {
 				return err
 			}
 		}
@@ -275,11 +232,7 @@ func (o *Outbox) ApplyMemberStates(states []wire.MemberState) error {
 func (o *Outbox) Members() (map[string]wire.MemberState, error) {
 	out := map[string]wire.MemberState{}
 	err := o.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bktMembers).ForEach(func(k, v []byte) error {
-			var m wire.MemberState
-			if err := json.Unmarshal(v, &m); err != nil {
-				return err
-			}
+		return boltjs.Each(tx.Bucket(bktMembers), func(k []byte, m wire.MemberState) error {
 			out[string(k)] = m
 			return nil
 		})

@@ -102,57 +102,50 @@ func common(n, s map[byte]rune) {
 	n[0x63] = '.'
 }
 
-func usLayout() *Layout {
-	n, s := map[byte]rune{}, map[byte]rune{}
+// key is a key whose characters differ by layout: unshifted and shifted.
+type key struct {
+	u    byte
+	n, s rune
+}
+
+// build fills the keys every layout shares, then the layout's shifted digit
+// row (the character of shift+0 first, then shift+1..9) and its own keys.
+func build(shiftedDigits string, keys []key) (n, s map[byte]rune) {
+	n, s = map[byte]rune{}, map[byte]rune{}
 	common(n, s)
-	for i, r := range ")!@#$%^&*(" {
+	// By rune, not by byte: a shifted digit may take two bytes (§).
+	for i, r := range []rune(shiftedDigits) {
 		if i == 0 {
 			s[0x27] = r
 			continue
 		}
 		s[0x1E+byte(i-1)] = r
 	}
-	pairs := []struct {
-		u    byte
-		n, s rune
-	}{
+	for _, k := range keys {
+		n[k.u], s[k.u] = k.n, k.s
+	}
+	return n, s
+}
+
+func usLayout() *Layout {
+	n, s := build(")!@#$%^&*(", []key{
 		{0x2D, '-', '_'}, {0x2E, '=', '+'}, {0x2F, '[', '{'}, {0x30, ']', '}'},
 		{0x31, '\\', '|'}, {0x32, '#', '~'}, {0x33, ';', ':'}, {0x34, '\'', '"'},
 		{0x35, '`', '~'}, {0x36, ',', '<'}, {0x37, '.', '>'}, {0x38, '/', '?'},
 		{0x64, '\\', '|'},
-	}
-	for _, p := range pairs {
-		n[p.u], s[p.u] = p.n, p.s
-	}
+	})
 	return &Layout{Name: "us", normal: n, shift: s, altGr: map[byte]rune{}}
 }
 
 func deLayout() *Layout {
-	n, s := map[byte]rune{}, map[byte]rune{}
-	common(n, s)
-	// QWERTZ: the keys US calls Y and Z are swapped.
-	n[0x1C], s[0x1C] = 'z', 'Z'
-	n[0x1D], s[0x1D] = 'y', 'Y'
-	// By rune, not by byte: § is two bytes in UTF-8.
-	for i, r := range []rune("=!\"§$%&/()") {
-		if i == 0 {
-			s[0x27] = r
-			continue
-		}
-		s[0x1E+byte(i-1)] = r
-	}
-	pairs := []struct {
-		u    byte
-		n, s rune
-	}{
+	n, s := build("=!\"§$%&/()", []key{
+		// QWERTZ: the keys US calls Y and Z are swapped.
+		{0x1C, 'z', 'Z'}, {0x1D, 'y', 'Y'},
 		{0x2D, 'ß', '?'}, {0x2E, '´', '`'}, {0x2F, 'ü', 'Ü'}, {0x30, '+', '*'},
 		{0x31, '#', '\''}, {0x32, '#', '\''}, {0x33, 'ö', 'Ö'}, {0x34, 'ä', 'Ä'},
 		{0x35, '^', '°'}, {0x36, ',', ';'}, {0x37, '.', ':'}, {0x38, '-', '_'},
 		{0x64, '<', '>'},
-	}
-	for _, p := range pairs {
-		n[p.u], s[p.u] = p.n, p.s
-	}
+	})
 	a := map[byte]rune{
 		0x14: '@', 0x08: '€', 0x10: 'µ', 0x1F: '²', 0x20: '³',
 		0x24: '{', 0x25: '[', 0x26: ']', 0x27: '}', 0x2D: '\\', 0x30: '~', 0x64: '|',

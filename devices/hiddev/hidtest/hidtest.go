@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"testing"
 
 	"posagent/devices/hiddev"
 )
@@ -41,6 +42,16 @@ func Load(path string) ([][]byte, error) {
 		out = append(out, b)
 	}
 	return out, sc.Err()
+}
+
+// MustLoad is Load for tests: a recording that cannot be read fails t.
+func MustLoad(t testing.TB, path string) [][]byte {
+	t.Helper()
+	r, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // ErrUnplugged is what a replay returns after its reports when Unplug is set.

@@ -3,8 +3,11 @@
 package devtest
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,3 +66,36 @@ func TempLink(t testing.TB) string { return filepath.Join(t.TempDir(), "reader")
 // Wait is the deadline for things that are normally instant; generous for
 // slow, loaded CI machines.
 const Wait = 20 * time.Second
+
+// Buffer is a bytes.Buffer safe for a logger or command writing from one
+// goroutine while the test reads from another.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// ReportLatency reports the median, 99th percentile and maximum of lat in
+// microseconds as benchmark metrics (figures, never asserted).
+func ReportLatency(b *testing.B, lat []time.Duration) {
+	b.Helper()
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	q := func(f float64) float64 { return float64(lat[int(f*float64(len(lat)-1))].Microseconds()) }
+	b.ReportMetric(q(0.50), "p50-µs")
+	b.ReportMetric(q(0.99), "p99-µs")
+	b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), "max-µs")
+}

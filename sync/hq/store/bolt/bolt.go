@@ -7,7 +7,6 @@ package bolt
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 
 	"posagent/ledger/entry"
 	"posagent/sync/hq"
+	"posagent/sync/internal/boltjs"
 	"posagent/sync/wire"
 )
 
@@ -76,24 +76,16 @@ func Open(path string, o Options) (*Store, error) {
 			}
 		}
 		meta := tx.Bucket(bMeta)
-		if v := meta.Get([]byte("schema")); v != nil {
-			if n := binary.BigEndian.Uint64(v); n > schemaVersion {
-				return fmt.Errorf("hq store %s has schema %d, newer than this hq (%d); upgrade hq", path, n, schemaVersion)
-			}
+		if n := boltjs.Uint64(meta.Get([]byte("schema"))); n > schemaVersion {
+			return fmt.Errorf("hq store %s has schema %d, newer than this hq (%d); upgrade hq", path, n, schemaVersion)
 		}
-		return meta.Put([]byte("schema"), be64(schemaVersion))
+		return meta.Put([]byte("schema"), boltjs.U64(schemaVersion))
 	})
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
 	return &Store{db: db}, nil
-}
-
-func be64(v uint64) []byte {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], v)
-	return b[:]
 }
 
 func key(parts ...string) []byte { return []byte(joinNUL(parts)) }
@@ -110,7 +102,7 @@ func joinNUL(p []string) string {
 }
 
 func deadKey(store, till string, seq uint64) []byte {
-	return append(key(store, till, ""), be64(seq)...)
+	return append(key(store, till, ""), boltjs.U64(seq)...)
 }
 
 // Close closes the file.
@@ -130,11 +122,7 @@ func (s *Store) AddCredential(_ context.Context, c hq.Credential) error {
 		if tx.Bucket(bTokens).Get([]byte(c.TokenHash)) != nil {
 			return fmt.Errorf("%w: token hash", hq.ErrConflict)
 		}
-		v, err := json.Marshal(c)
-		if err != nil {
-			return err
-		}
-		if err := tx.Bucket(bCreds).Put(k, v); err != nil {
+		if err := boltjs.Put(tx.Bucket(bCreds), k, c); err != nil {
 			return err
 		}
 		return tx.Bucket(bTokens).Put([]byte(c.TokenHash), k)
@@ -156,11 +144,7 @@ func (s *Store) RevokeCredential(_ context.Context, role, id string) error {
 			return nil
 		}
 		c.RevokedAt = time.Now().UTC()
-		nv, err := json.Marshal(c)
-		if err != nil {
-			return err
-		}
-		return tx.Bucket(bCreds).Put(k, nv)
+		return boltjs.Put(tx.Bucket(bCreds), k, c)
 	})
 }
 
@@ -178,15 +162,9 @@ func (s *Store) CredentialByHash(_ context.Context, hash string) (hq.Credential,
 
 func (s *Store) Credentials(context.Context) ([]hq.Credential, error) {
 	var out []hq.Credential
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bCreds).ForEach(func(_, v []byte) error {
-			var c hq.Credential
-			if err := json.Unmarshal(v, &c); err != nil {
-				return err
-			}
-			out = append(out, c)
-			return nil
-		})
+	err := s.db.View(func(tx *bbolt.Tx) (err error) {
+		out, err = boltjs.All[hq.Credential](tx.Bucket(bCreds))
+		return err
 	})
 	return out, err
 }
@@ -194,9 +172,7 @@ func (s *Store) Credentials(context.Context) ([]hq.Credential, error) {
 func (s *Store) TillAcked(_ context.Context, store, till string) (uint64, error) {
 	var n uint64
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		if v := tx.Bucket(bTills).Get(key(store, till)); v != nil {
-			n = binary.BigEndian.Uint64(v)
-		}
+		n = boltjs.Uint64(tx.Bucket(bTills).Get(key(store, till)))
 		return nil
 	})
 	return n, err
@@ -222,10 +198,7 @@ func (s *Store) Ingest(ctx context.Context, b hq.Batch) (wire.Ack, error) {
 	err := s.db.Batch(func(tx *bbolt.Tx) error {
 		tills := tx.Bucket(bTills)
 		tk := key(b.Store, b.Till)
-		var acked uint64
-		if v := tills.Get(tk); v != nil {
-			acked = binary.BigEndian.Uint64(v)
-		}
+		acked := boltjs.Uint64(tills.Get(tk))
 		if b.First > acked+1 {
 			return &hq.GapError{Expected: acked + 1}
 		}
@@ -236,18 +209,14 @@ func (s *Store) Ingest(ctx context.Context, b hq.Batch) (wire.Ack, error) {
 				return err
 			}
 			for _, d := range dead {
-				v, err := json.Marshal(d)
-				if err != nil {
-					return err
-				}
-				if err := tx.Bucket(bDead).Put(deadKey(d.Store, d.Till, d.Seq), v); err != nil {
+				if err := boltjs.Put(tx.Bucket(bDead), deadKey(d.Store, d.Till, d.Seq), d); err != nil {
 					return err
 				}
 			}
 			if err := applyDeltas(tx, hq.Deltas(es)); err != nil {
 				return err
 			}
-			if err := tills.Put(tk, be64(b.Last)); err != nil {
+			if err := tills.Put(tk, boltjs.U64(b.Last)); err != nil {
 				return err
 			}
 		}
@@ -273,11 +242,7 @@ func putEntries(tx *bbolt.Tx, es []entry.Entry, at time.Time) error {
 		if err != nil {
 			return err
 		}
-		v, err := json.Marshal(storedEntry{Entry: es[i], ReceivedAt: at})
-		if err != nil {
-			return err
-		}
-		if err := eb.Put(be64(seq), v); err != nil {
+		if err := boltjs.Put(eb, boltjs.U64(seq), storedEntry{Entry: es[i], ReceivedAt: at}); err != nil {
 			return err
 		}
 	}
@@ -303,21 +268,17 @@ func applyDeltas(tx *bbolt.Tx, ds []hq.Delta) error {
 		}
 		r.Apply(d)
 		if found {
-			if err := log.Delete(be64(r.Version)); err != nil {
+			if err := log.Delete(boltjs.U64(r.Version)); err != nil {
 				return err
 			}
 		}
 		if r.Version, err = log.NextSequence(); err != nil {
 			return err
 		}
-		v, err := json.Marshal(r)
-		if err != nil {
+		if err := boltjs.Put(tx.Bucket(bMembers), []byte(d.MemberID), r); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bMembers).Put([]byte(d.MemberID), v); err != nil {
-			return err
-		}
-		if err := log.Put(be64(r.Version), []byte(d.MemberID)); err != nil {
+		if err := log.Put(boltjs.U64(r.Version), []byte(d.MemberID)); err != nil {
 			return err
 		}
 	}
@@ -327,11 +288,7 @@ func applyDeltas(tx *bbolt.Tx, ds []hq.Delta) error {
 func (s *Store) DeadLetters(_ context.Context, all bool) ([]hq.DeadLetter, error) {
 	var out []hq.DeadLetter
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bDead).ForEach(func(_, v []byte) error {
-			var d hq.DeadLetter
-			if err := json.Unmarshal(v, &d); err != nil {
-				return err
-			}
+		return boltjs.Each(tx.Bucket(bDead), func(_ []byte, d hq.DeadLetter) error {
 			if all || d.ResolvedAt.IsZero() {
 				out = append(out, d)
 			}
@@ -356,11 +313,7 @@ func (s *Store) ResolveDeadLetter(_ context.Context, store, till string, seq uin
 			return fmt.Errorf("%w: open dead letter %s/%s/%d", hq.ErrNotFound, store, till, seq)
 		}
 		d.ResolvedAt = at
-		nv, err := json.Marshal(d)
-		if err != nil {
-			return err
-		}
-		if err := tx.Bucket(bDead).Put(k, nv); err != nil {
+		if err := boltjs.Put(tx.Bucket(bDead), k, d); err != nil {
 			return err
 		}
 		if err := putEntries(tx, []entry.Entry{e}, at); err != nil {
@@ -383,24 +336,24 @@ func (s *Store) Changes(_ context.Context, cursor string, limit int) (wire.Chang
 	var ch wire.Changes
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bMemLog).Cursor()
-		k, v := c.Seek(be64(cur.M + 1))
+		k, v := c.Seek(boltjs.U64(cur.M + 1))
 		for ; k != nil && len(ch.Members) < limit; k, v = c.Next() {
 			r, _, err := getMember(tx, string(v))
 			if err != nil {
 				return err
 			}
 			ch.Members = append(ch.Members, r.State())
-			cur.M = binary.BigEndian.Uint64(k)
+			cur.M = boltjs.Uint64(k)
 		}
 		ch.More = k != nil
 		pc := tx.Bucket(bPrograms).Cursor()
-		for k, v := pc.Seek(be64(cur.P + 1)); k != nil; k, v = pc.Next() {
+		for k, v := pc.Seek(boltjs.U64(cur.P + 1)); k != nil; k, v = pc.Next() {
 			var p wire.ProgramVersion
 			if err := json.Unmarshal(v, &p); err != nil {
 				return err
 			}
 			ch.Programs = append(ch.Programs, p)
-			cur.P = binary.BigEndian.Uint64(k)
+			cur.P = boltjs.Uint64(k)
 		}
 		return nil
 	})
@@ -420,14 +373,14 @@ func (s *Store) Export(_ context.Context, cursor string, limit int) (wire.Export
 	var p wire.ExportPage
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bEntries).Cursor()
-		k, v := c.Seek(be64(cur.S + 1))
+		k, v := c.Seek(boltjs.U64(cur.S + 1))
 		for ; k != nil && len(p.Entries) < limit; k, v = c.Next() {
 			var se storedEntry
 			if err := json.Unmarshal(v, &se); err != nil {
 				return err
 			}
 			p.Entries = append(p.Entries, wire.ExportedEntry{Entry: se.Entry, ReceivedAt: se.ReceivedAt.UTC().Format(time.RFC3339Nano)})
-			cur.S = binary.BigEndian.Uint64(k)
+			cur.S = boltjs.Uint64(k)
 		}
 		p.More = k != nil
 		return nil
@@ -438,12 +391,8 @@ func (s *Store) Export(_ context.Context, cursor string, limit int) (wire.Export
 
 func (s *Store) Scan(ctx context.Context, fn func(hq.Stored) error) error {
 	return s.db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bEntries).ForEach(func(_, v []byte) error {
+		return boltjs.Each(tx.Bucket(bEntries), func(_ []byte, se storedEntry) error {
 			if err := ctx.Err(); err != nil {
-				return err
-			}
-			var se storedEntry
-			if err := json.Unmarshal(v, &se); err != nil {
 				return err
 			}
 			return fn(hq.Stored{Entry: se.Entry, ReceivedAt: se.ReceivedAt})
@@ -469,12 +418,8 @@ func (s *Store) Member(_ context.Context, id string) (hq.Member, error) {
 
 func (s *Store) Members(ctx context.Context, fn func(hq.Member) error) error {
 	return s.db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bMembers).ForEach(func(_, v []byte) error {
+		return boltjs.Each(tx.Bucket(bMembers), func(_ []byte, r memberRec) error {
 			if err := ctx.Err(); err != nil {
-				return err
-			}
-			var r memberRec
-			if err := json.Unmarshal(v, &r); err != nil {
 				return err
 			}
 			return fn(r.Member)
@@ -492,7 +437,7 @@ func (s *Store) PublishProgram(_ context.Context, p wire.ProgramVersion) error {
 	}
 	return s.db.Update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bPrograms)
-		if v := b.Get(be64(uint64(p.Version))); v != nil {
+		if v := b.Get(boltjs.U64(uint64(p.Version))); v != nil {
 			var old wire.ProgramVersion
 			if err := json.Unmarshal(v, &old); err != nil {
 				return err
@@ -502,28 +447,18 @@ func (s *Store) PublishProgram(_ context.Context, p wire.ProgramVersion) error {
 			}
 			return fmt.Errorf("%w: program version %d was published with other content; publish a new version", hq.ErrConflict, p.Version)
 		}
-		if k, _ := b.Cursor().Last(); k != nil && binary.BigEndian.Uint64(k) > uint64(p.Version) {
-			return fmt.Errorf("%w: program version %d is older than the newest published (%d)", hq.ErrConflict, p.Version, binary.BigEndian.Uint64(k))
+		if last := boltjs.Last(b); last > uint64(p.Version) {
+			return fmt.Errorf("%w: program version %d is older than the newest published (%d)", hq.ErrConflict, p.Version, last)
 		}
-		v, err := json.Marshal(p)
-		if err != nil {
-			return err
-		}
-		return b.Put(be64(uint64(p.Version)), v)
+		return boltjs.Put(b, boltjs.U64(uint64(p.Version)), p)
 	})
 }
 
 func (s *Store) Programs(context.Context) ([]wire.ProgramVersion, error) {
 	var out []wire.ProgramVersion
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bPrograms).ForEach(func(_, v []byte) error {
-			var p wire.ProgramVersion
-			if err := json.Unmarshal(v, &p); err != nil {
-				return err
-			}
-			out = append(out, p)
-			return nil
-		})
+	err := s.db.View(func(tx *bbolt.Tx) (err error) {
+		out, err = boltjs.All[wire.ProgramVersion](tx.Bucket(bPrograms))
+		return err
 	})
 	return out, err
 }
