@@ -109,14 +109,27 @@ func boltOptions(o Options, readOnly bool) *bolt.Options {
 	if t <= 0 {
 		t = time.Second
 	}
-	return &bolt.Options{
+	bo := &bolt.Options{
 		Timeout:        t,
 		NoFreelistSync: true, // fewer pages per commit; the freelist is rebuilt at open
 		FreelistType:   bolt.FreelistMapType,
 		MaxSize:        o.MaxSize,
 		ReadOnly:       readOnly,
 	}
+	if !readOnly && o.MaxSize == 0 {
+		// A mapping bigger than bbolt's 16 MiB growth step: no remap
+		// (which stalls readers) while the file is small, and the file
+		// grows in 16 MiB steps from the start instead of doubling from
+		// 32 KiB, each step a truncate plus fsync inside some commit.
+		// With MaxSize set this is left out: growth steps would overshoot
+		// the cap.
+		bo.InitialMmapSize = initialMmap
+	}
+	return bo
 }
+
+// initialMmap is the address space mapped at open (not memory used).
+const initialMmap = 64 << 20
 
 // Open opens the ledger at path, creating it safely on first start (built in
 // a temporary file, fsynced, linked into place, directory fsynced). Errors wrap ErrLocked, ErrCorrupt,
