@@ -21,7 +21,6 @@ import (
 	"posagent/agent/web"
 	"posagent/devices"
 	"posagent/ledger"
-	"posagent/ledger/loyalty"
 	"posagent/sync/client"
 	"posagent/sync/wire"
 )
@@ -83,31 +82,21 @@ func New(cfg config.Config, log *slog.Logger) (a *Agent, err error) {
 		}
 	}()
 
-	var progs loyalty.Programs
-	if cfg.Ledger.ProgramFile != "" {
-		src, err := os.ReadFile(cfg.Ledger.ProgramFile)
-		if err != nil {
-			return nil, fmt.Errorf("ledger.program_file: %w", err)
-		}
-		p, err := loyalty.ParseProgram(src)
-		if err != nil {
-			return nil, fmt.Errorf("ledger.program_file %s: %w", cfg.Ledger.ProgramFile, err)
-		}
-		progs = loyalty.Programs{p}
+	lo, err := LedgerOptions(cfg)
+	if err != nil {
+		return nil, err
 	}
-	a.led, err = ledger.Open(cfg.LedgerPath(), ledger.Options{Store: cfg.Store, Till: cfg.Till, Programs: progs})
+	a.led, err = ledger.Open(cfg.LedgerPath(), lo)
 	if err != nil {
 		return nil, err
 	}
 
 	tills := []string{cfg.Till}
 	if len(cfg.Devices) > 0 {
-		dcfgs := make([]devices.Config, 0, len(cfg.Devices))
 		for _, d := range cfg.Devices {
-			dcfgs = append(dcfgs, deviceConfig(d))
 			tills = append(tills, d.Till)
 		}
-		a.dev, err = devices.NewManager(dcfgs, key, log.With("component", "devices"))
+		a.dev, err = devices.NewManager(DeviceConfigs(cfg), key, log.With("component", "devices"))
 		if err != nil {
 			return nil, err
 		}
@@ -254,13 +243,27 @@ func (a *Agent) closeAll() {
 	}
 }
 
-// deviceConfig maps the config file's device to the devices package's.
-func deviceConfig(d config.Device) devices.Config {
-	return devices.Config{
-		Name: d.Name, Till: d.Till, Transport: d.Transport, Path: d.Path, VID: d.VID, PID: d.PID, Serial: d.Serial,
-		Baud: d.Baud, DataBits: d.DataBits, Parity: d.Parity, StopBits: d.StopBits, FlowControl: d.FlowControl,
-		Framer: d.Framer, Decoder: d.Decoder, Rule: d.Rule, Layout: d.Layout, HIDReport: d.HIDReport, Debounce: d.Debounce,
+// DeviceConfigs maps the config file's readers to the devices package's;
+// the agent and the `posagent devices` commands open readers from it alike.
+func DeviceConfigs(cfg config.Config) []devices.Config {
+	out := make([]devices.Config, 0, len(cfg.Devices))
+	for _, d := range cfg.Devices {
+		// config.Device mirrors devices.Config field for field: this
+		// conversion stops compiling when the two part ways.
+		out = append(out, devices.Config(d))
 	}
+	return out
+}
+
+// LedgerOptions are the options the ledger file is opened with (store,
+// till, the program of ledger.program_file); the agent and the `posagent
+// ledger` commands open it alike.
+func LedgerOptions(cfg config.Config) (ledger.Options, error) {
+	progs, err := cfg.Programs()
+	if err != nil {
+		return ledger.Options{}, err
+	}
+	return ledger.Options{Store: cfg.Store, Till: cfg.Till, Programs: progs}, nil
 }
 
 func (a *Agent) deviceStatus() []api.DeviceStatus {

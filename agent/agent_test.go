@@ -343,3 +343,29 @@ func TestNewReportsBadSetups(t *testing.T) {
 	var ce *config.Error
 	require.True(t, errors.As(err, &ce))
 }
+
+func TestDeviceConfigsAndLedgerOptionsFollowTheConfig(t *testing.T) {
+	cfg := config.Default()
+	cfg.Store, cfg.Till = "S9", "T9"
+	cfg.Devices = []config.Device{
+		{Name: "msr1", Till: "T1", Path: "/dev/ttyUSB0", Baud: 9600, Decoder: "msr", Debounce: time.Second},
+		{Name: "scan", Till: "T2", Transport: "hid", VID: "0c2e", PID: "0b61", HIDReport: "pos", Layout: "de"},
+	}
+	dc := DeviceConfigs(cfg)
+	require.Len(t, dc, 2)
+	require.Equal(t, "msr1", dc[0].Name)
+	require.Equal(t, "T1", dc[0].Till)
+	require.Equal(t, time.Second, dc[0].Debounce)
+	require.Equal(t, "hid", dc[1].Transport)
+	require.Equal(t, "0b61", dc[1].PID)
+	require.Equal(t, "de", dc[1].Layout)
+
+	lo, err := LedgerOptions(cfg)
+	require.NoError(t, err)
+	require.Equal(t, "S9", lo.Store)
+	require.Equal(t, "T9", lo.Till)
+	require.Nil(t, lo.Programs)
+	cfg.Ledger.ProgramFile = filepath.Join(t.TempDir(), "missing.yaml")
+	_, err = LedgerOptions(cfg)
+	require.ErrorContains(t, err, "ledger.program_file")
+}

@@ -23,6 +23,7 @@ import (
 	"posagent/devices/decode"
 	"posagent/devices/frame"
 	"posagent/devices/token"
+	"posagent/ledger/loyalty"
 
 	// Windows has no zoneinfo database; the store's zone must resolve anyway.
 	_ "time/tzdata"
@@ -291,6 +292,24 @@ func (c Config) LedgerPath() string {
 		return c.Ledger.Path
 	}
 	return filepath.Join(c.DataDir, "ledger.db")
+}
+
+// Programs is the loyalty program of ledger.program_file, parsed and
+// checked; nil when none is set (the ledger then uses the embedded default
+// until HQ publishes one).
+func (c Config) Programs() (loyalty.Programs, error) {
+	if c.Ledger.ProgramFile == "" {
+		return nil, nil
+	}
+	src, err := os.ReadFile(c.Ledger.ProgramFile)
+	if err != nil {
+		return nil, fmt.Errorf("ledger.program_file: %w", err)
+	}
+	p, err := loyalty.ParseProgram(src)
+	if err != nil {
+		return nil, fmt.Errorf("ledger.program_file %s: %w", c.Ledger.ProgramFile, err)
+	}
+	return loyalty.Programs{p}, nil
 }
 
 // Error is one invalid setting.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"posagent/ledger/loyalty"
 )
 
 const full = `store: S001
@@ -188,4 +190,29 @@ func TestDocExampleParses(t *testing.T) {
 	require.Equal(t, "S001", c.Store)
 	require.Len(t, c.Devices, 2)
 	require.True(t, strings.HasSuffix(c.Devices[0].Rule.Source, "pan"))
+}
+
+func TestProgramsFromProgramFile(t *testing.T) {
+	c := Default()
+	ps, err := c.Programs()
+	require.NoError(t, err)
+	require.Nil(t, ps, "no program_file: the ledger keeps its default")
+
+	dir := t.TempDir()
+	c.Ledger.ProgramFile = filepath.Join(dir, "missing.yaml")
+	_, err = c.Programs()
+	require.ErrorContains(t, err, "ledger.program_file")
+
+	src := strings.Replace(string(loyalty.DefaultProgramYAML()), "version: 1", "version: 7", 1)
+	require.Contains(t, src, "version: 7", "the default program starts at version 1")
+	c.Ledger.ProgramFile = filepath.Join(dir, "program.yaml")
+	require.NoError(t, os.WriteFile(c.Ledger.ProgramFile, []byte(src), 0o600))
+	ps, err = c.Programs()
+	require.NoError(t, err)
+	require.Len(t, ps, 1)
+	require.Equal(t, 7, ps[0].Version)
+
+	require.NoError(t, os.WriteFile(c.Ledger.ProgramFile, []byte("version: x\n"), 0o600))
+	_, err = c.Programs()
+	require.ErrorContains(t, err, c.Ledger.ProgramFile, "the error names the file")
 }

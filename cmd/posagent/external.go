@@ -1,18 +1,15 @@
 package main
 
 import (
-	"fmt"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
-	"posagent/agent/config"
+	"posagent/agent"
 	"posagent/devices"
 	"posagent/devices/devicescli"
 	"posagent/ledger"
 	"posagent/ledger/ledgercli"
-	"posagent/ledger/loyalty"
 	"posagent/sync/hqcli"
 )
 
@@ -28,7 +25,7 @@ func externalCommands(g *globals) []*cobra.Command {
 		if err != nil {
 			return nil, nil, err
 		}
-		return deviceConfigs(cfg), key, nil
+		return agent.DeviceConfigs(cfg), key, nil
 	})
 	if dev.Example == "" {
 		dev.Example = `  posagent devices list
@@ -39,19 +36,8 @@ func externalCommands(g *globals) []*cobra.Command {
 		if err != nil {
 			return "", ledger.Options{}, err
 		}
-		o := ledger.Options{Store: cfg.Store, Till: cfg.Till}
-		if cfg.Ledger.ProgramFile != "" {
-			src, err := os.ReadFile(cfg.Ledger.ProgramFile)
-			if err != nil {
-				return "", o, fmt.Errorf("ledger.program_file: %w", err)
-			}
-			p, err := loyalty.ParseProgram(src)
-			if err != nil {
-				return "", o, fmt.Errorf("ledger.program_file %s: %w", cfg.Ledger.ProgramFile, err)
-			}
-			o.Programs = loyalty.Programs{p}
-		}
-		return cfg.LedgerPath(), o, nil
+		o, err := agent.LedgerOptions(cfg)
+		return cfg.LedgerPath(), o, err
 	})
 	hq := hqcli.NewCommand()
 	fillExamples(hq)
@@ -82,19 +68,6 @@ func fillExamples(c *cobra.Command) {
 		lines = []string{"  " + c.CommandPath() + " " + strings.TrimPrefix(c.Use, c.Name())}
 	}
 	c.Example = strings.TrimRight(strings.Join(lines, "\n"), " ")
-}
-
-// deviceConfigs maps the config file's readers to the devices package's.
-func deviceConfigs(c config.Config) []devices.Config {
-	out := make([]devices.Config, 0, len(c.Devices))
-	for _, d := range c.Devices {
-		out = append(out, devices.Config{
-			Name: d.Name, Till: d.Till, Transport: d.Transport, Path: d.Path, VID: d.VID, PID: d.PID, Serial: d.Serial,
-			Baud: d.Baud, DataBits: d.DataBits, Parity: d.Parity, StopBits: d.StopBits, FlowControl: d.FlowControl,
-			Framer: d.Framer, Decoder: d.Decoder, Rule: d.Rule, Layout: d.Layout, HIDReport: d.HIDReport, Debounce: d.Debounce,
-		})
-	}
-	return out
 }
 
 // mountExamples prefixes example lines that start with the command group's
