@@ -46,6 +46,8 @@ func newCommand(load func() ([]devices.Config, []byte, error), src sources, opts
 serial (RS-232 or USB virtual COM), USB HID or, on Linux, as keyboard wedges
 through evdev. "list" shows what is attached; "monitor" shows live reads,
 decoded and masked, with timing.`,
+		Example: `  posagent devices list
+  posagent devices monitor --device msr1`,
 	}
 	root.AddCommand(listCommand(load, src), monitorCommand(load, opts))
 	return root

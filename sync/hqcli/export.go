@@ -162,8 +162,8 @@ points, stored value, and times in UTC and store-local time.
 
 With --cursor-file the export resumes where the last one stopped and saves
 the new position: run it on a schedule to feed HQ systems incrementally.`,
-		Example: `  hq export --format jsonl --out all.jsonl
-  hq export --format csv --out new.csv --cursor-file export.cursor --url https://hq:8443 --token $HQ_TOKEN`,
+		Example: `  posagent hq export --format jsonl --out all.jsonl
+  posagent hq export --format csv --out new.csv --cursor-file export.cursor --url https://hq:8443 --token $HQ_TOKEN`,
 		Args: cobra.NoArgs,
 	}
 	c.RunE = func(cmd *cobra.Command, args []string) error {

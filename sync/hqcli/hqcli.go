@@ -51,10 +51,10 @@ Storage is an embedded bbolt file (--db, the default hq.db) or PostgreSQL
 (--pg URL). Admin commands work on the storage directly, or through a running
 HQ with --url and an admin token (--token or HQ_TOKEN); use --url while
 "hq serve" holds a bbolt file.`,
-		Example: `  hq serve --db /var/lib/hq/hq.db --listen :8443 --tls-cert hq.pem --tls-key hq.key
-  hq store add S001 --name "Jing'an" --tz Asia/Shanghai
-  hq export --format csv --out sales.csv --url https://hq:8443 --token $HQ_TOKEN
-  hq kpi --month 2026-03 --format html --out kpi.html`,
+		Example: `  posagent hq serve --db /var/lib/hq/hq.db --listen :8443 --tls-cert hq.pem --tls-key hq.key
+  posagent hq store add S001 --name "Jing'an" --tz Asia/Shanghai
+  posagent hq export --format csv --out sales.csv --url https://hq:8443 --token $HQ_TOKEN
+  posagent hq kpi --month 2026-03 --format html --out kpi.html`,
 		SilenceUsage: true,
 	}
 	pf := root.PersistentFlags()
@@ -152,8 +152,8 @@ func serveCmd(f *flags) *cobra.Command {
 The admin token can also be bootstrapped from the HQ_ADMIN_TOKEN environment
 variable. With --tls-cert/--tls-key HQ speaks TLS; with --client-ca as well,
 stores must present a client certificate signed by that CA.`,
-		Example: `  hq serve --db hq.db --listen 127.0.0.1:8080
-  hq serve --pg postgres://hq@127.0.0.1/hq --listen :8443 --tls-cert hq.pem --tls-key hq.key --client-ca stores-ca.pem`,
+		Example: `  posagent hq serve --db hq.db --listen 127.0.0.1:8080
+  posagent hq serve --pg postgres://hq@127.0.0.1/hq --listen :8443 --tls-cert hq.pem --tls-key hq.key --client-ca stores-ca.pem`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -213,7 +213,13 @@ stores must present a client certificate signed by that CA.`,
 }
 
 func storeCmd(f *flags) *cobra.Command {
-	c := &cobra.Command{Use: "store", Short: "Issue, revoke and list store (and admin) credentials"}
+	c := &cobra.Command{
+		Use:   "store",
+		Short: "Issue, revoke and list store (and admin) credentials",
+		Example: `  posagent hq store add S001 --name "Jing'an" --tz Asia/Shanghai
+  posagent hq store list
+  posagent hq store revoke S001`,
+	}
 	var name, tz string
 	var admin bool
 	role := func() string {
@@ -225,8 +231,8 @@ func storeCmd(f *flags) *cobra.Command {
 	add := &cobra.Command{
 		Use:   "add ID",
 		Short: "Issue a credential; the token is printed once and only its hash is kept",
-		Example: `  hq store add S001 --name "Jing'an" --tz Asia/Shanghai
-  hq store add erp --admin          # an admin token for HQ systems (export, KPIs)`,
+		Example: `  posagent hq store add S001 --name "Jing'an" --tz Asia/Shanghai
+  posagent hq store add erp --admin          # an admin token for HQ systems (export, KPIs)`,
 		Args: cobra.ExactArgs(1),
 	}
 	add.RunE = func(cmd *cobra.Command, args []string) error {
@@ -244,10 +250,11 @@ func storeCmd(f *flags) *cobra.Command {
 	add.Flags().StringVar(&tz, "tz", "Asia/Shanghai", "store time zone (IANA)")
 	add.Flags().BoolVar(&admin, "admin", false, "issue an admin credential instead of a store's")
 	revoke := &cobra.Command{
-		Use:     "revoke ID",
-		Short:   "Revoke a credential at once",
-		Example: `  hq store revoke S001`,
-		Args:    cobra.ExactArgs(1),
+		Use:   "revoke ID",
+		Short: "Revoke a credential at once",
+		Example: `  posagent hq store revoke S001
+  posagent hq store revoke erp --admin`,
+		Args: cobra.ExactArgs(1),
 	}
 	revoke.RunE = func(cmd *cobra.Command, args []string) error {
 		return withOps(f, func(ctx context.Context, o ops) error {
@@ -262,7 +269,9 @@ func storeCmd(f *flags) *cobra.Command {
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List credentials",
-		Args:  cobra.NoArgs,
+		Example: `  posagent hq store list
+  posagent hq store list --url https://hq:8443 --token $HQ_TOKEN   # while hq serve holds the file`,
+		Args: cobra.NoArgs,
 		RunE: withOps(f, func(ctx context.Context, o ops) error {
 			cs, err := o.creds(ctx)
 			if err != nil {
@@ -295,8 +304,8 @@ month), repurchase rate (another sale within 30 days of the first of the
 month), member average ticket, points redemption rate (redeemed/issued),
 at-risk and dormant counts at month end, and enrolments and points issued per
 cashier. Formats: text, json, html (a self-contained page with SVG charts).`,
-		Example: `  hq kpi --month 2026-03
-  hq kpi --format html --out kpi.html --url http://127.0.0.1:8080 --token $HQ_TOKEN`,
+		Example: `  posagent hq kpi --month 2026-03
+  posagent hq kpi --format html --out kpi.html --url http://127.0.0.1:8080 --token $HQ_TOKEN`,
 		Args: cobra.NoArgs,
 	}
 	c.RunE = func(cmd *cobra.Command, args []string) error {
@@ -336,13 +345,19 @@ cashier. Formats: text, json, html (a self-contained page with SVG charts).`,
 }
 
 func deadLettersCmd(f *flags) *cobra.Command {
-	c := &cobra.Command{Use: "deadletters", Short: "Entries set aside at ingest: list them, retry them"}
+	c := &cobra.Command{
+		Use:   "deadletters",
+		Short: "Entries set aside at ingest: list them, retry them",
+		Example: `  posagent hq deadletters list
+  posagent hq deadletters retry S001/T1/42`,
+	}
 	var all bool
 	list := &cobra.Command{
-		Use:     "list",
-		Short:   "List dead letters",
-		Example: `  hq deadletters list --all`,
-		Args:    cobra.NoArgs,
+		Use:   "list",
+		Short: "List dead letters",
+		Example: `  posagent hq deadletters list
+  posagent hq deadletters list --all`,
+		Args: cobra.NoArgs,
 	}
 	list.RunE = func(cmd *cobra.Command, args []string) error {
 		return withOps(f, func(ctx context.Context, o ops) error {
@@ -366,8 +381,8 @@ func deadLettersCmd(f *flags) *cobra.Command {
 	retry := &cobra.Command{
 		Use:   "retry [STORE/TILL/SEQ...]",
 		Short: "Check dead letters again and apply those that pass now (all open ones if none named)",
-		Example: `  hq deadletters retry
-  hq deadletters retry S001/T1/42`,
+		Example: `  posagent hq deadletters retry
+  posagent hq deadletters retry S001/T1/42`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withOps(f, func(ctx context.Context, o ops) error {
 				res, err := o.retry(ctx, args)
@@ -397,14 +412,18 @@ func deadLettersCmd(f *flags) *cobra.Command {
 }
 
 func couponsCmd(f *flags) *cobra.Command {
-	c := &cobra.Command{Use: "coupons", Short: "Coupons HQ issues to members"}
+	c := &cobra.Command{
+		Use:     "coupons",
+		Short:   "Coupons HQ issues to members",
+		Example: `  posagent hq coupons issue --campaign 2026-03 --threshold 100 --value 20`,
+	}
 	var r hq.RecallRequest
 	var threshold, value string
 	issue := &cobra.Command{
 		Use:   "issue",
 		Short: "Issue a recall coupon (回归礼) to every dormant member; stores get it with their next sync",
-		Example: `  hq coupons issue --campaign 2026-03 --threshold 100 --value 20
-  hq coupons issue --campaign winback-q2 --value 50 --dormant-days 90 --valid-days 14`,
+		Example: `  posagent hq coupons issue --campaign 2026-03 --threshold 100 --value 20
+  posagent hq coupons issue --campaign winback-q2 --value 50 --dormant-days 90 --valid-days 14`,
 		Args: cobra.NoArgs,
 	}
 	issue.RunE = func(cmd *cobra.Command, args []string) error {
@@ -453,12 +472,17 @@ func parseYuan(s string) (int64, error) {
 }
 
 func programCmd(f *flags) *cobra.Command {
-	c := &cobra.Command{Use: "program", Short: "Loyalty program versions"}
+	c := &cobra.Command{
+		Use:     "program",
+		Short:   "Loyalty program versions",
+		Example: `  posagent hq program publish program-v2.yaml`,
+	}
 	publish := &cobra.Command{
-		Use:     "publish FILE.yaml",
-		Short:   "Validate and publish a program version; stores apply it from its effective date",
-		Example: `  hq program publish program-v2.yaml`,
-		Args:    cobra.ExactArgs(1),
+		Use:   "publish FILE.yaml",
+		Short: "Validate and publish a program version; stores apply it from its effective date",
+		Example: `  posagent hq program publish program-v2.yaml
+  posagent hq program publish program-v2.yaml --url https://hq:8443 --token $HQ_TOKEN`,
+		Args: cobra.ExactArgs(1),
 	}
 	publish.RunE = func(cmd *cobra.Command, args []string) error {
 		src, err := os.ReadFile(args[0])

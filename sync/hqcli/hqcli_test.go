@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/require"
 
 	"posagent/sync/hq"
@@ -213,4 +214,32 @@ func TestServeAndRemoteAdmin(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("serve did not stop")
 	}
+}
+
+// TestEveryCommandHasAnExampleForPosagent: the tree is mounted as
+// "posagent hq", so every command shows how it is called there.
+func TestEveryCommandHasAnExampleForPosagent(t *testing.T) {
+	var walk func(c *cobra.Command)
+	n := 0
+	walk = func(c *cobra.Command) {
+		if c.Hidden || c.Name() == "help" || c.Name() == "completion" {
+			return
+		}
+		n++
+		if strings.TrimSpace(c.Example) == "" {
+			t.Errorf("%q has no example", c.CommandPath())
+		}
+		want := "posagent " + c.CommandPath() + " "
+		for _, l := range strings.Split(c.Example, "\n") {
+			l = strings.TrimSpace(l)
+			if l != "" && !strings.HasPrefix(l, "#") && !strings.HasPrefix(l+" ", want) {
+				t.Errorf("%q: example %q does not start with %q", c.CommandPath(), l, strings.TrimSpace(want))
+			}
+		}
+		for _, s := range c.Commands() {
+			walk(s)
+		}
+	}
+	walk(hqcli.NewCommand())
+	require.Greater(t, n, 10, "the walk saw the command tree")
 }
