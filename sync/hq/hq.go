@@ -24,6 +24,8 @@ var (
 	ErrConflict = errors.New("hq: already exists with other content")
 	ErrRevoked  = errors.New("hq: credential revoked")
 	ErrCursor   = errors.New("hq: bad cursor; start again with an empty cursor")
+	// ErrNotFlagged: a review of a member that is not flagged.
+	ErrNotFlagged = errors.New("hq: member is not flagged")
 )
 
 // GapError is returned by Store.Ingest when a batch starts beyond the next
@@ -103,11 +105,37 @@ type Member struct {
 	Points      int64         `json:"points"`
 	StoredValue int64         `json:"stored_value"`
 	// Flagged: a balance went below zero (offline spending at several
-	// stores) or a coupon was used twice; kept for review, never dropped.
+	// stores) or a coupon was used twice; kept until an admin reviews it
+	// (ReviewMember), and set again by a later entry that does the same.
 	Flagged  bool          `json:"flagged"`
 	LastSale time.Time     `json:"last_sale,omitzero"`
 	TierAt   time.Time     `json:"tier_at,omitzero"` // when Data.Tier was last set by a tier change
 	Coupons  []CouponState `json:"coupons,omitempty"`
+	// Reviews are the reviews that cleared the flag, oldest first.
+	Reviews []Review `json:"reviews,omitempty"`
+}
+
+// Review is an admin's review of a flagged member. It clears the flag and
+// nothing else: the entries stay and the balances stand as they are (they
+// are recorded here as they stood when reviewed).
+type Review struct {
+	By          string    `json:"by"` // the admin credential's id, or who ran hq on the storage
+	At          time.Time `json:"at"`
+	Note        string    `json:"note,omitempty"`
+	Points      int64     `json:"points"`
+	StoredValue int64     `json:"stored_value"`
+}
+
+// Review clears the flag and records r with the balances as they stand;
+// the stores call it inside their transaction.
+func (m *Member) Review(r Review) error {
+	if !m.Flagged {
+		return fmt.Errorf("%w (%s); nothing to review", ErrNotFlagged, m.ID)
+	}
+	r.Points, r.StoredValue = m.Points, m.StoredValue
+	m.Flagged = false
+	m.Reviews = append(m.Reviews, r)
+	return nil
 }
 
 // State is the member as sent to stores.
@@ -176,6 +204,13 @@ type Store interface {
 	Members(ctx context.Context, fn func(Member) error) error
 	// ApplyDeltas applies HQ-originated changes (e.g. recall coupons).
 	ApplyDeltas(ctx context.Context, ds []Delta) error
+	// FlaggedMembers lists the flagged members by id.
+	FlaggedMembers(ctx context.Context) ([]Member, error)
+	// ReviewMember clears a flagged member's flag and appends r (Points and
+	// StoredValue filled in from the member) to its reviews, in one
+	// transaction; entries and balances stay, and the member goes out with
+	// the next changes. Unknown → ErrNotFound; not flagged → ErrNotFlagged.
+	ReviewMember(ctx context.Context, id string, r Review) (Member, error)
 
 	// PublishProgram stores a program version. Versions must increase; the
 	// same version with the same source again is a no-op, with another

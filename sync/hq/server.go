@@ -129,6 +129,8 @@ func NewServer(st Store, opts Options) *Server {
 	s.mux.HandleFunc("POST /admin/stores", s.admin(s.handleAddStore))
 	s.mux.HandleFunc("DELETE /admin/stores/{id}", s.admin(s.handleRevokeStore))
 	s.mux.HandleFunc("GET /admin/members/{id}", s.admin(s.handleMember))
+	s.mux.HandleFunc("GET /admin/members", s.admin(s.handleFlagged))
+	s.mux.HandleFunc("POST /admin/members/{id}/review", s.handleReview)
 	return s
 }
 
@@ -675,4 +677,82 @@ func (s *Server) handleMember(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, http.StatusOK, m)
 	}
+}
+
+// MaxReviewNote caps the note of a review, in bytes.
+const MaxReviewNote = 1000
+
+// ReviewMember clears a flagged member's flag after review by the admin
+// named by; the entries stay and the balances stand. Unknown member →
+// ErrNotFound; not flagged → ErrNotFlagged.
+func (s *Server) ReviewMember(ctx context.Context, id, by, note string) (Member, error) {
+	switch {
+	case id == "":
+		return Member{}, invalidError("hq: name the member to review")
+	case strings.TrimSpace(by) == "":
+		return Member{}, invalidError("hq: a review needs the reviewer's name")
+	case len(note) > MaxReviewNote:
+		return Member{}, invalidError(fmt.Sprintf("hq: the review note is %d bytes; keep it to %d", len(note), MaxReviewNote))
+	}
+	return s.st.ReviewMember(ctx, id, Review{By: strings.TrimSpace(by), At: s.o.Now().UTC(), Note: note})
+}
+
+// FlaggedMembers lists the members waiting for review, by id.
+func (s *Server) FlaggedMembers(ctx context.Context) ([]Member, error) {
+	ms, err := s.st.FlaggedMembers(ctx)
+	if ms == nil {
+		ms = []Member{}
+	}
+	return ms, err
+}
+
+// invalidError is a request HQ refuses as it stands; it says what to change.
+type invalidError string
+
+func (e invalidError) Error() string { return string(e) }
+
+// ReviewRequest is the body of POST /admin/members/{id}/review; the
+// reviewer is the admin credential that sends it.
+type ReviewRequest struct {
+	Note string `json:"note,omitempty"`
+}
+
+func (s *Server) handleReview(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.authorize(w, r, RoleAdmin, "this endpoint needs an admin token")
+	if !ok {
+		return
+	}
+	var req ReviewRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+		writeError(w, http.StatusBadRequest, "bad_body", `send {"note":"what was checked"} or an empty body: `+err.Error())
+		return
+	}
+	m, err := s.ReviewMember(r.Context(), r.PathValue("id"), c.ID, req.Note)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", "no member "+r.PathValue("id"))
+	case errors.Is(err, ErrNotFlagged):
+		writeError(w, http.StatusConflict, "not_flagged", err.Error())
+	case errors.As(err, new(invalidError)):
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+	case err != nil:
+		s.o.Log.Error("review failed", "member", r.PathValue("id"), "err", err)
+		writeError(w, http.StatusServiceUnavailable, "storage", "HQ storage failed; retry")
+	default:
+		s.o.Log.Info("member reviewed", "member", m.ID, "by", c.ID)
+		writeJSON(w, http.StatusOK, m)
+	}
+}
+
+func (s *Server) handleFlagged(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("flagged") != "true" {
+		writeError(w, http.StatusBadRequest, "bad_request", "HQ lists the flagged members only: GET /admin/members?flagged=true (one member: GET /admin/members/{id})")
+		return
+	}
+	ms, err := s.FlaggedMembers(r.Context())
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "storage", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, ms)
 }

@@ -443,3 +443,78 @@ func TestRecallCoupons(t *testing.T) {
 	require.Equal(t, "2026-09-30T00:00:00+08:00", got[0].ValidFrom)
 	require.Equal(t, "2026-10-29T23:59:59+08:00", got[0].ValidUntil)
 }
+
+func TestReviewFlaggedMemberOverHTTP(t *testing.T) {
+	now := time.Date(2026, 3, 12, 9, 30, 0, 0, hqtest.Shanghai)
+	e := newEnv(t, hq.Options{Now: func() time.Time { return now }}, nil)
+	ctx := context.Background()
+	opsTok, err := e.srv.IssueCredential(ctx, hq.RoleAdmin, "ops", "", "")
+	require.NoError(t, err)
+	t1 := &hqtest.Till{Store: "S1", Till: "T1"}
+	t2 := &hqtest.Till{Store: "S2", Till: "T1"}
+	code, _, _ := e.upload(e.store["S1"], batchOf(t1.Enrol("M1", hqtest.T0), t1.TopUp("M1", hqtest.T0, 5000, 0), t1.Sale("M1", hqtest.T0.Add(time.Hour), 4000, 40, 0, 4000, "")))
+	require.Equal(t, http.StatusOK, code)
+	code, _, _ = e.upload(e.store["S2"], batchOf(t2.Enrol("M2", hqtest.T0), t2.Sale("M1", hqtest.T0.Add(2*time.Hour), 3000, 30, 0, 3000, "")))
+	require.Equal(t, http.StatusOK, code)
+
+	// The list of members waiting for review.
+	code, body, _ := e.do("GET", "/admin/members?flagged=true", opsTok, nil, nil)
+	require.Equal(t, http.StatusOK, code, string(body))
+	var flagged []hq.Member
+	require.NoError(t, json.Unmarshal(body, &flagged))
+	require.Len(t, flagged, 1)
+	require.Equal(t, "M1", flagged[0].ID)
+	require.EqualValues(t, -2000, flagged[0].StoredValue)
+	code, _, _ = e.do("GET", "/admin/members", opsTok, nil, nil)
+	require.Equal(t, http.StatusBadRequest, code, "only the flagged list is offered")
+
+	// Admins only.
+	code, _, _ = e.do("POST", "/admin/members/M1/review", "", nil, nil)
+	require.Equal(t, http.StatusUnauthorized, code)
+	code, _, _ = e.do("POST", "/admin/members/M1/review", e.store["S1"], nil, nil)
+	require.Equal(t, http.StatusForbidden, code)
+	code, _, _ = e.do("POST", "/admin/members/M1/review", opsTok, []byte(`{"note":`), nil)
+	require.Equal(t, http.StatusBadRequest, code)
+	code, _, _ = e.do("POST", "/admin/members/M1/review", opsTok, []byte(`{"note":"`+strings.Repeat("x", hq.MaxReviewNote+1)+`"}`), nil)
+	require.Equal(t, http.StatusBadRequest, code)
+	code, _, _ = e.do("POST", "/admin/members/M9/review", opsTok, nil, nil)
+	require.Equal(t, http.StatusNotFound, code)
+	code, body, _ = e.do("POST", "/admin/members/M2/review", opsTok, nil, nil)
+	require.Equal(t, http.StatusConflict, code, string(body))
+	require.Contains(t, string(body), "not flagged")
+
+	// The review names the admin credential and the time, and keeps the balances.
+	code, body, _ = e.do("POST", "/admin/members/M1/review", opsTok, []byte(`{"note":"customer paid ¥20 in cash"}`), nil)
+	require.Equal(t, http.StatusOK, code, string(body))
+	var m hq.Member
+	require.NoError(t, json.Unmarshal(body, &m))
+	require.False(t, m.Flagged)
+	require.EqualValues(t, -2000, m.StoredValue)
+	require.Len(t, m.Reviews, 1)
+	require.Equal(t, "ops", m.Reviews[0].By)
+	require.True(t, now.Equal(m.Reviews[0].At))
+	require.Equal(t, "customer paid ¥20 in cash", m.Reviews[0].Note)
+	require.EqualValues(t, -2000, m.Reviews[0].StoredValue)
+	code, _, _ = e.do("POST", "/admin/members/M1/review", opsTok, nil, nil)
+	require.Equal(t, http.StatusConflict, code, "reviewed once, nothing is left to review")
+	code, body, _ = e.do("GET", "/admin/members?flagged=true", opsTok, nil, nil)
+	require.Equal(t, http.StatusOK, code)
+	require.JSONEq(t, `[]`, string(body))
+	n := 0
+	require.NoError(t, e.st.Scan(ctx, func(hq.Stored) error { n++; return nil }))
+	require.Equal(t, 5, n, "the entries stay")
+
+	// The stores hear the flag is clear.
+	code, body, _ = e.do("GET", wire.PathChanges, e.store["S1"], nil, nil)
+	require.Equal(t, http.StatusOK, code)
+	var ch wire.Changes
+	require.NoError(t, json.Unmarshal(body, &ch))
+	seen := false
+	for _, ms := range ch.Members {
+		if ms.Member.ID == "M1" {
+			seen = true
+			require.False(t, ms.Flagged)
+		}
+	}
+	require.True(t, seen, "M1 is in the changes feed")
+}

@@ -1,6 +1,7 @@
 // Package hqcli is the `hq` command tree: run the HQ server, issue and
 // revoke store credentials, export synced transactions, report KPIs, handle
-// dead letters, issue recall coupons and publish loyalty programs.
+// dead letters, review flagged members, issue recall coupons and publish
+// loyalty programs.
 package hqcli
 
 import (
@@ -66,7 +67,7 @@ HQ with --url and an admin token (--token or HQ_TOKEN); use --url while
 	root.PersistentPreRun = func(cmd *cobra.Command, _ []string) {
 		f.out, f.errw = cmd.OutOrStdout(), cmd.ErrOrStderr()
 	}
-	root.AddCommand(serveCmd(f), storeCmd(f), exportCmd(f), kpiCmd(f), deadLettersCmd(f), couponsCmd(f), programCmd(f))
+	root.AddCommand(serveCmd(f), storeCmd(f), exportCmd(f), kpiCmd(f), deadLettersCmd(f), couponsCmd(f), membersCmd(f), programCmd(f))
 	return root
 }
 

@@ -173,23 +173,7 @@ func TestServeAndRemoteAdmin(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "hq.db")
 	seed(t, db)
-	addrFile := filepath.Join(dir, "addr")
-	t.Setenv("HQ_ADMIN_TOKEN", "boot")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		cmd := hqcli.NewCommand()
-		cmd.SetOut(&bytes.Buffer{})
-		cmd.SetErr(&bytes.Buffer{})
-		cmd.SetArgs([]string{"serve", "--db", db, "--listen", "127.0.0.1:0", "--addr-file", addrFile})
-		done <- cmd.ExecuteContext(ctx)
-	}()
-	var url string
-	hqtest.Eventually(t, "the server address", func() bool {
-		b, err := os.ReadFile(addrFile)
-		url = strings.TrimSpace(string(b))
-		return err == nil && url != ""
-	})
+	url, stop := serve(t, db)
 	resp, err := http.Get(url + "/healthz")
 	require.NoError(t, err)
 	resp.Body.Close()
@@ -206,14 +190,116 @@ func TestServeAndRemoteAdmin(t *testing.T) {
 	require.Contains(t, out, "CHAIN")
 	_, _, err = run(t, "store", "list", "--url", url, "--token", "wrong")
 	require.ErrorContains(t, err, "401")
+	stop()
+}
 
-	cancel()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not stop")
+// serve runs "hq serve" on db with the admin token "boot" and returns its
+// URL and a stop that waits for it to end (also run at test end).
+func serve(t *testing.T, db string) (url string, stop func()) {
+	t.Helper()
+	addrFile := filepath.Join(t.TempDir(), "addr")
+	t.Setenv("HQ_ADMIN_TOKEN", "boot")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		cmd := hqcli.NewCommand()
+		cmd.SetOut(&bytes.Buffer{})
+		cmd.SetErr(&bytes.Buffer{})
+		cmd.SetArgs([]string{"serve", "--db", db, "--listen", "127.0.0.1:0", "--addr-file", addrFile})
+		done <- cmd.ExecuteContext(ctx)
+	}()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(15 * time.Second):
+			t.Fatal("serve did not stop")
+		}
 	}
+	t.Cleanup(stop)
+	hqtest.Eventually(t, "the server address", func() bool {
+		b, err := os.ReadFile(addrFile)
+		url = strings.TrimSpace(string(b))
+		return err == nil && url != ""
+	})
+	return url, stop
+}
+
+func TestMembersFlaggedAndReview(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "hq.db")
+	// M7, M8 and M9 each spend stored value offline at two stores: flagged.
+	st, err := bolt.Open(db, bolt.Options{NoSync: true})
+	require.NoError(t, err)
+	a, b := &hqtest.Till{Store: "S1", Till: "T1"}, &hqtest.Till{Store: "S2", Till: "T1"}
+	ctx := context.Background()
+	for _, id := range []string{"M7", "M8", "M9"} {
+		_, err = st.Ingest(ctx, hqtest.Batch(a.Enrol(id, hqtest.T0), a.TopUp(id, hqtest.T0, 1000, 0), a.Sale(id, hqtest.T0, 1000, 10, 0, 1000, "")))
+		require.NoError(t, err)
+		_, err = st.Ingest(ctx, hqtest.Batch(b.Sale(id, hqtest.T0, 700, 7, 0, 700, "")))
+		require.NoError(t, err)
+	}
+	require.NoError(t, st.Close())
+
+	out, _, err := run(t, "members", "flagged", "--db", db)
+	require.NoError(t, err)
+	require.Regexp(t, `(?m)^M7\s+Member M7\s+17\s+-7\.00\s+2026-03-10T02:00:00Z\s+0$`, out)
+	require.Contains(t, out, "M8")
+	require.Contains(t, out, "M9")
+
+	out, _, err = run(t, "members", "review", "M7", "--by", "alice", "--note", "paid in cash", "--db", db)
+	require.NoError(t, err)
+	require.Equal(t, "reviewed M7: flag cleared (points 17, stored value -7.00 yuan); the entries stay\n", out)
+	_, _, err = run(t, "members", "review", "M7", "--db", db)
+	require.ErrorIs(t, err, hq.ErrNotFlagged)
+	require.ErrorContains(t, err, "members flagged")
+	_, _, err = run(t, "members", "review", "M404", "--db", db)
+	require.ErrorIs(t, err, hq.ErrNotFound)
+	// Without --by the operating-system user is the reviewer.
+	_, _, err = run(t, "members", "review", "M8", "--db", db)
+	require.NoError(t, err)
+
+	// Through a running HQ the admin token names the reviewer.
+	url, stop := serve(t, db)
+	_, _, err = run(t, "members", "review", "M9", "--by", "mallory", "--url", url, "--token", "boot")
+	require.ErrorContains(t, err, "--by")
+	out, _, err = run(t, "members", "flagged", "--url", url, "--token", "boot")
+	require.NoError(t, err)
+	require.Contains(t, out, "M9")
+	require.NotContains(t, out, "M7")
+	out, _, err = run(t, "members", "review", "M9", "--note", "checked", "--url", url, "--token", "boot")
+	require.NoError(t, err)
+	require.Contains(t, out, "reviewed M9")
+	_, _, err = run(t, "members", "review", "M9", "--url", url, "--token", "boot")
+	require.ErrorContains(t, err, "409")
+	out, _, err = run(t, "members", "flagged", "--url", url, "--token", "boot")
+	require.NoError(t, err)
+	require.Equal(t, "no member is waiting for review\n", out)
+	stop()
+
+	st, err = bolt.Open(db, bolt.Options{NoSync: true})
+	require.NoError(t, err)
+	defer st.Close()
+	for id, by := range map[string]string{"M7": "alice", "M9": "bootstrap"} {
+		m, err := st.Member(ctx, id)
+		require.NoError(t, err)
+		require.False(t, m.Flagged)
+		require.Len(t, m.Reviews, 1)
+		require.Equal(t, by, m.Reviews[0].By, id)
+	}
+	m, err := st.Member(ctx, "M7")
+	require.NoError(t, err)
+	require.Equal(t, "paid in cash", m.Reviews[0].Note)
+	require.EqualValues(t, -700, m.Reviews[0].StoredValue)
+	m, err = st.Member(ctx, "M8")
+	require.NoError(t, err)
+	require.Len(t, m.Reviews, 1)
+	require.NotEmpty(t, m.Reviews[0].By)
 }
 
 // TestEveryCommandHasAnExampleForPosagent: the tree is mounted as

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -29,6 +30,10 @@ type ops interface {
 	kpi(ctx context.Context, month string) (*hq.KPIReport, error)
 	export(ctx context.Context, cursor string, limit int) (wire.ExportPage, error)
 	totals(ctx context.Context) (hq.Totals, error)
+	flagged(ctx context.Context) ([]hq.Member, error)
+	// review clears a member's flag; by names the reviewer on the storage
+	// (through a running HQ the admin token does).
+	review(ctx context.Context, id, by, note string) (hq.Member, error)
 	close() error
 }
 
@@ -65,7 +70,13 @@ func (l *local) export(ctx context.Context, cursor string, limit int) (wire.Expo
 	return l.st.Export(ctx, cursor, limit)
 }
 func (l *local) totals(ctx context.Context) (hq.Totals, error) { return l.srv.Totals(ctx) }
-func (l *local) close() error                                  { return l.st.Close() }
+func (l *local) flagged(ctx context.Context) ([]hq.Member, error) {
+	return l.srv.FlaggedMembers(ctx)
+}
+func (l *local) review(ctx context.Context, id, by, note string) (hq.Member, error) {
+	return l.srv.ReviewMember(ctx, id, by, note)
+}
+func (l *local) close() error { return l.st.Close() }
 
 type remote struct {
 	base, token string
@@ -148,6 +159,18 @@ func (r *remote) export(ctx context.Context, cursor string, limit int) (wire.Exp
 func (r *remote) totals(ctx context.Context) (hq.Totals, error) {
 	var out hq.Totals
 	return out, r.call(ctx, "GET", "/admin/totals", nil, &out)
+}
+func (r *remote) flagged(ctx context.Context) ([]hq.Member, error) {
+	var out []hq.Member
+	return out, r.call(ctx, "GET", "/admin/members?flagged=true", nil, &out)
+}
+func (r *remote) review(ctx context.Context, id, by, note string) (hq.Member, error) {
+	if by != "" {
+		return hq.Member{}, errors.New("--by names the reviewer on the storage; through --url the admin token does")
+	}
+	body, _ := json.Marshal(hq.ReviewRequest{Note: note})
+	var out hq.Member
+	return out, r.call(ctx, "POST", "/admin/members/"+url.PathEscape(id)+"/review", body, &out)
 }
 func (r *remote) close() error { r.c.CloseIdleConnections(); return nil }
 

@@ -27,6 +27,7 @@ func Run(t *testing.T, open func(t *testing.T) hq.Store) {
 		{"DeadLetters", testDeadLetters},
 		{"Balances", testBalances},
 		{"Coupons", testCoupons},
+		{"Review", testReview},
 		{"Changes", testChanges},
 		{"Programs", testPrograms},
 		{"ExportPaging", testExportPaging},
@@ -278,6 +279,82 @@ func testCoupons(t *testing.T, st hq.Store) {
 		ids = append(ids, cp.ID)
 	}
 	require.ElementsMatch(t, []string{"W1", "R1"}, ids)
+}
+
+// testReview: an admin's review clears the flag and records who, when and
+// the balances; the entries and balances stay, the stores hear of it, and a
+// later entry that leaves a balance below zero flags the member again.
+func testReview(t *testing.T, st hq.Store) {
+	c := ctx(t)
+	a := &Till{Store: "SA", Till: "T1"}
+	b := &Till{Store: "SB", Till: "T1"}
+	_, err := st.Ingest(c, Batch(a.Enrol("M1", T0), a.TopUp("M1", T0, 10000, 0), a.Enrol("M2", T0)))
+	require.NoError(t, err)
+	// Both stores spend the stored value they last heard of, offline.
+	_, err = st.Ingest(c, Batch(a.Sale("M1", T0.Add(time.Hour), 8000, 80, 0, 8000, "")))
+	require.NoError(t, err)
+	_, err = st.Ingest(c, Batch(b.Sale("M1", T0.Add(2*time.Hour), 9000, 90, 0, 9000, "")))
+	require.NoError(t, err)
+	flagged, err := st.FlaggedMembers(c)
+	require.NoError(t, err)
+	require.Len(t, flagged, 1)
+	require.Equal(t, "M1", flagged[0].ID)
+	require.EqualValues(t, -7000, flagged[0].StoredValue)
+	_, _, cur := pullChanges(t, st, "", 100)
+	entries, _ := count(t, st)
+
+	rv := hq.Review{By: "ops", At: T0.Add(3 * time.Hour).UTC(), Note: "paid the difference in cash"}
+	_, err = st.ReviewMember(c, "M9", rv)
+	require.ErrorIs(t, err, hq.ErrNotFound)
+	_, err = st.ReviewMember(c, "M2", rv)
+	require.ErrorIs(t, err, hq.ErrNotFlagged, "a member that is not flagged has nothing to review")
+
+	m, err := st.ReviewMember(c, "M1", rv)
+	require.NoError(t, err)
+	require.False(t, m.Flagged)
+	want := rv
+	want.Points, want.StoredValue = 170, -7000
+	require.Equal(t, []hq.Review{want}, m.Reviews)
+	got, err := st.Member(c, "M1")
+	require.NoError(t, err)
+	require.False(t, got.Flagged)
+	require.EqualValues(t, 170, got.Points, "a review changes no balance")
+	require.EqualValues(t, -7000, got.StoredValue)
+	require.Len(t, got.Reviews, 1)
+	require.Equal(t, want.By, got.Reviews[0].By)
+	require.True(t, want.At.Equal(got.Reviews[0].At))
+	require.Equal(t, want.Note, got.Reviews[0].Note)
+	require.EqualValues(t, -7000, got.Reviews[0].StoredValue)
+	flagged, err = st.FlaggedMembers(c)
+	require.NoError(t, err)
+	require.Empty(t, flagged)
+	after, _ := count(t, st)
+	require.Equal(t, entries, after, "the entries stay")
+	_, err = st.ReviewMember(c, "M1", rv)
+	require.ErrorIs(t, err, hq.ErrNotFlagged, "reviewed once, the flag is clear")
+
+	// The stores hear that the flag is clear.
+	ms, _, _ := pullChangesN(t, st, cur, 100, 1)
+	require.Len(t, ms, 1)
+	require.Equal(t, "M1", ms[0].Member.ID)
+	require.False(t, ms[0].Flagged)
+	require.EqualValues(t, -7000, ms[0].StoredValue)
+
+	// An entry that leaves a balance below zero flags the member again; the
+	// first review stays on record and a second one is added after it.
+	_, err = st.Ingest(c, Batch(a.Points("M1", T0.Add(4*time.Hour), 5, "correction")))
+	require.NoError(t, err)
+	got, err = st.Member(c, "M1")
+	require.NoError(t, err)
+	require.True(t, got.Flagged)
+	require.Len(t, got.Reviews, 1)
+	m, err = st.ReviewMember(c, "M1", hq.Review{By: "lead", At: T0.Add(5 * time.Hour).UTC()})
+	require.NoError(t, err)
+	require.False(t, m.Flagged)
+	require.Len(t, m.Reviews, 2)
+	require.Equal(t, "ops", m.Reviews[0].By)
+	require.Equal(t, "lead", m.Reviews[1].By)
+	require.EqualValues(t, 175, m.Reviews[1].Points)
 }
 
 // pullChanges follows the changes feed to its end.

@@ -260,29 +260,36 @@ func getMember(tx *bbolt.Tx, id string) (memberRec, bool, error) {
 }
 
 func applyDeltas(tx *bbolt.Tx, ds []hq.Delta) error {
-	log := tx.Bucket(bMemLog)
 	for _, d := range ds {
 		r, found, err := getMember(tx, d.MemberID)
 		if err != nil {
 			return err
 		}
 		r.Apply(d)
-		if found {
-			if err := log.Delete(boltjs.U64(r.Version)); err != nil {
-				return err
-			}
-		}
-		if r.Version, err = log.NextSequence(); err != nil {
-			return err
-		}
-		if err := boltjs.Put(tx.Bucket(bMembers), []byte(d.MemberID), r); err != nil {
-			return err
-		}
-		if err := log.Put(boltjs.U64(r.Version), []byte(d.MemberID)); err != nil {
+		if err := putMember(tx, &r, found); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// putMember stores a changed member under a new change version, so the
+// changes feed sends it to the stores again.
+func putMember(tx *bbolt.Tx, r *memberRec, found bool) error {
+	log := tx.Bucket(bMemLog)
+	if found {
+		if err := log.Delete(boltjs.U64(r.Version)); err != nil {
+			return err
+		}
+	}
+	var err error
+	if r.Version, err = log.NextSequence(); err != nil {
+		return err
+	}
+	if err := boltjs.Put(tx.Bucket(bMembers), []byte(r.ID), r); err != nil {
+		return err
+	}
+	return log.Put(boltjs.U64(r.Version), []byte(r.ID))
 }
 
 func (s *Store) DeadLetters(_ context.Context, all bool) ([]hq.DeadLetter, error) {
@@ -425,6 +432,39 @@ func (s *Store) Members(ctx context.Context, fn func(hq.Member) error) error {
 			return fn(r.Member)
 		})
 	})
+}
+
+func (s *Store) FlaggedMembers(ctx context.Context) ([]hq.Member, error) {
+	var out []hq.Member
+	err := s.Members(ctx, func(m hq.Member) error {
+		if m.Flagged {
+			out = append(out, m)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (s *Store) ReviewMember(_ context.Context, id string, rv hq.Review) (hq.Member, error) {
+	var m hq.Member
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		r, found, err := getMember(tx, id)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("%w: member %q", hq.ErrNotFound, id)
+		}
+		if err := r.Review(rv); err != nil {
+			return err
+		}
+		if err := putMember(tx, &r, true); err != nil {
+			return err
+		}
+		m = r.Member
+		return nil
+	})
+	return m, err
 }
 
 func (s *Store) ApplyDeltas(_ context.Context, ds []hq.Delta) error {

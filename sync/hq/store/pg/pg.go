@@ -449,13 +449,13 @@ type changesCursor struct {
 	P int     `json:"p"`
 }
 
-const memberCols = `id, data, points, stored_value, flagged, last_sale, tier_at, coupons`
+const memberCols = `id, data, points, stored_value, flagged, last_sale, tier_at, coupons, reviews`
 
 func scanMember(r pgx.Row, extra ...any) (hq.Member, error) {
 	var m hq.Member
 	var ls, ta pgtype.Timestamptz
-	var coupons []byte
-	err := r.Scan(append([]any{&m.ID, &m.Data, &m.Points, &m.StoredValue, &m.Flagged, &ls, &ta, &coupons}, extra...)...)
+	var coupons, reviews []byte
+	err := r.Scan(append([]any{&m.ID, &m.Data, &m.Points, &m.StoredValue, &m.Flagged, &ls, &ta, &coupons, &reviews}, extra...)...)
 	if err != nil {
 		return m, err
 	}
@@ -464,6 +464,9 @@ func scanMember(r pgx.Row, extra ...any) (hq.Member, error) {
 	}
 	if ta.Valid {
 		m.TierAt = ta.Time.UTC()
+	}
+	if err := json.Unmarshal(reviews, &m.Reviews); err != nil {
+		return m, err
 	}
 	return m, json.Unmarshal(coupons, &m.Coupons)
 }
@@ -596,7 +599,47 @@ func (s *Store) Member(ctx context.Context, id string) (hq.Member, error) {
 }
 
 func (s *Store) Members(ctx context.Context, fn func(hq.Member) error) error {
-	rows, err := s.pool.Query(ctx, `SELECT `+memberCols+` FROM members ORDER BY id`)
+	return s.members(ctx, `SELECT `+memberCols+` FROM members ORDER BY id`, fn)
+}
+
+func (s *Store) FlaggedMembers(ctx context.Context) ([]hq.Member, error) {
+	var out []hq.Member
+	err := s.members(ctx, `SELECT `+memberCols+` FROM members WHERE flagged ORDER BY id`, func(m hq.Member) error {
+		out = append(out, m)
+		return nil
+	})
+	return out, err
+}
+
+func (s *Store) ReviewMember(ctx context.Context, id string, r hq.Review) (hq.Member, error) {
+	var m hq.Member
+	err := s.retry(ctx, func(tx pgx.Tx) error {
+		var err error
+		// The row lock keeps an ingest from changing the member between the
+		// check and the write.
+		m, err = scanMember(tx.QueryRow(ctx, `SELECT `+memberCols+` FROM members WHERE id = $1 FOR UPDATE`, id))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: member %q", hq.ErrNotFound, id)
+		}
+		if err != nil {
+			return err
+		}
+		if err := m.Review(r); err != nil {
+			return err
+		}
+		reviews, err := json.Marshal(m.Reviews)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE members SET flagged = false, reviews = $2, xid = pg_current_xact_id() WHERE id = $1`, id, reviews)
+		return err
+	})
+	return m, err
+}
+
+// members calls fn for every member the query selects (memberCols).
+func (s *Store) members(ctx context.Context, query string, fn func(hq.Member) error) error {
+	rows, err := s.pool.Query(ctx, query)
 	if err != nil {
 		return err
 	}

@@ -31,13 +31,20 @@ func testURL(t *testing.T) string {
 	return u
 }
 
-func open(t *testing.T) *pg.Store {
+// freshSchema is the URL of a new, empty schema dropped at test end, and a
+// context for the test's setup.
+func freshSchema(t *testing.T) (context.Context, string) {
 	base := testURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	u, drop, err := pg.FreshSchema(ctx, base, "hqtest_")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = drop() })
+	return ctx, u
+}
+
+func open(t *testing.T) *pg.Store {
+	ctx, u := freshSchema(t)
 	st, err := pg.Open(ctx, u, pg.Options{MaxConns: 8})
 	require.NoError(t, err)
 	return st
@@ -49,17 +56,12 @@ func TestConformance(t *testing.T) {
 }
 
 func TestMigrationsAreRecordedAndRerunSafely(t *testing.T) {
-	base := testURL(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	u, drop, err := pg.FreshSchema(ctx, base, "hqtest_")
-	require.NoError(t, err)
-	defer drop()
+	ctx, u := freshSchema(t)
 	st, err := pg.Open(ctx, u, pg.Options{})
 	require.NoError(t, err)
 	v, err := st.SchemaVersion(ctx)
 	require.NoError(t, err)
-	require.Equal(t, 1, v)
+	require.Equal(t, 2, v)
 	st.Close()
 	st, err = pg.Open(ctx, u, pg.Options{}) // already migrated: a no-op
 	require.NoError(t, err)
@@ -68,6 +70,42 @@ func TestMigrationsAreRecordedAndRerunSafely(t *testing.T) {
 	st.Close()
 	_, err = pg.Open(ctx, u, pg.Options{})
 	require.ErrorContains(t, err, "newer than this hq knows")
+}
+
+// TestSchemaOneUpgrades: a database left at schema 1 by an older hq is
+// migrated on Open, and its flagged members can be listed and reviewed.
+func TestSchemaOneUpgrades(t *testing.T) {
+	ctx, u := freshSchema(t)
+	v1, err := os.ReadFile("migrations/0001_init.sql")
+	require.NoError(t, err)
+	c, err := pgx.Connect(ctx, u)
+	require.NoError(t, err)
+	for _, q := range []string{
+		string(v1),
+		`CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+		`INSERT INTO schema_migrations (version, name) VALUES (1, '0001_init.sql')`,
+		`INSERT INTO members (id, points, stored_value, flagged) VALUES ('M1', 10, -500, true), ('M2', 5, 0, false)`,
+	} {
+		_, err := c.Exec(ctx, q)
+		require.NoError(t, err)
+	}
+	require.NoError(t, c.Close(ctx))
+
+	st, err := pg.Open(ctx, u, pg.Options{})
+	require.NoError(t, err)
+	defer st.Close()
+	v, err := st.SchemaVersion(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, v)
+	flagged, err := st.FlaggedMembers(ctx)
+	require.NoError(t, err)
+	require.Len(t, flagged, 1)
+	require.Equal(t, "M1", flagged[0].ID)
+	require.Empty(t, flagged[0].Reviews)
+	m, err := st.ReviewMember(ctx, "M1", hq.Review{By: "ops", At: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)})
+	require.NoError(t, err)
+	require.False(t, m.Flagged)
+	require.Equal(t, []hq.Review{{By: "ops", At: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), Points: 10, StoredValue: -500}}, m.Reviews)
 }
 
 // TestExportNeverSkipsOutOfOrderCommit holds an ingest transaction open
