@@ -14,6 +14,8 @@ import (
 	"posagent/agent/api"
 	"posagent/ledger/ledgercli"
 	"posagent/ledger/loyalty"
+
+	"posagent/ledger/entry"
 )
 
 // Paths of the agent's local API used by the CLI (see docs/api.md).
@@ -266,7 +268,7 @@ func newSaleCmd(g *globals) *cobra.Command {
 			}
 			req.ReceiptID = receipt
 			if stored != "" {
-				if req.StoredValue, err = ledgercli.ParseYuan(stored); err != nil {
+				if req.StoredValue, err = entry.ParseYuan(stored); err != nil {
 					return fmt.Errorf("--stored-value: %w", err)
 				}
 			}
@@ -381,7 +383,7 @@ func newTopUpCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("--member, --amount and --id (the top-up's id, for idempotency) are required")
 			}
 			var err error
-			if t.Amount, err = ledgercli.ParseYuan(amount); err != nil || t.Amount == 0 {
+			if t.Amount, err = entry.ParseYuan(amount); err != nil || t.Amount == 0 {
 				return fmt.Errorf("--amount: %v", orZero(err))
 			}
 			return postEntry(cmd, g, &af, pathTopUps, t)

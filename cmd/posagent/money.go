@@ -1,13 +1,16 @@
 package main
 
-import "fmt"
+import (
+	"strings"
 
-// fen formats minor units as yuan: 1250 → "¥12.50".
+	"posagent/ledger/entry"
+)
+
+// fen formats minor units for the terminal: 1250 → "¥12.50", -70 → "-¥0.70".
 func fen(n int64) string {
-	sign := ""
-	u := uint64(n)
-	if n < 0 {
-		sign, u = "-", uint64(-n)
+	s := entry.FormatFen(n)
+	if neg, ok := strings.CutPrefix(s, "-"); ok {
+		return "-¥" + neg
 	}
-	return fmt.Sprintf("%s¥%d.%02d", sign, u/100, u%100)
+	return "¥" + s
 }

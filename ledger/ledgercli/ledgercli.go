@@ -19,6 +19,8 @@ import (
 
 	"posagent/ledger"
 	"posagent/ledger/loyalty"
+
+	"posagent/ledger/entry"
 )
 
 // Opener returns the ledger path and options from the configuration.
@@ -192,7 +194,7 @@ func ParseLine(no int, s string) (loyalty.Line, error) {
 		return l, fmt.Errorf("line %q: quantity %q must be a whole number of 1 or more", s, parts[1])
 	}
 	l.Qty = q
-	if l.UnitPrice, err = ParseYuan(parts[2]); err != nil {
+	if l.UnitPrice, err = entry.ParseYuan(parts[2]); err != nil {
 		return l, fmt.Errorf("line %q: %v", s, err)
 	}
 	for _, f := range parts[3:] {
@@ -206,36 +208,6 @@ func ParseLine(no int, s string) (loyalty.Line, error) {
 		}
 	}
 	return l, nil
-}
-
-// ParseYuan reads an amount in yuan with at most two decimals into fen.
-func ParseYuan(s string) (int64, error) {
-	whole, frac, dot := strings.Cut(s, ".")
-	if whole == "" || len(frac) > 2 || (dot && frac == "") || strings.HasPrefix(whole, "-") {
-		return 0, fmt.Errorf("amount %q: give yuan with at most two decimals, e.g. 12.50", s)
-	}
-	y, err := strconv.ParseInt(whole, 10, 64)
-	if err != nil || y > 1e12 {
-		return 0, fmt.Errorf("amount %q: give yuan with at most two decimals, e.g. 12.50", s)
-	}
-	var f int64
-	if frac != "" {
-		if f, err = strconv.ParseInt(frac, 10, 64); err != nil || f < 0 {
-			return 0, fmt.Errorf("amount %q: give yuan with at most two decimals, e.g. 12.50", s)
-		}
-		if len(frac) == 1 {
-			f *= 10
-		}
-	}
-	return y*100 + f, nil
-}
-
-func yuan(f int64) string {
-	sign := ""
-	if f < 0 {
-		sign, f = "-", -f
-	}
-	return fmt.Sprintf("%s%d.%02d", sign, f/100, f%100)
 }
 
 func saleCmd(open Opener) *cobra.Command {
@@ -272,7 +244,7 @@ first sale. With --quote nothing is written.`,
 				return errors.New("give at least one --line sku:qty:price")
 			}
 			if sv != "" {
-				v, err := ParseYuan(sv)
+				v, err := entry.ParseYuan(sv)
 				if err != nil {
 					return fmt.Errorf("--stored-value: %v", err)
 				}
@@ -305,10 +277,10 @@ first sale. With --quote nothing is written.`,
 					return json.NewEncoder(w).Encode(q)
 				}
 				for _, ql := range q.Lines {
-					fmt.Fprintf(w, "%3d %-12s %4d × %10s = %10s  paid %10s  points %d\n", ql.LineNo, ql.SKU, ql.Qty, yuan(ql.UnitPrice), yuan(ql.Gross), yuan(ql.Paid), ql.EarnedPoints)
+					fmt.Fprintf(w, "%3d %-12s %4d × %10s = %10s  paid %10s  points %d\n", ql.LineNo, ql.SKU, ql.Qty, entry.FormatFen(ql.UnitPrice), entry.FormatFen(ql.Gross), entry.FormatFen(ql.Paid), ql.EarnedPoints)
 				}
 				fmt.Fprintf(w, "gross %s  discount %s  coupon %s  redeemed %d points (%s)  due %s  points earned %d (×%d)\n",
-					yuan(q.Gross), yuan(q.Discount), yuan(q.CouponValue), q.RedeemPoints, yuan(q.RedeemValue), yuan(q.Due), q.PointsEarned, q.Multiplier)
+					entry.FormatFen(q.Gross), entry.FormatFen(q.Discount), entry.FormatFen(q.CouponValue), q.RedeemPoints, entry.FormatFen(q.RedeemValue), entry.FormatFen(q.Due), q.PointsEarned, q.Multiplier)
 				return nil
 			}
 			e, err := l.CommitSale(ctx, r)
@@ -320,13 +292,13 @@ first sale. With --quote nothing is written.`,
 			}
 			s := e.Sale
 			for _, sl := range s.Lines {
-				fmt.Fprintf(w, "%3d %-12s %4d × %10s = %10s  paid %10s  points %d\n", sl.LineNo, sl.SKU, sl.Qty, yuan(sl.UnitPrice), yuan(sl.Gross), yuan(sl.Paid), sl.EarnedPoints)
+				fmt.Fprintf(w, "%3d %-12s %4d × %10s = %10s  paid %10s  points %d\n", sl.LineNo, sl.SKU, sl.Qty, entry.FormatFen(sl.UnitPrice), entry.FormatFen(sl.Gross), entry.FormatFen(sl.Paid), sl.EarnedPoints)
 			}
 			fmt.Fprintf(w, "sale %s (receipt %s, tier %s): gross %s  discount %s  coupon %s  redeemed %d points  due %s  stored value %s  points earned %d\n",
-				e.ID(), s.ReceiptID, s.Tier, yuan(s.Gross), yuan(s.Discount), yuan(s.CouponValue), s.RedeemPoints, yuan(s.Due), yuan(s.StoredValue), s.PointsEarned)
+				e.ID(), s.ReceiptID, s.Tier, entry.FormatFen(s.Gross), entry.FormatFen(s.Discount), entry.FormatFen(s.CouponValue), s.RedeemPoints, entry.FormatFen(s.Due), entry.FormatFen(s.StoredValue), s.PointsEarned)
 			if r.MemberID != "" {
 				if v, err := l.Member(r.MemberID); err == nil {
-					fmt.Fprintf(w, "member %s (%s): %d points, stored value %s\n", v.Member.ID, v.Member.Tier, v.Points, yuan(v.StoredValue))
+					fmt.Fprintf(w, "member %s (%s): %d points, stored value %s\n", v.Member.ID, v.Member.Tier, v.Points, entry.FormatFen(v.StoredValue))
 				}
 			}
 			return nil

@@ -6,19 +6,12 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"posagent/ledger/entry"
 )
 
 // fmtBP shows basis points as a percentage with two decimals.
 func fmtBP(bp int64) string { return fmt.Sprintf("%d.%02d%%", bp/100, bp%100) }
-
-// FormatFen shows fen as yuan with two decimals ("-70.00").
-func FormatFen(f int64) string {
-	sign := ""
-	if f < 0 {
-		sign, f = "-", -f
-	}
-	return fmt.Sprintf("%s%d.%02d", sign, f/100, f%100)
-}
 
 // Text writes the report as aligned plain-text tables.
 func (r *KPIReport) Text(w io.Writer) error {
@@ -28,7 +21,7 @@ func (r *KPIReport) Text(w io.Writer) error {
 	fmt.Fprintln(tw, "store\tmembers\tnew\tactive\trepurchase\tmember sales\tavg ticket\tpts issued\tpts redeemed\tredemption\tat risk\tdormant\t")
 	row := func(name string, k KPI) {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%d\t%s\t%d\t%d\t%s\t%d\t%d\t\n", name, k.Members, k.NewMembers, k.ActiveMembers,
-			fmtBP(k.RepurchaseBP), k.MemberSales, FormatFen(k.AvgTicket), k.PointsIssued, k.PointsRedeemed, fmtBP(k.RedemptionBP), k.AtRisk, k.Dormant)
+			fmtBP(k.RepurchaseBP), k.MemberSales, entry.FormatFen(k.AvgTicket), k.PointsIssued, k.PointsRedeemed, fmtBP(k.RedemptionBP), k.AtRisk, k.Dormant)
 	}
 	for _, k := range r.Stores {
 		row(k.Store, k)
@@ -87,7 +80,7 @@ func barChart(title string, labels []string, ss []series, format func(int64) str
 	return template.HTML(b.String())
 }
 
-var kpiPage = template.Must(template.New("kpi").Funcs(template.FuncMap{"bp": fmtBP, "fen": FormatFen}).Parse(`<!doctype html>
+var kpiPage = template.Must(template.New("kpi").Funcs(template.FuncMap{"bp": fmtBP, "fen": entry.FormatFen}).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>HQ KPIs {{.R.Month}}</title>
 <style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3}td:first-child{text-align:left}figure{display:inline-block;margin:0 1.5em 1.5em 0;vertical-align:top}
@@ -130,7 +123,7 @@ func (r *KPIReport) HTML(w io.Writer) error {
 		}, fmtBP),
 		barChart("Member average ticket (¥)", labels, []series{
 			{"avg ticket", "#76b7b2", col(func(k KPI) int64 { return k.AvgTicket })},
-		}, FormatFen),
+		}, entry.FormatFen),
 		barChart("Points issued and redeemed", labels, []series{
 			{"issued", "#edc948", col(func(k KPI) int64 { return k.PointsIssued })},
 			{"redeemed", "#b07aa1", col(func(k KPI) int64 { return k.PointsRedeemed })},

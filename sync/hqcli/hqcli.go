@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/signal"
 	"sort"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -29,6 +28,8 @@ import (
 	"posagent/sync/hq"
 	"posagent/sync/hq/store/bolt"
 	"posagent/sync/hq/store/pg"
+
+	"posagent/ledger/entry"
 )
 
 type flags struct {
@@ -429,10 +430,10 @@ func couponsCmd(f *flags) *cobra.Command {
 	}
 	issue.RunE = func(cmd *cobra.Command, args []string) error {
 		var err error
-		if r.Threshold, err = parseYuan(threshold); err != nil {
+		if r.Threshold, err = entry.ParseYuan(threshold); err != nil {
 			return fmt.Errorf("--threshold: %w", err)
 		}
-		if r.Value, err = parseYuan(value); err != nil {
+		if r.Value, err = entry.ParseYuan(value); err != nil {
 			return fmt.Errorf("--value: %w", err)
 		}
 		return withOps(f, func(ctx context.Context, o ops) error {
@@ -452,24 +453,6 @@ func couponsCmd(f *flags) *cobra.Command {
 	issue.Flags().IntVar(&r.DormantDays, "dormant-days", 0, "days without a sale that make a member dormant (default: the program's)")
 	c.AddCommand(issue)
 	return c
-}
-
-// parseYuan reads "20", "20.5" or "20.05" yuan as fen, without floats.
-func parseYuan(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, errors.New("give an amount in yuan, e.g. 20 or 19.90")
-	}
-	whole, frac, _ := strings.Cut(s, ".")
-	if len(frac) > 2 {
-		return 0, fmt.Errorf("%q: at most two decimals (fen)", s)
-	}
-	frac += strings.Repeat("0", 2-len(frac))
-	var w, fr int64
-	if _, err := fmt.Sscanf(whole+" "+frac, "%d %d", &w, &fr); err != nil || w < 0 || strings.HasPrefix(whole, "-") {
-		return 0, fmt.Errorf("%q is not an amount in yuan", s)
-	}
-	return w*100 + fr, nil
 }
 
 func programCmd(f *flags) *cobra.Command {

@@ -12,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"posagent/sync/hq"
+
+	"posagent/ledger/entry"
 )
 
 func membersCmd(f *flags) *cobra.Command {
@@ -46,7 +48,7 @@ func membersCmd(f *flags) *cobra.Command {
 				if !m.LastSale.IsZero() {
 					last = m.LastSale.UTC().Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\n", m.ID, name, m.Points, hq.FormatFen(m.StoredValue), last, len(m.Reviews))
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\n", m.ID, name, m.Points, entry.FormatFen(m.StoredValue), last, len(m.Reviews))
 			}
 			return tw.Flush()
 		}),
@@ -83,7 +85,7 @@ storage itself --by does (default: the operating-system user).`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(f.out, "reviewed %s: flag cleared (points %d, stored value %s yuan); the entries stay\n", m.ID, m.Points, hq.FormatFen(m.StoredValue))
+			fmt.Fprintf(f.out, "reviewed %s: flag cleared (points %d, stored value %s yuan); the entries stay\n", m.ID, m.Points, entry.FormatFen(m.StoredValue))
 			return nil
 		})(cmd, args)
 	}
