@@ -5,9 +5,10 @@
 // recomputes them from the entries and compares.
 //
 // Writes are group-committed: concurrent requests (several tills) share one
-// bbolt transaction — one fsync pair for the group — while each request
-// keeps its own result or error. A lone request commits in its caller's
-// goroutine, with no hand-off.
+// group — one write-ahead log frame and one fdatasync (wal.go) — while each
+// request keeps its own result or error. A lone request commits in its
+// caller's goroutine, with no hand-off. bbolt holds the materialised state
+// and is committed as a checkpoint every few hundred groups.
 package ledger
 
 import (
@@ -30,8 +31,14 @@ import (
 
 // SchemaVersion is the layout version this code writes. A file with a higher
 // version was written by a newer posagent and is refused; schema 1 was a
-// development layout and is refused too (ErrOlderSchema).
-const SchemaVersion = 2
+// development layout and is refused too (ErrOlderSchema). Schema 3 is the
+// B-tree layout of schema 2 whose acknowledged commits may be in the
+// write-ahead log: a posagent that knows no log must refuse it. Schema 2 is
+// upgraded in place at Open.
+const SchemaVersion = 3
+
+// schemaNoWAL is the same layout without the log; upgraded at Open.
+const schemaNoWAL = 2
 
 // Bucket names. See codec.go for the keys.
 var (
@@ -303,7 +310,8 @@ func (l *Ledger) checkFile() (err error) {
 			err = corruptErr(l.path, fmt.Sprintf("damaged page (%v)", r))
 		}
 	}()
-	return l.db.View(func(tx *bolt.Tx) error {
+	upgrade := false
+	err = l.db.View(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bMeta)
 		if m == nil {
 			return corruptErr(l.path, "a bbolt file but not a posagent ledger (no meta bucket)")
@@ -315,8 +323,10 @@ func (l *Ledger) checkFile() (err error) {
 		switch s := binary.BigEndian.Uint64(v); {
 		case s > SchemaVersion:
 			return fmt.Errorf("%w: %s has schema %d, this posagent reads up to %d; upgrade posagent (the file is left untouched)", ErrNewerSchema, l.path, s, SchemaVersion)
+		case s == schemaNoWAL:
+			upgrade = true
 		case s < SchemaVersion:
-			return fmt.Errorf("%w: %s has schema %d, written by a development build; this posagent reads schema %d. Export its entries with the build that wrote it if you need them, then move it aside (mv %s %s.old) and start a new ledger; HQ resends member data (the file is left untouched)", ErrOlderSchema, l.path, s, SchemaVersion, l.path, l.path)
+			return fmt.Errorf("%w: %s has schema %d, written by a development build; this posagent reads schema %d and %d. Export its entries with the build that wrote it if you need them, then move it aside (mv %s %s.old) and start a new ledger; HQ resends member data (the file is left untouched)", ErrOlderSchema, l.path, s, schemaNoWAL, SchemaVersion, l.path, l.path)
 		}
 		for _, b := range allBuckets {
 			if tx.Bucket(b) == nil {
@@ -328,6 +338,15 @@ func (l *Ledger) checkFile() (err error) {
 		}
 		return nil
 	})
+	if err != nil || !upgrade {
+		return err
+	}
+	if err := l.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bMeta).Put([]byte("schema"), u64(SchemaVersion))
+	}); err != nil {
+		return storageErr(l.path, fmt.Errorf("ledger: upgrade %s to schema %d: %w", l.path, SchemaVersion, err))
+	}
+	return nil
 }
 
 // Path is the file the ledger lives in.

@@ -309,3 +309,28 @@ func TestWALCheckpointsAndRecycles(t *testing.T) {
 	require.Len(t, saleKeys(t, l), n)
 	verifyOK(t, l)
 }
+
+// A schema 2 file (same layout, written before the log existed) is
+// upgraded to 3 at open, so a posagent that knows no log refuses it.
+func TestSchema2UpgradedAtOpen(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "l.db")
+	l := walLedger(t, p)
+	enrol(t, l, "M1")
+	require.NoError(t, l.Close())
+	db, err := bolt.Open(p, 0o600, nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bMeta)
+		require.NoError(t, m.Delete(walGenKey))
+		return m.Put([]byte("schema"), u64(schemaNoWAL))
+	}))
+	require.NoError(t, db.Close())
+	require.NoError(t, os.Remove(walPath(p)))
+
+	l = walLedger(t, p)
+	sale(t, l, walSale("R1"))
+	var schema uint64
+	require.NoError(t, l.read(func(tx *bolt.Tx) error { schema = getU64(tx.Bucket(bMeta).Get([]byte("schema"))); return nil }))
+	require.Equal(t, uint64(SchemaVersion), schema)
+	verifyOK(t, l)
+}
