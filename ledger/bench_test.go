@@ -69,22 +69,24 @@ func benchLedger(b *testing.B, dir string, members int) *Ledger {
 
 // writeStats snapshots pages written and group commits, so a benchmark
 // reports only its own commits (not the enrolments before it).
-type writeStats struct{ pages, groups, requests int64 }
+type writeStats struct{ pages, groups, requests, ckpts, walBytes int64 }
 
 func snapWrites(l *Ledger) writeStats {
 	s := l.db.Stats()
 	g, r := l.CommitStats()
-	return writeStats{s.TxStats.GetWrite(), g, r}
+	return writeStats{s.TxStats.GetWrite(), g, r, l.ckpts.Load(), l.walBytes.Load()}
 }
 
-// report adds pages written per commit and per sale (bbolt counts one per
-// node written, meta page included) and sales per commit.
+// report adds bbolt pages written per sale (checkpoints; bbolt counts one
+// per node written, meta page included), log bytes per sale, sales per
+// group and bbolt commits per 1000 sales.
 func (w writeStats) report(b *testing.B, l *Ledger, sales int) {
 	now := snapWrites(l)
 	pages, groups, reqs := now.pages-w.pages, now.groups-w.groups, now.requests-w.requests
-	b.ReportMetric(float64(pages)/float64(max(groups, 1)), "pages/commit")
 	b.ReportMetric(float64(pages)/float64(max(sales, 1)), "pages/sale")
-	b.ReportMetric(float64(reqs)/float64(max(groups, 1)), "sales/commit")
+	b.ReportMetric(float64(now.walBytes-w.walBytes)/float64(max(sales, 1)), "wal-B/sale")
+	b.ReportMetric(float64(reqs)/float64(max(groups, 1)), "sales/group")
+	b.ReportMetric(1000*float64(now.ckpts-w.ckpts)/float64(max(sales, 1)), "ckpt/1k-sales")
 }
 
 func benchMember(i int) entry.Member {

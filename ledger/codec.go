@@ -8,9 +8,9 @@ import (
 	"time"
 )
 
-// Keys and values of schema 2. Everything a sale touches is kept in as few
-// B+tree leaves as possible, because each dirty leaf (and its branch pages)
-// is one more page written and synced per commit:
+// Keys and values of schemas 2 and 3 (same layout). Everything a sale
+// touches is kept in as few B+tree leaves as possible, because each dirty
+// leaf (and its branch pages) is one more page written per checkpoint:
 //
 //	log      till 0x00 seq(8)         → global(8) entry-JSON   (the outbox itself)
 //	keys     sha256(kind,till,key)[:16] → request-hash(16) seq(8)…

@@ -5,9 +5,10 @@
 // recomputes them from the entries and compares.
 //
 // Writes are group-committed: concurrent requests (several tills) share one
-// bbolt transaction — one fsync pair for the group — while each request
-// keeps its own result or error. A lone request commits in its caller's
-// goroutine, with no hand-off.
+// group — one write-ahead log frame and one fdatasync (wal.go) — while each
+// request keeps its own result or error. A lone request commits in its
+// caller's goroutine, with no hand-off. bbolt holds the materialised state
+// and is committed as a checkpoint every few hundred groups.
 package ledger
 
 import (
@@ -30,8 +31,14 @@ import (
 
 // SchemaVersion is the layout version this code writes. A file with a higher
 // version was written by a newer posagent and is refused; schema 1 was a
-// development layout and is refused too (ErrOlderSchema).
-const SchemaVersion = 2
+// development layout and is refused too (ErrOlderSchema). Schema 3 is the
+// B-tree layout of schema 2 whose acknowledged commits may be in the
+// write-ahead log: a posagent that knows no log must refuse it. Schema 2 is
+// upgraded in place at Open.
+const SchemaVersion = 3
+
+// schemaNoWAL is the same layout without the log; upgraded at Open.
+const schemaNoWAL = 2
 
 // Bucket names. See codec.go for the keys.
 var (
@@ -96,8 +103,25 @@ type Ledger struct {
 	// many requests. It decays so a burst does not make later commits wait.
 	target, sinceMax int
 	timer            *time.Timer
-	groups           atomic.Int64 // transactions committed by group commit
+	groups           atomic.Int64 // groups made durable
 	grouped          atomic.Int64 // requests they carried
+	ckpts            atomic.Int64 // bbolt commits (checkpoints and direct commits)
+	walBytes         atomic.Int64 // bytes appended to the write-ahead log
+
+	// The write-ahead log and the bbolt write transaction that holds every
+	// acknowledged group not yet checkpointed. Everything below is guarded
+	// by txmu; reads use wtx under txmu while it is open (see read).
+	txmu     sync.Mutex
+	wal      *wal
+	wtx      *bolt.Tx
+	pending  [][]byte // frames since the last checkpoint, to rebuild wtx
+	pendSize int      // their bytes
+	pendPg   int      // bound on the pages a checkpoint of them allocates
+	mustCkpt error    // set after a failed append or checkpoint: checkpoint before the next append
+	shut     bool     // file closed
+	idle     *time.Timer
+	idleFor  time.Duration
+	pageSize int
 }
 
 // CommitStats tells how well group commit coalesces: transactions committed
@@ -174,10 +198,19 @@ func Open(path string, o Options) (l *Ledger, err error) {
 		db.Close()
 		return nil, err
 	}
-	if err := l.loadPrograms(); err != nil {
+	if l.wal, err = recoverWAL(db, path); err != nil {
 		db.Close()
 		return nil, err
 	}
+	if err := l.loadPrograms(); err != nil {
+		l.wal.close()
+		db.Close()
+		return nil, err
+	}
+	l.pageSize = db.Info().PageSize
+	l.idleFor = walIdle
+	l.idle = time.AfterFunc(time.Hour, l.idleCheckpoint)
+	l.idle.Stop()
 	return l, nil
 }
 
@@ -277,7 +310,8 @@ func (l *Ledger) checkFile() (err error) {
 			err = corruptErr(l.path, fmt.Sprintf("damaged page (%v)", r))
 		}
 	}()
-	return l.db.View(func(tx *bolt.Tx) error {
+	upgrade := false
+	err = l.db.View(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bMeta)
 		if m == nil {
 			return corruptErr(l.path, "a bbolt file but not a posagent ledger (no meta bucket)")
@@ -289,8 +323,10 @@ func (l *Ledger) checkFile() (err error) {
 		switch s := binary.BigEndian.Uint64(v); {
 		case s > SchemaVersion:
 			return fmt.Errorf("%w: %s has schema %d, this posagent reads up to %d; upgrade posagent (the file is left untouched)", ErrNewerSchema, l.path, s, SchemaVersion)
+		case s == schemaNoWAL:
+			upgrade = true
 		case s < SchemaVersion:
-			return fmt.Errorf("%w: %s has schema %d, written by a development build; this posagent reads schema %d. Export its entries with the build that wrote it if you need them, then move it aside (mv %s %s.old) and start a new ledger; HQ resends member data (the file is left untouched)", ErrOlderSchema, l.path, s, SchemaVersion, l.path, l.path)
+			return fmt.Errorf("%w: %s has schema %d, written by a development build; this posagent reads schema %d and %d. Export its entries with the build that wrote it if you need them, then move it aside (mv %s %s.old) and start a new ledger; HQ resends member data (the file is left untouched)", ErrOlderSchema, l.path, s, schemaNoWAL, SchemaVersion, l.path, l.path)
 		}
 		for _, b := range allBuckets {
 			if tx.Bucket(b) == nil {
@@ -302,6 +338,15 @@ func (l *Ledger) checkFile() (err error) {
 		}
 		return nil
 	})
+	if err != nil || !upgrade {
+		return err
+	}
+	if err := l.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bMeta).Put([]byte("schema"), u64(SchemaVersion))
+	}); err != nil {
+		return storageErr(l.path, fmt.Errorf("ledger: upgrade %s to schema %d: %w", l.path, SchemaVersion, err))
+	}
+	return nil
 }
 
 // Path is the file the ledger lives in.
@@ -320,7 +365,23 @@ func (l *Ledger) Close() error {
 		for b := l.take(nil); len(b) > 0; b = l.take(nil) {
 			l.runGroup(b)
 		}
-		err = l.db.Close()
+		l.idle.Stop()
+		l.txmu.Lock()
+		err = l.checkpoint()
+		if l.wtx != nil {
+			// The checkpoint failed; the groups stay in the log and are
+			// replayed at the next Open.
+			l.wtx.Rollback()
+			l.wtx = nil
+		}
+		l.shut = true
+		l.txmu.Unlock()
+		if cerr := l.wal.close(); err == nil {
+			err = cerr
+		}
+		if cerr := l.db.Close(); err == nil {
+			err = cerr
+		}
 	})
 	return err
 }
@@ -340,14 +401,26 @@ type request struct {
 }
 
 // writer counts writes so the leader knows whether a failed request left
-// anything behind in the shared transaction.
+// anything behind in the shared transaction, and records them for the
+// write-ahead log (rec) with a bound on the pages they dirty (pages).
 type writer struct {
-	tx *bolt.Tx
-	n  int
+	tx    *bolt.Tx
+	n     int
+	rec   []byte
+	pages int
+	psz   int
+}
+
+// note bounds the pages a write can make a checkpoint allocate: its leaf
+// and branches (split included) plus overflow pages for a large value.
+func (w *writer) note(size int) {
+	w.pages += 8 + 2*size/max(w.psz, 512)
 }
 
 func (w *writer) put(bucket []byte, k, v []byte) error {
 	w.n++
+	w.rec = encPut(w.rec, bucket, k, v)
+	w.note(len(k) + len(v))
 	b := w.tx.Bucket(bucket)
 	if bytes.Equal(bucket, bLog) {
 		// Appends only (per till): full pages, no half-empty splits.
@@ -358,7 +431,16 @@ func (w *writer) put(bucket []byte, k, v []byte) error {
 
 func (w *writer) del(bucket []byte, k []byte) error {
 	w.n++
+	w.rec = encDel(w.rec, bucket, k)
+	w.note(len(k))
 	return w.tx.Bucket(bucket).Delete(k)
+}
+
+func (w *writer) setSeq(bucket []byte, seq uint64) error {
+	w.n++
+	w.rec = encSeq(w.rec, bucket, seq)
+	w.note(0)
+	return w.tx.Bucket(bucket).SetSequence(seq)
 }
 
 func (w *writer) putJSON(bucket []byte, k []byte, v any) error {
@@ -368,12 +450,6 @@ func (w *writer) putJSON(bucket []byte, k []byte, v any) error {
 	}
 	return w.put(bucket, k, b)
 }
-
-var errNothingWritten = errors.New("nothing written")
-
-type brokenGroup struct{ err error }
-
-func (b *brokenGroup) Error() string { return "group broken: " + b.err.Error() }
 
 // submit queues fn and waits for its result. If no commit is running the
 // caller becomes the leader and commits the queue itself (no hand-off to
@@ -480,49 +556,219 @@ func (l *Ledger) fill(batch []*request) []*request {
 	return batch
 }
 
+// runGroup makes a group durable and answers its requests; then, off their
+// latency, checkpoints if one is due.
 func (l *Ledger) runGroup(batch []*request) {
-	writes := 0
-	err := l.db.Update(func(tx *bolt.Tx) error {
+	l.txmu.Lock()
+	if l.shut {
 		for _, r := range batch {
-			w := &writer{tx: tx}
-			res, err := runOp(r.fn, tx, w)
-			if err != nil && w.n > 0 {
-				return &brokenGroup{err}
-			}
-			r.res, r.err = res, err
-			writes += w.n
+			r.res, r.err = nil, ErrClosed
 		}
-		if writes == 0 {
-			// Only resends and refusals: nothing to make durable, so no fsync.
-			return errNothingWritten
-		}
-		return nil
-	})
-	if errors.Is(err, errNothingWritten) {
-		err = nil
+	} else {
+		l.group(batch)
 	}
-	var bg *brokenGroup
-	switch {
-	case writes == 0 && err == nil:
-	case err == nil:
-		l.groups.Add(1)
-		l.grouped.Add(int64(len(batch)))
-	case errors.As(err, &bg) && len(batch) > 1:
-		for _, r := range batch {
-			l.runGroup([]*request{r})
-		}
-		return
-	case errors.As(err, &bg):
-		batch[0].res, batch[0].err = nil, storageErr(l.path, bg.err)
-	default:
-		err = storageErr(l.path, err)
+	due := l.wtx != nil && (len(l.pending) >= walCkptGroup || l.pendSize >= walCkptBytes)
+	if due {
+		l.checkpoint() // a failure is kept in mustCkpt and retried
+	} else if l.wtx != nil {
+		l.idle.Reset(l.idleFor)
+	}
+	l.txmu.Unlock()
+	for _, r := range batch {
+		close(r.done)
+	}
+}
+
+// walIdle: an open transaction is checkpointed after this long without
+// groups, so a quiet till leaves nothing to replay.
+const walIdle = 200 * time.Millisecond
+
+func (l *Ledger) idleCheckpoint() {
+	l.txmu.Lock()
+	defer l.txmu.Unlock()
+	if !l.shut && l.wtx != nil {
+		l.checkpoint()
+	}
+}
+
+// group runs the requests in the open transaction, then appends their writes
+// to the log as one frame (one fdatasync) before anyone is answered. Caller
+// holds txmu.
+func (l *Ledger) group(batch []*request) {
+	fail := func(err error) {
 		for _, r := range batch {
 			r.res, r.err = nil, err
 		}
 	}
-	for _, r := range batch {
-		close(r.done)
+	if l.mustCkpt != nil {
+		if err := l.checkpoint(); err != nil {
+			fail(err)
+			return
+		}
 	}
+	if l.wtx == nil {
+		tx, err := l.db.Begin(true)
+		if err != nil {
+			fail(storageErr(l.path, err))
+			return
+		}
+		l.wtx = tx
+	}
+	var rec []byte
+	writes, pages := 0, 0
+	for _, r := range batch {
+		w := &writer{tx: l.wtx, rec: rec, psz: l.pageSize}
+		res, err := runOp(r.fn, l.wtx, w)
+		if err != nil && w.n > 0 {
+			// A request failed halfway: undo the group, then run its
+			// requests one at a time so only the failing one fails.
+			if rerr := l.rebuild(); rerr != nil {
+				fail(rerr)
+				return
+			}
+			if len(batch) > 1 {
+				for _, r := range batch {
+					l.group([]*request{r})
+				}
+				return
+			}
+			fail(storageErr(l.path, err))
+			return
+		}
+		r.res, r.err = res, err
+		writes += w.n
+		pages += w.pages
+		rec = w.rec
+	}
+	if writes == 0 {
+		return // only resends and refusals: nothing to make durable
+	}
+	if l.o.MaxSize > 0 && (l.wtx.Size()+int64((l.pendPg+pages+16)*l.pageSize))*2 > int64(l.o.MaxSize) {
+		// Near the size cap a checkpoint might not fit, and an
+		// acknowledged group must always fit: commit to bbolt directly,
+		// which either succeeds durably or fails this group only.
+		if err := l.commit(); err != nil {
+			if rerr := l.rebuild(); rerr != nil {
+				err = rerr
+			}
+			fail(err)
+			return
+		}
+		l.groups.Add(1)
+		l.grouped.Add(int64(len(batch)))
+		return
+	}
+	if err := l.wal.append(rec); err != nil {
+		err = storageErr(l.path, fmt.Errorf("ledger: write-ahead log: %w", err))
+		l.mustCkpt = err
+		if rerr := l.rebuild(); rerr != nil {
+			err = rerr
+		}
+		fail(err)
+		return
+	}
+	l.pending = append(l.pending, rec)
+	l.pendSize += len(rec)
+	l.pendPg += pages
+	l.walBytes.Add(int64(walHeader + len(rec)))
+	l.groups.Add(1)
+	l.grouped.Add(int64(len(batch)))
+}
+
+// rebuild drops the open transaction and redoes the acknowledged groups in
+// a new one: the state is again exactly what was acknowledged.
+func (l *Ledger) rebuild() error {
+	if l.wtx != nil {
+		l.wtx.Rollback()
+		l.wtx = nil
+	}
+	if len(l.pending) == 0 {
+		return nil
+	}
+	tx, err := l.db.Begin(true)
+	if err != nil {
+		return storageErr(l.path, err)
+	}
+	for _, f := range l.pending {
+		if err := applyFrame(tx, f); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("ledger: redo acknowledged groups: %w; close and reopen the ledger (the write-ahead log holds them)", err)
+		}
+	}
+	l.wtx = tx
+	return nil
+}
+
+// checkpoint commits the open transaction to bbolt with the next log
+// generation, which retires every frame in the log. On failure the
+// acknowledged groups stay in the log and in a rebuilt transaction, and no
+// frame is appended until a checkpoint succeeds. Caller holds txmu.
+func (l *Ledger) checkpoint() error {
+	if l.wtx == nil && l.mustCkpt == nil {
+		return nil
+	}
+	err := l.commit()
+	if err != nil {
+		l.mustCkpt = err
+		if rerr := l.rebuild(); rerr != nil {
+			return rerr
+		}
+		return err
+	}
+	return nil
+}
+
+// commit commits wtx (beginning one if needed) with walgen+1.
+func (l *Ledger) commit() error {
+	if l.wtx == nil {
+		tx, err := l.db.Begin(true)
+		if err != nil {
+			return storageErr(l.path, err)
+		}
+		l.wtx = tx
+	}
+	tx := l.wtx
+	l.wtx = nil
+	if err := tx.Bucket(bMeta).Put(walGenKey, u64(l.wal.gen+1)); err != nil {
+		tx.Rollback()
+		return storageErr(l.path, err)
+	}
+	if err := tx.Commit(); err != nil {
+		// Even a failed commit may have reached the disk: no frame of
+		// the current generation may follow until a commit succeeds.
+		l.mustCkpt = storageErr(l.path, err)
+		return l.mustCkpt
+	}
+	l.ckpts.Add(1)
+	l.wal.reset(l.wal.gen + 1)
+	l.pending, l.pendSize, l.pendPg, l.mustCkpt = nil, 0, 0, nil
+	return nil
+}
+
+// read runs fn on the acknowledged state: the committer's open transaction
+// if there is one (acknowledged groups not yet checkpointed live only
+// there), else a bbolt read transaction. fn must not write.
+func (l *Ledger) read(fn func(tx *bolt.Tx) error) error {
+	l.txmu.Lock()
+	if l.wtx != nil {
+		defer l.txmu.Unlock()
+		return fn(l.wtx)
+	}
+	l.txmu.Unlock()
+	// Nothing uncheckpointed: every acknowledged group is committed.
+	return l.db.View(fn)
+}
+
+// snapshot checkpoints, then runs fn in a read transaction (long reads:
+// verify, export), which does not hold up commits.
+func (l *Ledger) snapshot(fn func(tx *bolt.Tx) error) error {
+	l.txmu.Lock()
+	err := l.checkpoint()
+	l.txmu.Unlock()
+	if err != nil {
+		return err
+	}
+	return l.db.View(fn)
 }
 
 func runOp(fn op, tx *bolt.Tx, w *writer) (res any, err error) {

@@ -32,7 +32,7 @@ type MemberView struct {
 // Member looks a member up by id (ErrNotFound).
 func (l *Ledger) Member(id string) (MemberView, error) {
 	var v MemberView
-	err := l.db.View(func(tx *bolt.Tx) error {
+	err := l.read(func(tx *bolt.Tx) error {
 		var err error
 		v, err = l.view(tx, id)
 		return err
@@ -52,7 +52,7 @@ func (l *Ledger) MemberByMobile(mobile string) (MemberView, error) {
 
 func (l *Ledger) byIndex(b []byte, k, what string) (MemberView, error) {
 	var v MemberView
-	err := l.db.View(func(tx *bolt.Tx) error {
+	err := l.read(func(tx *bolt.Tx) error {
 		id := tx.Bucket(b).Get([]byte(k))
 		if id == nil || k == "" {
 			return wrapErr(ErrNotFound, "no member with this %s at this till; enrol them, or wait for the next sync from HQ", what)
@@ -177,8 +177,7 @@ func (l *Ledger) ApplyMemberStates(states []MemberState) error {
 				return nil, err
 			}
 		}
-		w.n++
-		return nil, tx.Bucket(bLog).SetSequence(a.global)
+		return nil, w.setSeq(bLog, a.global)
 	})
 	return err
 }
@@ -215,7 +214,7 @@ func (l *Ledger) setPrograms(ps loyalty.Programs) {
 
 func (l *Ledger) loadPrograms() error {
 	ps := append(loyalty.Programs(nil), l.o.Programs...)
-	err := l.db.View(func(tx *bolt.Tx) error {
+	err := l.read(func(tx *bolt.Tx) error {
 		return tx.Bucket(bPrograms).ForEach(func(k, v []byte) error {
 			p, err := loyalty.ParseProgram(v)
 			if err != nil {
@@ -235,7 +234,7 @@ func (l *Ledger) loadPrograms() error {
 // SyncCursor is the last change cursor received from HQ ("" at first).
 func (l *Ledger) SyncCursor() (string, error) {
 	var c string
-	err := l.db.View(func(tx *bolt.Tx) error {
+	err := l.read(func(tx *bolt.Tx) error {
 		c = string(tx.Bucket(bMeta).Get([]byte("sync_cursor")))
 		return nil
 	})
@@ -255,7 +254,7 @@ func (l *Ledger) SetSyncCursor(c string) error {
 // Tills lists the tills that have entries.
 func (l *Ledger) Tills() ([]string, error) {
 	var out []string
-	err := l.db.View(func(tx *bolt.Tx) error {
+	err := l.read(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bLog).Cursor()
 		for k, _ := c.First(); k != nil; {
 			till, _, ok := splitTillKey(k)
@@ -276,7 +275,7 @@ func (l *Ledger) Pending(till string, after uint64, limit int) ([]entry.Entry, e
 		limit = 500
 	}
 	var out []entry.Entry
-	err := l.db.View(func(tx *bolt.Tx) error {
+	err := l.read(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bLog).Cursor()
 		for k, v := c.Seek(tillKey(till, after+1)); k != nil && len(out) < limit; k, v = c.Next() {
 			t, seq, ok := splitTillKey(k)
@@ -297,7 +296,7 @@ func (l *Ledger) Pending(till string, after uint64, limit int) ([]entry.Entry, e
 // Acked is the highest sequence of till HQ acknowledged.
 func (l *Ledger) Acked(till string) (uint64, error) {
 	var n uint64
-	err := l.db.View(func(tx *bolt.Tx) error {
+	err := l.read(func(tx *bolt.Tx) error {
 		n = getU64(tx.Bucket(bAcked).Get([]byte(till)))
 		return nil
 	})
@@ -369,7 +368,7 @@ func (l *Ledger) Backlog() (count int, oldest time.Time, err error) {
 	if err != nil {
 		return 0, time.Time{}, err
 	}
-	err = l.db.View(func(tx *bolt.Tx) error {
+	err = l.read(func(tx *bolt.Tx) error {
 		for _, till := range tills {
 			acked := getU64(tx.Bucket(bAcked).Get([]byte(till)))
 			last := tillSeq(tx, till)

@@ -242,7 +242,7 @@ func (l *Ledger) Quote(ctx context.Context, r SaleRequest) (loyalty.Quote, error
 		return loyalty.Quote{}, err
 	}
 	var q loyalty.Quote
-	err := l.db.View(func(tx *bolt.Tx) error {
+	err := l.read(func(tx *bolt.Tx) error {
 		sp, err := l.priceSale(tx, r, nil)
 		if err != nil {
 			return err

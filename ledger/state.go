@@ -642,8 +642,7 @@ func (a *alloc) flush(w *writer) error {
 			return err
 		}
 	}
-	w.n++
-	return w.tx.Bucket(bLog).SetSequence(a.global)
+	return w.setSeq(bLog, a.global)
 }
 
 // seqs are the sequence numbers of the entries allocated so far.

@@ -35,7 +35,7 @@ func (l *Ledger) Verify(w io.Writer) (ok bool, err error) {
 			ok, err = false, corruptErr(l.path, fmt.Sprintf("reading failed (%v)", r))
 		}
 	}()
-	err = l.db.View(func(tx *bolt.Tx) error {
+	err = l.snapshot(func(tx *bolt.Tx) error {
 		ok = l.verifyTx(tx, w)
 		return nil
 	})
@@ -417,7 +417,7 @@ func jsonStr(v any) string {
 // Export writes every entry as one JSON line, in commit order. progress
 // (may be nil) is called with entries done and the total.
 func (l *Ledger) Export(w io.Writer, progress func(done, total int)) error {
-	return l.db.View(func(tx *bolt.Tx) error {
+	return l.snapshot(func(tx *bolt.Tx) error {
 		total := tx.Bucket(bLog).Stats().KeyN
 		done := 0
 		buf := make([]byte, 0, 4096)
@@ -515,6 +515,24 @@ func Compact(src, dst string, progress func(done, total int64)) error {
 	}
 	if _, err := os.Stat(src); err != nil {
 		return fmt.Errorf("ledger: %w", err)
+	}
+	if _, err := os.Stat(walPath(src)); err == nil {
+		// Acknowledged groups may still be only in the write-ahead log
+		// (after a crash): replay them into src first.
+		db, err := openBolt(src, &bolt.Options{Timeout: 1e9, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+		if err != nil {
+			return err
+		}
+		w, err := recoverWAL(db, src)
+		if err == nil {
+			err = w.close()
+		}
+		if cerr := db.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
 	}
 	sdb, err := openBolt(src, &bolt.Options{Timeout: 1e9, ReadOnly: true})
 	if err != nil {
