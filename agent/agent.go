@@ -263,7 +263,7 @@ func LedgerOptions(cfg config.Config) (ledger.Options, error) {
 	if err != nil {
 		return ledger.Options{}, err
 	}
-	return ledger.Options{Store: cfg.Store, Till: cfg.Till, Programs: progs}, nil
+	return ledger.Options{Store: cfg.Store, Till: cfg.Till, TimeZone: cfg.TimeZone, Programs: progs}, nil
 }
 
 func (a *Agent) deviceStatus() []api.DeviceStatus {

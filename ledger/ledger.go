@@ -64,6 +64,10 @@ type Options struct {
 	// embedded default). Versions applied from HQ are stored in the file and
 	// added to these at Open.
 	Programs loyalty.Programs
+	// TimeZone is the store's IANA time zone. When set it overrides the zone
+	// every program version was published with, so local dates (birthdays,
+	// member day, expiry) are the store's own. "": the program's zone.
+	TimeZone string
 	Now      func() time.Time // clock; nil: time.Now
 	// MaxSize caps the file size in bytes (0: none); reaching it gives
 	// ErrDiskFull, as a full disk does.
@@ -173,6 +177,11 @@ func Open(path string, o Options) (l *Ledger, err error) {
 	}
 	if len(o.Programs) == 0 {
 		o.Programs = loyalty.Programs{loyalty.DefaultProgram()}
+	}
+	if o.TimeZone != "" {
+		if _, err := time.LoadLocation(o.TimeZone); err != nil {
+			return nil, wrapErr(ErrInvalid, "store time zone %q: %v (use an IANA name such as Asia/Shanghai)", o.TimeZone, err)
+		}
 	}
 	st, err := os.Stat(path)
 	switch {

@@ -202,6 +202,10 @@ func (l *Ledger) ApplyProgram(src []byte) error {
 func (l *Ledger) setPrograms(ps loyalty.Programs) {
 	byV := map[int]*loyalty.Program{}
 	for _, p := range ps {
+		// Open checked the zone, so InZone cannot fail here.
+		if z, err := p.InZone(l.o.TimeZone); err == nil {
+			p = z
+		}
 		byV[p.Version] = p // later (HQ) versions replace a local one with the same number
 	}
 	out := make(loyalty.Programs, 0, len(byV))

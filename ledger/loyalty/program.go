@@ -291,3 +291,19 @@ func MaskMobile(m string) string {
 	}
 	return string(r)
 }
+
+// InZone returns the program evaluated in another time zone: the store's own
+// zone overrides the chain default the program was published with, because
+// birthdays, member day and expiry are the store's local dates. "" returns p.
+func (p *Program) InZone(tz string) (*Program, error) {
+	if tz == "" || tz == p.TimeZone {
+		return p, nil
+	}
+	loc, err := time.LoadLocation(tz)
+	if err != nil {
+		return nil, fmt.Errorf("time zone %q: %v (use an IANA name such as Asia/Shanghai)", tz, err)
+	}
+	q := *p
+	q.TimeZone, q.loc = tz, loc
+	return &q, nil
+}

@@ -193,3 +193,20 @@ func TestProgramsAt(t *testing.T) {
 		t.Errorf("sorted %v", s)
 	}
 }
+
+func TestInZone(t *testing.T) {
+	p := DefaultProgram()
+	if same, err := p.InZone(""); err != nil || same != p {
+		t.Fatalf(`InZone("") = %p, %v; want the program itself`, same, err)
+	}
+	b, err := p.InZone("Europe/Berlin")
+	if err != nil || b.Location().String() != "Europe/Berlin" {
+		t.Fatalf("InZone(Europe/Berlin) = %v, %v", b, err)
+	}
+	if p.Location().String() != "Asia/Shanghai" {
+		t.Fatalf("the original changed zone: %s", p.Location())
+	}
+	if _, err := p.InZone("Nowhere/Else"); err == nil {
+		t.Fatal("an unknown zone must be refused")
+	}
+}
