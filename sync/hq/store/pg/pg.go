@@ -224,50 +224,80 @@ func (s *Store) TillAcked(ctx context.Context, store, till string) (uint64, erro
 	return uint64(n), err
 }
 
+// Ingest stores a batch in one transaction of three round trips, the same
+// as a bare BEGIN/COPY/COMMIT: BEGIN and the till lock in one pipeline, the
+// COPY, and the acks, balances and COMMIT in another.
 func (s *Store) Ingest(ctx context.Context, b hq.Batch) (wire.Ack, error) {
-	var ack wire.Ack
-	err := s.retry(ctx, func(tx pgx.Tx) error {
-		var err error
-		ack, err = IngestTx(ctx, tx, b)
-		return err
-	})
+	for i := 0; ; i++ {
+		ack, err := s.ingest(ctx, b)
+		if c := pgCode(err); (c == "40P01" || c == "40001") && i < 8 {
+			continue
+		}
+		return ack, err
+	}
+}
+
+func (s *Store) ingest(ctx context.Context, b hq.Batch) (wire.Ack, error) {
+	c, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return wire.Ack{}, err
+	}
+	defer c.Release()
+	conn := c.Conn()
+	ack, err := ingest(ctx, conn, b, true)
+	if err != nil && conn.PgConn().TxStatus() != 'I' {
+		// The transaction failed before or at its COMMIT. A connection that
+		// cannot even roll back is closed, so the pool drops it.
+		if _, rerr := conn.Exec(ctx, "ROLLBACK"); rerr != nil {
+			_ = conn.Close(ctx)
+		}
+	}
 	return ack, err
 }
 
 // IngestTx does Ingest's work inside tx, which the caller commits. Exported
 // so tests can hold an ingest transaction open.
 func IngestTx(ctx context.Context, tx pgx.Tx, b hq.Batch) (wire.Ack, error) {
+	return ingest(ctx, tx, b, false)
+}
+
+// querier is what ingest needs of a connection or a transaction.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+	CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error)
+}
+
+// ingest stores b through q. own: q is a bare connection, and ingest
+// begins and commits the transaction itself, pipelined with its statements.
+func ingest(ctx context.Context, q querier, b hq.Batch, own bool) (wire.Ack, error) {
 	var acked int64
+	first := &pgx.Batch{}
+	if own {
+		first.Queue("BEGIN")
+	}
 	// Locks the till's row: uploads of one till go one at a time.
-	err := tx.QueryRow(ctx, `INSERT INTO tills (store, till) VALUES ($1, $2)
-		ON CONFLICT (store, till) DO UPDATE SET acked = tills.acked RETURNING acked`, b.Store, b.Till).Scan(&acked)
-	if err != nil {
+	first.Queue(`INSERT INTO tills (store, till) VALUES ($1, $2)
+		ON CONFLICT (store, till) DO UPDATE SET acked = tills.acked RETURNING acked`, b.Store, b.Till).QueryRow(func(r pgx.Row) error {
+		return r.Scan(&acked)
+	})
+	if err := q.SendBatch(ctx, first).Close(); err != nil {
 		return wire.Ack{}, err
 	}
 	if b.First > uint64(acked)+1 {
+		if own {
+			if _, err := q.Exec(ctx, "ROLLBACK"); err != nil {
+				return wire.Ack{}, err
+			}
+		}
 		return wire.Ack{}, &hq.GapError{Expected: uint64(acked) + 1}
 	}
 	dup := b.Last <= uint64(acked)
 	var dead []hq.DeadLetter
-	if !dup {
-		es, fresh := hq.Fresh(b, uint64(acked))
-		dead = fresh
-		if err := copyEntries(ctx, tx, es, b.ReceivedAt); err != nil {
-			return wire.Ack{}, err
-		}
-		batch := &pgx.Batch{}
-		for _, d := range fresh {
-			batch.Queue(`INSERT INTO dead_letters (store, till, seq, reason, raw, received_at) VALUES ($1,$2,$3,$4,$5,$6)`,
-				d.Store, d.Till, int64(d.Seq), d.Reason, d.Raw, d.ReceivedAt)
-		}
-		batch.Queue(`UPDATE tills SET acked = $3 WHERE store = $1 AND till = $2`, b.Store, b.Till, int64(b.Last))
-		if err := applyDeltas(ctx, tx, batch, hq.Deltas(es)); err != nil {
-			return wire.Ack{}, err
-		}
-	}
 	if dup || b.First <= uint64(acked) {
 		// Dead letters of earlier uploads of this range belong in the ack too.
-		rows, err := tx.Query(ctx, `SELECT store, till, seq, reason FROM dead_letters
+		rows, err := q.Query(ctx, `SELECT store, till, seq, reason FROM dead_letters
 			WHERE store = $1 AND till = $2 AND seq BETWEEN $3 AND $4 ORDER BY seq`, b.Store, b.Till, int64(b.First), int64(b.Last))
 		if err != nil {
 			return wire.Ack{}, err
@@ -283,12 +313,34 @@ func IngestTx(ctx context.Context, tx pgx.Tx, b hq.Batch) (wire.Ack, error) {
 			return wire.Ack{}, err
 		}
 	}
-	return hq.AckFor(b, dead, dup), nil
+	if dup {
+		if own {
+			if _, err := q.Exec(ctx, "COMMIT"); err != nil {
+				return wire.Ack{}, err
+			}
+		}
+		return hq.AckFor(b, dead, true), nil
+	}
+	es, fresh := hq.Fresh(b, uint64(acked))
+	if err := copyEntries(ctx, q, es, b.ReceivedAt); err != nil {
+		return wire.Ack{}, err
+	}
+	last := &pgx.Batch{}
+	for _, d := range fresh {
+		last.Queue(`INSERT INTO dead_letters (store, till, seq, reason, raw, received_at) VALUES ($1,$2,$3,$4,$5,$6)`,
+			d.Store, d.Till, int64(d.Seq), d.Reason, d.Raw, d.ReceivedAt)
+	}
+	dead = append(dead, fresh...)
+	last.Queue(`UPDATE tills SET acked = $3 WHERE store = $1 AND till = $2`, b.Store, b.Till, int64(b.Last))
+	if err := applyDeltas(ctx, q, last, hq.Deltas(es), own); err != nil {
+		return wire.Ack{}, err
+	}
+	return hq.AckFor(b, dead, false), nil
 }
 
 var entryCols = []string{"store", "till", "seq", "kind", "member_id", "at", "received_at", "body"}
 
-func copyEntries(ctx context.Context, tx pgx.Tx, es []entry.Entry, at time.Time) error {
+func copyEntries(ctx context.Context, q querier, es []entry.Entry, at time.Time) error {
 	if len(es) == 0 {
 		return nil
 	}
@@ -301,7 +353,7 @@ func copyEntries(ctx context.Context, tx pgx.Tx, es []entry.Entry, at time.Time)
 		}
 		rows[i] = []any{e.Store, e.Till, int64(e.Seq), string(e.Kind), e.MemberID, e.At, at, body}
 	}
-	_, err := tx.CopyFrom(ctx, pgx.Identifier{"entries"}, entryCols, pgx.CopyFromRows(rows))
+	_, err := q.CopyFrom(ctx, pgx.Identifier{"entries"}, entryCols, pgx.CopyFromRows(rows))
 	return err
 }
 
@@ -318,8 +370,9 @@ ON CONFLICT (id) DO UPDATE SET
 
 // applyDeltas sends batch (queued by the caller) with the balance update
 // and, for members whose data, tier or coupons change, reads them back
-// (locked by the update), merges in Go and writes them.
-func applyDeltas(ctx context.Context, tx pgx.Tx, batch *pgx.Batch, ds []hq.Delta) error {
+// (locked by the update), merges in Go and writes them. commit: end the
+// transaction in the last pipeline.
+func applyDeltas(ctx context.Context, q querier, batch *pgx.Batch, ds []hq.Delta, commit bool) error {
 	ids := make([]string, len(ds))
 	pts := make([]int64, len(ds))
 	svs := make([]int64, len(ds))
@@ -356,11 +409,13 @@ func applyDeltas(ctx context.Context, tx pgx.Tx, batch *pgx.Batch, ds []hq.Delta
 			})
 			return err
 		})
+	} else if commit {
+		batch.Queue("COMMIT")
 	}
-	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+	if err := q.SendBatch(ctx, batch).Close(); err != nil {
 		return err
 	}
-	if len(ms) == 0 {
+	if len(structural) == 0 {
 		return nil
 	}
 	data := make([][]byte, len(ms))
@@ -384,10 +439,14 @@ func applyDeltas(ctx context.Context, tx pgx.Tx, batch *pgx.Batch, ds []hq.Delta
 		mids[i], flags[i] = m.ID, m.Flagged
 		tiers[i] = pgtype.Timestamptz{Time: m.TierAt, Valid: !m.TierAt.IsZero()}
 	}
-	_, err := tx.Exec(ctx, `UPDATE members SET data = u.data, tier_at = u.tier_at, coupons = u.coupons, flagged = u.flagged, xid = pg_current_xact_id()
+	end := &pgx.Batch{}
+	end.Queue(`UPDATE members SET data = u.data, tier_at = u.tier_at, coupons = u.coupons, flagged = u.flagged, xid = pg_current_xact_id()
 		FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::jsonb[], $5::bool[]) AS u(id, data, tier_at, coupons, flagged)
 		WHERE members.id = u.id`, mids, data, tiers, coupons, flags)
-	return err
+	if commit {
+		end.Queue("COMMIT")
+	}
+	return q.SendBatch(ctx, end).Close()
 }
 
 func (s *Store) DeadLetters(ctx context.Context, all bool) ([]hq.DeadLetter, error) {
@@ -422,7 +481,7 @@ func (s *Store) ResolveDeadLetter(ctx context.Context, store, till string, seq u
 		if err := copyEntries(ctx, tx, []entry.Entry{e}, at); err != nil {
 			return err
 		}
-		return applyDeltas(ctx, tx, &pgx.Batch{}, hq.Deltas([]entry.Entry{e}))
+		return applyDeltas(ctx, tx, &pgx.Batch{}, hq.Deltas([]entry.Entry{e}), false)
 	})
 }
 
@@ -657,7 +716,7 @@ func (s *Store) members(ctx context.Context, query string, fn func(hq.Member) er
 }
 
 func (s *Store) ApplyDeltas(ctx context.Context, ds []hq.Delta) error {
-	return s.retry(ctx, func(tx pgx.Tx) error { return applyDeltas(ctx, tx, &pgx.Batch{}, ds) })
+	return s.retry(ctx, func(tx pgx.Tx) error { return applyDeltas(ctx, tx, &pgx.Batch{}, ds, false) })
 }
 
 func (s *Store) PublishProgram(ctx context.Context, p wire.ProgramVersion) error {
