@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -389,6 +390,7 @@ func applyDeltas(ctx context.Context, q querier, batch *pgx.Batch, ds []hq.Delta
 	}
 	if len(ds) > 0 {
 		batch.Queue(balanceSQL, ids, pts, svs, lss)
+		batch.Queue(logChangesSQL, ids)
 	}
 	var ms []hq.Member
 	if len(structural) > 0 {
@@ -539,28 +541,8 @@ func (s *Store) Changes(ctx context.Context, cursor string, limit int) (wire.Cha
 		return wire.Changes{}, err
 	}
 	var ch wire.Changes
-	rows, err := s.pool.Query(ctx, `SELECT `+memberCols+`, xid::text FROM members
-		WHERE (xid, id) > ($1::text::xid8, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot())
-		ORDER BY xid, id LIMIT $3`, cur.M.X, cur.M.K, limit+1)
-	if err != nil {
-		return ch, err
-	}
-	for rows.Next() {
-		if len(ch.Members) == limit {
-			ch.More = true
-			break
-		}
-		var x string
-		m, err := scanMember(rows, &x)
-		if err != nil {
-			rows.Close()
-			return ch, err
-		}
-		ch.Members = append(ch.Members, m.State())
-		cur.M = feedPos{X: x, K: m.ID}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	var err error
+	if ch.Members, cur.M, ch.More, err = s.memberChanges(ctx, cur.M, limit); err != nil {
 		return ch, err
 	}
 	// Publishing holds a table lock and versions only increase, so versions
@@ -582,6 +564,135 @@ func (s *Store) Changes(ctx context.Context, cursor string, limit int) (wire.Cha
 	}
 	ch.Cursor = hq.EncodeCursor(cur)
 	return ch, nil
+}
+
+// logChangesSQL records the members a transaction changed (one row per
+// transaction, so a feed position (xid, id) orders them).
+const logChangesSQL = `INSERT INTO member_changes (ids) VALUES ($1)
+	ON CONFLICT (xid) DO UPDATE SET ids = member_changes.ids || excluded.ids`
+
+// changeRows is how many member_changes rows one read of the feed takes.
+const changeRows = 16
+
+// memberChanges reads the member feed after pos: the log of changed members
+// in (xid, id) order, where a member is handed out only at its last change
+// (members.xid), so once however often it changed; a later change hands it
+// out again further on. Only transactions below the snapshot's xmin are
+// read, so nothing can commit behind the cursor; one repeatable-read
+// snapshot serves the log and the member rows.
+func (s *Store) memberChanges(ctx context.Context, pos feedPos, limit int) (out []wire.MemberState, next feedPos, more bool, err error) {
+	after, err := strconv.ParseUint(pos.X, 10, 64)
+	if err != nil {
+		return nil, pos, false, fmt.Errorf("%w (xid %q)", hq.ErrCursor, pos.X)
+	}
+	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		out, next, more = nil, pos, false
+		var emit []feedPos // to hand out, in order; one more than limit means more
+		within := true     // row `after` may still hold ids after pos.K
+		for len(emit) <= limit {
+			op := ">"
+			if within {
+				op = ">="
+			}
+			rows, err := tx.Query(ctx, `SELECT xid::text, ids FROM member_changes
+				WHERE xid `+op+` $1::text::xid8 AND xid < pg_snapshot_xmin(pg_current_snapshot())
+				ORDER BY xid LIMIT $2`, strconv.FormatUint(after, 10), changeRows)
+			if err != nil {
+				return err
+			}
+			type change struct {
+				x   string
+				ids []string
+			}
+			cs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (change, error) {
+				var c change
+				err := r.Scan(&c.x, &c.ids)
+				return c, err
+			})
+			if err != nil {
+				return err
+			}
+			var want []string
+			for i := range cs {
+				c := &cs[i]
+				sort.Strings(c.ids)
+				c.ids = slices.Compact(c.ids)
+				if within && c.x == pos.X {
+					// The cursor's own transaction: only the ids after it.
+					c.ids = c.ids[sort.Search(len(c.ids), func(j int) bool { return c.ids[j] > pos.K }):]
+				}
+				want = append(want, c.ids...)
+			}
+			last := map[string]string{} // member → xid of its last change
+			if len(want) > 0 {
+				rows, err := tx.Query(ctx, `SELECT id, xid::text FROM members WHERE id = ANY($1)`, want)
+				if err != nil {
+					return err
+				}
+				var id, x string
+				if _, err := pgx.ForEachRow(rows, []any{&id, &x}, func() error { last[id] = x; return nil }); err != nil {
+					return err
+				}
+			}
+		scan:
+			for _, c := range cs {
+				for _, id := range c.ids {
+					p := feedPos{X: c.x, K: id}
+					if last[id] == c.x {
+						emit = append(emit, p)
+						if len(emit) > limit {
+							break scan
+						}
+					}
+					next = p // skipped ones are behind the cursor too
+				}
+			}
+			if len(cs) < changeRows {
+				break
+			}
+			// Every id of every row read is behind the cursor now.
+			after, err = strconv.ParseUint(cs[len(cs)-1].x, 10, 64)
+			if err != nil {
+				return err
+			}
+			within = false
+		}
+		if len(emit) > limit {
+			more, emit = true, emit[:limit]
+			if limit > 0 {
+				next = emit[limit-1]
+			}
+		}
+		if len(emit) == 0 {
+			return nil
+		}
+		ids := make([]string, len(emit))
+		for i, p := range emit {
+			ids[i] = p.K
+		}
+		rows, err := tx.Query(ctx, `SELECT `+memberCols+` FROM members WHERE id = ANY($1)`, ids)
+		if err != nil {
+			return err
+		}
+		byID := map[string]hq.Member{}
+		for rows.Next() {
+			m, err := scanMember(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			byID[m.ID] = m
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, p := range emit {
+			out = append(out, byID[p.K].State())
+		}
+		return nil
+	})
+	return out, next, more, err
 }
 
 func (s *Store) Export(ctx context.Context, cursor string, limit int) (wire.ExportPage, error) {
@@ -690,8 +801,10 @@ func (s *Store) ReviewMember(ctx context.Context, id string, r hq.Review) (hq.Me
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE members SET flagged = false, reviews = $2, xid = pg_current_xact_id() WHERE id = $1`, id, reviews)
-		return err
+		b := &pgx.Batch{}
+		b.Queue(`UPDATE members SET flagged = false, reviews = $2, xid = pg_current_xact_id() WHERE id = $1`, id, reviews)
+		b.Queue(logChangesSQL, []string{id})
+		return tx.SendBatch(ctx, b).Close()
 	})
 	return m, err
 }

@@ -2,6 +2,8 @@ package pg_test
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"os"
 	"testing"
 	"time"
@@ -61,7 +63,7 @@ func TestMigrationsAreRecordedAndRerunSafely(t *testing.T) {
 	require.NoError(t, err)
 	v, err := st.SchemaVersion(ctx)
 	require.NoError(t, err)
-	require.Equal(t, 2, v)
+	require.Equal(t, 3, v)
 	st.Close()
 	st, err = pg.Open(ctx, u, pg.Options{}) // already migrated: a no-op
 	require.NoError(t, err)
@@ -96,7 +98,7 @@ func TestSchemaOneUpgrades(t *testing.T) {
 	defer st.Close()
 	v, err := st.SchemaVersion(ctx)
 	require.NoError(t, err)
-	require.Equal(t, 2, v)
+	require.Equal(t, 3, v)
 	flagged, err := st.FlaggedMembers(ctx)
 	require.NoError(t, err)
 	require.Len(t, flagged, 1)
@@ -217,4 +219,40 @@ func pullChanges(t *testing.T, st *pg.Store, cur string) (map[string]int64, stri
 			return got, cur
 		}
 	}
+}
+
+// TestChangesFeedOverManyTransactions: members changed again and again over
+// more transactions than the feed reads at once. Followed from the start,
+// the feed hands every member out once with its last state; followed
+// along the way, a reader's last copy of each member is its last state.
+func TestChangesFeedOverManyTransactions(t *testing.T) {
+	st := open(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	tl := &hqtest.Till{Store: "S1", Till: "T1"}
+	want := map[string]int64{}
+	follower, fcur := map[string]int64{}, ""
+	for i := 0; i < 45; i++ {
+		a, b := fmt.Sprintf("M%d", i%7), fmt.Sprintf("M%d", (i*3+1)%11)
+		_, err := st.Ingest(ctx, hqtest.Batch(tl.Points(a, t0, int64(i+1), "x"), tl.Points(b, t0, 2, "y")))
+		require.NoError(t, err)
+		want[a] += int64(i + 1)
+		want[b] += 2
+		if i%4 == 0 {
+			var got map[string]int64
+			got, fcur = pullChanges(t, st, fcur)
+			maps.Copy(follower, got)
+		}
+	}
+	hqtest.Eventually(t, "every member from the start, once", func() bool {
+		got, _ := pullChanges(t, st, "")
+		return maps.Equal(got, want)
+	})
+	hqtest.Eventually(t, "the follower's last copies", func() bool {
+		var got map[string]int64
+		got, fcur = pullChanges(t, st, fcur)
+		maps.Copy(follower, got)
+		return maps.Equal(follower, want)
+	})
 }
