@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -28,28 +30,41 @@ var (
 	bTills     = []byte("tills")       // store\x00till → acked (be64)
 	bEntries   = []byte("entries")     // export seq (be64) → stored
 	bDead      = []byte("dead")        // store\x00till\x00seq(be64) → DeadLetter
-	bMembers   = []byte("members")     // id → record
+	bMembers   = []byte("members")     // id → hot part (see member.go)
+	bMemData   = []byte("member_data") // id → cold part
 	bMemLog    = []byte("member_log")  // change version (be64) → member id
 	bPrograms  = []byte("programs")    // version (be64) → ProgramVersion
 	bMeta      = []byte("meta")
-	allBuckets = [][]byte{bCreds, bTokens, bTills, bEntries, bDead, bMembers, bMemLog, bPrograms, bMeta}
+	allBuckets = [][]byte{bCreds, bTokens, bTills, bEntries, bDead, bMembers, bMemData, bMemLog, bPrograms, bMeta}
 )
 
-const schemaVersion = 1
+// schemaVersion 2: members split into hot and cold parts (1: one JSON
+// record); a version-1 file is migrated on open.
+const schemaVersion = 2
 
 // Options tune the store.
 type Options struct {
 	// Timeout waits this long for the file lock held by another process [5s].
 	Timeout time.Duration
-	// BatchDelay is how long concurrent uploads wait to share one commit
-	// (one fsync) [2ms].
+	// BatchDelay is how long the first upload of a commit waits for others
+	// to share it [0: none; uploads that arrive while a commit is being
+	// written share the next one anyway].
 	BatchDelay time.Duration
 	// NoSync skips fsync (tests and load runs only: a crash may lose data).
 	NoSync bool
 }
 
 // Store is the bbolt HQ store.
-type Store struct{ db *bbolt.DB }
+type Store struct {
+	db        *bbolt.DB
+	delay     time.Duration
+	reqs      chan *ingestReq
+	closing   chan struct{}
+	stopped   chan struct{}
+	closeOnce sync.Once
+	// commits and uploads count group commits and the uploads they held.
+	commits, uploads atomic.Int64
+}
 
 var _ hq.Store = (*Store)(nil)
 
@@ -58,17 +73,17 @@ func Open(path string, o Options) (*Store, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Second
 	}
-	if o.BatchDelay <= 0 {
-		o.BatchDelay = 2 * time.Millisecond
-	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: o.Timeout, NoSync: o.NoSync})
+	// The freelist is not written at each commit (less to write; it is
+	// rebuilt from the file on open), and kept as a map (fast with many
+	// free pages).
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: o.Timeout, NoSync: o.NoSync,
+		NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("hq store %s is locked by another process (is an hq already running on it?): %w", path, err)
 		}
 		return nil, fmt.Errorf("hq store %s: %w", path, err)
 	}
-	db.MaxBatchDelay = o.BatchDelay
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -76,8 +91,14 @@ func Open(path string, o Options) (*Store, error) {
 			}
 		}
 		meta := tx.Bucket(bMeta)
-		if n := boltjs.Uint64(meta.Get([]byte("schema"))); n > schemaVersion {
+		n := boltjs.Uint64(meta.Get([]byte("schema")))
+		if n > schemaVersion {
 			return fmt.Errorf("hq store %s has schema %d, newer than this hq (%d); upgrade hq", path, n, schemaVersion)
+		}
+		if n == 1 {
+			if err := migrateMembers(tx); err != nil {
+				return fmt.Errorf("hq store %s: upgrading members to schema %d: %w", path, schemaVersion, err)
+			}
 		}
 		return meta.Put([]byte("schema"), boltjs.U64(schemaVersion))
 	})
@@ -85,7 +106,9 @@ func Open(path string, o Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db, delay: o.BatchDelay, reqs: make(chan *ingestReq), closing: make(chan struct{}), stopped: make(chan struct{})}
+	go s.committer()
+	return s, nil
 }
 
 func key(parts ...string) []byte { return []byte(joinNUL(parts)) }
@@ -105,8 +128,13 @@ func deadKey(store, till string, seq uint64) []byte {
 	return append(key(store, till, ""), boltjs.U64(seq)...)
 }
 
-// Close closes the file.
-func (s *Store) Close() error { return s.db.Close() }
+// Close stops the committer (uploads not yet taken get ErrClosed) and
+// closes the file.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() { close(s.closing) })
+	<-s.stopped
+	return s.db.Close()
+}
 
 // Ping checks the file is open.
 func (s *Store) Ping(context.Context) error {
@@ -188,55 +216,9 @@ type memberRec struct {
 	Version uint64 `json:"version"`
 }
 
-func (s *Store) Ingest(ctx context.Context, b hq.Batch) (wire.Ack, error) {
-	if err := ctx.Err(); err != nil {
-		return wire.Ack{}, err
-	}
-	var ack wire.Ack
-	// Batch shares one commit among concurrent uploads; fn may run twice,
-	// so it sets ack afresh each time.
-	err := s.db.Batch(func(tx *bbolt.Tx) error {
-		tills := tx.Bucket(bTills)
-		tk := key(b.Store, b.Till)
-		acked := boltjs.Uint64(tills.Get(tk))
-		if b.First > acked+1 {
-			return &hq.GapError{Expected: acked + 1}
-		}
-		dup := b.Last <= acked
-		if !dup {
-			es, dead := hq.Fresh(b, acked)
-			if err := putEntries(tx, es, b.ReceivedAt); err != nil {
-				return err
-			}
-			for _, d := range dead {
-				if err := boltjs.Put(tx.Bucket(bDead), deadKey(d.Store, d.Till, d.Seq), d); err != nil {
-					return err
-				}
-			}
-			if err := applyDeltas(tx, hq.Deltas(es)); err != nil {
-				return err
-			}
-			if err := tills.Put(tk, boltjs.U64(b.Last)); err != nil {
-				return err
-			}
-		}
-		var dls []hq.DeadLetter
-		c := tx.Bucket(bDead).Cursor()
-		for k, v := c.Seek(deadKey(b.Store, b.Till, b.First)); k != nil && bytes.Compare(k, deadKey(b.Store, b.Till, b.Last)) <= 0; k, v = c.Next() {
-			var d hq.DeadLetter
-			if err := json.Unmarshal(v, &d); err != nil {
-				return err
-			}
-			dls = append(dls, d)
-		}
-		ack = hq.AckFor(b, dls, dup)
-		return nil
-	})
-	return ack, err
-}
-
 func putEntries(tx *bbolt.Tx, es []entry.Entry, at time.Time) error {
 	eb := tx.Bucket(bEntries)
+	eb.FillPercent = 1
 	for i := range es {
 		seq, err := eb.NextSequence()
 		if err != nil {
@@ -249,47 +231,14 @@ func putEntries(tx *bbolt.Tx, es []entry.Entry, at time.Time) error {
 	return nil
 }
 
-func getMember(tx *bbolt.Tx, id string) (memberRec, bool, error) {
-	var r memberRec
-	v := tx.Bucket(bMembers).Get([]byte(id))
-	if v == nil {
-		return memberRec{Member: hq.Member{ID: id}}, false, nil
-	}
-	err := json.Unmarshal(v, &r)
-	return r, true, err
-}
-
 func applyDeltas(tx *bbolt.Tx, ds []hq.Delta) error {
+	ms := newMemberSet(tx)
 	for _, d := range ds {
-		r, found, err := getMember(tx, d.MemberID)
-		if err != nil {
-			return err
-		}
-		r.Apply(d)
-		if err := putMember(tx, &r, found); err != nil {
+		if err := ms.apply(d); err != nil {
 			return err
 		}
 	}
-	return nil
-}
-
-// putMember stores a changed member under a new change version, so the
-// changes feed sends it to the stores again.
-func putMember(tx *bbolt.Tx, r *memberRec, found bool) error {
-	log := tx.Bucket(bMemLog)
-	if found {
-		if err := log.Delete(boltjs.U64(r.Version)); err != nil {
-			return err
-		}
-	}
-	var err error
-	if r.Version, err = log.NextSequence(); err != nil {
-		return err
-	}
-	if err := boltjs.Put(tx.Bucket(bMembers), []byte(r.ID), r); err != nil {
-		return err
-	}
-	return log.Put(boltjs.U64(r.Version), []byte(r.ID))
+	return ms.flush()
 }
 
 func (s *Store) DeadLetters(_ context.Context, all bool) ([]hq.DeadLetter, error) {
@@ -425,8 +374,12 @@ func (s *Store) Member(_ context.Context, id string) (hq.Member, error) {
 
 func (s *Store) Members(ctx context.Context, fn func(hq.Member) error) error {
 	return s.db.View(func(tx *bbolt.Tx) error {
-		return boltjs.Each(tx.Bucket(bMembers), func(_ []byte, r memberRec) error {
+		return tx.Bucket(bMembers).ForEach(func(k, _ []byte) error {
 			if err := ctx.Err(); err != nil {
+				return err
+			}
+			r, _, err := getMember(tx, string(k))
+			if err != nil {
 				return err
 			}
 			return fn(r.Member)
@@ -448,20 +401,26 @@ func (s *Store) FlaggedMembers(ctx context.Context) ([]hq.Member, error) {
 func (s *Store) ReviewMember(_ context.Context, id string, rv hq.Review) (hq.Member, error) {
 	var m hq.Member
 	err := s.db.Update(func(tx *bbolt.Tx) error {
-		r, found, err := getMember(tx, id)
+		_, found, err := getMember(tx, id)
 		if err != nil {
 			return err
 		}
 		if !found {
 			return fmt.Errorf("%w: member %q", hq.ErrNotFound, id)
 		}
-		if err := r.Review(rv); err != nil {
+		ms := newMemberSet(tx)
+		sm, err := ms.get(id)
+		if err != nil {
 			return err
 		}
-		if err := putMember(tx, &r, true); err != nil {
+		if err := sm.rec.Review(rv); err != nil {
 			return err
 		}
-		m = r.Member
+		sm.cold = true
+		if err := ms.flush(); err != nil {
+			return err
+		}
+		m = sm.rec.Member
 		return nil
 	})
 	return m, err
