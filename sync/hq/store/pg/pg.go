@@ -39,10 +39,17 @@ var migrationFS embed.FS
 // Options tune the store.
 type Options struct {
 	MaxConns int32 // pool size [max(8, 4×CPU) as pgxpool picks]
+	// PruneEvery is how often the member change log drops the entries of
+	// members that changed again since (PruneChanges) [10m; <0: never].
+	PruneEvery time.Duration
 }
 
 // Store is the PostgreSQL HQ store.
-type Store struct{ pool *pgxpool.Pool }
+type Store struct {
+	pool *pgxpool.Pool
+	stop context.CancelFunc // ends the pruner
+	done chan struct{}      // closed when the pruner has ended
+}
 
 var _ hq.Store = (*Store)(nil)
 
@@ -64,12 +71,38 @@ func Open(ctx context.Context, url string, o Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("hq: PostgreSQL at %s is not reachable: %w", cfg.ConnConfig.Host, err)
 	}
-	s := &Store{pool: pool}
+	s := &Store{pool: pool, done: make(chan struct{})}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
+	every := o.PruneEvery
+	if every == 0 {
+		every = 10 * time.Minute
+	}
+	var pctx context.Context
+	pctx, s.stop = context.WithCancel(context.Background())
+	go s.pruner(pctx, every)
 	return s, nil
+}
+
+// pruner runs PruneChanges every interval until ctx ends; a failed round is
+// retried at the next one (the log only grows meanwhile).
+func (s *Store) pruner(ctx context.Context, every time.Duration) {
+	defer close(s.done)
+	if every < 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_, _ = s.PruneChanges(ctx)
+		}
+	}
 }
 
 // Pool exposes the connection pool (benchmarks compare against raw COPY).
@@ -148,7 +181,12 @@ func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 	return v, err
 }
 
-func (s *Store) Close() error { s.pool.Close(); return nil }
+func (s *Store) Close() error {
+	s.stop()
+	<-s.done
+	s.pool.Close()
+	return nil
+}
 
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 
@@ -693,6 +731,52 @@ func (s *Store) memberChanges(ctx context.Context, pos feedPos, limit int) (out 
 		return nil
 	})
 	return out, next, more, err
+}
+
+// pruneSQL rewrites up to $2 member_changes rows from xid $1 on (below the
+// snapshot's xmin, so no writer still adds to them) to the members whose last
+// change they are, and deletes the rows left empty. It returns the last xid
+// it looked at and how many rows it read. Safe while the feed is read: an id
+// dropped at x belongs to a member whose last change y ≠ x has its own row,
+// where the feed hands it out.
+const pruneSQL = `WITH c AS (
+	SELECT xid, ids FROM member_changes
+	WHERE xid > $1::text::xid8 AND xid < pg_snapshot_xmin(pg_current_snapshot())
+	ORDER BY xid LIMIT $2
+), live AS (
+	SELECT c.xid, cardinality(c.ids) AS n,
+		coalesce(array_agg(DISTINCT u.id) FILTER (WHERE m.xid = c.xid), '{}') AS ids
+	FROM c CROSS JOIN LATERAL unnest(c.ids) AS u(id) LEFT JOIN members m ON m.id = u.id
+	GROUP BY c.xid, c.ids
+), gone AS (
+	DELETE FROM member_changes mc USING live
+	WHERE mc.xid = live.xid AND cardinality(live.ids) = 0
+), kept AS (
+	UPDATE member_changes mc SET ids = live.ids FROM live
+	WHERE mc.xid = live.xid AND cardinality(live.ids) BETWEEN 1 AND live.n - 1
+)
+SELECT coalesce(max(xid)::text, ''), count(*) FROM c`
+
+// PruneChanges shrinks the member change log to each member's last change,
+// so a new store's first pull reads about one entry a member however long
+// HQ has run. It works in short transactions (a long one would hold the
+// feeds back) and returns how many log rows it read. Open runs it every
+// Options.PruneEvery.
+func (s *Store) PruneChanges(ctx context.Context) (int, error) {
+	const rows = 500
+	after, total := "0", 0
+	for {
+		var last string
+		var n int
+		if err := s.pool.QueryRow(ctx, pruneSQL, after, rows).Scan(&last, &n); err != nil {
+			return total, fmt.Errorf("hq: prune member changes: %w", err)
+		}
+		total += n
+		if n < rows {
+			return total, nil
+		}
+		after = last
+	}
 }
 
 func (s *Store) Export(ctx context.Context, cursor string, limit int) (wire.ExportPage, error) {

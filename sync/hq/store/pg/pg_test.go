@@ -49,6 +49,7 @@ func open(t *testing.T) *pg.Store {
 	ctx, u := freshSchema(t)
 	st, err := pg.Open(ctx, u, pg.Options{MaxConns: 8})
 	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
 	return st
 }
 
@@ -222,9 +223,10 @@ func pullChanges(t *testing.T, st *pg.Store, cur string) (map[string]int64, stri
 }
 
 // TestChangesFeedOverManyTransactions: members changed again and again over
-// more transactions than the feed reads at once. Followed from the start,
-// the feed hands every member out once with its last state; followed
-// along the way, a reader's last copy of each member is its last state.
+// more transactions than the feed reads at once, the log pruned on the way.
+// Followed from the start, the feed hands every member out once with its
+// last state; followed along the way, a reader's last copy of each member is
+// its last state. Pruned, the log holds one id a member.
 func TestChangesFeedOverManyTransactions(t *testing.T) {
 	st := open(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -244,7 +246,21 @@ func TestChangesFeedOverManyTransactions(t *testing.T) {
 			got, fcur = pullChanges(t, st, fcur)
 			maps.Copy(follower, got)
 		}
+		if i == 22 {
+			_, err := st.PruneChanges(ctx)
+			require.NoError(t, err)
+		}
 	}
+	var rows, ids int
+	require.NoError(t, st.Pool().QueryRow(ctx, `SELECT count(*), sum(cardinality(ids)) FROM member_changes`).Scan(&rows, &ids))
+	require.Greater(t, ids, len(want), "the test needs superseded entries to prune")
+	// Another transaction on the server holds pruning back until it ends.
+	hqtest.Eventually(t, "one log entry a member", func() bool {
+		_, err := st.PruneChanges(ctx)
+		require.NoError(t, err)
+		require.NoError(t, st.Pool().QueryRow(ctx, `SELECT count(*), sum(cardinality(ids)) FROM member_changes`).Scan(&rows, &ids))
+		return ids == len(want)
+	})
 	hqtest.Eventually(t, "every member from the start, once", func() bool {
 		got, _ := pullChanges(t, st, "")
 		return maps.Equal(got, want)
