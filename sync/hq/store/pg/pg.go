@@ -265,10 +265,20 @@ func (s *Store) TillAcked(ctx context.Context, store, till string) (uint64, erro
 
 // Ingest stores a batch in one transaction of three round trips, the same
 // as a bare BEGIN/COPY/COMMIT: BEGIN and the till lock in one pipeline, the
-// COPY, and the acks, balances and COMMIT in another.
+// COPY, and the acks, balances and COMMIT in another. The rows and balance
+// deltas are made before the transaction for the usual upload, the one
+// that starts right after what HQ acked.
 func (s *Store) Ingest(ctx context.Context, b hq.Batch) (wire.Ack, error) {
+	var pre *prepared
+	if b.First > 0 {
+		p, err := prepare(b, b.First-1)
+		if err != nil {
+			return wire.Ack{}, err
+		}
+		pre = &p
+	}
 	for i := 0; ; i++ {
-		ack, err := s.ingest(ctx, b)
+		ack, err := s.ingest(ctx, b, pre)
 		if c := pgCode(err); (c == "40P01" || c == "40001") && i < 8 {
 			continue
 		}
@@ -276,14 +286,14 @@ func (s *Store) Ingest(ctx context.Context, b hq.Batch) (wire.Ack, error) {
 	}
 }
 
-func (s *Store) ingest(ctx context.Context, b hq.Batch) (wire.Ack, error) {
+func (s *Store) ingest(ctx context.Context, b hq.Batch, pre *prepared) (wire.Ack, error) {
 	c, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return wire.Ack{}, err
 	}
 	defer c.Release()
 	conn := c.Conn()
-	ack, err := ingest(ctx, conn, b, true)
+	ack, err := ingest(ctx, conn, b, true, pre)
 	if err != nil && conn.PgConn().TxStatus() != 'I' {
 		// The transaction failed before or at its COMMIT. A connection that
 		// cannot even roll back is closed, so the pool drops it.
@@ -294,10 +304,24 @@ func (s *Store) ingest(ctx context.Context, b hq.Batch) (wire.Ack, error) {
 	return ack, err
 }
 
+// prepared is what a batch writes when HQ has acked its till up to acked.
+type prepared struct {
+	acked uint64
+	rows  [][]any // for COPY into entries
+	ds    []hq.Delta
+	dead  []hq.DeadLetter
+}
+
+func prepare(b hq.Batch, acked uint64) (prepared, error) {
+	es, dead := hq.Fresh(b, acked)
+	rows, err := entryRows(es, b.ReceivedAt)
+	return prepared{acked: acked, rows: rows, ds: hq.Deltas(es), dead: dead}, err
+}
+
 // IngestTx does Ingest's work inside tx, which the caller commits. Exported
 // so tests can hold an ingest transaction open.
 func IngestTx(ctx context.Context, tx pgx.Tx, b hq.Batch) (wire.Ack, error) {
-	return ingest(ctx, tx, b, false)
+	return ingest(ctx, tx, b, false, nil)
 }
 
 // querier is what ingest needs of a connection or a transaction.
@@ -310,7 +334,8 @@ type querier interface {
 
 // ingest stores b through q. own: q is a bare connection, and ingest
 // begins and commits the transaction itself, pipelined with its statements.
-func ingest(ctx context.Context, q querier, b hq.Batch, own bool) (wire.Ack, error) {
+// pre, if made for the acked position found, saves making it again.
+func ingest(ctx context.Context, q querier, b hq.Batch, own bool, pre *prepared) (wire.Ack, error) {
 	var acked int64
 	first := &pgx.Batch{}
 	if own {
@@ -360,10 +385,17 @@ func ingest(ctx context.Context, q querier, b hq.Batch, own bool) (wire.Ack, err
 		}
 		return hq.AckFor(b, dead, true), nil
 	}
-	es, fresh := hq.Fresh(b, uint64(acked))
-	if err := copyEntries(ctx, q, es, b.ReceivedAt); err != nil {
+	if pre == nil || pre.acked != uint64(acked) {
+		p, err := prepare(b, uint64(acked))
+		if err != nil {
+			return wire.Ack{}, err
+		}
+		pre = &p
+	}
+	if err := copyRows(ctx, q, pre.rows); err != nil {
 		return wire.Ack{}, err
 	}
+	fresh := pre.dead
 	last := &pgx.Batch{}
 	for _, d := range fresh {
 		last.Queue(`INSERT INTO dead_letters (store, till, seq, reason, raw, received_at) VALUES ($1,$2,$3,$4,$5,$6)`,
@@ -371,7 +403,7 @@ func ingest(ctx context.Context, q querier, b hq.Batch, own bool) (wire.Ack, err
 	}
 	dead = append(dead, fresh...)
 	last.Queue(`UPDATE tills SET acked = $3 WHERE store = $1 AND till = $2`, b.Store, b.Till, int64(b.Last))
-	if err := applyDeltas(ctx, q, last, hq.Deltas(es), own); err != nil {
+	if err := applyDeltas(ctx, q, last, pre.ds, own); err != nil {
 		return wire.Ack{}, err
 	}
 	return hq.AckFor(b, dead, false), nil
@@ -379,18 +411,23 @@ func ingest(ctx context.Context, q querier, b hq.Batch, own bool) (wire.Ack, err
 
 var entryCols = []string{"store", "till", "seq", "kind", "member_id", "at", "received_at", "body"}
 
-func copyEntries(ctx context.Context, q querier, es []entry.Entry, at time.Time) error {
-	if len(es) == 0 {
-		return nil
-	}
+// entryRows are es as COPY rows for entries, received at at.
+func entryRows(es []entry.Entry, at time.Time) ([][]any, error) {
 	rows := make([][]any, len(es))
 	for i := range es {
 		e := &es[i]
 		body, err := json.Marshal(e)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rows[i] = []any{e.Store, e.Till, int64(e.Seq), string(e.Kind), e.MemberID, e.At, at, body}
+	}
+	return rows, nil
+}
+
+func copyRows(ctx context.Context, q querier, rows [][]any) error {
+	if len(rows) == 0 {
+		return nil
 	}
 	_, err := q.CopyFrom(ctx, pgx.Identifier{"entries"}, entryCols, pgx.CopyFromRows(rows))
 	return err
@@ -518,7 +555,11 @@ func (s *Store) ResolveDeadLetter(ctx context.Context, store, till string, seq u
 		if t.RowsAffected() == 0 {
 			return fmt.Errorf("%w: open dead letter %s/%s/%d", hq.ErrNotFound, store, till, seq)
 		}
-		if err := copyEntries(ctx, tx, []entry.Entry{e}, at); err != nil {
+		rows, err := entryRows([]entry.Entry{e}, at)
+		if err != nil {
+			return err
+		}
+		if err := copyRows(ctx, tx, rows); err != nil {
 			return err
 		}
 		return applyDeltas(ctx, tx, &pgx.Batch{}, hq.Deltas([]entry.Entry{e}), false)
