@@ -24,7 +24,17 @@ import (
 // goroutines, each uploading its tills' batches of 100 sales in order, to
 // members drawn from a pool of 200,000 like the load program.
 // Gated: POSAGENT_HQ_BENCH=1; POSAGENT_HQ_BENCH_TILLS sets the tills [1000].
+//
+// Members: "local" as the load program (an upload's 100 sales go to 100
+// consecutive member ids, so they share B+tree leaves), "random" as a real
+// chain (each sale a member anywhere in the pool).
 func TestIngestConcurrent(t *testing.T) {
+	for _, pattern := range []string{"local", "random"} {
+		t.Run(pattern, func(t *testing.T) { ingestConcurrent(t, pattern == "random") })
+	}
+}
+
+func ingestConcurrent(t *testing.T, random bool) {
 	if os.Getenv("POSAGENT_HQ_BENCH") != "1" {
 		t.Skip("benchmark: set POSAGENT_HQ_BENCH=1 to run")
 	}
@@ -45,7 +55,11 @@ func TestIngestConcurrent(t *testing.T) {
 		for k := 0; k < batches; k++ {
 			es := make([]entry.Entry, size)
 			for j := range es {
-				es[j] = tl.Sale(fmt.Sprintf("M%06d", (i*7919+k*size+j)%200000), t0.Add(time.Duration(k*size+j)*time.Second), 1500, 15, 0, 0, "")
+				m := (i*7919 + k*size + j) % 200000
+				if random {
+					m = (i*batches*size + k*size + j) * 48271 % 200000
+				}
+				es[j] = tl.Sale(fmt.Sprintf("M%06d", m), t0.Add(time.Duration(k*size+j)*time.Second), 1500, 15, 0, 0, "")
 			}
 			work[i] = append(work[i], hqtest.Batch(es...))
 		}
@@ -93,4 +107,5 @@ func TestIngestConcurrent(t *testing.T) {
 	commits, uploads := bolt.Groups(st)
 	t.Logf("commits %d (%.1f uploads each), writes %d, pages allocated %d MiB, write+fsync %v, spill %v, rebalance %v",
 		commits, float64(uploads)/float64(commits), ts.GetWrite(), ts.GetPageAlloc()>>20, ts.GetWriteTime().Round(time.Millisecond), ts.GetSpillTime().Round(time.Millisecond), ts.GetRebalanceTime().Round(time.Millisecond))
+	t.Log(bolt.BucketPages(st))
 }

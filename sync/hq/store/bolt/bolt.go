@@ -294,12 +294,15 @@ func (s *Store) Changes(_ context.Context, cursor string, limit int) (wire.Chang
 		c := tx.Bucket(bMemLog).Cursor()
 		k, v := c.Seek(boltjs.U64(cur.M + 1))
 		for ; k != nil && len(ch.Members) < limit; k, v = c.Next() {
+			cur.M = boltjs.Uint64(k)
 			r, _, err := getMember(tx, string(v))
 			if err != nil {
 				return err
 			}
+			if r.Version != cur.M {
+				continue // stale: the member changed again and comes at its newer version
+			}
 			ch.Members = append(ch.Members, r.State())
-			cur.M = boltjs.Uint64(k)
 		}
 		ch.More = k != nil
 		pc := tx.Bucket(bPrograms).Cursor()

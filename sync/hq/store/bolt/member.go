@@ -133,10 +133,8 @@ type memberSet struct {
 }
 
 type setMember struct {
-	rec    memberRec
-	found  bool
-	cold   bool // structure changed: write the cold part too
-	oldVer uint64
+	rec  memberRec
+	cold bool // structure changed: write the cold part too
 }
 
 func newMemberSet(tx *bbolt.Tx) *memberSet {
@@ -147,11 +145,11 @@ func (s *memberSet) get(id string) (*setMember, error) {
 	if sm := s.m[id]; sm != nil {
 		return sm, nil
 	}
-	r, found, err := getMember(s.tx, id)
+	r, _, err := getMember(s.tx, id)
 	if err != nil {
 		return nil, err
 	}
-	sm := &setMember{rec: r, found: found, oldVer: r.Version}
+	sm := &setMember{rec: r}
 	s.m[id] = sm
 	return sm, nil
 }
@@ -184,11 +182,6 @@ func (s *memberSet) flush() error {
 	hot, data := s.tx.Bucket(bMembers), s.tx.Bucket(bMemData)
 	for _, id := range ids {
 		sm := s.m[id]
-		if sm.found {
-			if err := log.Delete(boltjs.U64(sm.oldVer)); err != nil {
-				return err
-			}
-		}
 		v, err := log.NextSequence()
 		if err != nil {
 			return err
@@ -209,10 +202,53 @@ func (s *memberSet) flush() error {
 		if err := log.Put(boltjs.U64(v), []byte(id)); err != nil {
 			return err
 		}
-		sm.found, sm.oldVer, sm.cold = true, v, false
+		sm.cold = false
 	}
-	return nil
+	return pruneLog(s.tx, 2*len(ids)+64)
 }
+
+// The change log is append-only: a member's earlier log entry is left in
+// place when it changes (deleting it would dirty a leaf anywhere in the
+// log for every member touched) and readers skip entries older than the
+// member's version. pruneLog removes such stale entries a stretch at a
+// time, from a position kept in meta that wraps round the log; looking at
+// twice as many entries as a commit adds keeps the log within about twice
+// the number of members, and one commit's deletions share a few leaves.
+func pruneLog(tx *bbolt.Tx, budget int) error {
+	meta, log, hot := tx.Bucket(bMeta), tx.Bucket(bMemLog), tx.Bucket(bMembers)
+	pos := boltjs.Uint64(meta.Get(keyPrune))
+	var stale [][]byte
+	c := log.Cursor()
+	k, v := c.Seek(boltjs.U64(pos + 1))
+	if k == nil {
+		k, v = c.First()
+	}
+	for n := 0; k != nil && n < budget; k, v = c.Next() {
+		n++
+		pos = boltjs.Uint64(k)
+		var r memberRec
+		h := hot.Get(v)
+		if h != nil {
+			if err := decodeHot(h, &r); err != nil {
+				return fmt.Errorf("member %q: %w", v, err)
+			}
+		}
+		if h == nil || r.Version != pos {
+			stale = append(stale, append([]byte(nil), k...))
+		}
+	}
+	if k == nil {
+		pos = 0 // at the end: start again from the oldest
+	}
+	for _, k := range stale {
+		if err := log.Delete(k); err != nil {
+			return err
+		}
+	}
+	return meta.Put(keyPrune, boltjs.U64(pos))
+}
+
+var keyPrune = []byte("member_log_pruned")
 
 // migrateMembers turns schema-1 members (one JSON record each) into hot and
 // cold parts, keeping their change versions.
