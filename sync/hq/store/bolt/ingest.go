@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -127,7 +128,14 @@ func (s *Store) committer() {
 }
 
 func (s *Store) commit(group []*ingestReq) {
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	err := s.db.Update(func(tx *bbolt.Tx) (err error) {
+		// A panic (a bug, or input nothing foresaw) fails the upload, as
+		// db.Batch did, and not the whole HQ.
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("hq store: ingest panicked: %v", p)
+			}
+		}()
 		ms := newMemberSet(tx)
 		for _, r := range group {
 			r.ack, r.err = apply(tx, ms, r)
