@@ -97,6 +97,14 @@ func (l *Ledger) stamp(e *entry.Entry, till, cashier string, at time.Time, p *lo
 	e.ProgramVersion = p.Version
 }
 
+// record stamps e, gives it its sequence numbers and applies it to the
+// member's state: the steps every follow-on entry of a commit takes.
+func (l *Ledger) record(ms *mstate, a *alloc, e *entry.Entry, till, cashier string, at time.Time, p *loyalty.Program) error {
+	l.stamp(e, till, cashier, at, p)
+	_, err := ms.apply(e, a.add(e), l.Programs(), nil)
+	return err
+}
+
 // touch writes off the member's lots expired at `at` (points_expired
 // entries, created lazily when the member is next used).
 func (l *Ledger) touch(ms *mstate, till, cashier string, at time.Time, a *alloc) error {
@@ -315,17 +323,13 @@ func (l *Ledger) CommitSale(ctx context.Context, r SaleRequest) (*entry.Entry, e
 			if to != from {
 				tc := &entry.Entry{Kind: entry.KindTierChange, Key: r.ReceiptID, MemberID: ms.id,
 					Tier: &entry.TierChange{From: from, To: to, Reason: why}}
-				l.stamp(tc, r.Till, r.Cashier, r.At, sp.prog)
-				g := a.add(tc)
-				if _, err := ms.apply(tc, g, l.Programs(), nil); err != nil {
+				if err := l.record(ms, a, tc, r.Till, r.Cashier, r.At, sp.prog); err != nil {
 					return nil, err
 				}
 				if bonus > 0 {
 					be := &entry.Entry{Kind: entry.KindPointsAdjust, Key: r.ReceiptID, MemberID: ms.id, PointsDelta: bonus,
 						Points: &entry.PointsChange{Reason: "tier_upgrade", Points: bonus}}
-					l.stamp(be, r.Till, r.Cashier, r.At, sp.prog)
-					g := a.add(be)
-					if _, err := ms.apply(be, g, l.Programs(), nil); err != nil {
+					if err := l.record(ms, a, be, r.Till, r.Cashier, r.At, sp.prog); err != nil {
 						return nil, err
 					}
 				}
@@ -677,9 +681,7 @@ func (l *Ledger) TopUp(ctx context.Context, r TopUpRequest) (*entry.Entry, error
 		bonus := p.TopUpBonus(r.Amount)
 		e := &entry.Entry{Kind: entry.KindTopUp, Key: r.TopUpID, MemberID: ms.id, StoredValueDelta: r.Amount + bonus,
 			TopUp: &entry.TopUp{TopUpID: r.TopUpID, Amount: r.Amount, Bonus: bonus}}
-		l.stamp(e, r.Till, r.Cashier, r.At, p)
-		g := a.add(e)
-		if _, err := ms.apply(e, g, l.Programs(), nil); err != nil {
+		if err := l.record(ms, a, e, r.Till, r.Cashier, r.At, p); err != nil {
 			return nil, err
 		}
 		if err := ms.save(w); err != nil {
@@ -764,11 +766,8 @@ func (l *Ledger) Enrol(ctx context.Context, r EnrolRequest) ([]*entry.Entry, err
 		}
 		out := []*entry.Entry{enrol}
 		add := func(e *entry.Entry, target *mstate) error {
-			l.stamp(e, r.Till, r.Cashier, r.At, p)
-			g := a.add(e)
 			out = append(out, e)
-			_, err := target.apply(e, g, l.Programs(), nil)
-			return err
+			return l.record(target, a, e, r.Till, r.Cashier, r.At, p)
 		}
 		wc := p.WelcomeCoupon(m.ID, r.At)
 		if err := add(&entry.Entry{Kind: entry.KindCouponIssued, Key: r.Key, MemberID: m.ID,
