@@ -34,6 +34,11 @@ type Options struct {
 	// AdminToken, if set, is accepted as an admin credential besides those
 	// issued into the store (a bootstrap for the first admin).
 	AdminToken string
+	// RequireClientCert refuses store and admin requests that come without
+	// a verified client certificate (set it with a client CA). Whenever a
+	// request has one, whether or not this is set, the certificate must
+	// name the credential's store or admin: see CertIdentities.
+	RequireClientCert bool
 	// MaxBodyBytes caps an upload as sent, MaxInflatedBytes once gunzipped
 	// [16 MiB, 64 MiB]; MaxBatchEntries caps the entries of one batch [5000].
 	MaxBodyBytes, MaxInflatedBytes int64
@@ -178,6 +183,9 @@ func (s *Server) Revoke(ctx context.Context, role, id string) error {
 	return s.st.RevokeCredential(ctx, role, id)
 }
 
+// bootstrapID is the id of the credential behind Options.AdminToken.
+const bootstrapID = "bootstrap"
+
 // auth returns the credential behind the request's bearer token.
 func (s *Server) auth(r *http.Request) (Credential, int, error) {
 	h := r.Header.Get("Authorization")
@@ -187,7 +195,7 @@ func (s *Server) auth(r *http.Request) (Credential, int, error) {
 	}
 	hash := HashToken(tok)
 	if s.o.AdminToken != "" && subtle.ConstantTimeCompare([]byte(hash), []byte(HashToken(s.o.AdminToken))) == 1 {
-		return Credential{Role: RoleAdmin, ID: "bootstrap"}, 0, nil
+		return Credential{Role: RoleAdmin, ID: bootstrapID}, 0, nil
 	}
 	c, err := s.st.CredentialByHash(r.Context(), hash)
 	switch {
@@ -201,8 +209,9 @@ func (s *Server) auth(r *http.Request) (Credential, int, error) {
 	return c, 0, nil
 }
 
-// authorize checks the request's credential and, unless role is "", its
-// role; it answers 401 or 403 (saying forbidden) itself.
+// authorize checks the request's credential, unless role is "" its role,
+// and that the client certificate (mutual TLS) names the credential; it
+// answers 401 or 403 itself.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, role, forbidden string) (Credential, bool) {
 	c, code, err := s.auth(r)
 	if err != nil {
@@ -211,6 +220,12 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, role, forbidd
 	}
 	if role != "" && c.Role != role {
 		writeError(w, http.StatusForbidden, "forbidden", forbidden)
+		return c, false
+	}
+	// The bootstrap token is the only credential without a stored hash.
+	if short, err := s.checkClientCert(r, c, c.TokenHash == "" && c.ID == bootstrapID); err != nil {
+		s.o.Log.Warn("client certificate refused", "role", c.Role, "id", c.ID, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusForbidden, short, err.Error())
 		return c, false
 	}
 	return c, true

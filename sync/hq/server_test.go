@@ -32,6 +32,7 @@ type env struct {
 	st    hq.Store
 	url   string
 	store map[string]string // store id → token
+	hc    *http.Client      // nil: http.DefaultClient
 }
 
 func newEnv(t *testing.T, o hq.Options, wrap func(hq.Store) hq.Store) *env {
@@ -90,7 +91,11 @@ func (e *env) do(method, path, token string, body []byte, hdr map[string]string)
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc := http.DefaultClient
+	if e.hc != nil {
+		hc = e.hc
+	}
+	resp, err := hc.Do(req)
 	require.NoError(e.t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

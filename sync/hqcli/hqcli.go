@@ -36,6 +36,8 @@ type flags struct {
 	db, pgURL    string
 	url, token   string
 	caFile       string
+	certFile     string
+	keyFile      string
 	out          io.Writer
 	errw         io.Writer
 	storeOptions bolt.Options
@@ -65,6 +67,8 @@ HQ with --url and an admin token (--token or HQ_TOKEN); use --url while
 	pf.StringVar(&f.url, "url", "", "use a running HQ's admin API at this URL instead of the storage")
 	pf.StringVar(&f.token, "token", os.Getenv("HQ_TOKEN"), "admin token for --url (env HQ_TOKEN)")
 	pf.StringVar(&f.caFile, "ca", "", "CA certificate to trust for --url over TLS")
+	pf.StringVar(&f.certFile, "cert", "", "admin client certificate (PEM, URI SAN posagent:admin:<name>) for --url when HQ requires mutual TLS")
+	pf.StringVar(&f.keyFile, "key", "", "private key (PEM) of --cert")
 	root.PersistentPreRun = func(cmd *cobra.Command, _ []string) {
 		f.out, f.errw = cmd.OutOrStdout(), cmd.ErrOrStderr()
 	}
@@ -109,16 +113,30 @@ func (f *flags) ops(ctx context.Context) (ops, error) {
 			return nil, errors.New("--url needs an admin token: --token or HQ_TOKEN (issue one with: hq store add NAME --admin)")
 		}
 		var tr *http.Transport
-		if f.caFile != "" {
-			pem, err := os.ReadFile(f.caFile)
-			if err != nil {
-				return nil, err
+		if f.caFile != "" || f.certFile != "" || f.keyFile != "" {
+			tc := &tls.Config{MinVersion: tls.VersionTLS12}
+			if f.caFile != "" {
+				pem, err := os.ReadFile(f.caFile)
+				if err != nil {
+					return nil, err
+				}
+				pool := x509.NewCertPool()
+				if !pool.AppendCertsFromPEM(pem) {
+					return nil, fmt.Errorf("--ca %s holds no PEM certificate", f.caFile)
+				}
+				tc.RootCAs = pool
 			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("--ca %s holds no PEM certificate", f.caFile)
+			if (f.certFile == "") != (f.keyFile == "") {
+				return nil, errors.New("mutual TLS needs both --cert and --key")
 			}
-			tr = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+			if f.certFile != "" {
+				cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile)
+				if err != nil {
+					return nil, fmt.Errorf("--cert %s / --key %s: %w", f.certFile, f.keyFile, err)
+				}
+				tc.Certificates = []tls.Certificate{cert}
+			}
+			tr = &http.Transport{TLSClientConfig: tc}
 		}
 		return newRemote(f.url, f.token, tr), nil
 	}
@@ -153,7 +171,10 @@ func serveCmd(f *flags) *cobra.Command {
 (/v1/export) and admins (/admin/..., /kpi, /healthz) until SIGINT/SIGTERM.
 The admin token can also be bootstrapped from the HQ_ADMIN_TOKEN environment
 variable. With --tls-cert/--tls-key HQ speaks TLS; with --client-ca as well,
-stores must present a client certificate signed by that CA.`,
+every store and admin request must come with a client certificate signed by
+that CA that names its token's holder: a store's certificate has the URI SAN
+posagent:store:<id> (or, without posagent: URI SANs, Subject CN=<id>); an
+admin's has posagent:admin:<name>. Otherwise HQ answers 403.`,
 		Example: `  posagent hq serve --db hq.db --listen 127.0.0.1:8080
   posagent hq serve --pg postgres://hq@127.0.0.1/hq --listen :8443 --tls-cert hq.pem --tls-key hq.key --client-ca stores-ca.pem`,
 		Args: cobra.NoArgs,
@@ -169,7 +190,9 @@ stores must present a client certificate signed by that CA.`,
 			o := options(ctx, st, log)
 			o.AdminToken = os.Getenv("HQ_ADMIN_TOKEN")
 			o.MaxInFlight = maxInFlight
-			hs := &http.Server{Handler: hq.NewServer(st, o), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+			o.RequireClientCert = clientCA != ""
+			hs := &http.Server{Handler: hq.NewServer(st, o), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+				ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)} // refused TLS handshakes among them
 			scheme := "http"
 			if cert != "" || key != "" {
 				if hs.TLSConfig, err = hq.TLSConfig(cert, key, clientCA); err != nil {
@@ -208,7 +231,7 @@ stores must present a client certificate signed by that CA.`,
 	c.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address to listen on (port 0 picks a free port)")
 	c.Flags().StringVar(&cert, "tls-cert", "", "TLS certificate (PEM)")
 	c.Flags().StringVar(&key, "tls-key", "", "TLS private key (PEM)")
-	c.Flags().StringVar(&clientCA, "client-ca", "", "require store client certificates signed by this CA (mutual TLS)")
+	c.Flags().StringVar(&clientCA, "client-ca", "", "require client certificates signed by this CA that name the token's store or admin (mutual TLS)")
 	c.Flags().StringVar(&addrFile, "addr-file", "", "write the listening URL to this file once listening")
 	c.Flags().IntVar(&maxInFlight, "max-inflight", 64, "uploads processed at once; more wait 2 s, then get 503 + Retry-After")
 	return c

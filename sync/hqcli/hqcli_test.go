@@ -195,7 +195,7 @@ func TestServeAndRemoteAdmin(t *testing.T) {
 
 // serve runs "hq serve" on db with the admin token "boot" and returns its
 // URL and a stop that waits for it to end (also run at test end).
-func serve(t *testing.T, db string) (url string, stop func()) {
+func serve(t *testing.T, db string, extra ...string) (url string, stop func()) {
 	t.Helper()
 	addrFile := filepath.Join(t.TempDir(), "addr")
 	t.Setenv("HQ_ADMIN_TOKEN", "boot")
@@ -205,7 +205,7 @@ func serve(t *testing.T, db string) (url string, stop func()) {
 		cmd := hqcli.NewCommand()
 		cmd.SetOut(&bytes.Buffer{})
 		cmd.SetErr(&bytes.Buffer{})
-		cmd.SetArgs([]string{"serve", "--db", db, "--listen", "127.0.0.1:0", "--addr-file", addrFile})
+		cmd.SetArgs(append([]string{"serve", "--db", db, "--listen", "127.0.0.1:0", "--addr-file", addrFile}, extra...))
 		done <- cmd.ExecuteContext(ctx)
 	}()
 	stopped := false
