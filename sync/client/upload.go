@@ -30,10 +30,12 @@ func (e *hqError) Error() string {
 		msg = http.StatusText(e.status)
 	}
 	hint := ""
-	switch e.status {
-	case http.StatusUnauthorized, http.StatusForbidden:
+	switch {
+	case e.code == "client_cert_mismatch" || e.code == "client_cert_required":
+		hint = " (check the store's client certificate: it must name this store, CN=<store id> or URI SAN posagent:store:<store id>)"
+	case e.status == http.StatusUnauthorized || e.status == http.StatusForbidden:
 		hint = " (check the store's HQ token; issue a new one at HQ if it was revoked)"
-	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+	case e.status == http.StatusTooManyRequests || e.status == http.StatusServiceUnavailable:
 		hint = " (HQ is busy; retrying later)"
 	}
 	if e.code != "" {
