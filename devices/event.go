@@ -52,6 +52,10 @@ const (
 	StateClaimed     = "claimed"     // claimed by another process; retrying
 	StateUnsupported = "unsupported" // transport not available in this build/OS
 	StateReleased    = "released"    // closed at shutdown
+	// StateNotAnswering: the port is open but the reader behind it does
+	// not answer (a PN532 without power, on a loose cable or not in HSU
+	// mode); the host keeps trying and reports enabled once it answers.
+	StateNotAnswering = "not_answering"
 )
 
 // Status is a device state change.

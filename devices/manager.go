@@ -185,12 +185,15 @@ func (o *options) backoff(attempt int) time.Duration {
 	return rand.N(w) + time.Millisecond
 }
 
-// chunk is bytes from a transport; framed chunks are complete reads.
+// chunk is bytes from a transport; framed chunks are complete reads. A
+// chunk with status carries no data: the open device's state changed
+// (a PN532 stopped or resumed answering) without the port closing.
 type chunk struct {
 	data      []byte
 	at        time.Time
 	framed    bool
 	symbology string
+	status    *Status
 }
 
 // source is an open, claimed device.
@@ -356,6 +359,11 @@ func (d *device) read(ctx context.Context, src source) error {
 				return it.err
 			}
 			c := it.c
+			if c.status != nil {
+				d.m.log.Info("device state", "device", d.cfg.Name, "state", c.status.State, "detail", c.status.Detail)
+				d.status(ctx, c.status.State, "", c.status.Detail)
+				continue
+			}
 			if c.framed {
 				d.frame(ctx, c.data, c, c.at)
 				continue

@@ -37,7 +37,7 @@ func (d *device) open() (source, string, error) {
 		}
 		if name, _, _ := strings.Cut(strings.ToLower(c.Decoder), ":"); name == "pn532" {
 			// A PN532 answers only when driven: the source sends the commands.
-			s, err := newPN532Source(p, c.Framer, d.m.opts.pn532, d.m.log.With("device", c.Name, "till", c.Till))
+			s, err := newPN532Source(p, path, c.Framer, d.m.opts.pn532, d.m.log.With("device", c.Name, "till", c.Till))
 			if err != nil {
 				p.Close()
 				return nil, "", err

@@ -2,6 +2,7 @@ package devices
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -27,6 +28,13 @@ import (
 // InListPassiveTarget within IdleTimeout (no card came; also proves the
 // reader is still alive): abort with an ACK frame and start over with the
 // wake-up, so a reader that reset or lost power is brought back.
+//
+// A reader that stays silent through pn532SilentAfter initialisations in a
+// row (the adapter is there, the PN532 is not: power, cable, HSU mode
+// switch) is reported with a not_answering status, so the cashier page and
+// /readyz stop showing it as ready; the first answer reports it enabled
+// again. Both transitions are reported once; the host keeps re-initialising
+// in between.
 
 // PN532Timing tunes the PN532 host protocol; zero fields take the defaults.
 type PN532Timing struct {
@@ -55,6 +63,12 @@ func (t PN532Timing) withDefaults() PN532Timing {
 // pn532MaxRetries bounds NACK-triggered resends in either direction before
 // the host gives up on the exchange.
 const pn532MaxRetries = 3
+
+// pn532SilentAfter is how many commands in a row must go unacknowledged
+// before the reader is reported not answering: one lost ACK (line noise, a
+// reader busy resetting) is recovered silently; the re-initialisation
+// failing as well is not a glitch.
+const pn532SilentAfter = 2
 
 var errSourceClosed = errors.New("source closed")
 
@@ -95,9 +109,13 @@ type pn532Source struct {
 	resends  int  // NACKs received for cmd
 	nacks    int  // NACKs sent for the current response
 	silent   bool // the reader stopped answering (logged once)
+	misses   int  // ACK timeouts in a row
+	down     bool // reported not answering (status sent once)
+	queued   []chunk
+	path     string
 }
 
-func newPN532Source(port io.ReadWriteCloser, fc frame.Config, t PN532Timing, log *slog.Logger) (*pn532Source, error) {
+func newPN532Source(port io.ReadWriteCloser, path string, fc frame.Config, t PN532Timing, log *slog.Logger) (*pn532Source, error) {
 	// The driver must see single PN532 frames whatever framer is
 	// configured; gap and max_frame are kept.
 	fc.Kind = "pn532"
@@ -106,7 +124,7 @@ func newPN532Source(port io.ReadWriteCloser, fc frame.Config, t PN532Timing, log
 		return nil, err
 	}
 	s := &pn532Source{
-		port: port, fr: fr, timing: t.withDefaults(), log: log,
+		port: port, path: path, fr: fr, timing: t.withDefaults(), log: log,
 		in: make(chan pn532In, 16), closed: make(chan struct{}), pumpDone: make(chan struct{}),
 		timer: time.NewTimer(time.Hour),
 	}
@@ -174,10 +192,16 @@ func (s *pn532Source) write(b []byte) error {
 	return err
 }
 
-// next drives the reader until a response that may carry a card arrives;
-// it returns that frame for the manager to decode.
+// next drives the reader until a response that may carry a card arrives
+// or the reader's state changes; it returns that frame for the manager to
+// decode, or the status to publish.
 func (s *pn532Source) next() (chunk, error) {
 	for {
+		if len(s.queued) > 0 {
+			c := s.queued[0]
+			s.queued = s.queued[1:]
+			return c, nil
+		}
 		if s.out != nil {
 			if err := s.write(s.out); err != nil {
 				return chunk{}, err
@@ -197,7 +221,7 @@ func (s *pn532Source) next() (chunk, error) {
 				return chunk{}, s.readErr
 			}
 			if c, ok := s.handle(x); ok {
-				return c, nil
+				s.queued = append(s.queued, c) // after a status answering() queued
 			}
 		case <-s.timer.C:
 			s.timeout()
@@ -227,9 +251,15 @@ func (s *pn532Source) arm() {
 }
 
 func (s *pn532Source) answering() {
+	s.misses = 0
 	if s.silent {
 		s.silent = false
 		s.log.Info("PN532 answering again")
+	}
+	if s.down {
+		s.down = false
+		s.queued = append(s.queued, chunk{at: time.Now(), status: &Status{Online: true, State: StateEnabled,
+			Detail: "PN532 answering again: " + s.path}})
 	}
 }
 
@@ -244,6 +274,13 @@ func (s *pn532Source) timeout() {
 	if !s.silent {
 		s.silent = true
 		s.log.Warn("PN532 not answering; re-initialising (check its power, wiring, HSU mode and 115200 baud)")
+	}
+	s.misses++
+	if s.misses >= pn532SilentAfter && !s.down {
+		s.down = true
+		s.queued = append(s.queued, chunk{at: time.Now(), status: &Status{State: StateNotAnswering,
+			Detail: fmt.Sprintf("PN532 on %s does not answer (no ACK within %v, %d tries); the USB adapter is there: check the reader's power, the cable (TX/RX), that its mode switch is set to HSU, and 115200 baud; retrying",
+				s.path, s.timing.AckTimeout, s.misses)}})
 	}
 	s.initialise(true)
 }

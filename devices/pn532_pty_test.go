@@ -19,7 +19,7 @@ import (
 
 // What the simulated PN532 does with the next InListPassiveTarget.
 type simAction struct {
-	kind string // card, nack, corrupt (card, first copy with a bad DCS), silent, ack_only
+	kind string // card, nack, corrupt (card, first copy with a bad DCS), silent, ack_only, mute (silent until unmute)
 	uid  []byte
 }
 
@@ -41,6 +41,9 @@ type pn532Sim struct {
 	gate   chan struct{}
 	stop   chan struct{}
 	uid    []byte
+	// muted: the reader is gone behind a present adapter (no power, HSU
+	// switch wrong): every command is logged as "muted", none answered.
+	muted bool
 }
 
 func startPN532Sim(t testing.TB, p *devtest.Pty, script ...simAction) *pn532Sim {
@@ -72,6 +75,30 @@ func (s *pn532Sim) record(msg string) {
 	s.mu.Lock()
 	s.log = append(s.log, msg)
 	s.mu.Unlock()
+}
+
+// unmute makes the reader answer again, from the next command on.
+func (s *pn532Sim) unmute() {
+	s.mu.Lock()
+	s.muted = false
+	s.mu.Unlock()
+}
+
+// waitLog polls the simulator's log (bounded by devtest.Wait) until cond
+// holds for it; it returns the log.
+func (s *pn532Sim) waitLog(cond func([]string) bool) []string {
+	s.t.Helper()
+	deadline := time.Now().Add(devtest.Wait)
+	for {
+		got := s.messages()
+		if cond(got) {
+			return got
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("simulator log never matched; host sent %s", strings.Join(got, ", "))
+		}
+		time.Sleep(5 * time.Millisecond) // polling the log, bounded by the deadline
+	}
 }
 
 func (s *pn532Sim) messages() []string {
@@ -148,6 +175,13 @@ func (s *pn532Sim) command(raw []byte, woken bool) {
 		prefix = "wake "
 	}
 	ack := decode.PN532AckFrame()
+	s.mu.Lock()
+	muted := s.muted
+	s.mu.Unlock()
+	if muted {
+		s.record(prefix + "muted")
+		return
+	}
 	switch {
 	case err != nil:
 		s.record(prefix + "bad frame: " + err.Error())
@@ -203,6 +237,10 @@ func (s *pn532Sim) command(raw []byte, woken bool) {
 		case "nack":
 			s.write(decode.PN532NackFrame())
 		case "silent":
+		case "mute":
+			s.mu.Lock()
+			s.muted = true
+			s.mu.Unlock()
 		case "ack_only":
 			s.write(ack)
 		}
@@ -273,6 +311,86 @@ func TestPN532HostDrivesReader(t *testing.T) {
 	st := m.Status()
 	if st[0].Reads != 4 || st[0].Errors != 0 {
 		t.Errorf("status %+v, want 4 reads and no errors", st[0])
+	}
+}
+
+// TestPN532NotAnswering: the adapter stays plugged in but the PN532 falls
+// silent. After the re-initialisation fails too, one not_answering status
+// (offline) is published and Status shows it; the host keeps trying
+// without repeating it; when the reader answers again one enabled status
+// comes back and cards are read again.
+func TestPN532NotAnswering(t *testing.T) {
+	p := devtest.NewPty(t)
+	uid1, uid2 := []byte{0x0A, 0x0B, 0x0C, 0x0D}, []byte{0x1A, 0x1B, 0x1C, 0x1D}
+	sim := startPN532Sim(t, p,
+		simAction{kind: "card", uid: uid1},
+		simAction{kind: "mute"},
+		simAction{kind: "card", uid: uid2},
+	)
+	m := run(t, []devices.Config{{Name: "nfc", Till: "T1", Path: p.Path, Baud: 115200, Decoder: "pn532"}},
+		devices.WithPN532Timing(devices.PN532Timing{AckTimeout: time.Second, IdleTimeout: time.Minute}))
+	next(t, m, online)
+	if e, _ := next(t, m, isData); e.Data.TokenHash != token.Hash(testKey, "0A0B0C0D") {
+		t.Fatalf("first card wrong: %s", describe([]devices.Event{e}))
+	}
+
+	notAnswering := func(e devices.Event) bool {
+		return e.Status != nil && e.Status.State == devices.StateNotAnswering
+	}
+	e, skipped := next(t, m, notAnswering)
+	if len(skipped) != 0 {
+		t.Errorf("before not_answering got %s", describe(skipped))
+	}
+	if e.Status.Online || !strings.Contains(e.Status.Detail, "HSU") || !strings.Contains(e.Status.Detail, p.Path) {
+		t.Errorf("not_answering event %s: want offline, naming the port and what to check", describe([]devices.Event{e}))
+	}
+	// Not the first lost ACK: the host re-initialised (the simulator may
+	// log that a moment after the event) and that went unanswered too.
+	sim.waitLog(func(log []string) bool { return slices.Contains(log, "wake muted") })
+	if !strings.Contains(e.Status.Detail, "2 tries") {
+		t.Errorf("not_answering detail %q, want it after 2 unanswered commands", e.Status.Detail)
+	}
+	st := m.Status()[0]
+	if st.State != devices.StateNotAnswering || st.Online || st.Detail != e.Status.Detail {
+		t.Errorf("Status() %+v, want not_answering, offline, with the event's detail", st)
+	}
+
+	// Two more failed re-initialisations: the host keeps trying, and the
+	// state is not reported again (checked below: nothing precedes the
+	// enabled event).
+	count := func(log []string) int {
+		n := 0
+		for _, l := range log {
+			if l == "wake muted" {
+				n++
+			}
+		}
+		return n
+	}
+	seen := count(sim.messages())
+	sim.waitLog(func(log []string) bool { return count(log) >= seen+2 })
+	if st := m.Status()[0]; st.State != devices.StateNotAnswering {
+		t.Errorf("Status() while still silent %+v, want not_answering", st)
+	}
+
+	sim.unmute()
+	e, skipped = next(t, m, online)
+	if len(skipped) != 0 {
+		t.Errorf("between not_answering and enabled got %s, want nothing (each transition once)", describe(skipped))
+	}
+	if e.Status.State != devices.StateEnabled {
+		t.Errorf("answering again: %s, want enabled", describe([]devices.Event{e}))
+	}
+	e, skipped = next(t, m, isData)
+	if len(skipped) != 0 {
+		t.Errorf("before the card got %s", describe(skipped))
+	}
+	if e.Data.TokenHash != token.Hash(testKey, "1A1B1C1D") {
+		t.Fatalf("card after recovery wrong: %s (host log %q)", describe([]devices.Event{e}), sim.messages())
+	}
+	st = m.Status()[0]
+	if st.State != devices.StateEnabled || !st.Online || st.Reads != 2 {
+		t.Errorf("Status() after recovery %+v, want enabled, online, 2 reads", st)
 	}
 }
 
