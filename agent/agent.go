@@ -270,7 +270,7 @@ func (a *Agent) deviceStatus() []api.DeviceStatus {
 	st := a.dev.Status()
 	out := make([]api.DeviceStatus, 0, len(st))
 	for _, s := range st {
-		out = append(out, api.DeviceStatus{Name: s.Name, Till: s.Till, Transport: s.Transport, Online: s.Online, Detail: s.Detail, Since: s.Since})
+		out = append(out, api.DeviceStatus{Name: s.Name, Till: s.Till, Transport: s.Transport, Online: s.Online, State: s.State, Detail: s.Detail, Since: s.Since})
 	}
 	return out
 }

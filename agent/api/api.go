@@ -52,6 +52,7 @@ type DeviceStatus struct {
 	Till      string    `json:"till"`
 	Transport string    `json:"transport,omitempty"`
 	Online    bool      `json:"online"`
+	State     string    `json:"state,omitempty"` // enabled | offline | claimed | unsupported | not_answering
 	Detail    string    `json:"detail,omitempty"`
 	Since     time.Time `json:"since,omitzero"`
 }

@@ -274,11 +274,14 @@ func TestMemberSaleRefundFlow(t *testing.T) {
 func TestHealthReadyMetrics(t *testing.T) {
 	f := newFixture(t, func(o *Options) {
 		o.Devices = func() []DeviceStatus {
-			return []DeviceStatus{{Name: "msr", Till: "T1", Online: false, Detail: "unplugged"}}
+			return []DeviceStatus{{Name: "msr", Till: "T1", Online: false, State: "offline", Detail: "unplugged"},
+				{Name: "rfid", Till: "T1", Online: false, State: "not_answering", Detail: "PN532 does not answer"}}
 		}
 	})
 	var rd Readiness
 	f.ok(t, "GET", "/readyz", nil, &rd)
+	require.Len(t, rd.Devices, 2)
+	require.Equal(t, "not_answering", rd.Devices[1].State, "the reader's state word reaches the POS")
 	require.True(t, rd.Ready)
 	require.True(t, rd.Ledger.OK)
 	require.True(t, rd.Disk.OK)
