@@ -514,42 +514,25 @@ func (l *Ledger) Refund(ctx context.Context, r RefundRequest) (*entry.Entry, err
 		ss.Refunds++
 		rf.StoredValue = min(rf.Amount, sale.StoredValue-ss.SVReturned)
 		ss.SVReturned += rf.StoredValue
+		var ms *mstate // nil for a non-member sale
 		if sr.e.MemberID != "" {
-			ms, err := loadMember(tx, sr.e.MemberID)
-			if err != nil {
+			if ms, err = loadMember(tx, sr.e.MemberID); err != nil {
 				return nil, err
 			}
 			if err := l.touch(ms, r.Till, r.Cashier, r.At, a); err != nil {
 				return nil, err
 			}
-			if ss.Done && sale.CouponID != "" {
-				if c := ms.coupon(sale.CouponID); c != nil && c.Used && c.UsedTill == sr.e.Till && c.UsedSeq == sr.e.Seq && couponValid(c.Coupon, r.At) {
-					rf.CouponRestored = sale.CouponID
-				}
+			if ss.Done {
+				rf.CouponRestored = restorableCoupon(ms, sr, r.At)
 			}
 			e.PointsDelta = rf.PointsRestored - rf.PointsReversed
 			e.StoredValueDelta = rf.StoredValue
 			rf.NegativeAfter = ms.bal.Points+e.PointsDelta < 0
-			e.Refund = rf
-			g := a.add(e)
-			if _, err := ms.apply(e, g, l.Programs(), sr); err != nil {
-				return nil, err
-			}
-			if err := ms.save(w); err != nil {
-				return nil, err
-			}
 		} else {
 			rf.StoredValue = 0
-			e.Refund = rf
-			a.add(e)
 		}
-		if err := a.flush(w); err != nil {
-			return nil, err
-		}
-		if err := w.putJSON(bSales, tillKey(sr.e.Till, sr.e.Seq), ss); err != nil {
-			return nil, err
-		}
-		if err := putKey(w, "refund", r.Till, r.RefundID, h, []uint64{e.Seq}); err != nil {
+		e.Refund = rf
+		if err := l.writeReversal(w, a, ms, e, sr, ss, "refund", r.Till, r.RefundID, h); err != nil {
 			return nil, err
 		}
 		return e, nil
@@ -558,6 +541,43 @@ func (l *Ledger) Refund(ctx context.Context, r RefundRequest) (*entry.Entry, err
 		return nil, err
 	}
 	return res.(*entry.Entry), nil
+}
+
+// restorableCoupon is the sale's coupon when reversing the sale gives it
+// back: the member still holds it as used by this very sale and it is still
+// valid at t. "" otherwise.
+func restorableCoupon(ms *mstate, sr *saleRef, t time.Time) string {
+	id := sr.e.Sale.CouponID
+	if id == "" {
+		return ""
+	}
+	if c := ms.coupon(id); c != nil && c.Used && c.UsedTill == sr.e.Till && c.UsedSeq == sr.e.Seq && couponValid(c.Coupon, t) {
+		return id
+	}
+	return ""
+}
+
+// writeReversal records a refund or void e of sale sr: applied to the
+// member (ms nil for a non-member sale), sequenced, the sale's refund state
+// ss saved and the idempotency key stored — the same steps for both.
+func (l *Ledger) writeReversal(w *writer, a *alloc, ms *mstate, e *entry.Entry, sr *saleRef, ss *saleState, kind, till, key string, h []byte) error {
+	if ms != nil {
+		if _, err := ms.apply(e, a.add(e), l.Programs(), sr); err != nil {
+			return err
+		}
+		if err := ms.save(w); err != nil {
+			return err
+		}
+	} else {
+		a.add(e)
+	}
+	if err := a.flush(w); err != nil {
+		return err
+	}
+	if err := w.putJSON(bSales, tillKey(sr.e.Till, sr.e.Seq), ss); err != nil {
+		return err
+	}
+	return putKey(w, kind, till, key, h, []uint64{e.Seq})
 }
 
 func keysOf(m map[int]int64) []int {
@@ -603,40 +623,21 @@ func (l *Ledger) Void(ctx context.Context, r VoidRequest) (*entry.Entry, error) 
 		l.stamp(e, r.Till, r.Cashier, r.At, p)
 		v := &entry.Void{SaleKey: r.ReceiptID, SaleEntry: sr.e.ID(), Reason: r.Reason}
 		e.Void = v
+		var ms *mstate // nil for a non-member sale
 		if sr.e.MemberID != "" {
-			ms, err := loadMember(tx, sr.e.MemberID)
-			if err != nil {
+			if ms, err = loadMember(tx, sr.e.MemberID); err != nil {
 				return nil, err
 			}
 			if err := l.touch(ms, r.Till, r.Cashier, r.At, a); err != nil {
 				return nil, err
 			}
 			v.PointsReversed, v.PointsRestored, v.StoredValue = sale.PointsEarned, sale.RedeemPoints, sale.StoredValue
-			if sale.CouponID != "" {
-				if c := ms.coupon(sale.CouponID); c != nil && c.Used && c.UsedTill == sr.e.Till && c.UsedSeq == sr.e.Seq && couponValid(c.Coupon, r.At) {
-					v.CouponRestored = sale.CouponID
-				}
-			}
+			v.CouponRestored = restorableCoupon(ms, sr, r.At)
 			e.PointsDelta = v.PointsRestored - v.PointsReversed
 			e.StoredValueDelta = v.StoredValue
-			g := a.add(e)
-			if _, err := ms.apply(e, g, l.Programs(), sr); err != nil {
-				return nil, err
-			}
-			if err := ms.save(w); err != nil {
-				return nil, err
-			}
-		} else {
-			a.add(e)
-		}
-		if err := a.flush(w); err != nil {
-			return nil, err
 		}
 		ss.Voided, ss.Done = true, true
-		if err := w.putJSON(bSales, tillKey(sr.e.Till, sr.e.Seq), ss); err != nil {
-			return nil, err
-		}
-		if err := putKey(w, "void", r.Till, r.ReceiptID, h, []uint64{e.Seq}); err != nil {
+		if err := l.writeReversal(w, a, ms, e, sr, ss, "void", r.Till, r.ReceiptID, h); err != nil {
 			return nil, err
 		}
 		return e, nil
