@@ -2,19 +2,13 @@ package hq_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"io"
 	"log"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"testing"
 	"time"
 
@@ -25,37 +19,15 @@ import (
 	"posagent/sync/client/memstore"
 	"posagent/sync/hq"
 	"posagent/sync/hq/hqtest"
+	"posagent/sync/internal/testpki"
 	"posagent/sync/wire"
 )
-
-// clientCert issues a client certificate signed by ca with the given
-// CommonName and URI SANs.
-func clientCert(t *testing.T, ca *certKey, cn string, uris ...string) *certKey {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	for _, u := range uris {
-		pu, err := url.Parse(u)
-		require.NoError(t, err)
-		tmpl.URIs = append(tmpl.URIs, pu)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	require.NoError(t, err)
-	c, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	return &certKey{c, der, key}
-}
 
 // tlsHQ is an HQ on loopback TLS; with a client CA it asks for client
 // certificates the way `hq serve --client-ca` does.
 type tlsHQ struct {
 	*env
-	ca     *certKey
+	ca     *testpki.Cert
 	dir    string
 	caFile string
 	url    string
@@ -63,9 +35,9 @@ type tlsHQ struct {
 
 func newTLSHQ(t *testing.T, withClientCA bool) *tlsHQ {
 	dir := t.TempDir()
-	ca := mkCert(t, "stores CA", nil, false)
-	caFile, _ := ca.write(t, dir, "ca")
-	srvCert, srvKey := mkCert(t, "hq", ca, true).write(t, dir, "server")
+	ca := testpki.NewCA(t, "stores CA")
+	caFile, _ := ca.Write(t, dir, "ca")
+	srvCert, srvKey := ca.Server(t, "hq").Write(t, dir, "server")
 	clientCA := ""
 	if withClientCA {
 		clientCA = caFile
@@ -82,12 +54,12 @@ func newTLSHQ(t *testing.T, withClientCA bool) *tlsHQ {
 }
 
 // as returns an env that talks to the TLS HQ presenting cert (nil: none).
-func (h *tlsHQ) as(cert *certKey) *env {
+func (h *tlsHQ) as(cert *testpki.Cert) *env {
 	roots := x509.NewCertPool()
-	roots.AddCert(h.ca.cert)
+	roots.AddCert(h.ca.Cert)
 	tc := &tls.Config{RootCAs: roots}
 	if cert != nil {
-		tc.Certificates = []tls.Certificate{{Certificate: [][]byte{cert.der}, PrivateKey: cert.key}}
+		tc.Certificates = []tls.Certificate{cert.TLS()}
 	}
 	tr := &http.Transport{TLSClientConfig: tc}
 	h.t.Cleanup(tr.CloseIdleConnections)
@@ -98,7 +70,7 @@ func (h *tlsHQ) as(cert *certKey) *env {
 
 func TestClientCertMustNameTheTokensStore(t *testing.T) {
 	h := newTLSHQ(t, true)
-	s1, s2 := clientCert(t, h.ca, "S1"), clientCert(t, h.ca, "S2")
+	s1, s2 := h.ca.Client(t, "S1"), h.ca.Client(t, "S2")
 	tl := &hqtest.Till{Store: "S1", Till: "T1"}
 
 	// The right store's certificate with its token.
@@ -125,15 +97,15 @@ func TestClientCertMustNameTheTokensStore(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, "S2 with its own token pulls")
 
 	// A URI SAN names the store and then the CommonName does not count.
-	bySAN := clientCert(t, h.ca, "till-host-7", "posagent:store:S1")
+	bySAN := h.ca.Client(t, "till-host-7", "posagent:store:S1")
 	code, ack, werr = h.as(bySAN).upload(h.store["S1"], b2)
 	require.Equal(t, http.StatusOK, code, werr.Message)
 	require.EqualValues(t, 2, ack.Acked)
-	sanWins := clientCert(t, h.ca, "S1", "posagent:store:S2")
+	sanWins := h.ca.Client(t, "S1", "posagent:store:S2")
 	code, _, werr = h.as(sanWins).upload(h.store["S1"], batchOf(tl.Points("M1", hqtest.T0, 6, "correction")))
 	require.Equal(t, http.StatusForbidden, code)
 	require.Contains(t, werr.Message, `names store "S2"`)
-	anon := clientCert(t, h.ca, "")
+	anon := h.ca.Client(t, "")
 	code, _, werr = h.as(anon).upload(h.store["S1"], batchOf(tl.Points("M1", hqtest.T0, 6, "correction")))
 	require.Equal(t, http.StatusForbidden, code)
 	require.Contains(t, werr.Message, "names nobody")
@@ -146,9 +118,9 @@ func TestClientCertMustNameTheTokensStore(t *testing.T) {
 
 func TestAdminNeedsAnAdminCertificate(t *testing.T) {
 	h := newTLSHQ(t, true)
-	s1 := clientCert(t, h.ca, "S1")
-	ops := clientCert(t, h.ca, "ops-laptop", "posagent:admin:ops")
-	eve := clientCert(t, h.ca, "", "posagent:admin:eve")
+	s1 := h.ca.Client(t, "S1")
+	ops := h.ca.Client(t, "ops-laptop", "posagent:admin:ops")
+	eve := h.ca.Client(t, "", "posagent:admin:eve")
 
 	// The bootstrap admin token goes with any admin certificate, never a store's.
 	code, _, _ := h.as(s1).do("GET", "/admin/totals", adminToken, nil, nil)
@@ -182,9 +154,9 @@ func TestAdminNeedsAnAdminCertificate(t *testing.T) {
 
 func TestClientCAHandshake(t *testing.T) {
 	h := newTLSHQ(t, true)
-	for name, cert := range map[string]*certKey{
+	for name, cert := range map[string]*testpki.Cert{
 		"no certificate":          nil,
-		"certificate of other CA": clientCert(t, mkCert(t, "rogue CA", nil, false), "S1"),
+		"certificate of other CA": testpki.NewCA(t, "rogue CA").Client(t, "S1"),
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := h.as(cert)
@@ -207,7 +179,7 @@ func TestWithoutClientCANothingChanges(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, werr.Message)
 	// HQ does not ask for a certificate, so one of another store is not sent
 	// and proves nothing either way.
-	code, _, werr = h.as(clientCert(t, h.ca, "S2")).upload(h.store["S1"], batchOf(tl.Points("M1", hqtest.T0, 5, "x")))
+	code, _, werr = h.as(h.ca.Client(t, "S2")).upload(h.store["S1"], batchOf(tl.Points("M1", hqtest.T0, 5, "x")))
 	require.Equal(t, http.StatusOK, code, werr.Message)
 
 	// RequireClientCert without TLS in front refuses token-only requests.
@@ -220,8 +192,8 @@ func TestWithoutClientCANothingChanges(t *testing.T) {
 
 func TestSyncClientOverMutualTLS(t *testing.T) {
 	h := newTLSHQ(t, true)
-	s1Cert, s1Key := clientCert(t, h.ca, "S1").write(t, h.dir, "s1")
-	s2Cert, s2Key := clientCert(t, h.ca, "", "posagent:store:S2").write(t, h.dir, "s2")
+	s1Cert, s1Key := h.ca.Client(t, "S1").Write(t, h.dir, "s1")
+	s2Cert, s2Key := h.ca.Client(t, "", "posagent:store:S2").Write(t, h.dir, "s2")
 
 	ms := memstore.New("S1")
 	tl := &hqtest.Till{Store: "S1", Till: "T1"}
