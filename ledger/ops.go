@@ -235,6 +235,15 @@ func fromLoyaltyCoupon(c loyalty.Coupon, member string) entry.MemberCoupon {
 	return mc
 }
 
+// usedCoupon is the coupon a sale uses up: the one offered, unless the quote
+// did not apply it (it took nothing off), so the member keeps it.
+func usedCoupon(id string, q loyalty.Quote) string {
+	if q.CouponValue <= 0 {
+		return ""
+	}
+	return id
+}
+
 // couponValid tells whether a coupon can still be used at t.
 func couponValid(c entry.MemberCoupon, t time.Time) bool {
 	lc, err := toLoyaltyCoupon(c)
@@ -292,7 +301,7 @@ func (l *Ledger) CommitSale(ctx context.Context, r SaleRequest) (*entry.Entry, e
 		e := &entry.Entry{Kind: entry.KindSale, Key: r.ReceiptID, MemberID: r.MemberID}
 		l.stamp(e, r.Till, r.Cashier, r.At, sp.prog)
 		s := &entry.Sale{ReceiptID: r.ReceiptID, Tier: q.Tier, Gross: q.Gross, Discount: q.Discount,
-			CouponID: r.CouponID, CouponValue: q.CouponValue, RedeemPoints: q.RedeemPoints, RedeemValue: q.RedeemValue,
+			CouponID: usedCoupon(r.CouponID, q), CouponValue: q.CouponValue, RedeemPoints: q.RedeemPoints, RedeemValue: q.RedeemValue,
 			Due: q.Due, StoredValue: r.StoredValue, EarnBase: q.EarnBase, Multiplier: q.Multiplier,
 			PointsEarned: q.PointsEarned, Reasons: q.Reasons, OfflineRedeem: r.Offline && q.RedeemPoints > 0}
 		for _, ql := range q.Lines {

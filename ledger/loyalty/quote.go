@@ -196,6 +196,12 @@ func (p *Program) applyCoupon(q *Quote, c *Coupon, local time.Time, w, share []i
 		return fmt.Errorf("loyalty: coupon %s (满%s减%s) needs %s of covered goods after tier discount; the covered lines come to %s",
 			c.ID, yuan(c.Threshold), yuan(c.Value), yuan(c.Threshold), yuan(covered))
 	}
+	if covered == 0 {
+		// Taking ¥0 off would still use the coupon up; leave it for a sale it helps.
+		q.Reasons = append(q.Reasons, fmt.Sprintf("coupon %s (满%s减%s) not applied: the lines it covers come to ¥0.00, so it would take nothing off; it stays unused",
+			c.ID, yuan(c.Threshold), yuan(c.Value)))
+		return nil
+	}
 	value := min(c.Value, covered)
 	q.CouponValue = value
 	msg := fmt.Sprintf("coupon %s (满%s减%s) takes %s off covered net %s", c.ID, yuan(c.Threshold), yuan(c.Value), yuan(value), yuan(covered))

@@ -511,3 +511,56 @@ func quoteChecked(t *testing.T, p *Program, b Basket, m *Member, at time.Time, w
 	checkInvariants(t, p, b, m, q)
 	return q, true
 }
+
+// A coupon whose covered lines come to ¥0 would take nothing off: it is not
+// applied (so the ledger does not use it up) and the quote says why.
+func TestCouponTakingNothingIsNotApplied(t *testing.T) {
+	p := DefaultProgram()
+	free := func(no int, sku string) Line { return line(no, sku, 1, 0) }
+	for _, tc := range []struct {
+		name   string
+		lines  []Line
+		member *Member
+		coupon *Coupon
+		value  int64  // coupon value taken off
+		reason string // in the quote's reasons
+		err    string
+	}{
+		{name: "¥0 basket, welcome coupon", lines: []Line{free(1, "GIFT")}, member: &Member{ID: "m"},
+			coupon: &Coupon{ID: "welcome-m", Value: 1000}, reason: "coupon welcome-m (满¥0.00减¥10.00) not applied: the lines it covers come to ¥0.00"},
+		{name: "¥0 basket, non-member paper coupon", lines: []Line{free(1, "GIFT"), free(2, "BAG")},
+			coupon: &Coupon{ID: "paper", Value: 500}, reason: "coupon paper (满¥0.00减¥5.00) not applied"},
+		{name: "SKU coupon covering only ¥0 lines", lines: []Line{line(1, "A", 1, 5000), free(2, "GIFT")}, member: &Member{ID: "m"},
+			coupon: &Coupon{ID: "c", Value: 300, SKUs: []string{"GIFT"}}, reason: "coupon c (满¥0.00减¥3.00) not applied"},
+		{name: "one fen of covered goods still uses it", lines: []Line{line(1, "A", 1, 1), free(2, "GIFT")},
+			coupon: &Coupon{ID: "c", Value: 300}, value: 1, reason: "coupon c (满¥0.00减¥3.00) takes ¥0.01 off"},
+		{name: "a threshold coupon on ¥0 is still short of its threshold", lines: []Line{free(1, "GIFT")}, member: &Member{ID: "m"},
+			coupon: &Coupon{ID: "c", Threshold: 100, Value: 300}, err: "needs ¥1.00 of covered goods"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q, ok := quoteChecked(t, p, Basket{Lines: tc.lines, Coupon: tc.coupon}, tc.member, plainDay, tc.err)
+			if !ok {
+				return
+			}
+			if q.CouponValue != tc.value {
+				t.Fatalf("coupon value %d, want %d", q.CouponValue, tc.value)
+			}
+			if all := strings.Join(q.Reasons, "|"); !strings.Contains(all, tc.reason) {
+				t.Fatalf("reasons %q lack %q", q.Reasons, tc.reason)
+			}
+			if tc.value > 0 {
+				return
+			}
+			for _, l := range q.Lines {
+				if l.CouponShare != 0 {
+					t.Fatalf("line %d has a coupon share of a coupon not applied: %+v", l.LineNo, l)
+				}
+				for _, r := range l.Reasons {
+					if strings.Contains(r, "coupon") {
+						t.Fatalf("line %d explains a coupon that was not applied: %q", l.LineNo, l.Reasons)
+					}
+				}
+			}
+		})
+	}
+}
