@@ -14,8 +14,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"posagent/ledger/entry"
@@ -45,10 +47,19 @@ type Options struct {
 	MaxBatchEntries                int
 	// MaxInFlight uploads are processed at once [64]; a further one waits
 	// up to QueueWait [2s] and is then answered 503 with Retry-After
-	// [RetryAfter, 1s].
+	// [RetryAfter, 1s]. An upload takes its slot only once its body is read.
 	MaxInFlight int
 	QueueWait   time.Duration
 	RetryAfter  time.Duration
+	// BodyTimeout is how long an upload's body may take to arrive, from its
+	// headers on [30s, the sync client's own request timeout]; a slower one
+	// is answered 408.
+	BodyTimeout time.Duration
+	// MaxPerCredential uploads of one credential (one store) are open at
+	// once, reading their body, waiting for a slot or being stored [8]; a
+	// further one is answered 429 with Retry-After at once, unread, so no
+	// store can hold what the others need.
+	MaxPerCredential int
 	// MaxPage caps the limit of changes and export pages [5000].
 	MaxPage int
 	// ParseProgram validates a program file on publish and reads its version
@@ -83,6 +94,12 @@ func (o *Options) defaults() {
 	if o.RetryAfter <= 0 {
 		o.RetryAfter = time.Second
 	}
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = 30 * time.Second
+	}
+	if o.MaxPerCredential <= 0 {
+		o.MaxPerCredential = 8
+	}
 	if o.MaxPage <= 0 {
 		o.MaxPage = 5000
 	}
@@ -108,6 +125,9 @@ type Server struct {
 	slots chan struct{}
 	mux   *http.ServeMux
 	loc   *time.Location
+
+	holdMu sync.Mutex
+	holds  map[string]int // open uploads per credential ("role/id")
 }
 
 // NewServer serves st. It does not own st: the caller closes it.
@@ -118,7 +138,7 @@ func NewServer(st Store, opts Options) *Server {
 		opts.Log.Warn("unknown time zone, using UTC+8", "zone", opts.TimeZone, "err", err)
 		loc = time.FixedZone("UTC+8", 8*3600)
 	}
-	s := &Server{st: st, o: opts, slots: make(chan struct{}, opts.MaxInFlight), mux: http.NewServeMux(), loc: loc}
+	s := &Server{st: st, o: opts, slots: make(chan struct{}, opts.MaxInFlight), mux: http.NewServeMux(), loc: loc, holds: map[string]int{}}
 	s.mux.HandleFunc("POST "+wire.PathBatches, s.handleBatch)
 	s.mux.HandleFunc("GET "+wire.PathChanges, s.handleChanges)
 	s.mux.HandleFunc("GET "+wire.PathExport, s.admin(s.handleExport))
@@ -277,49 +297,54 @@ type rawBatch struct {
 }
 
 func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
+	// One deadline bounds every wait on this upload's body: reading it here
+	// and net/http discarding what is left unread. (Only in-process test
+	// recorders cannot set it.)
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.o.BodyTimeout))
+	// An answer given before the body is read closes the connection, so it
+	// goes out at once rather than after net/http has read the rest.
+	w.Header().Set("Connection", "close")
 	c, ok := s.authorize(w, r, RoleStore, "only a store credential uploads batches")
 	if !ok {
 		return
 	}
-	if !s.acquire(r.Context()) {
-		w.Header().Set("Retry-After", strconv.Itoa(int((s.o.RetryAfter+time.Second-1)/time.Second)))
-		writeError(w, http.StatusServiceUnavailable, "overloaded", "HQ is busy; retry after the Retry-After delay")
+	release, ok := s.hold(c)
+	if !ok {
+		s.setRetryAfter(w)
+		writeError(w, http.StatusTooManyRequests, "too_many_uploads", fmt.Sprintf(
+			"store %q already has %d uploads open at HQ; send fewer at once and retry after the Retry-After delay", c.ID, s.o.MaxPerCredential))
 		return
 	}
-	defer func() { <-s.slots }()
+	defer release()
 
-	// A retried upload already held is answered from the key, unread.
+	// A retried upload already held is answered from the key, unread; the
+	// connection stays open (net/http discards the body, within the deadline).
 	if b, ok := parseIdemKey(r.Header.Get(wire.HeaderIdempotencyKey), c.ID); ok {
 		if acked, err := s.st.TillAcked(r.Context(), b.Store, b.Till); err == nil && b.Last <= acked {
+			w.Header().Del("Connection")
+			if !s.acquireOr503(w, r) {
+				return
+			}
+			defer func() { <-s.slots }()
 			s.ingest(w, r, b)
 			return
 		}
 	}
-	body := http.MaxBytesReader(w, r.Body, s.o.MaxBodyBytes)
-	var rd io.Reader = body
-	if strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") {
-		gz, err := gzip.NewReader(body)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "bad_body", "body is not gzip: "+err.Error())
-			return
+	// The body is read before a slot is taken: a slow one holds only its
+	// own store's share.
+	data, status, short, msg := s.readBody(w, r)
+	if status != 0 {
+		if status == http.StatusRequestTimeout {
+			s.o.Log.Warn("upload body too slow", "store", c.ID, "timeout", s.o.BodyTimeout)
 		}
-		defer gz.Close()
-		rd = gz
-	}
-	data, err := io.ReadAll(io.LimitReader(rd, s.o.MaxInflatedBytes+1))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("upload over %d bytes; send smaller batches", s.o.MaxBodyBytes))
-			return
-		}
-		writeError(w, http.StatusBadRequest, "bad_body", "reading body: "+err.Error())
+		writeError(w, status, short, msg)
 		return
 	}
-	if int64(len(data)) > s.o.MaxInflatedBytes {
-		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("upload inflates over %d bytes; send smaller batches", s.o.MaxInflatedBytes))
+	w.Header().Del("Connection")
+	if !s.acquireOr503(w, r) {
 		return
 	}
+	defer func() { <-s.slots }()
 	var rb rawBatch
 	if err := json.Unmarshal(data, &rb); err != nil {
 		writeError(w, http.StatusBadRequest, "bad_body", "body is not a batch: "+err.Error())
@@ -331,6 +356,73 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.ingest(w, r, b)
+}
+
+// readBody reads an upload's body, gunzipped, within the size limits and
+// the deadline; on failure it returns the status, code and message to
+// answer.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (data []byte, status int, short, msg string) {
+	fail := func(err error, what string) ([]byte, int, string, string) {
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			return nil, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("upload over %d bytes; send smaller batches", s.o.MaxBodyBytes)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, http.StatusRequestTimeout, "body_timeout", fmt.Sprintf("the upload's body did not arrive within %v; check the store's link to HQ and retry (smaller batches arrive sooner)", s.o.BodyTimeout)
+		}
+		return nil, http.StatusBadRequest, "bad_body", what + err.Error()
+	}
+	body := http.MaxBytesReader(w, r.Body, s.o.MaxBodyBytes)
+	var rd io.Reader = body
+	if strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") {
+		gz, err := gzip.NewReader(body)
+		if err != nil {
+			return fail(err, "body is not gzip: ")
+		}
+		defer gz.Close()
+		rd = gz
+	}
+	data, err := io.ReadAll(io.LimitReader(rd, s.o.MaxInflatedBytes+1))
+	if err != nil {
+		return fail(err, "reading body: ")
+	}
+	if int64(len(data)) > s.o.MaxInflatedBytes {
+		return nil, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("upload inflates over %d bytes; send smaller batches", s.o.MaxInflatedBytes)
+	}
+	return data, 0, "", ""
+}
+
+// hold counts an open upload against its credential; false when the
+// credential already has MaxPerCredential open.
+func (s *Server) hold(c Credential) (release func(), ok bool) {
+	k := c.Role + "/" + c.ID
+	s.holdMu.Lock()
+	defer s.holdMu.Unlock()
+	if s.holds[k] >= s.o.MaxPerCredential {
+		return nil, false
+	}
+	s.holds[k]++
+	return func() {
+		s.holdMu.Lock()
+		defer s.holdMu.Unlock()
+		if s.holds[k]--; s.holds[k] <= 0 {
+			delete(s.holds, k)
+		}
+	}, true
+}
+
+// acquireOr503 takes an ingest slot or answers 503 with Retry-After.
+func (s *Server) acquireOr503(w http.ResponseWriter, r *http.Request) bool {
+	if s.acquire(r.Context()) {
+		return true
+	}
+	s.setRetryAfter(w)
+	writeError(w, http.StatusServiceUnavailable, "overloaded", "HQ is busy; retry after the Retry-After delay")
+	return false
+}
+
+func (s *Server) setRetryAfter(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", strconv.Itoa(int((s.o.RetryAfter+time.Second-1)/time.Second)))
 }
 
 func (s *Server) ingest(w http.ResponseWriter, r *http.Request, b Batch) {

@@ -163,7 +163,8 @@ func withOps(f *flags, fn func(ctx context.Context, o ops) error) func(*cobra.Co
 
 func serveCmd(f *flags) *cobra.Command {
 	var listen, cert, key, clientCA, addrFile string
-	var maxInFlight int
+	var maxInFlight, maxPerStore int
+	var bodyTimeout time.Duration
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the HQ server",
@@ -181,6 +182,9 @@ admin's has posagent:admin:<name>. Otherwise HQ answers 403.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if bodyTimeout <= 0 || maxPerStore <= 0 || maxInFlight <= 0 {
+				return errors.New("--body-timeout, --max-per-store and --max-inflight must be above 0")
+			}
 			log := slog.New(slog.NewJSONHandler(f.errw, nil))
 			st, err := f.openStore(ctx)
 			if err != nil {
@@ -190,9 +194,14 @@ admin's has posagent:admin:<name>. Otherwise HQ answers 403.`,
 			o := options(ctx, st, log)
 			o.AdminToken = os.Getenv("HQ_ADMIN_TOKEN")
 			o.MaxInFlight = maxInFlight
+			o.MaxPerCredential = maxPerStore
+			o.BodyTimeout = bodyTimeout
 			o.RequireClientCert = clientCA != ""
-			hs := &http.Server{Handler: hq.NewServer(st, o), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-				ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)} // refused TLS handshakes among them
+			// Uploads set their own body deadline; ReadTimeout bounds every
+			// other request's body the same way.
+			hs := &http.Server{Handler: hq.NewServer(st, o), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10*time.Second + bodyTimeout,
+				IdleTimeout: 2 * time.Minute,
+				ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn)} // refused TLS handshakes among them
 			scheme := "http"
 			if cert != "" || key != "" {
 				if hs.TLSConfig, err = hq.TLSConfig(cert, key, clientCA); err != nil {
@@ -233,7 +242,9 @@ admin's has posagent:admin:<name>. Otherwise HQ answers 403.`,
 	c.Flags().StringVar(&key, "tls-key", "", "TLS private key (PEM)")
 	c.Flags().StringVar(&clientCA, "client-ca", "", "require client certificates signed by this CA that name the token's store or admin (mutual TLS)")
 	c.Flags().StringVar(&addrFile, "addr-file", "", "write the listening URL to this file once listening")
-	c.Flags().IntVar(&maxInFlight, "max-inflight", 64, "uploads processed at once; more wait 2 s, then get 503 + Retry-After")
+	c.Flags().IntVar(&maxInFlight, "max-inflight", 64, "uploads processed at once (once their body is read); more wait 2 s, then get 503 + Retry-After")
+	c.Flags().IntVar(&maxPerStore, "max-per-store", 8, "uploads one credential (store) may have open at once; more get 429 + Retry-After")
+	c.Flags().DurationVar(&bodyTimeout, "body-timeout", 30*time.Second, "time an upload's body may take to arrive; a slower one gets 408")
 	return c
 }
 
