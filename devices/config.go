@@ -150,20 +150,26 @@ func (c Config) normalize() (Config, error) {
 }
 
 // DefaultFramer is the framing a decoder's readers usually use: STX/ETX
-// for EM4100 (RDM6300) modules, PN532 frames for PN532, a CR terminator
-// otherwise (Parallax sends LF, 10 hex digits, CR) (keyboard wedges end a read with Enter). Tuning
-// fields already set in base (Gap, MaxFrame) are kept.
+// for EM4100 (RDM6300) modules, PN532 frames for PN532, otherwise a
+// terminator. Card swipes and Parallax readers (LF, 10 hex digits, CR) end
+// at CR or LF; scanners and keyboard wedges ship with a CR, LF, CR LF or
+// TAB suffix (Enter or Tab), so barcode and UID reads also end at TAB. A
+// swipe keeps TAB out of its terminators: it is no suffix of a card reader
+// and must not cut a swipe in two. Tuning fields already set in base (Gap,
+// MaxFrame) are kept.
 func DefaultFramer(decoder string, keyboard bool, base frame.Config) frame.Config {
 	name, _, _ := strings.Cut(strings.ToLower(decoder), ":")
 	switch {
-	case keyboard:
+	case name == "msr" || name == "parallax":
 		base.Kind, base.Terminator = "terminator", "CR"
+	case keyboard:
+		base.Kind, base.Terminator = "terminator", "ANY"
 	case name == "em4100" || name == "rdm6300":
 		base.Kind = "stx_etx"
 	case name == "pn532":
 		base.Kind = "pn532"
 	default:
-		base.Kind, base.Terminator = "terminator", "CR"
+		base.Kind, base.Terminator = "terminator", "ANY"
 	}
 	return base
 }

@@ -102,6 +102,49 @@ func TestSerialReaderKinds(t *testing.T) {
 	}
 }
 
+// TestScannerSuffixes: a barcode scanner with the default framer reads
+// every scan whatever suffix it is set to (CR, LF, CR LF, LF CR, TAB),
+// also when the two bytes of a pair come in separate reads with a pause
+// between them, and never turns a suffix byte into an error.
+func TestScannerSuffixes(t *testing.T) {
+	codes := []string{"M00012345", "M00067890", "M00099999", "M00011111"}
+	for _, tc := range []struct {
+		name, suffix string
+		split        bool
+	}{
+		{"cr", "\r", false}, {"lf", "\n", false}, {"crlf", "\r\n", false}, {"lfcr", "\n\r", false},
+		{"tab", "\t", false}, {"crlf_split", "\r\n", true}, {"lfcr_split", "\n\r", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := devtest.NewPty(t)
+			m := run(t, []devices.Config{{Name: "scanner", Till: "T1", Path: p.Path, Decoder: "barcode"}})
+			next(t, m, online)
+			for _, code := range codes {
+				if tc.split {
+					p.Write(t, []byte(code+tc.suffix[:1]))
+					time.Sleep(30 * time.Millisecond)
+					p.Write(t, []byte(tc.suffix[1:]))
+				} else {
+					p.Write(t, []byte(code+tc.suffix))
+				}
+			}
+			for _, code := range codes {
+				e, skipped := next(t, m, isData)
+				if len(skipped) > 0 {
+					t.Errorf("unexpected events before %s: %s", code, describe(skipped))
+				}
+				if e.Data.TokenHash != token.Hash(testKey, code) {
+					t.Fatalf("read %s, want %s", e.Data.Masked, token.Mask(code))
+				}
+			}
+			st := m.Status()
+			if st[0].Reads != uint64(len(codes)) || st[0].Errors != 0 {
+				t.Errorf("status %+v, want %d reads and no errors", st[0], len(codes))
+			}
+		})
+	}
+}
+
 // TestSerialBadReads: errors carry a code and a cashier hint.
 func TestSerialBadReads(t *testing.T) {
 	p := devtest.NewPty(t)

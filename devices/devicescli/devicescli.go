@@ -221,7 +221,7 @@ Stop the agent first: a reader can only be claimed by one process.`,
 	fl.StringVar(&d.StopBits, "stop-bits", "1", "serial stop bits: 1, 1.5, 2")
 	fl.StringVar(&d.FlowControl, "flow-control", "none", "serial flow control: none, rtscts (Linux)")
 	fl.StringVar(&d.Framer.Kind, "framer", "", "framing: terminator, stx_etx, idle_gap, fixed, pn532 (default: the decoder's usual)")
-	fl.StringVar(&d.Framer.Terminator, "terminator", "CR", "terminator for --framer terminator: CR, LF, CRLF")
+	fl.StringVar(&d.Framer.Terminator, "terminator", "CR", "terminator for --framer terminator: CR, LF, CRLF, LFCR, TAB, ANY (CR, LF or TAB)")
 	fl.DurationVar(&d.Framer.Gap, "gap", 0, "idle gap that ends a read for --framer idle_gap (e.g. 50ms)")
 	fl.IntVar(&d.Framer.Length, "length", 0, "frame length for --framer fixed")
 	fl.StringVar(&d.Decoder, "decoder", "", "msr, msr:lrc, em4100, parallax, pn532, barcode, uid:<hex|hex_rev|dec10|8h10d|w26>")

@@ -32,7 +32,10 @@ type Framer interface {
 type Config struct {
 	// Kind is "terminator", "stx_etx", "idle_gap", "fixed" or "pn532".
 	Kind string `yaml:"kind" json:"kind"`
-	// Terminator for Kind "terminator": "CR", "LF" or "CRLF".
+	// Terminator for Kind "terminator": the byte that ends a frame, "CR",
+	// "LF", "TAB", "CRLF" or "LFCR" (both: the LF ends it), or "ANY" (CR, LF
+	// or TAB). A CR or LF next to the end byte belongs to the terminator, so
+	// a reader sending CR LF or LF CR reads with any of them.
 	Terminator string `yaml:"terminator" json:"terminator"`
 	// Gap: for "idle_gap" the silence that ends a frame; for the other kinds,
 	// when > 0, a partial frame older than Gap is discarded (a read cut off
@@ -77,20 +80,20 @@ func New(c Config) (Framer, error) {
 	b := base{max: c.MaxFrame, gap: c.Gap}
 	switch strings.ToLower(c.Kind) {
 	case "terminator":
-		var term []byte
+		t := &terminator{base: b}
 		switch strings.ToUpper(c.Terminator) {
 		case "CR":
-			term = []byte{'\r'}
-		case "LF":
-			term = []byte{'\n'}
-		case "CRLF":
-			term = []byte{'\r', '\n'}
-			// The CR waits in the buffer for its LF; it is not frame data.
-			b.slack = 1
+			t.ends['\r'] = true
+		case "LF", "CRLF", "LFCR":
+			t.ends['\n'] = true
+		case "TAB":
+			t.ends['\t'] = true
+		case "ANY":
+			t.ends['\r'], t.ends['\n'], t.ends['\t'] = true, true, true
 		default:
-			return nil, fmt.Errorf("frame: terminator %q unknown; use CR, LF or CRLF", c.Terminator)
+			return nil, fmt.Errorf("frame: terminator %q unknown; use CR, LF, CRLF, LFCR, TAB or ANY", c.Terminator)
 		}
-		return &terminator{base: b, term: term}, nil
+		return t, nil
 	case "stx_etx":
 		return &stxetx{base: b}, nil
 	case "idle_gap":
@@ -117,7 +120,6 @@ func New(c Config) (Framer, error) {
 // time, the size bound and the accumulated errors.
 type base struct {
 	max      int
-	slack    int // extra bytes the buffer may hold beyond max (a pending CR)
 	gap      time.Duration
 	buf      []byte
 	last     time.Time
@@ -164,7 +166,7 @@ func (b *base) add(c byte) {
 	if b.dropping {
 		return
 	}
-	if len(b.buf) >= b.max+b.slack {
+	if len(b.buf) >= b.max {
 		b.fail(fmt.Errorf("%w: more than %d bytes; raise max_frame or check the framing settings", ErrTooLong, b.max))
 		b.buf = b.buf[:0]
 		b.dropping = true
@@ -180,35 +182,32 @@ func (b *base) take() []byte {
 	return f
 }
 
+// terminator ends a frame at an end byte. CR and LF are line-suffix bytes:
+// at the start of a frame they are dropped (the second byte of a CR LF or
+// LF CR pair, however late it comes and in whichever read), and right
+// before an end byte they are part of the terminator; only between data
+// bytes are they frame data (an MSR reader that puts tracks on separate
+// lines). They wait in pend until the next byte says which it is.
 type terminator struct {
 	base
-	term []byte
+	ends [256]bool
+	pend []byte // CR/LF bytes after the last data byte of the partial frame
 }
 
+func lineByte(c byte) bool { return c == '\r' || c == '\n' }
+
+func (t *terminator) Reset() { t.base.Reset(); t.pend = t.pend[:0] }
+
 func (t *terminator) Push(p []byte, at time.Time) [][]byte {
-	t.stale(at)
+	if t.stale(at) {
+		t.pend = t.pend[:0]
+	}
 	t.last = at
 	var out [][]byte
-	last := t.term[len(t.term)-1]
 	for _, c := range p {
-		if c == last {
-			if len(t.term) == 2 {
-				// CRLF: the CR is the last byte held in the buffer (or was
-				// dropped with an overlong frame).
-				if t.dropping {
-					t.dropping = false
-					continue
-				}
-				if n := len(t.buf); n > 0 && t.buf[n-1] == t.term[0] {
-					t.buf = t.buf[:n-1]
-					if len(t.buf) > 0 {
-						out = append(out, t.take())
-					}
-					continue
-				}
-				t.add(c)
-				continue
-			}
+		switch {
+		case t.ends[c]:
+			t.pend = t.pend[:0]
 			if t.dropping {
 				t.dropping = false
 				continue
@@ -216,14 +215,36 @@ func (t *terminator) Push(p []byte, at time.Time) [][]byte {
 			if len(t.buf) > 0 {
 				out = append(out, t.take())
 			}
-			continue
+		case lineByte(c):
+			if t.dropping || len(t.buf) == 0 {
+				continue
+			}
+			t.pend = append(t.pend, c)
+			if len(t.pend) > t.max {
+				t.flushPend() // a run this long is no terminator: bound it
+			}
+		default:
+			t.flushPend()
+			t.add(c)
 		}
-		t.add(c)
 	}
 	return out
 }
 
-func (t *terminator) Flush(now time.Time) [][]byte { t.stale(now); return nil }
+// flushPend makes the waiting CR/LF bytes frame data.
+func (t *terminator) flushPend() {
+	for _, c := range t.pend {
+		t.add(c)
+	}
+	t.pend = t.pend[:0]
+}
+
+func (t *terminator) Flush(now time.Time) [][]byte {
+	if t.stale(now) {
+		t.pend = t.pend[:0]
+	}
+	return nil
+}
 
 type stxetx struct {
 	base

@@ -3,6 +3,7 @@ package frame
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -66,6 +67,11 @@ func TestTerminator(t *testing.T) {
 		{"LF", "abc\ndef\n", []string{"abc", "def"}},
 		{"CRLF", "abc\r\nd\ref\r\n\r\n", []string{"abc", "d\ref"}},
 		{"crlf", "x\r", nil},
+		{"CR", "\nab\ncd\r\n\n\r\ref\n\r", []string{"ab\ncd", "ef"}},
+		{"LFCR", "\n\rab\n\rcd\n", []string{"ab", "cd"}},
+		{"TAB", "ab\tcd\r\n\t\nef\r\t", []string{"ab", "cd", "ef"}},
+		{"ANY", "ab\tcd\r\n\tef\n\rg\r", []string{"ab", "cd", "ef", "g"}},
+		{"CR", "ab\tcd\r", []string{"ab\tcd"}},
 	} {
 		f := mustNew(t, Config{Kind: "terminator", Terminator: tc.term})
 		var got [][]byte
@@ -76,6 +82,63 @@ func TestTerminator(t *testing.T) {
 		eq(t, got, tc.want...)
 		f2 := mustNew(t, Config{Kind: "terminator", Terminator: tc.term})
 		eq(t, f2.Push([]byte(tc.in), t0), tc.want...)
+	}
+}
+
+// TestTerminatorSuffixes: scanners end a scan with CR, LF, CR LF, LF CR or
+// TAB. Each setting reads its byte alone or paired with the other line
+// byte, and ANY reads them all, indefinitely: whole, byte by byte, and with
+// the two bytes of a pair in separate reads and a delay between them. A
+// stray CR or LF never starts a frame.
+func TestTerminatorSuffixes(t *testing.T) {
+	scans := []string{"M00012345", "4006381333931", "M00099999"}
+	suffixes := map[string]string{"CR": "\r", "LF": "\n", "CRLF": "\r\n", "LFCR": "\n\r", "TAB": "\t"}
+	// The suffixes each setting is for: its own byte alone or paired.
+	reads := map[string][]string{"CR": {"CR", "CRLF", "LFCR"}, "LF": {"LF", "CRLF", "LFCR"}, "CRLF": {"LF", "CRLF", "LFCR"},
+		"LFCR": {"LF", "CRLF", "LFCR"}, "TAB": {"TAB"}, "ANY": {"CR", "LF", "CRLF", "LFCR", "TAB"}}
+	ends := map[string]string{"CR": "\r", "LF": "\n", "CRLF": "\n", "LFCR": "\n", "TAB": "\t", "ANY": "\r\n\t"}
+	for term, names := range reads {
+		for _, name := range names {
+			suf := suffixes[name]
+			var in string
+			for _, s := range scans {
+				in += s + suf
+			}
+			// Gap set: a pair's second byte arriving late must not be
+			// taken for a stale partial frame or the start of the next.
+			c := Config{Kind: "terminator", Terminator: term, Gap: 50 * time.Millisecond}
+			eq(t, mustNew(t, c).Push([]byte(in), t0), scans...)
+
+			f := mustNew(t, c)
+			var got [][]byte
+			for i := 0; i < len(in); i++ {
+				got = append(got, f.Push([]byte{in[i]}, ms(i))...)
+			}
+			eq(t, got, scans...)
+
+			// Each scan's suffix split after its first byte, the rest
+			// arriving 30 ms (within the gap) or, when the first byte
+			// already ended the frame, 200 ms (after the gap) later.
+			delays := []int{30}
+			if firstEnds := strings.Contains(ends[term], suf[:1]); firstEnds {
+				delays = append(delays, 200)
+			}
+			for _, delay := range delays {
+				f := mustNew(t, c)
+				var got [][]byte
+				at := 0
+				for _, s := range scans {
+					got = append(got, f.Push([]byte(s+suf[:1]), ms(at))...)
+					at += delay
+					got = append(got, f.Push([]byte(suf[1:]), ms(at))...)
+					at += 1000
+				}
+				eq(t, got, scans...)
+				if errs := f.Errors(); len(errs) != 0 {
+					t.Errorf("%s framer, %s suffix, %d ms split: errors %v", term, name, delay, errs)
+				}
+			}
+		}
 	}
 }
 

@@ -57,6 +57,9 @@ func FuzzTerminatorCR(f *testing.F) {
 func FuzzTerminatorCRLF(f *testing.F) {
 	fuzzFramer(f, Config{Kind: "terminator", Terminator: "CRLF"}, true)
 }
+func FuzzTerminatorTAB(f *testing.F) {
+	fuzzFramer(f, Config{Kind: "terminator", Terminator: "TAB"}, true)
+}
 func FuzzSTXETX(f *testing.F) { fuzzFramer(f, Config{Kind: "stx_etx"}, true) }
 func FuzzIdleGap(f *testing.F) {
 	fuzzFramer(f, Config{Kind: "idle_gap", Gap: time.Millisecond}, false)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"posagent/devices"
 	"posagent/devices/decode"
 	"posagent/devices/frame"
 	"posagent/devices/frame/replay"
@@ -38,8 +39,15 @@ func kv(s string) (map[string]string, error) {
 	return m, nil
 }
 
-func framerConfig(s string) (frame.Config, error) {
-	m, err := kv(s)
+// framerConfig parses "@framer kind=… terminator=…"; "@framer default …"
+// takes the framer a device with this decoder gets when its config names
+// none (devices.DefaultFramer), with any tuning keys that follow.
+func framerConfig(s, decoder string) (frame.Config, error) {
+	rest, dflt := strings.CutPrefix(strings.TrimSpace(s), "default")
+	if !dflt {
+		rest = s
+	}
+	m, err := kv(rest)
 	if err != nil {
 		return frame.Config{}, err
 	}
@@ -58,6 +66,9 @@ func framerConfig(s string) (frame.Config, error) {
 		if c.MaxFrame, err = strconv.Atoi(v); err != nil {
 			return c, err
 		}
+	}
+	if dflt {
+		c = devices.DefaultFramer(decoder, false, c)
 	}
 	return c, nil
 }
@@ -86,7 +97,7 @@ func run(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	fc, err := framerConfig(rec.Meta["framer"])
+	fc, err := framerConfig(rec.Meta["framer"], rec.Meta["decoder"])
 	if err != nil {
 		return nil, fmt.Errorf("@framer: %v", err)
 	}
