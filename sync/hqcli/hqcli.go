@@ -63,17 +63,34 @@ HQ with --url and an admin token (--token or HQ_TOKEN); use --url while
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&f.db, "db", "hq.db", "bbolt store file")
-	pf.StringVar(&f.pgURL, "pg", os.Getenv("HQ_PG"), "PostgreSQL URL (instead of --db), e.g. postgres://hq@db/hq (env HQ_PG)")
+	// Secrets from the environment are read when a command runs, never made
+	// flag defaults: help would print them.
+	pf.StringVar(&f.pgURL, "pg", "", "PostgreSQL URL (instead of --db), e.g. postgres://hq@db/hq "+envNote("HQ_PG"))
 	pf.StringVar(&f.url, "url", "", "use a running HQ's admin API at this URL instead of the storage")
-	pf.StringVar(&f.token, "token", os.Getenv("HQ_TOKEN"), "admin token for --url (env HQ_TOKEN)")
+	pf.StringVar(&f.token, "token", "", "admin token for --url "+envNote("HQ_TOKEN"))
 	pf.StringVar(&f.caFile, "ca", "", "CA certificate to trust for --url over TLS")
 	pf.StringVar(&f.certFile, "cert", "", "admin client certificate (PEM, URI SAN posagent:admin:<name>) for --url when HQ requires mutual TLS")
 	pf.StringVar(&f.keyFile, "key", "", "private key (PEM) of --cert")
 	root.PersistentPreRun = func(cmd *cobra.Command, _ []string) {
 		f.out, f.errw = cmd.OutOrStdout(), cmd.ErrOrStderr()
+		if !pf.Lookup("pg").Changed {
+			f.pgURL = os.Getenv("HQ_PG")
+		}
+		if !pf.Lookup("token").Changed {
+			f.token = os.Getenv("HQ_TOKEN")
+		}
 	}
 	root.AddCommand(serveCmd(f), storeCmd(f), exportCmd(f), kpiCmd(f), deadLettersCmd(f), couponsCmd(f), membersCmd(f), programCmd(f))
 	return root
+}
+
+// envNote says where a secret flag's default comes from and whether it is
+// set there, without its value.
+func envNote(name string) string {
+	if os.Getenv(name) != "" {
+		return "(default: $" + name + ", set)"
+	}
+	return "(default: $" + name + ", not set)"
 }
 
 // ParseProgram is the loyalty program check HQ applies on publish.
