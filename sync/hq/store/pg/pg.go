@@ -7,7 +7,9 @@
 // commit after one that took 20..29, and a reader that already moved past 29
 // never sees 10..19. Here a reader only takes rows whose transaction id is
 // below the xmin of its snapshot (no transaction older than that is still
-// running), so nothing can later commit behind its cursor.
+// running), so nothing can later commit behind its cursor. Transaction ids
+// are ordered and compared as numbers (the xid8 column, uint64 in Go), never
+// as text, which would misorder them each time they gain a digit.
 package pg
 
 import (
@@ -567,22 +569,31 @@ func (s *Store) ResolveDeadLetter(ctx context.Context, store, till string, seq u
 }
 
 // feedPos is a position in an xid-ordered feed: the transaction id and the
-// row key within it.
+// row key within it. The id travels as decimal text, but the queries order
+// and compare the xid8 column itself and Go compares it as a uint64, so
+// positions compare the way rows are ordered: as numbers, never as text
+// (where "100000003" sorts before "99999990").
 type feedPos struct {
 	X string `json:"x"` // xid8 as decimal text
 	K string `json:"k,omitempty"`
 	N int64  `json:"n,omitempty"`
 }
 
-func (p *feedPos) norm() error {
+// norm checks the position's transaction id ("" is the start), writes it
+// in canonical form and returns it.
+func (p *feedPos) norm() (uint64, error) {
 	if p.X == "" {
 		p.X = "0"
 	}
-	if _, err := strconv.ParseUint(p.X, 10, 64); err != nil {
-		return fmt.Errorf("%w (xid %q)", hq.ErrCursor, p.X)
+	x, err := strconv.ParseUint(p.X, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w (xid %q)", hq.ErrCursor, p.X)
 	}
-	return nil
+	p.X = strconv.FormatUint(x, 10)
+	return x, nil
 }
+
+func xidPos(x uint64) string { return strconv.FormatUint(x, 10) }
 
 type changesCursor struct {
 	M feedPos `json:"m"`
@@ -616,7 +627,7 @@ func (s *Store) Changes(ctx context.Context, cursor string, limit int) (wire.Cha
 	if err := hq.DecodeCursor(cursor, &cur); err != nil {
 		return wire.Changes{}, err
 	}
-	if err := cur.M.norm(); err != nil {
+	if _, err := cur.M.norm(); err != nil {
 		return wire.Changes{}, err
 	}
 	var ch wire.Changes
@@ -660,27 +671,30 @@ const changeRows = 16
 // read, so nothing can commit behind the cursor; one repeatable-read
 // snapshot serves the log and the member rows.
 func (s *Store) memberChanges(ctx context.Context, pos feedPos, limit int) (out []wire.MemberState, next feedPos, more bool, err error) {
-	after, err := strconv.ParseUint(pos.X, 10, 64)
+	from, err := pos.norm()
 	if err != nil {
-		return nil, pos, false, fmt.Errorf("%w (xid %q)", hq.ErrCursor, pos.X)
+		return nil, pos, false, err
 	}
 	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		out, next, more = nil, pos, false
 		var emit []feedPos // to hand out, in order; one more than limit means more
-		within := true     // row `after` may still hold ids after pos.K
+		after := from
+		within := true // row `from` may still hold ids after pos.K
 		for len(emit) <= limit {
 			op := ">"
 			if within {
 				op = ">="
 			}
-			rows, err := tx.Query(ctx, `SELECT xid::text, ids FROM member_changes
-				WHERE xid `+op+` $1::text::xid8 AND xid < pg_snapshot_xmin(pg_current_snapshot())
-				ORDER BY xid LIMIT $2`, strconv.FormatUint(after, 10), changeRows)
+			// xid8 in and out (pgx maps it to uint64): ordered and
+			// compared as numbers.
+			rows, err := tx.Query(ctx, `SELECT c.xid, c.ids FROM member_changes c
+				WHERE c.xid `+op+` $1::xid8 AND c.xid < pg_snapshot_xmin(pg_current_snapshot())
+				ORDER BY c.xid LIMIT $2`, after, changeRows)
 			if err != nil {
 				return err
 			}
 			type change struct {
-				x   string
+				x   uint64
 				ids []string
 			}
 			cs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (change, error) {
@@ -696,19 +710,20 @@ func (s *Store) memberChanges(ctx context.Context, pos feedPos, limit int) (out 
 				c := &cs[i]
 				sort.Strings(c.ids)
 				c.ids = slices.Compact(c.ids)
-				if within && c.x == pos.X {
+				if within && c.x == from {
 					// The cursor's own transaction: only the ids after it.
 					c.ids = c.ids[sort.Search(len(c.ids), func(j int) bool { return c.ids[j] > pos.K }):]
 				}
 				want = append(want, c.ids...)
 			}
-			last := map[string]string{} // member → xid of its last change
+			last := map[string]uint64{} // member → xid of its last change
 			if len(want) > 0 {
-				rows, err := tx.Query(ctx, `SELECT id, xid::text FROM members WHERE id = ANY($1)`, want)
+				rows, err := tx.Query(ctx, `SELECT id, xid FROM members WHERE id = ANY($1)`, want)
 				if err != nil {
 					return err
 				}
-				var id, x string
+				var id string
+				var x uint64
 				if _, err := pgx.ForEachRow(rows, []any{&id, &x}, func() error { last[id] = x; return nil }); err != nil {
 					return err
 				}
@@ -716,7 +731,7 @@ func (s *Store) memberChanges(ctx context.Context, pos feedPos, limit int) (out 
 		scan:
 			for _, c := range cs {
 				for _, id := range c.ids {
-					p := feedPos{X: c.x, K: id}
+					p := feedPos{X: xidPos(c.x), K: id}
 					if last[id] == c.x {
 						emit = append(emit, p)
 						if len(emit) > limit {
@@ -730,11 +745,7 @@ func (s *Store) memberChanges(ctx context.Context, pos feedPos, limit int) (out 
 				break
 			}
 			// Every id of every row read is behind the cursor now.
-			after, err = strconv.ParseUint(cs[len(cs)-1].x, 10, 64)
-			if err != nil {
-				return err
-			}
-			within = false
+			after, within = cs[len(cs)-1].x, false
 		}
 		if len(emit) > limit {
 			more, emit = true, emit[:limit]
@@ -782,8 +793,8 @@ func (s *Store) memberChanges(ctx context.Context, pos feedPos, limit int) (out 
 // where the feed hands it out.
 const pruneSQL = `WITH c AS (
 	SELECT xid, ids FROM member_changes
-	WHERE xid > $1::text::xid8 AND xid < pg_snapshot_xmin(pg_current_snapshot())
-	ORDER BY xid LIMIT $2
+	WHERE xid > $1::xid8 AND xid < pg_snapshot_xmin(pg_current_snapshot())
+	ORDER BY member_changes.xid LIMIT $2
 ), live AS (
 	SELECT c.xid, cardinality(c.ids) AS n,
 		coalesce(array_agg(DISTINCT u.id) FILTER (WHERE m.xid = c.xid), '{}') AS ids
@@ -796,7 +807,11 @@ const pruneSQL = `WITH c AS (
 	UPDATE member_changes mc SET ids = live.ids FROM live
 	WHERE mc.xid = live.xid AND cardinality(live.ids) BETWEEN 1 AND live.n - 1
 )
-SELECT coalesce(max(xid)::text, ''), count(*) FROM c`
+SELECT coalesce(max(xid), $1::xid8), count(*) FROM c`
+
+// pruneRows is how many member_changes rows one prune transaction reads
+// (tests make it small to page across many transactions).
+var pruneRows = 500
 
 // PruneChanges shrinks the member change log to each member's last change,
 // so a new store's first pull reads about one entry a member however long
@@ -804,10 +819,11 @@ SELECT coalesce(max(xid)::text, ''), count(*) FROM c`
 // feeds back) and returns how many log rows it read. Open runs it every
 // Options.PruneEvery.
 func (s *Store) PruneChanges(ctx context.Context) (int, error) {
-	const rows = 500
-	after, total := "0", 0
+	rows := pruneRows
+	var after uint64 // xid8, as in the feeds
+	total := 0
 	for {
-		var last string
+		var last uint64
 		var n int
 		if err := s.pool.QueryRow(ctx, pruneSQL, after, rows).Scan(&last, &n); err != nil {
 			return total, fmt.Errorf("hq: prune member changes: %w", err)
@@ -825,13 +841,16 @@ func (s *Store) Export(ctx context.Context, cursor string, limit int) (wire.Expo
 	if err := hq.DecodeCursor(cursor, &cur); err != nil {
 		return wire.ExportPage{}, err
 	}
-	if err := cur.norm(); err != nil {
+	from, err := cur.norm()
+	if err != nil {
 		return wire.ExportPage{}, err
 	}
 	var p wire.ExportPage
-	rows, err := s.pool.Query(ctx, `SELECT id, xid::text, body, received_at FROM entries
-		WHERE (xid, id) > ($1::text::xid8, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot())
-		ORDER BY xid, id LIMIT $3`, cur.X, cur.N, limit+1)
+	// The xid8 column itself in the select list, the order and the
+	// comparison (pgx maps it to uint64): rows and cursor both go by number.
+	rows, err := s.pool.Query(ctx, `SELECT e.id, e.xid, e.body, e.received_at FROM entries e
+		WHERE (e.xid, e.id) > ($1::xid8, $2) AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
+		ORDER BY e.xid, e.id LIMIT $3`, from, cur.N, limit+1)
 	if err != nil {
 		return p, err
 	}
@@ -842,7 +861,7 @@ func (s *Store) Export(ctx context.Context, cursor string, limit int) (wire.Expo
 			break
 		}
 		var id int64
-		var x string
+		var x uint64
 		var body []byte
 		var at time.Time
 		if err := rows.Scan(&id, &x, &body, &at); err != nil {
@@ -854,7 +873,7 @@ func (s *Store) Export(ctx context.Context, cursor string, limit int) (wire.Expo
 		}
 		e.ReceivedAt = at.UTC().Format(time.RFC3339Nano)
 		p.Entries = append(p.Entries, e)
-		cur = feedPos{X: x, N: id}
+		cur = feedPos{X: xidPos(x), N: id}
 	}
 	if err := rows.Err(); err != nil {
 		return p, err

@@ -1,0 +1,9 @@
+package pg
+
+// SetPruneRows sets how many log rows one prune transaction reads, until
+// the returned func restores it.
+func SetPruneRows(n int) (restore func()) {
+	old := pruneRows
+	pruneRows = n
+	return func() { pruneRows = old }
+}
