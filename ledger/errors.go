@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -17,6 +18,7 @@ var (
 	ErrKeyConflict             = errors.New("conflicts with an earlier record")
 	ErrInsufficientStoredValue = errors.New("insufficient stored value")
 	ErrInsufficientPoints      = errors.New("insufficient points")
+	ErrOfflineCap              = errors.New("offline redemption limit reached")
 	ErrLocked                  = errors.New("ledger file is locked")
 	ErrCorrupt                 = errors.New("ledger file is corrupt or not a ledger")
 	ErrNewerSchema             = errors.New("ledger file has a newer schema")
@@ -25,6 +27,60 @@ var (
 	ErrInvalid                 = errors.New("invalid request")
 	ErrClosed                  = errors.New("ledger is closed")
 )
+
+// OfflineCapError refuses a redemption over the program's daily offline
+// cap. The member may well hold the points: only Left more can be redeemed
+// today while the till cannot reach HQ. It wraps ErrOfflineCap.
+type OfflineCapError struct {
+	Member string
+	Cap    int64 // points a member may redeem offline per local day
+	Used   int64 // already redeemed offline today
+	Left   int64 // what may still be redeemed today, in whole redemption steps
+}
+
+func (e *OfflineCapError) Error() string {
+	if e.Left <= 0 {
+		return fmt.Sprintf("%v: member %s has redeemed %d points offline today, the daily offline limit of %d; sell without redeeming points, or redeem once the till reaches HQ again",
+			ErrOfflineCap, e.Member, e.Used, e.Cap)
+	}
+	return fmt.Sprintf("%v: offline the till lets member %s redeem at most %d points a day; %d already redeemed today, so at most %d more now (or redeem the rest once the till reaches HQ again)",
+		ErrOfflineCap, e.Member, e.Cap, e.Used, e.Left)
+}
+
+func (e *OfflineCapError) Unwrap() error { return ErrOfflineCap }
+
+// Kinds of TimeError.
+const (
+	TimeAhead        = "ahead"         // later than the ledger's clock plus ClockSkew
+	TimeTooOld       = "too_old"       // earlier than the ledger's clock minus MaxBackdate
+	TimeBeforeMember = "before_member" // backdated to before the member enrolled
+)
+
+// TimeError refuses a request whose time (a sale's receipt time, or any
+// request's At) is outside what the ledger accepts. It wraps ErrInvalid.
+type TimeError struct {
+	Kind   string
+	At     time.Time     // the time the request carried
+	Now    time.Time     // the ledger's clock
+	Limit  time.Duration // ClockSkew (ahead) or MaxBackdate (too old)
+	Member string        // before_member: the member and when they enrolled
+	Since  time.Time
+}
+
+func (e *TimeError) Error() string {
+	at := e.At.UTC().Format(time.RFC3339)
+	now := e.Now.UTC().Format(time.RFC3339)
+	switch e.Kind {
+	case TimeAhead:
+		return fmt.Sprintf("%v: time %s is more than %v ahead of the till's clock (%s); fix the POS clock, or leave the time out to record it now", ErrInvalid, at, e.Limit, now)
+	case TimeTooOld:
+		return fmt.Sprintf("%v: time %s is more than %v before the till's clock (%s), too old to record with its own time; leave the time out to record it now, or check the POS clock", ErrInvalid, at, e.Limit, now)
+	default:
+		return fmt.Sprintf("%v: time %s is before member %s enrolled (%s); check the POS clock, or leave the time out to record it now", ErrInvalid, at, e.Member, e.Since.UTC().Format(time.RFC3339))
+	}
+}
+
+func (e *TimeError) Unwrap() error { return ErrInvalid }
 
 // wrapErr is fmt.Errorf with the sentinel first so errors.Is works and the
 // message starts with what went wrong.

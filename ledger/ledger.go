@@ -69,6 +69,14 @@ type Options struct {
 	// member day, expiry) are the store's own. "": the program's zone.
 	TimeZone string
 	Now      func() time.Time // clock; nil: time.Now
+	// ClockSkew is how far a request's time may be ahead of Now (a POS
+	// clock running fast), and the clock difference tolerated against a
+	// member's enrolment time. 0: DefaultClockSkew.
+	ClockSkew time.Duration
+	// MaxBackdate is how far before Now a request's time may be (a receipt
+	// the POS queued and sends late keeps its own time). 0:
+	// DefaultMaxBackdate.
+	MaxBackdate time.Duration
 	// MaxSize caps the file size in bytes (0: none); reaching it gives
 	// ErrDiskFull, as a full disk does.
 	MaxSize int
@@ -82,6 +90,12 @@ type Options struct {
 	// file (default 1s).
 	LockTimeout time.Duration
 }
+
+// Defaults of the accepted window for request times.
+const (
+	DefaultClockSkew   = 5 * time.Minute
+	DefaultMaxBackdate = 7 * 24 * time.Hour
+)
 
 // Ledger is an open ledger file.
 type Ledger struct {
@@ -168,6 +182,15 @@ func Open(path string, o Options) (l *Ledger, err error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.ClockSkew < 0 || o.MaxBackdate < 0 {
+		return nil, wrapErr(ErrInvalid, "ledger: ClockSkew and MaxBackdate must not be negative")
+	}
+	if o.ClockSkew == 0 {
+		o.ClockSkew = DefaultClockSkew
+	}
+	if o.MaxBackdate == 0 {
+		o.MaxBackdate = DefaultMaxBackdate
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 256

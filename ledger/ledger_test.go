@@ -333,10 +333,10 @@ func TestExpiryAndOfflineCap(t *testing.T) {
 	require.Equal(t, int64(9500+100), points(t, l, "M1")) // 10,000 yuan spent: gold, +100
 	// Offline: 5,000 points a day at most.
 	_, err := l.CommitSale(ctx, SaleRequest{ReceiptID: "O1", MemberID: "M1", RedeemPoints: 6000, Offline: true, Lines: []loyalty.Line{line(1, 1, 200000)}})
-	require.ErrorIs(t, err, ErrInsufficientPoints)
+	require.ErrorIs(t, err, ErrOfflineCap)
 	sale(t, l, SaleRequest{ReceiptID: "O2", MemberID: "M1", RedeemPoints: 4000, Offline: true, Lines: []loyalty.Line{line(1, 1, 200000)}})
 	_, err = l.CommitSale(ctx, SaleRequest{ReceiptID: "O3", MemberID: "M1", RedeemPoints: 1100, Offline: true, Lines: []loyalty.Line{line(1, 1, 200000)}})
-	require.ErrorIs(t, err, ErrInsufficientPoints)
+	require.ErrorIs(t, err, ErrOfflineCap)
 	require.Contains(t, err.Error(), "at most 1000 more")
 	sale(t, l, SaleRequest{ReceiptID: "O4", MemberID: "M1", RedeemPoints: 1100, Lines: []loyalty.Line{line(1, 1, 200000)}}) // online: no cap
 	verifyOK(t, l)

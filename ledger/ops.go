@@ -90,6 +90,40 @@ func (l *Ledger) defaults(till *string, at *time.Time) error {
 	return nil
 }
 
+// checkTime bounds a time a request carries by the ledger's own clock:
+// at most ClockSkew ahead (a POS clock running fast), at most MaxBackdate
+// behind (a receipt queued while the agent was unreachable keeps its time).
+// Dates that drive points (member day, birthdays, coupon validity, lot
+// expiry, the offline day) come from this time, so it must be believable.
+// Writes check it after their idempotency lookup, so resending a request
+// that was committed still answers with the first result.
+func (l *Ledger) checkTime(at time.Time) error {
+	now := l.now()
+	switch {
+	case at.After(now.Add(l.o.ClockSkew)):
+		return &TimeError{Kind: TimeAhead, At: at, Now: now, Limit: l.o.ClockSkew}
+	case at.Before(now.Add(-l.o.MaxBackdate)):
+		return &TimeError{Kind: TimeTooOld, At: at, Now: now, Limit: l.o.MaxBackdate}
+	}
+	return nil
+}
+
+// checkMemberTime refuses a backdated time before the member enrolled. A
+// time within ClockSkew of the ledger's clock always passes: the member
+// exists now, and another till's clock may have stamped the enrolment a
+// little ahead of this one.
+func (l *Ledger) checkMemberTime(ms *mstate, at time.Time) error {
+	since, err := time.Parse(time.RFC3339, ms.member.EnrolledAt)
+	if err != nil {
+		return nil // HQ sent no enrolment time: nothing to compare with
+	}
+	now := l.now()
+	if !at.Before(now.Add(-l.o.ClockSkew)) || !at.Before(since.Add(-l.o.ClockSkew)) {
+		return nil
+	}
+	return &TimeError{Kind: TimeBeforeMember, At: at, Now: now, Limit: l.o.ClockSkew, Member: ms.id, Since: since}
+}
+
 func (l *Ledger) stamp(e *entry.Entry, till, cashier string, at time.Time, p *loyalty.Program) {
 	e.Store, e.Till, e.Cashier = l.store, till, cashier
 	e.At = at.UTC()
@@ -105,18 +139,20 @@ func (l *Ledger) record(ms *mstate, a *alloc, e *entry.Entry, till, cashier stri
 	return err
 }
 
-// touch writes off the member's lots expired at `at` (points_expired
-// entries, created lazily when the member is next used).
-func (l *Ledger) touch(ms *mstate, till, cashier string, at time.Time, a *alloc) error {
-	for _, lt := range ms.expiredLots(at) {
-		p, err := l.Programs().At(at)
+// touch writes off the member's lots expired at now (points_expired
+// entries, created lazily when the member is next used). now is the
+// ledger's own clock, never a time a request carried: a wrong stamp must
+// not destroy valid points.
+func (l *Ledger) touch(ms *mstate, till, cashier string, now time.Time, a *alloc) error {
+	for _, lt := range ms.expiredLots(now) {
+		p, err := l.Programs().At(now)
 		if err != nil {
 			return wrapErr(ErrInvalid, "%v", err)
 		}
 		e := &entry.Entry{Kind: entry.KindPointsExpired, MemberID: ms.id, PointsDelta: -lt.Remaining,
 			Points: &entry.PointsChange{Reason: "expiry", Points: -lt.Remaining, Lot: lt.ID,
 				LotsUsed: []entry.LotUse{{Lot: lt.ID, Points: lt.Remaining}}}}
-		l.stamp(e, till, cashier, at, p)
+		l.stamp(e, till, cashier, now, p)
 		g := uint64(0)
 		if a != nil {
 			g = a.add(e)
@@ -156,24 +192,16 @@ func (l *Ledger) priceSale(tx *bolt.Tx, r SaleRequest, a *alloc) (*salePlan, err
 		if err != nil {
 			return nil, err
 		}
-		if err := l.touch(ms, r.Till, r.Cashier, r.At, a); err != nil {
+		if err := l.checkMemberTime(ms, r.At); err != nil {
+			return nil, err
+		}
+		if err := l.touch(ms, r.Till, r.Cashier, l.now(), a); err != nil {
 			return nil, err
 		}
 		sp.ms = ms
 		avail := pos(ms.bal.Points)
 		if r.RedeemPoints > avail {
 			return nil, wrapErr(ErrInsufficientPoints, "member %s has %d points available, %d asked; redeem at most %d", ms.id, avail, r.RedeemPoints, avail/100*100)
-		}
-		if r.Offline && r.RedeemPoints > 0 {
-			cap := p.OfflineRedeemCapPerDay()
-			day := dayNum(r.At.In(p.Location()))
-			used := int64(0)
-			if ms.bal.OffDay == day {
-				used = ms.bal.OffRedeemed
-			}
-			if used+r.RedeemPoints > cap {
-				return nil, wrapErr(ErrInsufficientPoints, "offline the till lets member %s redeem at most %d points a day; %d already redeemed today, so at most %d more (or redeem once HQ is reachable)", ms.id, cap, used, max(cap-used, 0))
-			}
 		}
 		if r.StoredValue > ms.bal.StoredValue {
 			return nil, wrapErr(ErrInsufficientStoredValue, "member %s has %d fen of stored value, %d asked; take the rest in another payment", ms.id, ms.bal.StoredValue, r.StoredValue)
@@ -204,8 +232,34 @@ func (l *Ledger) priceSale(tx *bolt.Tx, r SaleRequest, a *alloc) (*salePlan, err
 	if r.StoredValue > q.Due {
 		return nil, wrapErr(ErrInvalid, "stored value %d fen is more than the %d fen due", r.StoredValue, q.Due)
 	}
+	if r.Offline && q.RedeemPoints > 0 {
+		if err := offlineCap(p, sp.ms, r.At, q.RedeemPoints); err != nil {
+			return nil, err
+		}
+	}
 	sp.quote = q
 	return sp, nil
+}
+
+// offlineCap checks the points a sale would really redeem (after the 50 %
+// limit) against the program's daily offline cap. The count belongs to the
+// latest local day the member redeemed offline; a receipt stamped on an
+// earlier day counts against it too, so a backdated sale cannot open a
+// fresh day's allowance.
+func offlineCap(p *loyalty.Program, ms *mstate, at time.Time, redeem int64) error {
+	cap := p.OfflineRedeemCapPerDay()
+	used := int64(0)
+	if dayNum(at.In(p.Location())) <= ms.bal.OffDay {
+		used = ms.bal.OffRedeemed
+	}
+	if used+redeem <= cap {
+		return nil
+	}
+	left := max(cap-used, 0)
+	if step := p.Redemption.Step; step > 0 {
+		left = left / step * step
+	}
+	return &OfflineCapError{Member: ms.id, Cap: cap, Used: used, Left: left}
 }
 
 func toLoyaltyCoupon(c entry.MemberCoupon) (loyalty.Coupon, error) {
@@ -258,6 +312,9 @@ func (l *Ledger) Quote(ctx context.Context, r SaleRequest) (loyalty.Quote, error
 	if err := l.defaults(&r.Till, &r.At); err != nil {
 		return loyalty.Quote{}, err
 	}
+	if err := l.checkTime(r.At); err != nil {
+		return loyalty.Quote{}, err
+	}
 	var q loyalty.Quote
 	err := l.read(func(tx *bolt.Tx) error {
 		sp, err := l.priceSale(tx, r, nil)
@@ -291,6 +348,9 @@ func (l *Ledger) CommitSale(ctx context.Context, r SaleRequest) (*entry.Entry, e
 	res, err := l.submit(ctx, func(tx *bolt.Tx, w *writer) (any, error) {
 		if prev, err := lookupKey(tx, "sale", r.Till, r.ReceiptID, h); err != nil || prev != nil {
 			return first(prev), err
+		}
+		if err := l.checkTime(r.At); err != nil {
+			return nil, err
 		}
 		a := newAlloc(tx)
 		sp, err := l.priceSale(tx, r, a)
@@ -441,6 +501,9 @@ func (l *Ledger) Refund(ctx context.Context, r RefundRequest) (*entry.Entry, err
 		if prev, err := lookupKey(tx, "refund", r.Till, r.RefundID, h); err != nil || prev != nil {
 			return first(prev), err
 		}
+		if err := l.checkTime(r.At); err != nil {
+			return nil, err
+		}
 		sr, ss, err := findSale(tx, r.SaleTill, r.ReceiptID)
 		if err != nil {
 			return nil, err
@@ -528,7 +591,7 @@ func (l *Ledger) Refund(ctx context.Context, r RefundRequest) (*entry.Entry, err
 			if ms, err = loadMember(tx, sr.e.MemberID); err != nil {
 				return nil, err
 			}
-			if err := l.touch(ms, r.Till, r.Cashier, r.At, a); err != nil {
+			if err := l.touch(ms, r.Till, r.Cashier, l.now(), a); err != nil {
 				return nil, err
 			}
 			if ss.Done {
@@ -615,6 +678,9 @@ func (l *Ledger) Void(ctx context.Context, r VoidRequest) (*entry.Entry, error) 
 		if prev, err := lookupKey(tx, "void", r.Till, r.ReceiptID, h); err != nil || prev != nil {
 			return first(prev), err
 		}
+		if err := l.checkTime(r.At); err != nil {
+			return nil, err
+		}
 		sr, ss, err := findSale(tx, r.Till, r.ReceiptID)
 		if err != nil {
 			return nil, err
@@ -637,7 +703,7 @@ func (l *Ledger) Void(ctx context.Context, r VoidRequest) (*entry.Entry, error) 
 			if ms, err = loadMember(tx, sr.e.MemberID); err != nil {
 				return nil, err
 			}
-			if err := l.touch(ms, r.Till, r.Cashier, r.At, a); err != nil {
+			if err := l.touch(ms, r.Till, r.Cashier, l.now(), a); err != nil {
 				return nil, err
 			}
 			v.PointsReversed, v.PointsRestored, v.StoredValue = sale.PointsEarned, sale.RedeemPoints, sale.StoredValue
@@ -676,6 +742,9 @@ func (l *Ledger) TopUp(ctx context.Context, r TopUpRequest) (*entry.Entry, error
 		if prev, err := lookupKey(tx, "topup", r.Till, r.TopUpID, h); err != nil || prev != nil {
 			return first(prev), err
 		}
+		if err := l.checkTime(r.At); err != nil {
+			return nil, err
+		}
 		ms, err := loadMember(tx, r.MemberID)
 		if err != nil {
 			return nil, err
@@ -684,8 +753,11 @@ func (l *Ledger) TopUp(ctx context.Context, r TopUpRequest) (*entry.Entry, error
 		if err != nil {
 			return nil, wrapErr(ErrInvalid, "%v", err)
 		}
+		if err := l.checkMemberTime(ms, r.At); err != nil {
+			return nil, err
+		}
 		a := newAlloc(tx)
-		if err := l.touch(ms, r.Till, r.Cashier, r.At, a); err != nil {
+		if err := l.touch(ms, r.Till, r.Cashier, l.now(), a); err != nil {
 			return nil, err
 		}
 		bonus := p.TopUpBonus(r.Amount)
@@ -730,6 +802,9 @@ func (l *Ledger) Enrol(ctx context.Context, r EnrolRequest) ([]*entry.Entry, err
 				return nil, err
 			}
 			return prev, nil
+		}
+		if err := l.checkTime(r.At); err != nil {
+			return nil, err
 		}
 		p, err := l.Programs().At(r.At)
 		if err != nil {
@@ -789,7 +864,7 @@ func (l *Ledger) Enrol(ctx context.Context, r EnrolRequest) ([]*entry.Entry, err
 			if ref, err = loadMember(tx, r.ReferrerID); err != nil {
 				return nil, err
 			}
-			if err := l.touch(ref, r.Till, r.Cashier, r.At, a); err != nil {
+			if err := l.touch(ref, r.Till, r.Cashier, l.now(), a); err != nil {
 				return nil, err
 			}
 			rp, np, _ := p.ReferralBonus()
@@ -882,8 +957,13 @@ func indexMember(w *writer, old, m *entry.Member) error {
 
 // ExpireLots writes off every lot expired at now (points_expired entries on
 // the default till). Members are also expired lazily when next used; this is
-// for a nightly sweep. Returns how many lots were written off.
+// for a nightly sweep. A now later than the ledger's clock is cut to it:
+// write-offs never run ahead of the ledger's own clock. Returns how many
+// lots were written off.
 func (l *Ledger) ExpireLots(ctx context.Context, now time.Time) (int, error) {
+	if c := l.now(); now.After(c) {
+		now = c
+	}
 	till := l.o.Till
 	if till == "" {
 		return 0, wrapErr(ErrInvalid, "no default till configured for expiry entries")

@@ -25,8 +25,8 @@ type balance struct {
 	PendSV      int64
 	LastSale    int64   // unix seconds; 0: none
 	Recent      []spend // local sales for tier rules, by day
-	OffDay      int32   // local day (yyyymmdd) of OffRedeemed
-	OffRedeemed int64   // points redeemed offline that day
+	OffDay      int32   // latest local day (yyyymmdd) with an offline redemption
+	OffRedeemed int64   // points redeemed offline that day (and backdated to before it)
 }
 
 // spend is what a member spent on one local day: sales count and money.
@@ -322,6 +322,17 @@ func (ms *mstate) takeLot(id string, n int64) ([]entry.LotUse, error) {
 	return nil, fmt.Errorf("lot %s to expire is not held", id)
 }
 
+// lotByID is the member's lot id (nil: not held).
+func (ms *mstate) lotByID(id string) *lot {
+	ms.ensureLots()
+	for _, lt := range ms.lots {
+		if lt.ID == id {
+			return lt
+		}
+	}
+	return nil
+}
+
 func (ms *mstate) dropEmpty() {
 	out := ms.lots[:0]
 	for _, lt := range ms.lots {
@@ -397,8 +408,10 @@ func (ms *mstate) apply(e *entry.Entry, g uint64, progs loyalty.Programs, sale *
 		ms.bal.LastSale = e.At.Unix()
 		ms.addSpend(e.At.In(loc), s.Due, 1)
 		if s.OfflineRedeem && s.RedeemPoints > 0 {
-			day := dayNum(e.At.In(loc))
-			if ms.bal.OffDay != day {
+			// The count is the latest local day's; a receipt stamped on
+			// an earlier day adds to it rather than starting that day
+			// afresh (see offlineCap).
+			if day := dayNum(e.At.In(loc)); day > ms.bal.OffDay {
 				ms.bal.OffDay, ms.bal.OffRedeemed = day, 0
 			}
 			ms.bal.OffRedeemed += s.RedeemPoints

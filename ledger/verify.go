@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -25,8 +26,8 @@ type pendRec struct {
 
 // Verify recomputes every member balance, lot and coupon from the entries
 // (and the member states HQ sent) and compares them with the caches; checks
-// that each till's sequence is gapless, that every refund and void points to
-// a sale, that no idempotency key is used twice, and runs bbolt's own
+// that each till's sequence is gapless, that no lot was written off before
+// it expired, that every refund and void points to a sale, that no idempotency key is used twice, and runs bbolt's own
 // consistency check. It writes a readable report to w; ok is false on any
 // break. err is for failures to read at all.
 func (l *Ledger) Verify(w io.Writer) (ok bool, err error) {
@@ -203,6 +204,15 @@ func (l *Ledger) verifyTx(tx *bolt.Tx, w io.Writer) bool {
 			ms = newMState(e.MemberID)
 			members[e.MemberID] = ms
 		}
+		if e.Kind == entry.KindPointsExpired && e.Points != nil {
+			// Write-offs run on the till's own clock once a lot has
+			// expired; one dated earlier destroyed valid points.
+			if lt := ms.lotByID(e.Points.Lot); lt != nil && lt.Exp == 0 {
+				brk("entry %s writes off lot %s at %s, but that lot never expires at the till (HQ expires it)", e.ID(), lt.ID, e.At.UTC().Format(time.RFC3339))
+			} else if lt != nil && e.At.Unix() < lt.Exp {
+				brk("entry %s writes off lot %s at %s, before it expires (%s)", e.ID(), lt.ID, e.At.UTC().Format(time.RFC3339), lt.Expires)
+			}
+		}
 		uses, err := ms.apply(&e, g, progs, sr)
 		if err != nil {
 			brk("replaying %s: %v", e.ID(), err)
@@ -358,7 +368,7 @@ func (l *Ledger) verifyTx(tx *bolt.Tx, w io.Writer) bool {
 		fmt.Fprintf(w, "FAILED: %d break(s); keep the file, take a copy, and report it (posagent ledger export gives the entries)\n", breaks)
 		return false
 	}
-	fmt.Fprintln(w, "OK: balances, lots and coupons match the entries; outbox gapless; keys unique; bbolt check clean")
+	fmt.Fprintln(w, "OK: balances, lots and coupons match the entries; no lot written off early; outbox gapless; keys unique; bbolt check clean")
 	return true
 }
 
