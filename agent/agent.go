@@ -29,6 +29,15 @@ import (
 // resume after a reconnect.
 const EventRing = 1024
 
+// How long a client may take to send a request's headers, and then its
+// body, before the agent gives up on it (the body with a 408 answer). There
+// is deliberately no whole-request read or write timeout: the event stream
+// is a request that lasts for hours. Variables so tests can shorten them.
+var (
+	headerTimeout = 10 * time.Second
+	bodyTimeout   = api.DefaultBodyTimeout
+)
+
 // Agent is one running till agent.
 type Agent struct {
 	cfg     config.Config
@@ -74,6 +83,8 @@ func New(cfg config.Config, log *slog.Logger) (a *Agent, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// After APIToken and TokenKeyBytes, which generate their files.
+	warnSecretPerms(cfg, log)
 	a = &Agent{cfg: cfg, log: log, hub: events.NewHub(EventRing), session: api.NewSessionToken(), loc: loc}
 	opened := a // a is nil on the error returns below
 	defer func() {
@@ -123,7 +134,7 @@ func New(cfg config.Config, log *slog.Logger) (a *Agent, err error) {
 	o := api.Options{
 		Ledger: a.led, Hub: a.hub, Metrics: a.metrics, Store: cfg.Store, Till: cfg.Till, Tills: tills,
 		TokenKey: key, Card: cfg.Card, APIToken: apiToken, SessionToken: a.session,
-		DataDir: cfg.DataDir, MinFreeBytes: uint64(cfg.MinFreeMB) << 20, MaxBodyBytes: cfg.API.MaxBodyBytes,
+		DataDir: cfg.DataDir, MinFreeBytes: uint64(cfg.MinFreeMB) << 20, MaxBodyBytes: cfg.API.MaxBodyBytes, BodyTimeout: bodyTimeout,
 		AllowRemote: cfg.API.AllowRemote, Page: web.Handler(a.session), Location: loc,
 		Log: log.With("component", "api"), Sync: a.syncStatus, Offline: a.offline,
 	}
@@ -186,7 +197,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer cancelReqs()
 	a.srv = &http.Server{
 		Handler:           a.api,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: headerTimeout,
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),

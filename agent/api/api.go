@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -86,6 +87,9 @@ type Options struct {
 	DataDir      string
 	MinFreeBytes uint64
 	MaxBodyBytes int64
+	// BodyTimeout bounds how long a request body may take to arrive
+	// (0: DefaultBodyTimeout); a body still incomplete then is answered 408.
+	BodyTimeout time.Duration
 	// AllowRemote turns off the loopback Host check (DNS rebinding guard).
 	AllowRemote bool
 	Devices     func() []DeviceStatus // nil: no readers
@@ -131,6 +135,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = config.DefaultMaxBodyBytes
+	}
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = DefaultBodyTimeout
 	}
 	if o.Location == nil {
 		o.Location = time.Local
@@ -202,16 +209,65 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if r.Body != nil {
+		if r.Body != http.NoBody {
+			r.Body = deadlineBody(w, r.Body, s.o.BodyTimeout)
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, s.o.MaxBodyBytes)
 	}
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	s.mux.ServeHTTP(w, r)
 }
 
+// DefaultBodyTimeout is how long a request body may take to arrive. A body
+// of the default 1 MiB limit takes milliseconds on a till's loopback or LAN.
+const DefaultBodyTimeout = 15 * time.Second
+
+// deadlineBody sets a read deadline on the connection for the body of one
+// request, so a client that sends headers and then stalls gets 408 (see
+// decode) instead of holding the request open forever. The deadline is
+// lifted once the body has been read whole: net/http then reads the idle
+// connection in the background to notice a client that goes away, and a
+// deadline left there would cancel a long request (a sync) that is fine.
+// Per request rather than http.Server.ReadTimeout/WriteTimeout, which would
+// also cut the long-lived event stream.
+func deadlineBody(w http.ResponseWriter, body io.ReadCloser, d time.Duration) io.ReadCloser {
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(d)) != nil {
+		return body // not a net/http connection (a test recorder)
+	}
+	return &timedBody{ReadCloser: body, rc: rc}
+}
+
+type timedBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	done bool
+}
+
+func (b *timedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.done {
+		b.done = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
+
+// bearer returns the credentials of an "Authorization: Bearer <token>"
+// header. The scheme name is case-insensitive (RFC 9110 §11.1) and may be
+// followed by more than one space.
+func bearer(h string) (string, bool) {
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimLeft(tok, " ")
+	return tok, tok != ""
+}
+
 func (s *Server) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := r.Header.Get("Authorization")
-		tok, ok := strings.CutPrefix(h, "Bearer ")
+		tok, ok := bearer(r.Header.Get("Authorization"))
 		if !ok || !(equal(tok, s.o.APIToken) || (s.o.SessionToken != "" && equal(tok, s.o.SessionToken))) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="posagent"`)
 			s.fail(w, r, http.StatusUnauthorized, "unauthorized",
@@ -281,6 +337,13 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	case errors.As(err, &mbe):
 		s.fail(w, r, http.StatusRequestEntityTooLarge, "too_large",
 			fmt.Sprintf("request body is larger than %d bytes", mbe.Limit), "请求内容过大", nil)
+		return false
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		// The connection cannot carry another request after a cut body.
+		w.Header().Set("Connection", "close")
+		s.fail(w, r, http.StatusRequestTimeout, "request_timeout",
+			fmt.Sprintf("the request body did not arrive within %s; send the whole body at once, then retry with the same id", s.o.BodyTimeout),
+			"请求内容未按时到达，请用同一单号重试", nil)
 		return false
 	case errors.Is(err, io.EOF):
 		msg = "the request body is empty; send a JSON object"
