@@ -215,6 +215,11 @@ type device struct {
 
 	lastHash string
 	lastAt   time.Time
+	// reported is the state of the last status event: a state is
+	// announced once when entered (an unplug is one offline event, not one
+	// more per failed reopen); a new detail in the same state only updates
+	// Status(). Used by the device's own goroutine only.
+	reported string
 }
 
 func (d *device) event(kind string, at time.Time) Event {
@@ -224,6 +229,10 @@ func (d *device) event(kind string, at time.Time) Event {
 func (d *device) status(ctx context.Context, state, path, detail string) {
 	now := time.Now()
 	d.m.setState(d.cfg.Name, state, path, detail, now)
+	if state == d.reported {
+		return
+	}
+	d.reported = state
 	e := d.event(KindStatus, now)
 	e.Status = &Status{Online: state == StateEnabled, State: state, Detail: detail}
 	d.m.emit(ctx, e)
@@ -245,7 +254,8 @@ func (d *device) run(ctx context.Context) {
 			if errors.Is(err, serialdev.ErrBusy) || errors.Is(err, evdev.ErrBusy) || errors.Is(err, hiddev.ErrBusy) {
 				state = StateClaimed
 			}
-			// Report a failure once, not on every retry.
+			// Log a failure once, not on every retry; status publishes an
+			// event only when the state changes.
 			if msg := state + err.Error(); msg != lastFail {
 				lastFail = msg
 				log.Warn("device not available, retrying", "state", state, "err", err)

@@ -217,6 +217,53 @@ func TestSerialUnplugReplug(t *testing.T) {
 	}
 }
 
+// TestUnplugReportedOnce: each unplug is one offline event and each replug
+// one online event, however many reopen attempts fail in between (the
+// reader stays unplugged for many backoff rounds).
+func TestUnplugReportedOnce(t *testing.T) {
+	link := devtest.TempLink(t)
+	p := devtest.NewPty(t)
+	devtest.Link(t, p.Path, link)
+	m := run(t, []devices.Config{{Name: "scanner", Till: "T1", Path: link, Decoder: "barcode"}})
+	next(t, m, online)
+	for i := range 3 {
+		// The next reader's pty is made while this one is still open, so
+		// it never gets the number of the pty the link still points at
+		// (that would be a replug before the test makes one).
+		np := devtest.NewPty(t)
+		p.Unplug()
+		next(t, m, offline)
+		// Backoff is 5–100 ms here: a second is many failed reopens.
+		time.Sleep(time.Second)
+		if st := m.Status()[0]; st.State != devices.StateOffline || st.Online {
+			t.Fatalf("while unplugged: status %+v, want offline", st)
+		}
+		p = np
+		devtest.Link(t, p.Path, link)
+		code := fmt.Sprintf("M%08d", i)
+		p.Write(t, []byte(code+"\r"))
+		e, skipped := next(t, m, isData)
+		if e.Data.TokenHash != token.Hash(testKey, code) {
+			t.Fatalf("replug %d: read %s", i, e.Data.Masked)
+		}
+		var offs, ons int
+		for _, s := range skipped {
+			switch {
+			case s.Kind != devices.KindStatus:
+				t.Errorf("replug %d: unexpected event %s", i, describe([]devices.Event{s}))
+			case s.Status.Online:
+				ons++
+			default:
+				offs++
+			}
+		}
+		// The offline event of this unplug was taken by next above.
+		if offs != 0 || ons != 1 {
+			t.Fatalf("unplug %d: %d more offline and %d online events, want 0 and 1: %s", i, offs, ons, describe(skipped))
+		}
+	}
+}
+
 // TestSerialMatchByVIDPID: the reader moves to another port between
 // plug-ins; the config names it by VID:PID+serial.
 func TestSerialMatchByVIDPID(t *testing.T) {
