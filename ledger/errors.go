@@ -26,7 +26,23 @@ var (
 	ErrDiskFull                = errors.New("disk full")
 	ErrInvalid                 = errors.New("invalid request")
 	ErrClosed                  = errors.New("ledger is closed")
+
+	// ErrCouponNotFound: the member holds no coupon with that id (an
+	// unknown id, or another member's coupon). It is also ErrNotFound.
+	ErrCouponNotFound error = &subErr{"coupon not found", ErrNotFound}
+	// ErrCouponUsed: an earlier sale used the coupon. It is also ErrInvalid.
+	ErrCouponUsed error = &subErr{"coupon already used", ErrInvalid}
 )
+
+// subErr is a narrower kind of a sentinel: errors.Is matches both, so
+// callers that only know the broad sentinel keep working.
+type subErr struct {
+	msg    string
+	parent error
+}
+
+func (e *subErr) Error() string { return e.msg }
+func (e *subErr) Unwrap() error { return e.parent }
 
 // OfflineCapError refuses a redemption over the program's daily offline
 // cap. The member may well hold the points: only Left more can be redeemed

@@ -212,10 +212,10 @@ func (l *Ledger) priceSale(tx *bolt.Tx, r SaleRequest, a *alloc) (*salePlan, err
 				return nil, ms.err
 			}
 			if cs == nil {
-				return nil, wrapErr(ErrNotFound, "member %s holds no coupon %q", ms.id, r.CouponID)
+				return nil, wrapErr(ErrCouponNotFound, "member %s holds no coupon %q", ms.id, r.CouponID)
 			}
 			if cs.Used {
-				return nil, wrapErr(ErrInvalid, "coupon %s was already used (till %s #%d); take it off the sale", r.CouponID, cs.UsedTill, cs.UsedSeq)
+				return nil, wrapErr(ErrCouponUsed, "coupon %s was already used (till %s #%d); take it off the sale", r.CouponID, cs.UsedTill, cs.UsedSeq)
 			}
 			c, err := toLoyaltyCoupon(cs.Coupon)
 			if err != nil {

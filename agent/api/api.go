@@ -368,6 +368,15 @@ func (s *Server) invalid(w http.ResponseWriter, r *http.Request, msg, zh string)
 // ledgerError maps a ledger error to an answer the cashier can act on.
 func (s *Server) ledgerError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
+	// The coupon cases come before the broad sentinels they also match.
+	case errors.Is(err, ledger.ErrCouponNotFound):
+		s.fail(w, r, http.StatusNotFound, "coupon_not_found",
+			"this member holds no coupon with that id (an unknown id, or another member's coupon): check the coupon, or take it off the sale",
+			"该会员没有这张优惠券（券号不存在或属于其他会员）：请核对券号，或不使用此券", err)
+	case errors.Is(err, ledger.ErrCouponUsed):
+		s.fail(w, r, http.StatusUnprocessableEntity, "coupon_used",
+			"this coupon was already used on an earlier sale: take it off the sale",
+			"这张优惠券已在之前的交易中使用：请不使用此券", err)
 	case errors.Is(err, ledger.ErrNotFound):
 		s.fail(w, r, http.StatusNotFound, "not_found", "not found: check the number, or enrol the customer", "未找到，请核对号码或为顾客办理入会", err)
 	case errors.Is(err, ledger.ErrKeyConflict):
