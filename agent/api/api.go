@@ -386,6 +386,13 @@ func (s *Server) ledgerError(w http.ResponseWriter, r *http.Request, err error) 
 	case errors.Is(err, ledger.ErrInsufficientStoredValue):
 		s.fail(w, r, http.StatusUnprocessableEntity, "insufficient_stored_value",
 			"the member's stored value is not enough; take the rest in cash or card", "储值余额不足，请用其他方式支付余款", err)
+	case errors.Is(err, ledger.ErrOfflineCap):
+		var ce *ledger.OfflineCapError
+		if !errors.As(err, &ce) {
+			ce = &ledger.OfflineCapError{}
+		}
+		en, zh := offlineCapMessages(ce)
+		s.fail(w, r, http.StatusUnprocessableEntity, "offline_redeem_limit", en, zh, err)
 	case errors.Is(err, ledger.ErrInsufficientPoints):
 		s.fail(w, r, http.StatusUnprocessableEntity, "insufficient_points",
 			"not enough points to redeem that many; lower the points to redeem", "积分不足，请减少抵扣积分", err)

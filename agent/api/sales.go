@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -36,7 +37,9 @@ type SaleRequest struct {
 	RedeemPoints int64  `json:"redeem_points,omitempty"`
 	StoredValue  int64  `json:"stored_value,omitempty"` // part of the amount due paid from stored value, fen
 	// At is the sale time (RFC 3339) when the POS commits a sale made
-	// earlier; default now.
+	// earlier; default now (the agent's clock). It must lie within the
+	// ledger's window (ledger.Options.ClockSkew ahead, MaxBackdate behind)
+	// and, when backdated, not before the member enrolled; else 400 bad_time.
 	At string `json:"at,omitempty"`
 }
 
@@ -87,7 +90,7 @@ func (s *Server) toLedger(w http.ResponseWriter, r *http.Request, q SaleRequest)
 		seen[ln.LineNo] = true
 		out.Lines = append(out.Lines, ln)
 	}
-	at := s.o.Now()
+	var at time.Time // zero: the ledger stamps its own clock
 	if q.At != "" {
 		t, err := time.Parse(time.RFC3339, q.At)
 		if err != nil {
@@ -127,7 +130,7 @@ func (s *Server) quote(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.o.Ledger.Quote(r.Context(), req)
-	s.answer(w, r, res, err)
+	s.answerSale(w, r, res, err)
 }
 
 // sale commits a sale. The receipt id is the idempotency key: the same
@@ -147,7 +150,74 @@ func (s *Server) sale(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e, err := write(s, "sale", func() (*entry.Entry, error) { return s.o.Ledger.CommitSale(r.Context(), req) })
-	s.answer(w, r, e, err)
+	s.answerSale(w, r, e, err)
+}
+
+// answerSale is answer with a sale time the ledger refused explained in
+// both languages: the POS fixes its clock or leaves at out.
+func (s *Server) answerSale(w http.ResponseWriter, r *http.Request, v any, err error) {
+	var te *ledger.TimeError
+	if !errors.As(err, &te) {
+		s.answer(w, r, v, err)
+		return
+	}
+	at := te.At.Format(time.RFC3339)
+	var en, zh string
+	switch te.Kind {
+	case ledger.TimeAhead:
+		en = fmt.Sprintf("the sale time at=%s is more than %s ahead of the till's clock; fix the POS clock, or leave at out to record the sale now", at, durEN(te.Limit))
+		zh = fmt.Sprintf("销售时间 %s 比收银机时钟快了%s以上：请校正POS时间，或不传销售时间（at），按当前时间记账", at, durZH(te.Limit))
+	case ledger.TimeTooOld:
+		en = fmt.Sprintf("the sale time at=%s is more than %s before the till's clock, too old to record with its own time; leave at out to record the sale now, or check the POS clock", at, durEN(te.Limit))
+		zh = fmt.Sprintf("销售时间 %s 比收银机时钟早了%s以上，不能按原时间补记：请不传销售时间（at），按当前时间记账，或检查POS时间", at, durZH(te.Limit))
+	default:
+		en = fmt.Sprintf("the sale time at=%s is before the member enrolled (%s); check the POS clock, or leave at out to record the sale now", at, te.Since.In(s.o.Location).Format(time.RFC3339))
+		zh = fmt.Sprintf("销售时间 %s 早于该会员的入会时间（%s）：请检查POS时间，或不传销售时间（at），按当前时间记账", at, te.Since.In(s.o.Location).Format(time.RFC3339))
+	}
+	s.fail(w, r, http.StatusBadRequest, "bad_time", en, zh, err)
+}
+
+func durEN(d time.Duration) string {
+	switch {
+	case d >= 24*time.Hour && d%(24*time.Hour) == 0:
+		return plural(int64(d/(24*time.Hour)), "day")
+	case d >= time.Hour && d%time.Hour == 0:
+		return plural(int64(d/time.Hour), "hour")
+	case d >= time.Minute && d%time.Minute == 0:
+		return plural(int64(d/time.Minute), "minute")
+	}
+	return d.String()
+}
+
+func plural(n int64, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
+}
+
+func durZH(d time.Duration) string {
+	switch {
+	case d >= 24*time.Hour && d%(24*time.Hour) == 0:
+		return fmt.Sprintf("%d天", d/(24*time.Hour))
+	case d >= time.Hour && d%time.Hour == 0:
+		return fmt.Sprintf("%d小时", d/time.Hour)
+	case d >= time.Minute && d%time.Minute == 0:
+		return fmt.Sprintf("%d分钟", d/time.Minute)
+	}
+	return d.String()
+}
+
+// offlineCapMessages tell the cashier that the member's daily offline
+// redemption limit is reached (not that points are missing: the member may
+// hold plenty) and what can be done now.
+func offlineCapMessages(ce *ledger.OfflineCapError) (en, zh string) {
+	if ce.Left <= 0 {
+		return fmt.Sprintf("today's offline points limit for this member is reached (%d points a day while the till cannot reach HQ): take this sale without redeeming points, or redeem once the till is back online; the member keeps the points", ce.Cap),
+			fmt.Sprintf("该会员今日离线积分抵扣已达上限（收银机连不上总部时每天%d积分）：请本单不用积分结账，或待收银机恢复联网后再抵扣；会员积分不会减少", ce.Cap)
+	}
+	return fmt.Sprintf("today's offline points limit for this member is nearly used up: while the till cannot reach HQ, only %d more points can be redeemed today (%d a day): redeem at most %d points now, or take the sale without redeeming points; the rest can be redeemed once the till is back online", ce.Left, ce.Cap, ce.Left),
+		fmt.Sprintf("该会员今日离线积分抵扣额度即将用完：收银机连不上总部期间，今天最多还能抵扣%d积分（每天%d积分）。请改为最多抵扣%d积分，或本单不用积分结账；其余积分待收银机恢复联网后再抵扣", ce.Left, ce.Cap, ce.Left)
 }
 
 // RefundItem is a quantity of one sale line to refund.
