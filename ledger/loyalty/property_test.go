@@ -2,9 +2,12 @@ package loyalty
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math/rand"
 	"reflect"
+	"slices"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 )
@@ -221,4 +224,73 @@ func FuzzParseProgram(f *testing.F) {
 		}
 		checkInvariants(t, p, Basket{Lines: []Line{line(1, "A", 2, 12345)}, RedeemPoints: p.Redemption.Step}, &Member{ID: "m", Points: MaxPoints}, q)
 	})
+}
+
+// TestQuotesShareNoBuffers: quotes reuse pricing buffers, so a quote kept
+// while others are priced, in parallel, of every size, must stay as it was
+// and equal a quote priced alone.
+func TestQuotesShareNoBuffers(t *testing.T) {
+	p := DefaultProgram()
+	type input struct {
+		b  Basket
+		m  *Member
+		at time.Time
+	}
+	rng := rand.New(rand.NewSource(11))
+	buf := make([]byte, 600)
+	var ins []input
+	var want []Quote
+	for len(ins) < 200 {
+		rng.Read(buf)
+		b, m, at := basketFromBytes(buf)
+		if q, err := p.Quote(b, m, at); err == nil {
+			ins = append(ins, input{b, m, at})
+			want = append(want, q)
+		}
+	}
+	// Deep copies of the first answers, taken before anything else is priced.
+	kept := make([]Quote, len(want))
+	for i, q := range want {
+		kept[i] = q
+		kept[i].Reasons = slices.Clone(q.Reasons)
+		kept[i].Lines = slices.Clone(q.Lines)
+		for j := range kept[i].Lines {
+			kept[i].Lines[j].Reasons = slices.Clone(q.Lines[j].Reasons)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 4)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for k := 0; k < 3*len(ins); k++ {
+				i := (k*7 + g*13) % len(ins)
+				q, err := p.Quote(ins[i].b, ins[i].m, ins[i].at)
+				if err != nil || !reflect.DeepEqual(q, kept[i]) {
+					errs <- fmt.Sprintf("basket %d priced in parallel differs: %v", i, err)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
+	}
+	for i := range want {
+		if !reflect.DeepEqual(want[i], kept[i]) {
+			t.Fatalf("quote %d changed after later quotes were priced", i)
+		}
+	}
+	// Appending to one line's reasons leaves the next line's alone.
+	q := want[0]
+	if len(q.Lines) > 1 {
+		next := slices.Clone(q.Lines[1].Reasons)
+		_ = append(q.Lines[0].Reasons, "extra")
+		if !reflect.DeepEqual(q.Lines[1].Reasons, next) {
+			t.Fatalf("appending to line 1's reasons changed line 2's: %q", q.Lines[1].Reasons)
+		}
+	}
 }

@@ -1,12 +1,13 @@
 package loyalty
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math/bits"
 	"slices"
 	"strconv"
-	"strings"
+	"sync"
 	"time"
 )
 
@@ -21,6 +22,12 @@ import (
 // per earning line; points = floor(earn base / fen per point) × the highest
 // multiplier; points spread over earning lines by earn base. Every spread uses
 // the largest-remainder method (ties to the earlier line) so parts sum exactly.
+//
+// The figures are computed first, then the reasons are written into two
+// reused buffers (the quote's and the lines') and each is copied once into a
+// string that the reasons are cut from: a quote allocates five times whatever
+// its size. The quote's reasons do not share memory with the lines', so
+// keeping them (the ledger does) does not keep the lines' text alive.
 func (p *Program) Quote(b Basket, m *Member, at time.Time) (Quote, error) {
 	if p == nil {
 		return Quote{}, errors.New("loyalty: no program to price with")
@@ -51,14 +58,15 @@ func (p *Program) Quote(b Basket, m *Member, at time.Time) (Quote, error) {
 		}
 		tier, q.Tier = t, id
 	}
+	sc := getScratch(n)
+	defer putScratch(sc)
 
 	// 1. Gross, tier discount, net.
-	seen := make(map[int]struct{}, n)
+	dup := firstDuplicate(b.Lines, sc.idx)
 	for i, l := range b.Lines {
-		if _, dup := seen[l.LineNo]; dup {
+		if i == dup {
 			return Quote{}, fmt.Errorf("loyalty: line number %d appears twice; number every line once", l.LineNo)
 		}
-		seen[l.LineNo] = struct{}{}
 		switch {
 		case l.LineNo < 0:
 			return Quote{}, fmt.Errorf("loyalty: line number %d is negative", l.LineNo)
@@ -76,18 +84,8 @@ func (p *Program) Quote(b Basket, m *Member, at time.Time) (Quote, error) {
 		ql := &q.Lines[i]
 		ql.Line = l
 		ql.Gross = int64(gross)
-		ql.Reasons = make([]string, 0, 6)
-		ql.Reasons = append(ql.Reasons, "gross "+yuan(ql.Gross)+" = "+strconv.FormatInt(l.Qty, 10)+" × "+yuan(l.UnitPrice))
-		switch {
-		case !member:
-			ql.Reasons = append(ql.Reasons, "no tier discount: non-member")
-		case !l.Discountable:
-			ql.Reasons = append(ql.Reasons, "no tier discount: line not discountable (special price)")
-		case tier.DiscountBP == 0:
-			ql.Reasons = append(ql.Reasons, "no tier discount: tier "+tier.ID+" has none")
-		default:
+		if member && l.Discountable && tier.DiscountBP != 0 {
 			ql.Discount = roundHalfUpBP(ql.Gross, tier.DiscountBP)
-			ql.Reasons = append(ql.Reasons, "tier discount "+yuan(ql.Discount)+": "+tier.ID+" "+bpPercent(tier.DiscountBP)+" off "+yuan(ql.Gross)+", rounded half up at the fen")
 		}
 		ql.Net = ql.Gross - ql.Discount
 		q.Gross += ql.Gross
@@ -97,20 +95,36 @@ func (p *Program) Quote(b Basket, m *Member, at time.Time) (Quote, error) {
 		}
 	}
 	q.Net = q.Gross - q.Discount
-	q.Reasons = append(q.Reasons, fmt.Sprintf("gross %s, tier discount %s, net %s", yuan(q.Gross), yuan(q.Discount), yuan(q.Net)))
-	if member {
-		q.Reasons = append(q.Reasons, fmt.Sprintf("member %s, tier %s (%s off discountable lines), program v%d", m.ID, tier.ID, bpPercent(tier.DiscountBP), p.Version))
-	} else {
-		q.Reasons = append(q.Reasons, fmt.Sprintf("non-member: no tier discount, no points, no redemption (program v%d)", p.Version))
-	}
 
-	w := make([]int64, n)     // allocation weights, reused
-	share := make([]int64, n) // allocation results, reused
-	sc := newScratch(n)
+	qt := &sc.qt
+	qt.s("gross ")
+	qt.yuan(q.Gross)
+	qt.s(", tier discount ")
+	qt.yuan(q.Discount)
+	qt.s(", net ")
+	qt.yuan(q.Net)
+	qt.end()
+	if member {
+		qt.s("member ")
+		qt.s(m.ID)
+		qt.s(", tier ")
+		qt.s(tier.ID)
+		qt.s(" (")
+		qt.bp(tier.DiscountBP)
+		qt.s(" off discountable lines), program v")
+		qt.int(int64(p.Version))
+	} else {
+		qt.s("non-member: no tier discount, no points, no redemption (program v")
+		qt.int(int64(p.Version))
+		qt.s(")")
+	}
+	qt.end()
 
 	// 2. One threshold coupon on the lines it covers.
+	couponOn := false
 	if c := b.Coupon; c != nil {
-		if err := p.applyCoupon(&q, c, local, w, share, sc); err != nil {
+		var err error
+		if couponOn, err = p.applyCoupon(&q, c, local, sc, qt); err != nil {
 			return Quote{}, err
 		}
 	}
@@ -118,7 +132,7 @@ func (p *Program) Quote(b Basket, m *Member, at time.Time) (Quote, error) {
 	// 3–4. Points redemption.
 	due := q.Net - q.CouponValue
 	if b.RedeemPoints != 0 {
-		if err := p.applyRedeem(&q, b.RedeemPoints, m, due, w, share, sc); err != nil {
+		if err := p.applyRedeem(&q, b.RedeemPoints, m, due, sc, qt); err != nil {
 			return Quote{}, err
 		}
 	}
@@ -127,102 +141,247 @@ func (p *Program) Quote(b Basket, m *Member, at time.Time) (Quote, error) {
 		ql.Paid = ql.Net - ql.CouponShare - ql.RedeemShare
 	}
 	q.Due = due - q.RedeemValue
-	q.Reasons = append(q.Reasons, fmt.Sprintf("due %s = net %s − coupon %s − points %s", yuan(q.Due), yuan(q.Net), yuan(q.CouponValue), yuan(q.RedeemValue)))
+	qt.s("due ")
+	qt.yuan(q.Due)
+	qt.s(" = net ")
+	qt.yuan(q.Net)
+	qt.s(" − coupon ")
+	qt.yuan(q.CouponValue)
+	qt.s(" − points ")
+	qt.yuan(q.RedeemValue)
+	qt.end()
 
 	// 5–6. Points earned.
-	if !member {
+	if member {
+		w, share := sc.w, sc.share
 		for i := range q.Lines {
-			q.Lines[i].Reasons = append(q.Lines[i].Reasons, "earns no points: non-member")
-		}
-		return q, nil
-	}
-	for i := range q.Lines {
-		ql := &q.Lines[i]
-		if ql.EarnsPoints {
-			ql.EarnBase = ql.Paid
-			q.EarnBase += ql.EarnBase
-			w[i] = ql.EarnBase
-		} else {
+			ql := &q.Lines[i]
 			w[i] = 0
-			ql.Reasons = append(ql.Reasons, "earns no points: line marked not earning")
+			if ql.EarnsPoints {
+				ql.EarnBase = ql.Paid
+				q.EarnBase += ql.EarnBase
+				w[i] = ql.EarnBase
+			}
+		}
+		mu := p.multipliers(m, tier.ID, local)
+		q.Multiplier = mu.best
+		units := q.EarnBase / p.FenPerPoint
+		q.PointsEarned = units * q.Multiplier
+		qt.s("points ")
+		qt.int(q.PointsEarned)
+		qt.s(" = floor(earn base ")
+		qt.yuan(q.EarnBase)
+		qt.s(" / ")
+		qt.yuan(p.FenPerPoint)
+		qt.s(") × ")
+		qt.int(q.Multiplier)
+		qt.s("; ")
+		mu.why(qt, local)
+		if m.Birthday != "" && !mu.bok {
+			qt.s("; birthday ")
+			qt.quote(m.Birthday)
+			qt.s(" unreadable (want MM-DD or YYYY-MM-DD), birthday multipliers skipped")
+		}
+		qt.end()
+		allocate(q.PointsEarned, w, share, sc)
+		for i := range q.Lines {
+			if q.Lines[i].EarnsPoints {
+				q.Lines[i].EarnedPoints = share[i]
+			}
 		}
 	}
-	var why string
-	q.Multiplier, why = p.multiplier(m, tier, local)
-	units := q.EarnBase / p.FenPerPoint
-	q.PointsEarned = units * q.Multiplier
-	q.Reasons = append(q.Reasons, fmt.Sprintf("points %d = floor(earn base %s / %s) × %d; %s",
-		q.PointsEarned, yuan(q.EarnBase), yuan(p.FenPerPoint), q.Multiplier, why))
-	allocate(q.PointsEarned, w, share, sc)
-	for i := range q.Lines {
-		ql := &q.Lines[i]
-		if !ql.EarnsPoints {
-			continue
-		}
-		ql.EarnedPoints = share[i]
-		ql.Reasons = append(ql.Reasons, "earn base "+yuan(ql.EarnBase)+" (paid); "+strconv.FormatInt(ql.EarnedPoints, 10)+
-			" of the sale's "+strconv.FormatInt(q.PointsEarned, 10)+" points by earn base share, largest remainder")
-	}
+	q.Reasons = qt.cut()
+	lineReasons(&q, b.Coupon, couponOn, member, tier, &sc.lt)
 	return q, nil
 }
 
-func (p *Program) applyCoupon(q *Quote, c *Coupon, local time.Time, w, share []int64, sc *scratch) error {
+// lineReasons explains every line's figures, the same number of reasons on
+// each line: gross, tier discount, coupon share (when a coupon is applied),
+// points share (when points are redeemed), earn base.
+func lineReasons(q *Quote, c *Coupon, couponOn, member bool, tier Tier, t *text) {
+	per := 3
+	if couponOn {
+		per++
+	}
+	if q.RedeemPoints > 0 {
+		per++
+	}
+	for i := range q.Lines {
+		ql := &q.Lines[i]
+		t.s("gross ")
+		t.yuan(ql.Gross)
+		t.s(" = ")
+		t.int(ql.Qty)
+		t.s(" × ")
+		t.yuan(ql.UnitPrice)
+		t.end()
+		switch {
+		case !member:
+			t.s("no tier discount: non-member")
+		case !ql.Discountable:
+			t.s("no tier discount: line not discountable (special price)")
+		case tier.DiscountBP == 0:
+			t.s("no tier discount: tier ")
+			t.s(tier.ID)
+			t.s(" has none")
+		default:
+			t.s("tier discount ")
+			t.yuan(ql.Discount)
+			t.s(": ")
+			t.s(tier.ID)
+			t.s(" ")
+			t.bp(tier.DiscountBP)
+			t.s(" off ")
+			t.yuan(ql.Gross)
+			t.s(", rounded half up at the fen")
+		}
+		t.end()
+		if couponOn {
+			if covers(c, ql.SKU) {
+				t.s("coupon share ")
+				t.yuan(ql.CouponShare)
+				t.s(" of ")
+				t.yuan(q.CouponValue)
+				t.s(" by net, largest remainder")
+			} else {
+				t.s("coupon ")
+				t.s(c.ID)
+				t.s(": line not covered")
+			}
+			t.end()
+		}
+		if q.RedeemPoints > 0 {
+			t.s("points share ")
+			t.yuan(ql.RedeemShare)
+			t.s(" (")
+			t.int(ql.RedeemPoints)
+			t.s(" points) of ")
+			t.yuan(q.RedeemValue)
+			t.s(" by amount due after coupon, largest remainder")
+			t.end()
+		}
+		switch {
+		case !member:
+			t.s("earns no points: non-member")
+		case !ql.EarnsPoints:
+			t.s("earns no points: line marked not earning")
+		default:
+			t.s("earn base ")
+			t.yuan(ql.EarnBase)
+			t.s(" (paid); ")
+			t.int(ql.EarnedPoints)
+			t.s(" of the sale's ")
+			t.int(q.PointsEarned)
+			t.s(" points by earn base share, largest remainder")
+		}
+		t.end()
+	}
+	all := t.cut()
+	for i := range q.Lines {
+		// Capped, so appending to one line's reasons never runs into the next.
+		q.Lines[i].Reasons = all[i*per : (i+1)*per : (i+1)*per]
+	}
+}
+
+// firstDuplicate is the index of the first line whose number an earlier line
+// already has, or -1. idx is scratch of at least len(lines).
+func firstDuplicate(lines []Line, idx []int) int {
+	increasing := true
+	for i := 1; i < len(lines); i++ {
+		if lines[i].LineNo <= lines[i-1].LineNo {
+			increasing = false
+			break
+		}
+	}
+	if increasing { // how a POS numbers lines: nothing to sort
+		return -1
+	}
+	idx = idx[:len(lines)]
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int {
+		if c := cmp.Compare(lines[a].LineNo, lines[b].LineNo); c != 0 {
+			return c
+		}
+		return a - b
+	})
+	first := -1
+	for k := 1; k < len(idx); k++ {
+		if lines[idx[k]].LineNo == lines[idx[k-1]].LineNo && (first < 0 || idx[k] < first) {
+			first = idx[k]
+		}
+	}
+	return first
+}
+
+func covers(c *Coupon, sku string) bool { return len(c.SKUs) == 0 || slices.Contains(c.SKUs, sku) }
+
+// applyCoupon applies c to q and tells whether it was applied: a coupon
+// whose covered lines come to ¥0 would take nothing off and is not.
+func (p *Program) applyCoupon(q *Quote, c *Coupon, local time.Time, sc *scratch, qt *text) (bool, error) {
 	switch {
 	case c.Value <= 0 || c.Value > MaxAmount:
-		return fmt.Errorf("loyalty: coupon %s: value %d fen must be 1..%d", c.ID, c.Value, MaxAmount)
+		return false, fmt.Errorf("loyalty: coupon %s: value %d fen must be 1..%d", c.ID, c.Value, MaxAmount)
 	case c.Threshold < 0 || c.Threshold > MaxAmount:
-		return fmt.Errorf("loyalty: coupon %s: threshold %d fen must be 0..%d", c.ID, c.Threshold, MaxAmount)
+		return false, fmt.Errorf("loyalty: coupon %s: threshold %d fen must be 0..%d", c.ID, c.Threshold, MaxAmount)
 	case !c.ValidFrom.IsZero() && local.Before(c.ValidFrom):
-		return fmt.Errorf("loyalty: coupon %s is not valid before %s (sale at %s local); take it off the sale",
+		return false, fmt.Errorf("loyalty: coupon %s is not valid before %s (sale at %s local); take it off the sale",
 			c.ID, c.ValidFrom.In(local.Location()).Format(time.DateTime), local.Format(time.DateTime))
 	case !c.ValidUntil.IsZero() && !local.Before(c.ValidUntil):
-		return fmt.Errorf("loyalty: coupon %s expired at %s (sale at %s local); take it off the sale",
+		return false, fmt.Errorf("loyalty: coupon %s expired at %s (sale at %s local); take it off the sale",
 			c.ID, c.ValidUntil.In(local.Location()).Format(time.DateTime), local.Format(time.DateTime))
 	}
+	w, share := sc.w, sc.share
 	var covered, nCovered int64
 	for i := range q.Lines {
 		ql := &q.Lines[i]
 		w[i] = 0
-		if len(c.SKUs) == 0 || slices.Contains(c.SKUs, ql.SKU) {
+		if covers(c, ql.SKU) {
 			w[i] = ql.Net
 			covered += ql.Net
 			nCovered++
 		}
 	}
 	if nCovered == 0 {
-		return fmt.Errorf("loyalty: coupon %s covers SKUs %v, none of which is in the basket; take it off the sale", c.ID, c.SKUs)
+		return false, fmt.Errorf("loyalty: coupon %s covers SKUs %v, none of which is in the basket; take it off the sale", c.ID, c.SKUs)
 	}
 	if covered < c.Threshold {
-		return fmt.Errorf("loyalty: coupon %s (满%s减%s) needs %s of covered goods after tier discount; the covered lines come to %s",
+		return false, fmt.Errorf("loyalty: coupon %s (满%s减%s) needs %s of covered goods after tier discount; the covered lines come to %s",
 			c.ID, yuan(c.Threshold), yuan(c.Value), yuan(c.Threshold), yuan(covered))
 	}
+	qt.s("coupon ")
+	qt.s(c.ID)
+	qt.s(" (满")
+	qt.yuan(c.Threshold)
+	qt.s("减")
+	qt.yuan(c.Value)
 	if covered == 0 {
 		// Taking ¥0 off would still use the coupon up; leave it for a sale it helps.
-		q.Reasons = append(q.Reasons, fmt.Sprintf("coupon %s (满%s减%s) not applied: the lines it covers come to ¥0.00, so it would take nothing off; it stays unused",
-			c.ID, yuan(c.Threshold), yuan(c.Value)))
-		return nil
+		qt.s(") not applied: the lines it covers come to ¥0.00, so it would take nothing off; it stays unused")
+		qt.end()
+		return false, nil
 	}
 	value := min(c.Value, covered)
 	q.CouponValue = value
-	msg := fmt.Sprintf("coupon %s (满%s减%s) takes %s off covered net %s", c.ID, yuan(c.Threshold), yuan(c.Value), yuan(value), yuan(covered))
+	qt.s(") takes ")
+	qt.yuan(value)
+	qt.s(" off covered net ")
+	qt.yuan(covered)
 	if value < c.Value {
-		msg += " (capped at the covered net)"
+		qt.s(" (capped at the covered net)")
 	}
-	q.Reasons = append(q.Reasons, msg)
+	qt.end()
 	allocate(value, w, share, sc)
 	for i := range q.Lines {
-		ql := &q.Lines[i]
-		if w[i] == 0 && !(len(c.SKUs) == 0 || slices.Contains(c.SKUs, ql.SKU)) {
-			ql.Reasons = append(ql.Reasons, "coupon "+c.ID+": line not covered")
-			continue
+		if covers(c, q.Lines[i].SKU) {
+			q.Lines[i].CouponShare = share[i]
 		}
-		ql.CouponShare = share[i]
-		ql.Reasons = append(ql.Reasons, "coupon share "+yuan(share[i])+" of "+yuan(value)+" by net, largest remainder")
 	}
-	return nil
+	return true, nil
 }
 
-func (p *Program) applyRedeem(q *Quote, pts int64, m *Member, due int64, w, share []int64, sc *scratch) error {
+func (p *Program) applyRedeem(q *Quote, pts int64, m *Member, due int64, sc *scratch, qt *text) error {
 	r := p.Redemption
 	switch {
 	case m == nil:
@@ -240,17 +399,37 @@ func (p *Program) applyRedeem(q *Quote, pts int64, m *Member, due int64, w, shar
 	}
 	maxValue := mulDiv(due, r.MaxShareBP, 10000)
 	maxPts := mulDiv(maxValue, r.PointsPerYuan, 100) / r.Step * r.Step
-	msg := ""
-	if pts > maxPts {
-		msg = fmt.Sprintf(" (asked %d; capped at %s of due %s = %s, in steps of %d)", pts, bpPercent(r.MaxShareBP), yuan(due), yuan(maxValue), r.Step)
+	asked, capped := pts, pts > maxPts
+	if capped {
 		pts = maxPts
 	}
 	value := pts * 100 / r.PointsPerYuan
 	q.RedeemPoints, q.RedeemValue = pts, value
-	q.Reasons = append(q.Reasons, fmt.Sprintf("redeem %d points = %s at %d points per yuan%s", pts, yuan(value), r.PointsPerYuan, msg))
+	qt.s("redeem ")
+	qt.int(pts)
+	qt.s(" points = ")
+	qt.yuan(value)
+	qt.s(" at ")
+	qt.int(r.PointsPerYuan)
+	qt.s(" points per yuan")
+	if capped {
+		qt.s(" (asked ")
+		qt.int(asked)
+		qt.s("; capped at ")
+		qt.bp(r.MaxShareBP)
+		qt.s(" of due ")
+		qt.yuan(due)
+		qt.s(" = ")
+		qt.yuan(maxValue)
+		qt.s(", in steps of ")
+		qt.int(r.Step)
+		qt.s(")")
+	}
+	qt.end()
 	if pts == 0 {
 		return nil
 	}
+	w, share := sc.w, sc.share
 	for i := range q.Lines {
 		w[i] = q.Lines[i].Net - q.Lines[i].CouponShare
 	}
@@ -261,53 +440,143 @@ func (p *Program) applyRedeem(q *Quote, pts int64, m *Member, due int64, w, shar
 	}
 	allocate(pts, w, share, sc)
 	for i := range q.Lines {
-		ql := &q.Lines[i]
-		ql.RedeemPoints = share[i]
-		ql.Reasons = append(ql.Reasons, "points share "+yuan(ql.RedeemShare)+" ("+strconv.FormatInt(ql.RedeemPoints, 10)+
-			" points) of "+yuan(value)+" by amount due after coupon, largest remainder")
+		q.Lines[i].RedeemPoints = share[i]
 	}
 	return nil
 }
 
-// multiplier returns the highest multiplier that applies at local time and
-// why; on a tie the first in the order birthday, birthday month, member
-// day, off-season names it. They never multiply each other.
-func (p *Program) multiplier(m *Member, tier Tier, local time.Time) (int64, string) {
-	ms := p.Multipliers
-	best, name := int64(1), ""
-	var applied []string
-	consider := func(mu Multiplier, ok bool, label string) {
-		if !ok || mu.Factor == 0 || (len(mu.Tiers) > 0 && !slices.Contains(mu.Tiers, tier.ID)) {
+// The points multipliers, in the order that names a tie.
+const (
+	multBirthday = iota
+	multBirthdayMonth
+	multMemberDay
+	multOffSeason
+)
+
+// multHits are the multipliers that apply to a sale.
+type multHits struct {
+	n      int
+	kind   [4]int
+	factor [4]int64
+	best   int64 // the factor used: the highest, 1 when none is above 1
+	name   int   // the hit that gives best; -1: none
+	bok    bool  // the birthday was readable
+	bm     time.Month
+	cm     time.Month // birthday as celebrated this year
+	cd     int
+	p      *Program
+}
+
+// multipliers finds every multiplier that applies at local time and the
+// highest factor; on a tie the first in the order birthday, birthday month,
+// member day, off-season names it. They never multiply each other.
+func (p *Program) multipliers(m *Member, tierID string, local time.Time) multHits {
+	ms := &p.Multipliers
+	h := multHits{best: 1, name: -1, p: p}
+	consider := func(kind int, mu *Multiplier, ok bool) {
+		if !ok || mu.Factor == 0 || (len(mu.Tiers) > 0 && !slices.Contains(mu.Tiers, tierID)) {
 			return
 		}
-		applied = append(applied, fmt.Sprintf("%s ×%d", label, mu.Factor))
-		if mu.Factor > best {
-			best, name = mu.Factor, fmt.Sprintf("%s ×%d", label, mu.Factor)
+		h.kind[h.n], h.factor[h.n] = kind, mu.Factor
+		if mu.Factor > h.best {
+			h.best, h.name = mu.Factor, h.n
 		}
+		h.n++
 	}
-	bm, bd, bok := parseBirthday(m.Birthday)
-	if bok {
-		cm, cd := celebratedOn(bm, bd, local.Year())
-		consider(ms.Birthday, local.Month() == cm && local.Day() == cd,
-			fmt.Sprintf("birthday (%02d-%02d)", cm, cd))
-		consider(ms.BirthdayMonth, local.Month() == bm, "birthday month ("+bm.String()+")")
+	var bd int
+	h.bm, bd, h.bok = parseBirthday(m.Birthday)
+	if h.bok {
+		h.cm, h.cd = celebratedOn(h.bm, bd, local.Year())
+		consider(multBirthday, &ms.Birthday, local.Month() == h.cm && local.Day() == h.cd)
+		consider(multBirthdayMonth, &ms.BirthdayMonth, local.Month() == h.bm)
 	}
-	consider(ms.MemberDay, local.Day() == ms.MemberDay.DayOfMonth, fmt.Sprintf("member day (day %d)", ms.MemberDay.DayOfMonth))
-	consider(ms.OffSeason, local.Weekday() == ms.OffSeason.Weekday && slices.Contains(ms.OffSeason.Months, local.Month()),
-		"off-season "+local.Weekday().String()+" in "+local.Month().String())
-	var why string
-	switch {
-	case name == "":
-		why = "no multiplier applies on " + local.Format("2006-01-02 Mon")
-	case len(applied) == 1:
-		why = "multiplier " + name + " on " + local.Format("2006-01-02 Mon")
-	default:
-		why = fmt.Sprintf("multiplier %s on %s (applying: %s; the highest applies, no stacking)", name, local.Format("2006-01-02 Mon"), strings.Join(applied, ", "))
+	consider(multMemberDay, &ms.MemberDay, local.Day() == ms.MemberDay.DayOfMonth)
+	consider(multOffSeason, &ms.OffSeason, local.Weekday() == ms.OffSeason.Weekday && slices.Contains(ms.OffSeason.Months, local.Month()))
+	return h
+}
+
+// why writes which multiplier applies on the local date and, when several
+// do, all of them.
+func (h *multHits) why(t *text, local time.Time) {
+	if h.name < 0 {
+		t.s("no multiplier applies on ")
+		t.date(local)
+		return
 	}
-	if m.Birthday != "" && !bok {
-		why += fmt.Sprintf("; birthday %q unreadable (want MM-DD or YYYY-MM-DD), birthday multipliers skipped", m.Birthday)
+	t.s("multiplier ")
+	h.label(t, h.name, local)
+	t.s(" on ")
+	t.date(local)
+	if h.n == 1 {
+		return
 	}
-	return best, why
+	t.s(" (applying: ")
+	for i := 0; i < h.n; i++ {
+		if i > 0 {
+			t.s(", ")
+		}
+		h.label(t, i, local)
+	}
+	t.s("; the highest applies, no stacking)")
+}
+
+// label writes hit i as "member day (day 18) ×2".
+func (h *multHits) label(t *text, i int, local time.Time) {
+	switch h.kind[i] {
+	case multBirthday:
+		t.s("birthday (")
+		t.two(int(h.cm))
+		t.s("-")
+		t.two(h.cd)
+		t.s(")")
+	case multBirthdayMonth:
+		t.s("birthday month (")
+		t.s(h.bm.String())
+		t.s(")")
+	case multMemberDay:
+		t.s("member day (day ")
+		t.int(int64(h.p.Multipliers.MemberDay.DayOfMonth))
+		t.s(")")
+	case multOffSeason:
+		t.s("off-season ")
+		t.s(local.Weekday().String())
+		t.s(" in ")
+		t.s(local.Month().String())
+	}
+	t.s(" ×")
+	t.int(h.factor[i])
+}
+
+// text collects reasons in one buffer; cut copies it into one string and
+// slices the reasons from it.
+type text struct {
+	b    []byte
+	ends []int // where each reason ends in b
+}
+
+func (t *text) s(s string)     { t.b = append(t.b, s...) }
+func (t *text) yuan(fen int64) { t.b = appendYuan(t.b, fen) }
+func (t *text) int(v int64)    { t.b = strconv.AppendInt(t.b, v, 10) }
+func (t *text) bp(bp int64)    { t.b = appendBP(t.b, bp) }
+func (t *text) quote(s string) { t.b = strconv.AppendQuote(t.b, s) }
+
+// two writes 0..99 as two digits.
+func (t *text) two(v int) { t.b = append(t.b, byte('0'+v/10%10), byte('0'+v%10)) }
+
+func (t *text) date(local time.Time) { t.b = local.AppendFormat(t.b, "2006-01-02 Mon") }
+
+// end closes the reason being written.
+func (t *text) end() { t.ends = append(t.ends, len(t.b)) }
+
+// cut returns the reasons written, slices of one new string, and empties t.
+func (t *text) cut() []string {
+	s, start := string(t.b), 0
+	out := make([]string, len(t.ends))
+	for i, e := range t.ends {
+		out[i], start = s[start:e], e
+	}
+	t.b, t.ends = t.b[:0], t.ends[:0]
+	return out
 }
 
 // parseBirthday reads "MM-DD" or "YYYY-MM-DD".
@@ -350,21 +619,66 @@ func roundHalfUpBP(v, bp int64) int64 {
 	return int64(qt)
 }
 
-func bpPercent(bp int64) string {
-	if bp%100 == 0 {
-		return strconv.FormatInt(bp/100, 10) + "%"
+func bpPercent(bp int64) string { return string(appendBP(nil, bp)) }
+
+// appendBP appends basis points as a percentage: 500 → "5%", 1250 → "12.50%".
+func appendBP(b []byte, bp int64) []byte {
+	switch {
+	case bp%100 == 0:
+		b = strconv.AppendInt(b, bp/100, 10)
+	case bp > 0:
+		b = strconv.AppendInt(b, bp/100, 10)
+		b = append(b, '.', byte('0'+bp%100/10), byte('0'+bp%10))
+	default: // never from a parsed program; kept as fmt writes it
+		return fmt.Appendf(b, "%d.%02d%%", bp/100, bp%100)
 	}
-	return fmt.Sprintf("%d.%02d%%", bp/100, bp%100)
+	return append(b, '%')
 }
 
-// scratch holds the buffers one allocation needs, reused across the
-// allocations of a quote.
+// scratch holds the buffers pricing one basket needs besides the quote:
+// weights and parts of the spreads, what allocate needs, and the reason text
+// before it is copied out. Quotes reuse them through a pool.
 type scratch struct {
-	rem []uint64
-	idx []int
+	w, share []int64
+	rem      []uint64
+	idx      []int
+	qt, lt   text
 }
 
-func newScratch(n int) *scratch { return &scratch{rem: make([]uint64, n), idx: make([]int, n)} }
+func newScratch(n int) *scratch {
+	sc := &scratch{}
+	sc.size(n)
+	return sc
+}
+
+// size makes the buffers n lines long.
+func (sc *scratch) size(n int) {
+	sc.w = slices.Grow(sc.w[:0], n)[:n]
+	sc.share = slices.Grow(sc.share[:0], n)[:n]
+	sc.rem = slices.Grow(sc.rem[:0], n)[:n]
+	sc.idx = slices.Grow(sc.idx[:0], n)[:n]
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+func getScratch(n int) *scratch {
+	sc := scratchPool.Get().(*scratch)
+	sc.size(n)
+	sc.qt.b, sc.qt.ends = sc.qt.b[:0], sc.qt.ends[:0]
+	sc.lt.b, sc.lt.ends = sc.lt.b[:0], sc.lt.ends[:0]
+	return sc
+}
+
+// scratchKeep is the most line text a pooled scratch keeps (about 3,000
+// lines' worth): a rare huge basket does not pin its buffers.
+const scratchKeep = 1 << 20
+
+func putScratch(sc *scratch) {
+	if cap(sc.lt.b) > scratchKeep {
+		return
+	}
+	scratchPool.Put(sc)
+}
 
 // allocate splits total over weights w into out by the largest-remainder
 // method: each part is floor(total × w_i / Σw), and the units left over go
