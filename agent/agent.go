@@ -267,14 +267,15 @@ func DeviceConfigs(cfg config.Config) []devices.Config {
 }
 
 // LedgerOptions are the options the ledger file is opened with (store,
-// till, the program of ledger.program_file); the agent and the `posagent
-// ledger` commands open it alike.
+// till, the program of ledger.program_file, the window for sale times);
+// the agent and the `posagent ledger` commands open it alike.
 func LedgerOptions(cfg config.Config) (ledger.Options, error) {
 	progs, err := cfg.Programs()
 	if err != nil {
 		return ledger.Options{}, err
 	}
-	return ledger.Options{Store: cfg.Store, Till: cfg.Till, TimeZone: cfg.TimeZone, Programs: progs}, nil
+	return ledger.Options{Store: cfg.Store, Till: cfg.Till, TimeZone: cfg.TimeZone, Programs: progs,
+		ClockSkew: cfg.Ledger.ClockSkew, MaxBackdate: cfg.Ledger.MaxBackdate}, nil
 }
 
 func (a *Agent) deviceStatus() []api.DeviceStatus {

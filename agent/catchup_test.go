@@ -561,6 +561,9 @@ func startTill(t *testing.T, store, hqURL, hqToken string) *till {
 	cfg.API.Token = cuAPIToken
 	cfg.TokenKey = cuTokenKey
 	cfg.HQ.URL, cfg.HQ.Token, cfg.HQ.BatchAge = hqURL, hqToken, 20*time.Millisecond
+	// The simulated week ended up to six weeks ago: its receipts are
+	// sent with their own times, so the till accepts backdating that far.
+	cfg.Ledger.MaxBackdate = 60 * 24 * time.Hour
 	a, err := agent.New(cfg, nil)
 	require.NoError(t, err)
 	ready := make(chan struct{})

@@ -74,6 +74,11 @@ type Ledger struct {
 	// ProgramFile is a loyalty program YAML used instead of the embedded
 	// default until HQ publishes one.
 	ProgramFile string `yaml:"program_file"`
+	// ClockSkew is how far a sale's at may be ahead of the agent's clock,
+	// and MaxBackdate how far behind (a receipt the POS queued keeps its
+	// own time). 0: the ledger's defaults, 5m and 168h (7 days).
+	ClockSkew   time.Duration `yaml:"clock_skew"`
+	MaxBackdate time.Duration `yaml:"max_backdate"`
 }
 
 // Device is one card reader or scanner; the fields mirror devices.Config
@@ -358,6 +363,12 @@ func (c Config) Validate() error {
 	}
 	if c.MinFreeMB < 0 {
 		bad("min_free_mb", "must not be negative")
+	}
+	if c.Ledger.ClockSkew < 0 {
+		bad("ledger.clock_skew", "must not be negative (e.g. 5m; 0 for the default)")
+	}
+	if c.Ledger.MaxBackdate < 0 {
+		bad("ledger.max_backdate", "must not be negative (e.g. 168h; 0 for the default)")
 	}
 	if c.Card.MinLength < 0 || c.Card.MaxLength < 0 || (c.Card.MaxLength > 0 && c.Card.MinLength > c.Card.MaxLength) {
 		bad("card", "min_length and max_length must be positive and min_length <= max_length")
