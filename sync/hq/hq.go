@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"posagent/ledger/entry"
@@ -42,6 +43,11 @@ const (
 	RoleAdmin = "admin" // HQ systems: export, KPIs, admin endpoints
 )
 
+// RightPII lets an admin credential read members' personal data (name,
+// mobile, birth year, card tokens) unmasked: in the export and the member
+// records. It is given when the credential is issued, to admins only.
+const RightPII = "pii"
+
 // Credential is a bearer token holder. Only the SHA-256 of the token is kept.
 type Credential struct {
 	Role      string    `json:"role"`
@@ -51,10 +57,15 @@ type Credential struct {
 	TokenHash string    `json:"token_hash"`          // hex SHA-256 of the token
 	CreatedAt time.Time `json:"created_at"`
 	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	// Rights beyond the role's, fixed at issue (RightPII).
+	Rights []string `json:"rights,omitempty"`
 }
 
 // Revoked reports whether the credential no longer authenticates.
 func (c Credential) Revoked() bool { return !c.RevokedAt.IsZero() }
+
+// Has reports whether the credential was issued with the right.
+func (c Credential) Has(right string) bool { return slices.Contains(c.Rights, right) }
 
 // Item is one position of an uploaded batch: a valid entry, or a dead
 // letter (Entry nil, Raw and Reason set).

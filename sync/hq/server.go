@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -141,7 +142,7 @@ func NewServer(st Store, opts Options) *Server {
 	s := &Server{st: st, o: opts, slots: make(chan struct{}, opts.MaxInFlight), mux: http.NewServeMux(), loc: loc, holds: map[string]int{}}
 	s.mux.HandleFunc("POST "+wire.PathBatches, s.handleBatch)
 	s.mux.HandleFunc("GET "+wire.PathChanges, s.handleChanges)
-	s.mux.HandleFunc("GET "+wire.PathExport, s.admin(s.handleExport))
+	s.mux.HandleFunc("GET "+wire.PathExport, s.adminAs(s.handleExport))
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
 	s.mux.HandleFunc("GET /kpi", s.admin(s.handleKPI))
 	s.mux.HandleFunc("GET /admin/totals", s.admin(s.handleTotals))
@@ -153,8 +154,8 @@ func NewServer(st Store, opts Options) *Server {
 	s.mux.HandleFunc("GET /admin/stores", s.admin(s.handleStores))
 	s.mux.HandleFunc("POST /admin/stores", s.admin(s.handleAddStore))
 	s.mux.HandleFunc("DELETE /admin/stores/{id}", s.admin(s.handleRevokeStore))
-	s.mux.HandleFunc("GET /admin/members/{id}", s.admin(s.handleMember))
-	s.mux.HandleFunc("GET /admin/members", s.admin(s.handleFlagged))
+	s.mux.HandleFunc("GET /admin/members/{id}", s.adminAs(s.handleMember))
+	s.mux.HandleFunc("GET /admin/members", s.adminAs(s.handleFlagged))
 	s.mux.HandleFunc("POST /admin/members/{id}/review", s.handleReview)
 	return s
 }
@@ -169,10 +170,21 @@ func HashToken(token string) string {
 }
 
 // IssueCredential creates a credential and returns its token, which is
-// shown once and never stored.
-func (s *Server) IssueCredential(ctx context.Context, role, id, name, tz string) (string, error) {
+// shown once and never stored. Rights (RightPII) are for admins only.
+func (s *Server) IssueCredential(ctx context.Context, role, id, name, tz string, rights ...string) (string, error) {
 	if role != RoleStore && role != RoleAdmin {
 		return "", fmt.Errorf("hq: role must be %q or %q", RoleStore, RoleAdmin)
+	}
+	for _, r := range rights {
+		switch {
+		case r != RightPII:
+			return "", fmt.Errorf("hq: unknown right %q; the one right is %q (personal data unmasked)", r, RightPII)
+		case role != RoleAdmin:
+			return "", fmt.Errorf("hq: the %q right is for admin credentials only", r)
+		}
+	}
+	if len(rights) > 0 {
+		rights = slices.Compact(slices.Sorted(slices.Values(rights)))
 	}
 	if id == "" || strings.ContainsAny(id, "/ \t\n") {
 		return "", fmt.Errorf("hq: id %q must be non-empty without '/' or spaces", id)
@@ -191,7 +203,7 @@ func (s *Server) IssueCredential(ctx context.Context, role, id, name, tz string)
 		prefix = "hqa_"
 	}
 	tok := prefix + hex.EncodeToString(b[:])
-	c := Credential{Role: role, ID: id, Name: name, TimeZone: tz, TokenHash: HashToken(tok), CreatedAt: s.o.Now().UTC()}
+	c := Credential{Role: role, ID: id, Name: name, TimeZone: tz, TokenHash: HashToken(tok), CreatedAt: s.o.Now().UTC(), Rights: rights}
 	if err := s.st.AddCredential(ctx, c); err != nil {
 		return "", err
 	}
@@ -255,6 +267,16 @@ func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if _, ok := s.authorize(w, r, RoleAdmin, "this endpoint needs an admin token"); ok {
 			h(w, r)
+		}
+	}
+}
+
+// adminAs is admin for handlers whose answer depends on the credential's
+// rights.
+func (s *Server) adminAs(h func(http.ResponseWriter, *http.Request, Credential)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if c, ok := s.authorize(w, r, RoleAdmin, "this endpoint needs an admin token"); ok {
+			h(w, r, c)
 		}
 	}
 }
@@ -526,9 +548,10 @@ func (s *Server) limit(r *http.Request) (int, error) {
 		return 500, nil
 	}
 	n, err := strconv.Atoi(q)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("limit %q must be a positive number", q)
+	if err != nil && !errors.Is(err, strconv.ErrRange) || n <= 0 {
+		return 0, fmt.Errorf("limit %q: ask for 1 to %d entries a page (a larger number is served as %d)", q, s.o.MaxPage, s.o.MaxPage)
 	}
+	// A page never holds more than MaxPage, however many are asked for.
 	return min(n, s.o.MaxPage), nil
 }
 
@@ -554,13 +577,16 @@ func page[T any](s *Server, w http.ResponseWriter, r *http.Request, fetch func(c
 	return p, !s.pageError(w, err)
 }
 
-func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleExport(w http.ResponseWriter, r *http.Request, c Credential) {
 	p, ok := page(s, w, r, s.st.Export)
 	if !ok {
 		return
 	}
 	if p.Entries == nil {
 		p.Entries = []wire.ExportedEntry{}
+	}
+	if !c.Has(RightPII) {
+		maskExport(&p)
 	}
 	writeJSON(w, http.StatusOK, p)
 }
@@ -721,6 +747,8 @@ type StoreRequest struct {
 	Name     string `json:"name,omitempty"`
 	TimeZone string `json:"time_zone,omitempty"`
 	Role     string `json:"role,omitempty"` // "store" (default) or "admin"
+	// Rights for an admin: ["pii"] to read personal data unmasked.
+	Rights []string `json:"rights,omitempty"`
 }
 
 func (s *Server) handleAddStore(w http.ResponseWriter, r *http.Request) {
@@ -732,7 +760,7 @@ func (s *Server) handleAddStore(w http.ResponseWriter, r *http.Request) {
 	if req.Role == "" {
 		req.Role = RoleStore
 	}
-	tok, err := s.IssueCredential(r.Context(), req.Role, req.ID, req.Name, req.TimeZone)
+	tok, err := s.IssueCredential(r.Context(), req.Role, req.ID, req.Name, req.TimeZone, req.Rights...)
 	switch {
 	case errors.Is(err, ErrConflict):
 		writeError(w, http.StatusConflict, "conflict", err.Error())
@@ -774,7 +802,7 @@ func (s *Server) handleStores(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, cs)
 }
 
-func (s *Server) handleMember(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleMember(w http.ResponseWriter, r *http.Request, c Credential) {
 	m, err := s.st.Member(r.Context(), r.PathValue("id"))
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -782,8 +810,16 @@ func (s *Server) handleMember(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		writeError(w, http.StatusServiceUnavailable, "storage", err.Error())
 	default:
-		writeJSON(w, http.StatusOK, m)
+		writeJSON(w, http.StatusOK, recordFor(c, m))
 	}
+}
+
+// recordFor is HQ's record of a member as the credential may see it.
+func recordFor(c Credential, m Member) Member {
+	if c.Has(RightPII) {
+		return m
+	}
+	return maskRecord(m)
 }
 
 // MaxReviewNote caps the note of a review, in bytes.
@@ -847,11 +883,11 @@ func (s *Server) handleReview(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "storage", "HQ storage failed; retry")
 	default:
 		s.o.Log.Info("member reviewed", "member", m.ID, "by", c.ID)
-		writeJSON(w, http.StatusOK, m)
+		writeJSON(w, http.StatusOK, recordFor(c, m))
 	}
 }
 
-func (s *Server) handleFlagged(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleFlagged(w http.ResponseWriter, r *http.Request, c Credential) {
 	if r.URL.Query().Get("flagged") != "true" {
 		writeError(w, http.StatusBadRequest, "bad_request", "HQ lists the flagged members only: GET /admin/members?flagged=true (one member: GET /admin/members/{id})")
 		return
@@ -860,6 +896,9 @@ func (s *Server) handleFlagged(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "storage", err.Error())
 		return
+	}
+	for i := range ms {
+		ms[i] = recordFor(c, ms[i])
 	}
 	writeJSON(w, http.StatusOK, ms)
 }

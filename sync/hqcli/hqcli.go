@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -274,7 +275,7 @@ func storeCmd(f *flags) *cobra.Command {
   posagent hq store revoke S001`,
 	}
 	var name, tz string
-	var admin bool
+	var admin, pii bool
 	role := func() string {
 		if admin {
 			return hq.RoleAdmin
@@ -285,12 +286,20 @@ func storeCmd(f *flags) *cobra.Command {
 		Use:   "add ID",
 		Short: "Issue a credential; the token is printed once and only its hash is kept",
 		Example: `  posagent hq store add S001 --name "Jing'an" --tz Asia/Shanghai
-  posagent hq store add erp --admin          # an admin token for HQ systems (export, KPIs)`,
+  posagent hq store add erp --admin          # an admin token for HQ systems (export, KPIs); personal data masked
+  posagent hq store add crm --admin --pii    # an admin that reads members' personal data unmasked`,
 		Args: cobra.ExactArgs(1),
 	}
 	add.RunE = func(cmd *cobra.Command, args []string) error {
+		var rights []string
+		if pii {
+			if !admin {
+				return errors.New("--pii is for admin credentials: add --admin")
+			}
+			rights = append(rights, hq.RightPII)
+		}
 		return withOps(f, func(ctx context.Context, o ops) error {
-			tok, err := o.addCred(ctx, role(), args[0], name, tz)
+			tok, err := o.addCred(ctx, role(), args[0], name, tz, rights)
 			if err != nil {
 				return err
 			}
@@ -302,6 +311,7 @@ func storeCmd(f *flags) *cobra.Command {
 	add.Flags().StringVar(&name, "name", "", "display name")
 	add.Flags().StringVar(&tz, "tz", "Asia/Shanghai", "store time zone (IANA)")
 	add.Flags().BoolVar(&admin, "admin", false, "issue an admin credential instead of a store's")
+	add.Flags().BoolVar(&pii, "pii", false, "with --admin: the credential reads members' personal data (name, mobile, birthday, card tokens) unmasked in /v1/export and /admin/members")
 	revoke := &cobra.Command{
 		Use:   "revoke ID",
 		Short: "Revoke a credential at once",
@@ -332,13 +342,17 @@ func storeCmd(f *flags) *cobra.Command {
 			}
 			sort.Slice(cs, func(i, j int) bool { return cs[i].Role+cs[i].ID < cs[j].Role+cs[j].ID })
 			tw := tabwriter.NewWriter(f.out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "ROLE\tID\tNAME\tTIME ZONE\tCREATED\tSTATUS")
+			fmt.Fprintln(tw, "ROLE\tID\tNAME\tTIME ZONE\tCREATED\tSTATUS\tRIGHTS")
 			for _, c := range cs {
 				status := "active"
 				if c.Revoked() {
 					status = "revoked " + c.RevokedAt.UTC().Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Role, c.ID, c.Name, c.TimeZone, c.CreatedAt.UTC().Format(time.RFC3339), status)
+				rights := strings.Join(c.Rights, ",")
+				if rights == "" {
+					rights = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Role, c.ID, c.Name, c.TimeZone, c.CreatedAt.UTC().Format(time.RFC3339), status, rights)
 			}
 			return tw.Flush()
 		}),

@@ -20,7 +20,7 @@ import (
 // bbolt file or PostgreSQL) or through a running HQ's admin API (needed for
 // bbolt while hq serve holds the file).
 type ops interface {
-	addCred(ctx context.Context, role, id, name, tz string) (string, error)
+	addCred(ctx context.Context, role, id, name, tz string, rights []string) (string, error)
 	revoke(ctx context.Context, role, id string) error
 	creds(ctx context.Context) ([]hq.Credential, error)
 	deadLetters(ctx context.Context, all bool) ([]hq.DeadLetter, error)
@@ -42,8 +42,8 @@ type local struct {
 	srv *hq.Server
 }
 
-func (l *local) addCred(ctx context.Context, role, id, name, tz string) (string, error) {
-	return l.srv.IssueCredential(ctx, role, id, name, tz)
+func (l *local) addCred(ctx context.Context, role, id, name, tz string, rights []string) (string, error) {
+	return l.srv.IssueCredential(ctx, role, id, name, tz, rights...)
 }
 func (l *local) revoke(ctx context.Context, role, id string) error {
 	return l.srv.Revoke(ctx, role, id)
@@ -112,8 +112,8 @@ func (r *remote) call(ctx context.Context, method, path string, body []byte, out
 	return json.Unmarshal(b, out)
 }
 
-func (r *remote) addCred(ctx context.Context, role, id, name, tz string) (string, error) {
-	body, _ := json.Marshal(hq.StoreRequest{ID: id, Name: name, TimeZone: tz, Role: role})
+func (r *remote) addCred(ctx context.Context, role, id, name, tz string, rights []string) (string, error) {
+	body, _ := json.Marshal(hq.StoreRequest{ID: id, Name: name, TimeZone: tz, Role: role, Rights: rights})
 	var out map[string]string
 	err := r.call(ctx, "POST", "/admin/stores", body, &out)
 	return out["token"], err

@@ -56,13 +56,17 @@ func testCredentials(t *testing.T, st hq.Store) {
 	cr := hq.Credential{Role: hq.RoleStore, ID: "S1", Name: "One", TimeZone: "Asia/Shanghai", TokenHash: hq.HashToken("tok1"), CreatedAt: T0.UTC()}
 	require.NoError(t, st.AddCredential(c, cr))
 	require.ErrorIs(t, st.AddCredential(c, cr), hq.ErrConflict)
-	require.NoError(t, st.AddCredential(c, hq.Credential{Role: hq.RoleAdmin, ID: "ops", TokenHash: hq.HashToken("tok2"), CreatedAt: T0.UTC()}))
+	require.NoError(t, st.AddCredential(c, hq.Credential{Role: hq.RoleAdmin, ID: "ops", TokenHash: hq.HashToken("tok2"), CreatedAt: T0.UTC(), Rights: []string{hq.RightPII}}))
 
 	got, err := st.CredentialByHash(c, hq.HashToken("tok1"))
 	require.NoError(t, err)
 	require.Equal(t, "S1", got.ID)
 	require.Equal(t, hq.RoleStore, got.Role)
 	require.False(t, got.Revoked())
+	require.Empty(t, got.Rights)
+	got, err = st.CredentialByHash(c, hq.HashToken("tok2"))
+	require.NoError(t, err)
+	require.Equal(t, []string{hq.RightPII}, got.Rights, "rights are kept with the credential")
 	_, err = st.CredentialByHash(c, hq.HashToken("nope"))
 	require.ErrorIs(t, err, hq.ErrNotFound)
 

@@ -212,8 +212,12 @@ func (s *Store) retry(ctx context.Context, fn func(pgx.Tx) error) error {
 }
 
 func (s *Store) AddCredential(ctx context.Context, c hq.Credential) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO credentials (role, id, name, time_zone, token_hash, created_at) VALUES ($1,$2,$3,$4,$5,$6)`,
-		c.Role, c.ID, c.Name, c.TimeZone, c.TokenHash, c.CreatedAt)
+	rights := c.Rights
+	if rights == nil {
+		rights = []string{} // the column is NOT NULL
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO credentials (role, id, name, time_zone, token_hash, created_at, rights) VALUES ($1,$2,$3,$4,$5,$6,$7)`,
+		c.Role, c.ID, c.Name, c.TimeZone, c.TokenHash, c.CreatedAt, rights)
 	if pgCode(err) == "23505" {
 		return fmt.Errorf("%w: %s %q", hq.ErrConflict, c.Role, c.ID)
 	}
@@ -228,14 +232,17 @@ func (s *Store) RevokeCredential(ctx context.Context, role, id string) error {
 	return err
 }
 
-const credCols = `role, id, name, time_zone, token_hash, created_at, revoked_at`
+const credCols = `role, id, name, time_zone, token_hash, created_at, revoked_at, rights`
 
 func scanCred(r pgx.Row) (hq.Credential, error) {
 	var c hq.Credential
 	var rev pgtype.Timestamptz
-	err := r.Scan(&c.Role, &c.ID, &c.Name, &c.TimeZone, &c.TokenHash, &c.CreatedAt, &rev)
+	err := r.Scan(&c.Role, &c.ID, &c.Name, &c.TimeZone, &c.TokenHash, &c.CreatedAt, &rev, &c.Rights)
 	if rev.Valid {
 		c.RevokedAt = rev.Time
+	}
+	if len(c.Rights) == 0 {
+		c.Rights = nil // as bbolt keeps none
 	}
 	return c, err
 }

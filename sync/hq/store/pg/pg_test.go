@@ -64,7 +64,7 @@ func TestMigrationsAreRecordedAndRerunSafely(t *testing.T) {
 	require.NoError(t, err)
 	v, err := st.SchemaVersion(ctx)
 	require.NoError(t, err)
-	require.Equal(t, 3, v)
+	require.Equal(t, 4, v)
 	st.Close()
 	st, err = pg.Open(ctx, u, pg.Options{}) // already migrated: a no-op
 	require.NoError(t, err)
@@ -88,6 +88,7 @@ func TestSchemaOneUpgrades(t *testing.T) {
 		`CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
 		`INSERT INTO schema_migrations (version, name) VALUES (1, '0001_init.sql')`,
 		`INSERT INTO members (id, points, stored_value, flagged) VALUES ('M1', 10, -500, true), ('M2', 5, 0, false)`,
+		`INSERT INTO credentials (role, id, token_hash, created_at) VALUES ('admin', 'ops', '` + hq.HashToken("old") + `', now())`,
 	} {
 		_, err := c.Exec(ctx, q)
 		require.NoError(t, err)
@@ -99,7 +100,10 @@ func TestSchemaOneUpgrades(t *testing.T) {
 	defer st.Close()
 	v, err := st.SchemaVersion(ctx)
 	require.NoError(t, err)
-	require.Equal(t, 3, v)
+	require.Equal(t, 4, v)
+	cred, err := st.CredentialByHash(ctx, hq.HashToken("old"))
+	require.NoError(t, err)
+	require.Empty(t, cred.Rights, "a credential from before rights has none")
 	flagged, err := st.FlaggedMembers(ctx)
 	require.NoError(t, err)
 	require.Len(t, flagged, 1)
