@@ -79,12 +79,15 @@ func (a *Agent) handleDeviceEvent(ev devices.Event) {
 		}
 	case ev.Error != nil:
 		a.metrics.Read(ev.Device, "error")
-		hint := ev.Error.Hint
+		hint, zh := ev.Error.Hint, ev.Error.HintZH
 		if hint == "" {
-			hint = "swipe or scan again"
+			hint, zh = "swipe or scan again", "请重新刷卡或扫码"
+		}
+		if zh == "" {
+			zh = hintZH(ev.Error.Code)
 		}
 		_, err = a.hub.Publish(events.TypeReadError, ev.Till, ReadErrorEvent{Device: ev.Device, Code: ev.Error.Code,
-			Message: ev.Error.Message, Hint: hint, HintZH: hintZH(ev.Error.Code)})
+			Message: ev.Error.Message, Hint: hint, HintZH: zh})
 	case ev.Status != nil:
 		a.log.Info("reader state", "device", ev.Device, "online", ev.Status.Online, "state", ev.Status.State, "detail", ev.Status.Detail)
 		_, err = a.hub.Publish(events.TypeDevice, ev.Till, DeviceEvent{Device: ev.Device, Online: ev.Status.Online,
@@ -95,7 +98,10 @@ func (a *Agent) handleDeviceEvent(ev devices.Event) {
 	}
 }
 
-// hintZH is what to tell the cashier in Chinese, by the devices' error code.
+// hintZH is what to tell the cashier in Chinese, by the devices' error
+// code, for errors whose hint the devices layer has only in English. The
+// card rule's errors carry their own pair (token.Hints), so "rule" here is
+// only a fallback.
 func hintZH(code string) string {
 	switch code {
 	case "rule":

@@ -37,11 +37,14 @@ type Data struct {
 }
 
 // Error is a failed read: Code is stable (checksum, format, bad_read,
-// rule, framing, too_long, report), Hint is what to tell the cashier.
+// rule, framing, too_long, report), Hint is what to tell the cashier and
+// HintZH the same in Chinese where the devices layer has it (the card
+// rule's errors; empty for others).
 type Error struct {
 	Code    string
 	Message string
 	Hint    string
+	HintZH  string
 }
 
 // Device states (UnifiedPOS-style life cycle).

@@ -405,10 +405,15 @@ func (d *device) framingErrors(ctx context.Context, fr frame.Framer, at time.Tim
 }
 
 func (d *device) fail(ctx context.Context, at time.Time, code, msg, hint string) {
+	d.failZH(ctx, at, code, msg, hint, "")
+}
+
+// failZH is fail with the hint in Chinese too (the card rule's errors).
+func (d *device) failZH(ctx context.Context, at time.Time, code, msg, hint, hintZH string) {
 	d.m.count(d.cfg.Name, false, at)
 	d.m.log.Info("read failed", "device", d.cfg.Name, "code", code, "err", msg)
 	e := d.event(KindError, at)
-	e.Error = &Error{Code: code, Message: msg, Hint: hint}
+	e.Error = &Error{Code: code, Message: msg, Hint: hint, HintZH: hintZH}
 	d.m.emit(ctx, e)
 }
 
@@ -440,7 +445,7 @@ func (d *device) frame(ctx context.Context, f []byte, c chunk, first time.Time) 
 		if hint == "" {
 			hint = defaultHints[de.Code]
 		}
-		d.fail(ctx, at, de.Code, de.Message, hint)
+		d.failZH(ctx, at, de.Code, de.Message, hint, de.HintZH)
 		return
 	}
 	d.fail(ctx, at, "format", err.Error(), defaultHints["format"])

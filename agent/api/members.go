@@ -100,27 +100,41 @@ func usable(c entry.MemberCoupon, now time.Time) bool {
 
 var cardSeparators = strings.NewReplacer(" ", "", "-", "", "\t", "")
 
+// CardError is a typed card number the card rule refuses: what to tell the
+// cashier, in English (Error) and in Chinese, saying the same thing.
+type CardError struct{ EN, ZH string }
+
+func (e *CardError) Error() string { return e.EN }
+
+// Messages for typed card numbers. The card rule's own hints speak of
+// reading the card again; a typed number is checked and typed again.
+var (
+	errCardEmpty  = &CardError{"type the card number", "请输入卡号"}
+	errCardLength = &CardError{"the card number has the wrong length; check it and type it again", "卡号位数不对，请核对后重新输入"}
+	errCardCheck  = &CardError{"the card number fails its check digit; check it and type it again (if it is right, this is not this store's member card)",
+		"卡号校验位不对，请核对后重新输入（如无误，这不是本店的会员卡）"}
+	errCardForeign = &CardError{"this is not this store's member card number; check it and type it again",
+		"这不是本店的会员卡号，请核对后重新输入"}
+)
+
 // CardToken turns a card number typed by the cashier into the card token,
-// by the configured card rule (prefix, Luhn, length).
+// by the configured card rule (prefix, Luhn, length). Errors are *CardError.
 func CardToken(rule config.CardRule, typed string) (string, error) {
 	s := cardSeparators.Replace(strings.TrimSpace(typed))
 	if s == "" {
-		return "", errors.New("type the card number")
+		return "", errCardEmpty
 	}
-	if len(s) > 64 {
-		return "", errors.New("the card number is too long")
-	}
-	if rule.MinLength > 0 && len(s) < rule.MinLength || rule.MaxLength > 0 && len(s) > rule.MaxLength {
-		return "", errors.New("the card number has the wrong length; check it and type it again")
+	if len(s) > 64 || rule.MinLength > 0 && len(s) < rule.MinLength || rule.MaxLength > 0 && len(s) > rule.MaxLength {
+		return "", errCardLength
 	}
 	t, err := token.Rule{Source: token.SourceBarcodeRegex, Prefix: rule.Prefix, Luhn: rule.Luhn}.
 		Token(decode.Read{Kind: "barcode", Data: s})
 	if err != nil {
 		var de *decode.Error
-		if errors.As(err, &de) && de.Hint != "" {
-			return "", errors.New(de.Hint)
+		if errors.As(err, &de) && de.Hint == token.HintAgainOrForeign.EN {
+			return "", errCardCheck // only the Luhn check gives this kind here
 		}
-		return "", errors.New("this is not a member card number; check it and type it again")
+		return "", errCardForeign
 	}
 	return t, nil
 }
@@ -211,7 +225,9 @@ func (s *Server) cardHash(w http.ResponseWriter, r *http.Request, card, hash str
 	if card != "" {
 		tok, err := CardToken(s.o.Card, card)
 		if err != nil {
-			s.fail(w, r, http.StatusBadRequest, "bad_card", err.Error(), "卡号无效，请核对后重新输入", nil)
+			ce := errCardForeign
+			errors.As(err, &ce)
+			s.fail(w, r, http.StatusBadRequest, "bad_card", ce.EN, ce.ZH, nil)
 			return "", false
 		}
 		return token.Hash(s.o.TokenKey, tok), true

@@ -155,7 +155,10 @@ type Error struct {
 	Code    string // see the Err* sentinels
 	Message string
 	Hint    string
-	err     error // sentinel
+	// HintZH is Hint in Chinese, saying the same thing; set where the hint
+	// is meant for the cashier (the card rule's errors, see token.Hints).
+	HintZH string
+	err    error // sentinel
 }
 
 func (e *Error) Error() string {

@@ -65,33 +65,39 @@ func (r Rule) Validate() error {
 }
 
 // Token extracts the member card token from rd. Errors are *decode.Error
-// (code "rule" for reads the rule rejects) and never contain card data.
+// (code "rule" for reads the rule rejects, with the Hint/HintZH pair of one
+// of Hints) and never contain card data.
 func (r Rule) Token(rd decode.Read) (string, error) {
 	if err := r.Validate(); err != nil {
-		return "", decode.NewError(decode.ErrRule, "fix the device's card rule", "%v", err)
+		return "", ruleError(HintSetup, "%v", err)
 	}
 	var tok string
 	switch r.Source {
 	case SourceTrack2PAN:
 		if rd.Kind != "msr" {
-			return "", decode.NewError(decode.ErrRule, "this device's rule expects a card swipe", "read is %s, not msr", rd.Kind)
+			return "", ruleError(HintSetup, "the rule expects a card swipe; the read is %s, not msr", rd.Kind)
 		}
 		t, ok := rd.Track(2)
 		if !ok || t.Status != decode.StatusOK {
-			st := "missing"
+			// A track read with errors is a misread; a missing track 2
+			// is a misread or a card that has none (not ours).
+			st, h := decode.StatusMissing, HintAgainOrForeign
 			if ok {
 				st = t.Status
 			}
-			return "", decode.NewError(decode.ErrRule, "swipe the card again", "track 2 is %s", st)
+			if st == decode.StatusError || st == decode.StatusLRC {
+				h = HintAgain
+			}
+			return "", ruleError(h, "track 2 is %s", st)
 		}
 		pan, err := decode.Track2PAN(t.Data)
 		if err != nil {
-			return "", err
+			return "", withHint(err, HintForeign)
 		}
 		tok = pan
 	case SourceBarcodeRegex:
 		if rd.Kind != "barcode" {
-			return "", decode.NewError(decode.ErrRule, "this device's rule expects a barcode", "read is %s, not barcode", rd.Kind)
+			return "", ruleError(HintSetup, "the rule expects a barcode; the read is %s, not barcode", rd.Kind)
 		}
 		if r.Regex == "" {
 			tok = rd.Data
@@ -100,21 +106,21 @@ func (r Rule) Token(rd decode.Read) (string, error) {
 		re := regexp.MustCompile(r.Regex) // validated above
 		m := re.FindStringSubmatch(rd.Data)
 		if m == nil || m[r.Group] == "" {
-			return "", decode.NewError(decode.ErrRule, "this code is not a member code", "barcode does not match the member code pattern")
+			return "", ruleError(HintForeign, "barcode does not match the member code pattern")
 		}
 		tok = m[r.Group]
 	case SourceUID:
 		if len(rd.UID) == 0 {
-			return "", decode.NewError(decode.ErrRule, "this device's rule expects an RFID card", "read has no UID")
+			return "", ruleError(HintSetup, "the rule expects an RFID card; the read has no UID")
 		}
 		s, err := decode.FormatUID(rd.UID, r.UIDFormat)
 		if err != nil {
-			return "", err
+			return "", withHint(err, HintForeign) // a UID too short for the format
 		}
 		tok = s
 	}
 	if tok == "" {
-		return "", decode.NewError(decode.ErrRule, "", "empty card token")
+		return "", ruleError(HintForeign, "empty card token")
 	}
 	if r.Prefix != "" {
 		ok := false
@@ -125,11 +131,12 @@ func (r Rule) Token(rd decode.Read) (string, error) {
 			}
 		}
 		if !ok {
-			return "", decode.NewError(decode.ErrRule, "this card is not a member card of this program", "card number prefix not accepted")
+			return "", ruleError(HintForeign, "card number prefix not accepted")
 		}
 	}
 	if r.Luhn && !decode.Luhn(tok) {
-		return "", decode.NewError(decode.ErrRule, "read the card again; if it repeats, the card is not valid", "card number fails the Luhn check")
+		// A misread digit and a number that is not ours both fail it.
+		return "", ruleError(HintAgainOrForeign, "card number fails the Luhn check")
 	}
 	return tok, nil
 }
