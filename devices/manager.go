@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"posagent/devices/frame"
 	"posagent/devices/hiddev"
 	"posagent/devices/serialdev"
+	"posagent/devices/token"
 )
 
 // Option tunes a Manager (mostly for tests and the CLI).
@@ -92,12 +94,40 @@ func NewManager(cfgs []Config, key []byte, log *slog.Logger, opts ...Option) (*M
 			return nil, fmt.Errorf("devices: two devices are named %q: names must be unique", n.Name)
 		}
 		seen[n.Name] = true
+		if changed8H10D(n) {
+			log.Warn("this device's member tokens differ from posagent versions whose 8h10d was the first 4 UID bytes reversed: "+
+				"8h10d is now the low 4 bytes as 10 digits, as reader manuals define 8H10D (0A00B1C2D3 → 0011649747); "+
+				"cards enrolled through this device with the reversed number are found with 8h10d_rev in its place",
+				"device", n.Name, "decoder", n.Decoder, "uid_format", n.Rule.UIDFormat)
+		}
 		dec, _ := decode.ByName(n.Decoder) // validated in normalize
 		d := &device{m: m, cfg: n, decode: dec, key: key}
 		m.devs = append(m.devs, d)
 		m.status[n.Name] = &DeviceStatus{Name: n.Name, Till: n.Till, Transport: n.Transport, Path: n.Path, State: StateClosed}
 	}
 	return m, nil
+}
+
+// changed8H10D reports a device whose tokens changed when 8h10d took the
+// reader-manual meaning (the low 4 bytes; the first 4 bytes reversed is
+// now 8h10d_rev): a rule formatting card bytes as 8h10d that a uid:8h10d
+// wedge did not parse, or a uid:8h10d wedge whose UID bytes a rule of the
+// other formats of that time formats. A wedge typing 8h10d under an 8h10d
+// rule gives the typed number, then as now.
+func changed8H10D(c Config) bool {
+	if c.Rule.Source != token.SourceUID {
+		return false
+	}
+	rule := strings.ToLower(c.Rule.UIDFormat)
+	wedge := strings.EqualFold(strings.TrimSpace(c.Decoder), "uid:"+decode.UID8H10D)
+	if rule == decode.UID8H10D {
+		return !wedge
+	}
+	switch rule {
+	case "", decode.UIDHex, decode.UIDHexRev, decode.UIDDec10, decode.UIDW26:
+		return wedge
+	}
+	return false
 }
 
 // Events delivers every device's events. It is closed when Run returns.

@@ -9,6 +9,7 @@ import (
 
 	"posagent/devices/hiddev"
 	"posagent/devices/internal/devtest"
+	"posagent/devices/token"
 )
 
 // TestHIDNotCompiled: a build without HID says so in the log and with a
@@ -75,6 +76,40 @@ func TestBackoffBounded(t *testing.T) {
 			if d <= 0 || d > limit {
 				t.Fatalf("attempt %d: %v outside (0, %v]", attempt, d, limit)
 			}
+		}
+	}
+}
+
+// TestWarns8H10DMeaning: a device whose tokens changed when 8h10d took the
+// reader-manual meaning is named in a start-up warning; one whose tokens
+// did not change is not.
+func TestWarns8H10DMeaning(t *testing.T) {
+	uid := func(f string) token.Rule { return token.Rule{Source: token.SourceUID, UIDFormat: f} }
+	for _, tc := range []struct {
+		decoder string
+		rule    token.Rule
+		warn    bool
+	}{
+		{"em4100", uid("8h10d"), true},
+		{"pn532", uid("8H10D"), true},
+		{"uid:dec10", uid("8h10d"), true},
+		{"uid:8h10d", token.Rule{}, false},
+		{"uid:8h10d", uid("hex"), true},
+		{"uid:8h10d", uid("dec10"), true},
+		{"uid:8h10d", uid("8h10d_rev"), false},
+		{"em4100", uid("8h10d_rev"), false},
+		{"em4100", uid("dec10"), false},
+		{"uid:dec10", token.Rule{}, false},
+		{"uid:8h10d_rev", token.Rule{}, false},
+	} {
+		var logs devtest.Buffer
+		_, err := NewManager([]Config{{Name: "rfid", Till: "T1", Path: "/dev/null", Decoder: tc.decoder, Rule: tc.rule}},
+			[]byte("0123456789abcdef"), slog.New(slog.NewTextHandler(&logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(logs.String(), "8h10d_rev in its place"); got != tc.warn {
+			t.Errorf("decoder %s rule %+v: warned %v, want %v: %s", tc.decoder, tc.rule, got, tc.warn, logs.String())
 		}
 	}
 }

@@ -226,14 +226,38 @@ func TestPN532(t *testing.T) {
 	}
 }
 
+// TestUIDFormatsAsReaderManuals: the numbers reader manuals and
+// access-control systems print for EM4100 card 0A00B1C2D3.
+func TestUIDFormatsAsReaderManuals(t *testing.T) {
+	uid := []byte{0x0A, 0x00, 0xB1, 0xC2, 0xD3}
+	for f, want := range map[string]string{
+		UIDHex:      "0A00B1C2D3",
+		UIDHexRev:   "D3C2B1000A",
+		UID8H10D:    "0011649747",    // 00B1C2D3: the low 32 bits
+		UIDDec10:    "0011649747",    // the same number under its earlier name
+		UID8H10DRev: "3266379786",    // C2B1000A: 8H10D of the reversed bytes
+		UID10H13D:   "0042961322707", // 0A00B1C2D3: all 40 bits
+		UID6H8D:     "17749875",      // B1 = 177, C2D3 = 49875
+		UIDW26:      "177,49875",
+	} {
+		got, err := FormatUID(uid, f)
+		if err != nil || got != want {
+			t.Errorf("FormatUID %s = %q %v, want %q", f, got, err, want)
+		}
+	}
+}
+
 func TestWedgeUIDAndFormat(t *testing.T) {
 	uid := []byte{0x0F, 0x00, 0xC6, 0xA5, 0xE4}
 	want := map[string]string{
-		UIDHex:    "0F00C6A5E4",
-		UIDHexRev: "E4A5C6000F",
-		UIDDec10:  "0013018596",
-		UID8H10D:  "2781216783",
-		UIDW26:    "198,42468",
+		UIDHex:      "0F00C6A5E4",
+		UIDHexRev:   "E4A5C6000F",
+		UIDDec10:    "0013018596",
+		UID8H10D:    "0013018596",
+		UID8H10DRev: "2781216783",
+		UID10H13D:   "0064437528036",
+		UID6H8D:     "19842468",
+		UIDW26:      "198,42468",
 	}
 	for f, s := range want {
 		got, err := FormatUID(uid, f)
@@ -253,7 +277,9 @@ func TestWedgeUIDAndFormat(t *testing.T) {
 		t.Fatalf("w26 unpadded: % X", r.UID)
 	}
 	for _, tc := range [][2]string{{"0F00C6A5E", UIDHex}, {"zz00C6A5E4", UIDHex}, {"4294967296", UIDDec10},
-		{"123456789", UIDDec10}, {"256,1", UIDW26}, {"1,65536", UIDW26}, {"12345", UIDW26}, {"1,2", "octal"}} {
+		{"123456789", UIDDec10}, {"4294967296", UID8H10D}, {"4294967296", UID8H10DRev}, {"1099511627776", UID10H13D},
+		{"064437528036", UID10H13D}, {"25600001", UID6H8D}, {"00165536", UID6H8D}, {"1984246", UID6H8D},
+		{"256,1", UIDW26}, {"1,65536", UIDW26}, {"12345", UIDW26}, {"1,2", "octal"}} {
 		if _, err := WedgeUID(tc[0], tc[1]); err == nil {
 			t.Errorf("WedgeUID(%q, %s) accepted", tc[0], tc[1])
 		}

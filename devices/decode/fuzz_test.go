@@ -136,7 +136,10 @@ func FuzzBarcode(f *testing.F) {
 func FuzzWedgeUID(f *testing.F) {
 	f.Add("0F00C6A5E4", uint8(0))
 	f.Add("0013018596", uint8(2))
-	f.Add("198,42468", uint8(4))
+	f.Add("198,42468", uint8(6))
+	f.Add("0042961322707", uint8(4))
+	f.Add("17749875", uint8(5))
+	f.Add("3266379786", uint8(3))
 	f.Fuzz(func(t *testing.T, s string, fi uint8) {
 		format := UIDFormats[int(fi)%len(UIDFormats)]
 		r, err := WedgeUID(s, format)

@@ -223,17 +223,38 @@ func inListUID(p []byte) ([]byte, error) {
 	return append([]byte(nil), p[6:6+l]...), nil
 }
 
-// UID formats of keyboard-wedge RFID readers.
+// UID formats of keyboard-wedge RFID readers, named as reader manuals name
+// their output settings ("8H10D": 8 hex digits shown as 10 decimal
+// digits). Examples for EM4100 card 0A00B1C2D3 in the comments.
 const (
-	UIDHex    = "hex"     // all UID bytes as hex, card order: 04A1B2C3
-	UIDHexRev = "hex_rev" // bytes reversed (many 13.56 MHz wedges): C3B2A104
-	UIDDec10  = "dec10"   // last 4 bytes big-endian, 10 decimal digits (EM4100 card print): 0001234567
-	UID8H10D  = "8h10d"   // first 4 bytes read least significant first, 10 decimal digits
-	UIDW26    = "w26"     // Wiegand 26: facility (3rd-last byte),card (last 2 bytes): 123,45678
+	UIDHex    = "hex"     // all UID bytes as hex, card order: 0A00B1C2D3
+	UIDHexRev = "hex_rev" // bytes reversed (many 13.56 MHz wedges): D3C2B1000A
+	// UID8H10D: the low 4 bytes (last 8 hex digits) as 10 decimal digits,
+	// the number printed on EM4100 cards and used by access control:
+	// 00B1C2D3 → 0011649747.
+	UID8H10D = "8h10d"
+	// UIDDec10 is 8h10d under the name this package gave it first.
+	UIDDec10 = "dec10"
+	// UID8H10DRev: 8H10D of the reversed bytes, i.e. the first 4 bytes
+	// least significant first, the decimal many 13.56 MHz wedges type for a
+	// 4-byte MIFARE UID: C2B1000A → 3266379786.
+	UID8H10DRev = "8h10d_rev"
+	// UID10H13D: the low 5 bytes (10 hex digits, a whole EM4100 ID) as 13
+	// decimal digits: 0A00B1C2D3 → 0042961322707.
+	UID10H13D = "10h13d"
+	// UID6H8D: the low 3 bytes as the 3-digit facility (3rd-last byte) and
+	// the 5-digit card number (last 2 bytes), run together: 17749875.
+	UID6H8D = "6h8d"
+	// UIDW26: the Wiegand 26 facility,card pair of the same 3 bytes: 177,49875.
+	UIDW26 = "w26"
 )
 
 // UIDFormats lists the accepted formats.
-var UIDFormats = []string{UIDHex, UIDHexRev, UIDDec10, UID8H10D, UIDW26}
+var UIDFormats = []string{UIDHex, UIDHexRev, UID8H10D, UID8H10DRev, UID10H13D, UID6H8D, UIDW26, UIDDec10}
+
+// ValidUIDFormat reports whether f (lower case) is a UID format; "" is
+// not (rules default it to hex themselves).
+func ValidUIDFormat(f string) bool { return validUIDFormat(f) }
 
 func validUIDFormat(f string) bool {
 	for _, x := range UIDFormats {
@@ -246,14 +267,15 @@ func validUIDFormat(f string) bool {
 
 // WedgeUID parses the text a keyboard-wedge RFID reader typed (terminator
 // already removed) in the given format. The UID holds the bytes the format
-// carries: all for hex/hex_rev, 4 for dec10/8h10d, 3 for w26.
+// carries, in card order: all for hex/hex_rev, 5 for 10h13d, 4 for
+// 8h10d/dec10/8h10d_rev, 3 for 6h8d/w26.
 func WedgeUID(s string, format string) (Read, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return Read{}, NewError(ErrNoData, "", "empty UID")
 	}
 	hint := "check the reader's output format setting against the device config"
-	switch strings.ToLower(format) {
+	switch f := strings.ToLower(format); f {
 	case UIDHex, UIDHexRev:
 		if len(s)%2 != 0 || len(s) < 8 || len(s) > 20 {
 			return Read{}, NewError(ErrFormat, hint, "UID has %d hex digits, want an even number from 8 to 20", len(s))
@@ -262,11 +284,11 @@ func WedgeUID(s string, format string) (Read, error) {
 		if err != nil {
 			return Read{}, NewError(ErrFormat, hint, "UID is not hex")
 		}
-		if strings.ToLower(format) == UIDHexRev {
+		if f == UIDHexRev {
 			reverse(uid)
 		}
 		return rfidRead(uid), nil
-	case UIDDec10, UID8H10D:
+	case UID8H10D, UIDDec10, UID8H10DRev:
 		if len(s) != 10 || !allDigits(s) {
 			return Read{}, NewError(ErrFormat, hint, "UID has %d characters, want 10 decimal digits", len(s))
 		}
@@ -275,21 +297,41 @@ func WedgeUID(s string, format string) (Read, error) {
 			return Read{}, NewError(ErrFormat, hint, "UID number exceeds 4 bytes (4294967295)")
 		}
 		uid := make([]byte, 4)
-		if strings.ToLower(format) == UIDDec10 {
-			binary.BigEndian.PutUint32(uid, uint32(v))
-		} else {
+		if f == UID8H10DRev {
 			binary.LittleEndian.PutUint32(uid, uint32(v))
+		} else {
+			binary.BigEndian.PutUint32(uid, uint32(v))
 		}
 		return rfidRead(uid), nil
-	case UIDW26:
-		fs, cs, ok := strings.Cut(s, ",")
-		if !ok || fs == "" || cs == "" || len(fs) > 3 || len(cs) > 5 || !allDigits(fs) || !allDigits(cs) {
-			return Read{}, NewError(ErrFormat, hint, "UID is not facility,card (e.g. 123,45678)")
+	case UID10H13D:
+		if len(s) != 13 || !allDigits(s) {
+			return Read{}, NewError(ErrFormat, hint, "UID has %d characters, want 13 decimal digits", len(s))
+		}
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil || v >= 1<<40 {
+			return Read{}, NewError(ErrFormat, hint, "UID number exceeds 5 bytes (1099511627775)")
+		}
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], v)
+		return rfidRead(append([]byte(nil), b[3:]...)), nil
+	case UID6H8D, UIDW26:
+		var fs, cs string
+		if f == UID6H8D {
+			if len(s) != 8 || !allDigits(s) {
+				return Read{}, NewError(ErrFormat, hint, "UID has %d characters, want 8 decimal digits (3 facility, 5 card)", len(s))
+			}
+			fs, cs = s[:3], s[3:]
+		} else {
+			var ok bool
+			fs, cs, ok = strings.Cut(s, ",")
+			if !ok || fs == "" || cs == "" || len(fs) > 3 || len(cs) > 5 || !allDigits(fs) || !allDigits(cs) {
+				return Read{}, NewError(ErrFormat, hint, "UID is not facility,card (e.g. 123,45678)")
+			}
 		}
 		fac, _ := strconv.Atoi(fs)
 		card, _ := strconv.Atoi(cs)
 		if fac > 255 || card > 65535 {
-			return Read{}, NewError(ErrFormat, hint, "W26 facility must be 0–255 and card 0–65535")
+			return Read{}, NewError(ErrFormat, hint, "%s facility must be 0–255 and card 0–65535", strings.ToUpper(f))
 		}
 		return rfidRead([]byte{byte(fac), byte(card >> 8), byte(card)}), nil
 	}
@@ -310,22 +352,33 @@ func FormatUID(uid []byte, format string) (string, error) {
 		r := append([]byte(nil), uid...)
 		reverse(r)
 		return strings.ToUpper(hex.EncodeToString(r)), nil
-	case UIDDec10:
+	case UID8H10D, UIDDec10:
 		if len(uid) < 4 {
-			return "", NewError(ErrRule, "", "UID of %d bytes is too short for dec10", len(uid))
+			return "", NewError(ErrRule, "", "UID of %d bytes is too short for %s", len(uid), format)
 		}
 		return fmt.Sprintf("%010d", binary.BigEndian.Uint32(uid[len(uid)-4:])), nil
-	case UID8H10D:
+	case UID8H10DRev:
 		if len(uid) < 4 {
-			return "", NewError(ErrRule, "", "UID of %d bytes is too short for 8h10d", len(uid))
+			return "", NewError(ErrRule, "", "UID of %d bytes is too short for 8h10d_rev", len(uid))
 		}
 		return fmt.Sprintf("%010d", binary.LittleEndian.Uint32(uid[:4])), nil
-	case UIDW26:
+	case UID10H13D:
+		if len(uid) < 5 {
+			return "", NewError(ErrRule, "", "UID of %d bytes is too short for 10h13d", len(uid))
+		}
+		var b [8]byte
+		copy(b[3:], uid[len(uid)-5:])
+		return fmt.Sprintf("%013d", binary.BigEndian.Uint64(b[:])), nil
+	case UID6H8D, UIDW26:
 		if len(uid) < 3 {
-			return "", NewError(ErrRule, "", "UID of %d bytes is too short for w26", len(uid))
+			return "", NewError(ErrRule, "", "UID of %d bytes is too short for %s", len(uid), format)
 		}
 		n := len(uid)
-		return fmt.Sprintf("%03d,%05d", uid[n-3], int(uid[n-2])<<8|int(uid[n-1])), nil
+		sep := ","
+		if strings.ToLower(format) == UID6H8D {
+			sep = ""
+		}
+		return fmt.Sprintf("%03d%s%05d", uid[n-3], sep, int(uid[n-2])<<8|int(uid[n-1])), nil
 	}
 	return "", NewError(ErrRule, "", "UID format %q unknown; use one of %s", format, strings.Join(UIDFormats, ", "))
 }

@@ -224,7 +224,7 @@ Stop the agent first: a reader can only be claimed by one process.`,
 	fl.StringVar(&d.Framer.Terminator, "terminator", "CR", "terminator for --framer terminator: CR, LF, CRLF, LFCR, TAB, ANY (CR, LF or TAB)")
 	fl.DurationVar(&d.Framer.Gap, "gap", 0, "idle gap that ends a read for --framer idle_gap (e.g. 50ms)")
 	fl.IntVar(&d.Framer.Length, "length", 0, "frame length for --framer fixed")
-	fl.StringVar(&d.Decoder, "decoder", "", "msr, msr:lrc, em4100, parallax, pn532, barcode, uid:<hex|hex_rev|dec10|8h10d|w26>")
+	fl.StringVar(&d.Decoder, "decoder", "", "msr, msr:lrc, em4100, parallax, pn532, barcode, uid:<hex|hex_rev|8h10d|8h10d_rev|10h13d|6h8d|w26>")
 	fl.StringVar(&d.Rule.Source, "rule", "", "token rule: track2_pan, barcode_regex, uid (default: the decoder's usual)")
 	fl.StringVar(&d.Rule.Regex, "regex", "", "regex for --rule barcode_regex")
 	fl.IntVar(&d.Rule.Group, "group", 0, "regex group holding the token")

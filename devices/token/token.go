@@ -25,7 +25,8 @@ type Rule struct {
 	Regex  string `yaml:"regex" json:"regex"`
 	// Group is the regex group that holds the token; 0 is the whole match.
 	Group int `yaml:"group" json:"group"`
-	// UIDFormat: hex (default), hex_rev, dec10, 8h10d or w26.
+	// UIDFormat: hex (default), hex_rev, 8h10d (dec10), 8h10d_rev, 10h13d,
+	// 6h8d or w26 (see decode.UIDFormats).
 	UIDFormat string `yaml:"uid_format" json:"uid_format"`
 	// Prefix: the token must start with one of these comma-separated
 	// prefixes (e.g. the program's card BIN); empty accepts any.
@@ -55,7 +56,7 @@ func (r Rule) Validate() error {
 			return fmt.Errorf("token: rule group %d but the regex has %d groups", r.Group, re.NumSubexp())
 		}
 	case SourceUID:
-		if _, err := decode.FormatUID([]byte{1, 2, 3, 4}, r.UIDFormat); err != nil {
+		if f := strings.ToLower(r.UIDFormat); f != "" && !decode.ValidUIDFormat(f) {
 			return fmt.Errorf("token: rule uid_format %q unknown; use one of %s", r.UIDFormat, strings.Join(decode.UIDFormats, ", "))
 		}
 	default:

@@ -84,6 +84,22 @@ func TestUID(t *testing.T) {
 	if tok, _ := (Rule{Source: SourceUID, UIDFormat: "dec10"}).Token(w); tok != "0013018596" {
 		t.Fatalf("wedge token %q", tok)
 	}
+	// 8H10D as reader manuals mean it: a serial EM4100 reader and a wedge
+	// typing 8H10D give the same token for card 0A00B1C2D3.
+	em, err := decode.EM4100([]byte("\x020A00B1C2D3AA\x03"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := (Rule{Source: SourceUID, UIDFormat: "8h10d"}).Token(em); err != nil || tok != "0011649747" {
+		t.Fatalf("serial 8h10d token %q %v, want 0011649747", tok, err)
+	}
+	w, err = decode.WedgeUID("0011649747", "8h10d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok, _ := (Rule{Source: SourceUID, UIDFormat: "8h10d"}).Token(w); tok != "0011649747" {
+		t.Fatalf("wedge 8h10d token %q", tok)
+	}
 	if _, err := (Rule{Source: SourceUID}).Token(decode.Read{Kind: "barcode", Data: "x"}); !errors.Is(err, decode.ErrRule) {
 		t.Fatalf("%v", err)
 	}
