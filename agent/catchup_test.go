@@ -430,6 +430,9 @@ type catchupHQ struct {
 	st  hq.Store
 	ts  *httptest.Server
 	hc  *http.Client
+	// adminTok is an admin with the pii right: the export is compared with
+	// the till's entries byte for byte, personal data included.
+	adminTok string
 
 	mu     sync.Mutex
 	watch1 string // S1's token: its change pages are recorded
@@ -451,6 +454,9 @@ func startCatchupHQ(t *testing.T, st hq.Store) *catchupHQ {
 		}
 		return hq.ProgramInfo{Version: p.Version, EffectiveFrom: p.EffectiveFrom}, nil
 	}})
+	var err error
+	h.adminTok, err = h.srv.IssueCredential(context.Background(), hq.RoleAdmin, "catchup", "", "", hq.RightPII)
+	require.NoError(t, err)
 	h.ts = httptest.NewServer(http.HandlerFunc(h.serve))
 	t.Cleanup(func() { h.hc.CloseIdleConnections(); h.ts.Close() })
 	return h
@@ -512,7 +518,7 @@ func (h *catchupHQ) admin(t *testing.T, method, path string, body []byte, out an
 	t.Helper()
 	req, err := http.NewRequest(method, h.ts.URL+path, bytes.NewReader(body))
 	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+cuAdmin)
+	req.Header.Set("Authorization", "Bearer "+h.adminTok)
 	resp, err := h.hc.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()

@@ -32,6 +32,8 @@ import (
 // role named in this variable instead of the tests.
 const envRole = "POSAGENT_SYNCTEST_ROLE"
 
+// adminToken is an admin with the pii right: HQ's export is compared with
+// the stores' entries exactly, personal data included.
 const adminToken = "synctest-admin"
 
 func TestMain(m *testing.M) {
@@ -76,13 +78,18 @@ func runHQ() int {
 			return 2
 		}
 	}
+	err = st.AddCredential(ctx, hq.Credential{Role: hq.RoleAdmin, ID: "synctest", TokenHash: hq.HashToken(adminToken), CreatedAt: time.Now().UTC(), Rights: []string{hq.RightPII}})
+	if err != nil && !errors.Is(err, hq.ErrConflict) {
+		fmt.Fprintln(os.Stderr, "hq: credential:", err)
+		return 2
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hq:", err)
 		return 2
 	}
 	fmt.Printf("LISTEN %s\n", ln.Addr())
-	srv := &http.Server{Handler: hq.NewServer(st, hq.Options{AdminToken: adminToken, Log: log}), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: hq.NewServer(st, hq.Options{Log: log}), ReadHeaderTimeout: 10 * time.Second}
 	err = srv.Serve(ln)
 	fmt.Fprintln(os.Stderr, "hq:", err)
 	return 1
