@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -56,7 +55,7 @@ func (b *basketFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&b.member, "member", "m", "", "member id")
 	cmd.Flags().StringVar(&b.card, "card", "", "member card number (looked up first, instead of --member)")
 	cmd.Flags().StringVar(&b.coupon, "coupon", "", "coupon id to apply")
-	cmd.Flags().Int64Var(&b.redeem, "redeem", 0, "points to redeem (whole hundreds)")
+	cmd.Flags().Var(ledgercli.Points(&b.redeem), "redeem", "points to redeem (whole hundreds)")
 	cmd.Flags().StringVar(&b.cashier, "cashier", "", "cashier id recorded with the sale")
 	cmd.Flags().StringVar(&b.till, "till", "", "till id (default: the agent's)")
 }
@@ -325,12 +324,18 @@ func newRefundCmd(g *globals) *cobra.Command {
 			}
 			for _, s := range lines {
 				no, qty, ok := strings.Cut(s, ":")
-				n, err1 := strconv.Atoi(no)
-				q, err2 := strconv.ParseInt(qty, 10, 64)
-				if !ok || err1 != nil || err2 != nil || n <= 0 || q <= 0 {
+				if !ok {
 					return fmt.Errorf("--line %q: want lineNo:qty with both above 0, e.g. 1:2", s)
 				}
-				r.Lines = append(r.Lines, api.RefundItem{LineNo: n, Qty: q})
+				n, err := ledgercli.ParseCount("line number", no, loyalty.MaxLines)
+				if err != nil {
+					return fmt.Errorf("--line %q: %v", s, err)
+				}
+				q, err := ledgercli.ParseCount("quantity", qty, loyalty.MaxQty)
+				if err != nil {
+					return fmt.Errorf("--line %q: %v", s, err)
+				}
+				r.Lines = append(r.Lines, api.RefundItem{LineNo: int(n), Qty: q})
 			}
 			return postEntry(cmd, g, &af, pathRefunds, r)
 		},

@@ -1,6 +1,7 @@
 package entry
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -30,8 +31,13 @@ func ParseYuan(s string) (int64, error) {
 	if whole == "" || len(frac) > 2 || (dot && frac == "") || strings.HasPrefix(whole, "-") || strings.HasPrefix(whole, "+") {
 		return 0, bad
 	}
+	// A number too large is not malformed: say so, with the maximum.
+	tooLarge := fmt.Errorf("amount %q is too large: at most %d yuan", s, maxYuan)
 	y, err := strconv.ParseUint(whole, 10, 64)
-	if err != nil || y > maxYuan {
+	if errors.Is(err, strconv.ErrRange) || err == nil && y > maxYuan {
+		return 0, tooLarge
+	}
+	if err != nil {
 		return 0, bad
 	}
 	var f uint64
@@ -42,6 +48,9 @@ func ParseYuan(s string) (int64, error) {
 		if len(frac) == 1 {
 			f *= 10
 		}
+	}
+	if y*100+f > maxYuan*100 {
+		return 0, tooLarge
 	}
 	return int64(y*100 + f), nil
 }

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -189,9 +188,9 @@ func ParseLine(no int, s string) (loyalty.Line, error) {
 	if l.SKU == "" {
 		return l, fmt.Errorf("line %q: the SKU is empty", s)
 	}
-	q, err := strconv.ParseInt(parts[1], 10, 64)
-	if err != nil || q <= 0 {
-		return l, fmt.Errorf("line %q: quantity %q must be a whole number of 1 or more", s, parts[1])
+	q, err := ParseCount("quantity", parts[1], loyalty.MaxQty)
+	if err != nil {
+		return l, fmt.Errorf("line %q: %v", s, err)
 	}
 	l.Qty = q
 	if l.UnitPrice, err = entry.ParseYuan(parts[2]); err != nil {
@@ -308,7 +307,7 @@ first sale. With --quote nothing is written.`,
 	f.StringVar(&r.MemberID, "member", "", "member id (empty: non-member)")
 	f.StringVar(&r.ReceiptID, "receipt", "", "POS receipt id (idempotency key)")
 	f.StringArrayVar(&lines, "line", nil, "sku:qty:price[:nd][:ne], price in yuan (repeatable)")
-	f.Int64Var(&r.RedeemPoints, "redeem", 0, "points to redeem (whole hundreds)")
+	f.Var(Points(&r.RedeemPoints), "redeem", "points to redeem (whole hundreds)")
 	f.StringVar(&r.CouponID, "coupon", "", "coupon id the member holds")
 	f.StringVar(&sv, "stored-value", "", "part of the amount due paid from stored value, in yuan")
 	f.StringVar(&r.Till, "till", "", "till id (default: the configured till)")
