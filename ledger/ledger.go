@@ -310,7 +310,7 @@ func create(path string, o Options) error {
 	if err := os.Link(tmp, path); err != nil && !errors.Is(err, os.ErrExist) {
 		return storageErr(path, fmt.Errorf("ledger: put %s in place: %w", path, err))
 	}
-	return syncDir(dir)
+	return syncName(path)
 }
 
 func syncFile(p string) error {
@@ -320,18 +320,6 @@ func syncFile(p string) error {
 	}
 	defer f.Close()
 	return f.Sync()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("ledger: fsync directory %s: %w", dir, err)
-	}
-	return nil
 }
 
 // checkFile makes sure the file is a ledger of a schema this code knows and

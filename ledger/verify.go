@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"time"
@@ -564,7 +563,6 @@ func Compact(src, dst string, progress func(done, total int64)) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(dst)
 	tmp := dst + ".compacting"
 	os.Remove(tmp)
 	defer os.Remove(tmp)
@@ -641,7 +639,7 @@ func Compact(src, dst string, progress func(done, total int64)) error {
 		}
 		return storageErr(dst, err)
 	}
-	return syncDir(dir)
+	return syncName(dst)
 }
 
 // copyBuckets calls fn for every bucket (isBucket, with its sequence) before

@@ -7,7 +7,6 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
-	"path/filepath"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -89,7 +88,7 @@ func openWAL(dbPath string) (*wal, error) {
 			f.Close()
 			return nil, storageErr(dbPath, fmt.Errorf("ledger: prepare write-ahead log %s: %w", p, err))
 		}
-		if err := syncDir(filepath.Dir(p)); err != nil {
+		if err := syncName(p); err != nil {
 			f.Close()
 			return nil, err
 		}
