@@ -149,6 +149,9 @@ func Export(ctx context.Context, page func(ctx context.Context, cursor string, l
 	return cursor, n, bw.Flush()
 }
 
+// maxExportPage is the most entries one export page holds.
+const maxExportPage = 5000
+
 func exportCmd(f *flags) *cobra.Command {
 	var format, out, cursorFile string
 	var limit int
@@ -169,6 +172,11 @@ the new position: run it on a schedule to feed HQ systems incrementally.`,
 	c.RunE = func(cmd *cobra.Command, args []string) error {
 		if format != "jsonl" && format != "csv" {
 			return fmt.Errorf("--format %q: use jsonl or csv", format)
+		}
+		// The bound HQ's export API serves (hq.Options.MaxPage): one page is
+		// held in memory, so a local export is bounded the same way.
+		if limit < 1 || limit > maxExportPage {
+			return fmt.Errorf("--limit %d: ask for 1 to %d entries a page", limit, maxExportPage)
 		}
 		return withOps(f, func(ctx context.Context, o ops) error {
 			cursor := ""
@@ -217,7 +225,7 @@ the new position: run it on a schedule to feed HQ systems incrementally.`,
 	c.Flags().StringVar(&format, "format", "jsonl", "jsonl or csv")
 	c.Flags().StringVarP(&out, "out", "o", "", "output file (default stdout)")
 	c.Flags().StringVar(&cursorFile, "cursor-file", "", "resume from and save the position in this file")
-	c.Flags().IntVar(&limit, "limit", 1000, "entries per page")
+	c.Flags().IntVar(&limit, "limit", 1000, "entries per page, 1 to 5000")
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
 	return c
 }

@@ -68,3 +68,16 @@ func TestAdminWithPIIRight(t *testing.T) {
 	require.Equal(t, "13800001234", mobile(crm))
 	require.Equal(t, "13800001234", mobile(dpo))
 }
+
+// TestExportLimitFlagBounded: --limit asks for pages HQ can serve.
+func TestExportLimitFlagBounded(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "hq.db")
+	seed(t, db)
+	for _, lim := range []string{"0", "-1", "5001", "100000000"} {
+		_, _, err := run(t, "export", "--db", db, "-q", "--limit", lim)
+		require.ErrorContains(t, err, "1 to 5000", "--limit %s", lim)
+	}
+	_, errOut, err := run(t, "export", "--db", db, "-q", "--limit", "5000", "--out", filepath.Join(t.TempDir(), "x.jsonl"))
+	require.NoError(t, err)
+	require.Contains(t, errOut, "exported 3 entries")
+}
