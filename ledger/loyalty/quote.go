@@ -710,7 +710,9 @@ func allocate(total int64, w, out []int64, sc *scratch) {
 		return
 	}
 	// Fewer units are left than lines with a remainder, so only those compete.
-	slices.SortStableFunc(sc.idx, func(a, b int) int {
+	// Ties on the remainder are ordered by index, a total order, so an
+	// unstable sort gives the one order a stable sort would.
+	slices.SortFunc(sc.idx, func(a, b int) int {
 		switch {
 		case sc.rem[a] > sc.rem[b]:
 			return -1
