@@ -643,7 +643,9 @@ func (a *alloc) nextGlobal() uint64 {
 func (a *alloc) flush(w *writer) error {
 	for i, e := range a.out {
 		if err := e.Validate(); err != nil {
-			return err
+			// What the till would write breaks the entry rules HQ holds it
+			// to (an id, a bound): refuse it as the request's fault.
+			return wrapErr(ErrInvalid, "%v", err)
 		}
 		b, err := json.Marshal(e)
 		if err != nil {

@@ -15,7 +15,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strings"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"posagent/devices/decode"
 	"posagent/devices/frame"
 	"posagent/devices/token"
+	"posagent/ledger/entry"
 	"posagent/ledger/loyalty"
 
 	// Windows has no zoneinfo database; the store's zone must resolve anyway.
@@ -331,8 +331,6 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: %s", e.Key, e.Msg)
 }
 
-var idRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-
 // Validate checks every setting and returns all problems at once, each
 // naming its key (and line when read from a file).
 func (c Config) Validate() error {
@@ -340,10 +338,10 @@ func (c Config) Validate() error {
 	bad := func(key, format string, a ...any) {
 		errs = append(errs, &Error{Key: key, Line: c.lineOf(key), Msg: fmt.Sprintf(format, a...)})
 	}
-	if !idRe.MatchString(c.Store) {
+	if !entry.ValidID(c.Store) {
 		bad("store", "%q is not a valid store id (letters, digits, '.', '_', '-', at most 64)", c.Store)
 	}
-	if !idRe.MatchString(c.Till) {
+	if !entry.ValidID(c.Till) {
 		bad("till", "%q is not a valid till id (letters, digits, '.', '_', '-', at most 64)", c.Till)
 	}
 	if _, err := time.LoadLocation(c.TimeZone); err != nil || c.TimeZone == "" {
@@ -383,7 +381,7 @@ func (c Config) Validate() error {
 		} else {
 			seen[d.Name] = i
 		}
-		if !idRe.MatchString(d.Till) {
+		if !entry.ValidID(d.Till) {
 			bad(p+".till", "%q is not a valid till id", d.Till)
 		}
 		switch d.Transport {

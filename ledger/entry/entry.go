@@ -8,7 +8,6 @@
 package entry
 
 import (
-	"errors"
 	"fmt"
 	"time"
 )
@@ -205,42 +204,4 @@ type MemberCoupon struct {
 	SKUs       []string `json:"skus,omitempty"`
 	ValidFrom  string   `json:"valid_from"`  // RFC 3339
 	ValidUntil string   `json:"valid_until"` // RFC 3339
-}
-
-// Validate checks the structural rules every entry must satisfy. It is used
-// by the ledger before writing and by HQ before accepting an upload, so a
-// malformed record is rejected with the same words on both sides.
-func (e *Entry) Validate() error {
-	if e.Store == "" || e.Till == "" {
-		return errors.New("entry: store and till are required")
-	}
-	if e.Seq == 0 {
-		return errors.New("entry: seq must be 1 or more")
-	}
-	if e.At.IsZero() {
-		return errors.New("entry: at is required")
-	}
-	var set int
-	for _, p := range []bool{e.Sale != nil, e.Refund != nil, e.Void != nil, e.TopUp != nil,
-		e.Enrol != nil, e.Coupon != nil, e.Points != nil, e.Tier != nil} {
-		if p {
-			set++
-		}
-	}
-	if set != 1 {
-		return fmt.Errorf("entry %s: exactly one payload must be set, found %d", e.ID(), set)
-	}
-	want := map[Kind]bool{
-		KindSale: e.Sale != nil, KindRefund: e.Refund != nil, KindVoid: e.Void != nil,
-		KindTopUp: e.TopUp != nil, KindEnrol: e.Enrol != nil, KindCouponIssued: e.Coupon != nil,
-		KindPointsAdjust: e.Points != nil, KindPointsExpired: e.Points != nil, KindTierChange: e.Tier != nil,
-	}
-	ok, known := want[e.Kind]
-	if !known {
-		return fmt.Errorf("entry %s: unknown kind %q", e.ID(), e.Kind)
-	}
-	if !ok {
-		return fmt.Errorf("entry %s: kind %q without its payload", e.ID(), e.Kind)
-	}
-	return nil
 }

@@ -174,8 +174,8 @@ func sale(i int, at time.Time) entry.Entry {
 	due := int64(100 + i%977)
 	return entry.Entry{
 		Kind: entry.KindSale, Key: fmt.Sprintf("R%06d", i), At: at, Local: at.Format(time.RFC3339),
-		PointsDelta: due / 100,
-		Sale: &entry.Sale{ReceiptID: fmt.Sprintf("R%06d", i), Due: due, Gross: due, PointsEarned: due / 100,
+		// A non-member sale, as a till writes it: no points, no balance moved.
+		Sale: &entry.Sale{ReceiptID: fmt.Sprintf("R%06d", i), Due: due, Gross: due,
 			Lines: []entry.SaleLine{{LineNo: 1, SKU: "SKU1", Qty: 1, UnitPrice: due, Gross: due, Net: due, Paid: due}}},
 	}
 }

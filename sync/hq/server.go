@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"slices"
@@ -186,8 +187,9 @@ func (s *Server) IssueCredential(ctx context.Context, role, id, name, tz string,
 	if len(rights) > 0 {
 		rights = slices.Compact(slices.Sorted(slices.Values(rights)))
 	}
-	if id == "" || strings.ContainsAny(id, "/ \t\n") {
-		return "", fmt.Errorf("hq: id %q must be non-empty without '/' or spaces", id)
+	if !entry.ValidID(id) {
+		// The till's own rule: ids are safe in keys, paths and reports.
+		return "", fmt.Errorf("hq: id %q: use %s", id, entry.IDRule(entry.MaxIDLen))
 	}
 	if tz != "" {
 		if _, err := time.LoadLocation(tz); err != nil {
@@ -373,7 +375,12 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b, status, err := s.checkBatch(c, rb)
-	if err != nil {
+	var fe *fieldError
+	switch {
+	case errors.As(err, &fe):
+		writeJSON(w, status, wire.Error{Code: "bad_id", Message: fe.msg, Field: fe.field})
+		return
+	case err != nil:
 		writeError(w, status, "bad_batch", err.Error())
 		return
 	}
@@ -482,7 +489,7 @@ func parseIdemKey(k, store string) (Batch, bool) {
 	}
 	first, err1 := strconv.ParseUint(f, 10, 64)
 	last, err2 := strconv.ParseUint(l, 10, 64)
-	if err1 != nil || err2 != nil || first == 0 || last < first {
+	if err1 != nil || err2 != nil || first == 0 || last < first || last > math.MaxInt64 || !entry.ValidID(rest[:i]) {
 		return Batch{}, false
 	}
 	return Batch{Store: store, Till: rest[:i], First: first, Last: last}, true
@@ -494,11 +501,14 @@ func (s *Server) checkBatch(c Credential, rb rawBatch) (Batch, int, error) {
 	if rb.Store != c.ID {
 		return Batch{}, http.StatusForbidden, fmt.Errorf("batch for store %q sent with the credential of %q; a store writes only as itself", rb.Store, c.ID)
 	}
-	if rb.Till == "" {
-		return Batch{}, http.StatusBadRequest, errors.New("batch without till")
+	if !entry.ValidID(rb.Store) {
+		return Batch{}, http.StatusBadRequest, &fieldError{"store", fmt.Sprintf("store id %q: use %s", rb.Store, entry.IDRule(entry.MaxIDLen))}
 	}
-	if rb.First == 0 || rb.Last < rb.First {
-		return Batch{}, http.StatusBadRequest, fmt.Errorf("batch range %d..%d: first must be ≥1 and last ≥ first", rb.First, rb.Last)
+	if !entry.ValidID(rb.Till) {
+		return Batch{}, http.StatusBadRequest, &fieldError{"till", fmt.Sprintf("till id %q: use %s", rb.Till, entry.IDRule(entry.MaxIDLen))}
+	}
+	if rb.First == 0 || rb.Last < rb.First || rb.Last > math.MaxInt64 {
+		return Batch{}, http.StatusBadRequest, fmt.Errorf("batch range %d..%d: first must be ≥1 and last ≥ first, below 2^63", rb.First, rb.Last)
 	}
 	if n := rb.Last - rb.First + 1; n != uint64(len(rb.Entries)) {
 		return Batch{}, http.StatusBadRequest, fmt.Errorf("batch range %d..%d names %d entries but carries %d", rb.First, rb.Last, n, len(rb.Entries))
@@ -513,9 +523,16 @@ func (s *Server) checkBatch(c Credential, rb rawBatch) (Batch, int, error) {
 		var e entry.Entry
 		if err := json.Unmarshal(raw, &e); err != nil {
 			it.Reason = "entry does not decode: " + err.Error()
+		} else if fe := idError(&e); fe != nil {
+			// A bad id is refused whole, never kept: ids end up in keys,
+			// exports and reports. A till's own ledger refuses the same.
+			f := fmt.Sprintf("entries[%d].%s", i, fe.Field)
+			return Batch{}, http.StatusBadRequest, &fieldError{f, f + ": " + fe.Msg}
 		} else {
 			it.Reason = checkEntry(&e, rb.Store, rb.Till, seq)
 		}
+		// Reasons are stored as text: no NUL, valid UTF-8.
+		it.Reason = strings.ToValidUTF8(strings.ReplaceAll(it.Reason, "\x00", `\x00`), "\uFFFD")
 		if it.Reason == "" {
 			it.Entry = &e
 		} else {
@@ -524,6 +541,20 @@ func (s *Server) checkBatch(c Credential, rb rawBatch) (Batch, int, error) {
 		b.Items[i] = it
 	}
 	return b, 0, nil
+}
+
+// fieldError is an upload refused for one field, named by its JSON path.
+type fieldError struct{ field, msg string }
+
+func (e *fieldError) Error() string { return e.msg }
+
+// idError is the entry's id that breaks the id rule, if any.
+func idError(e *entry.Entry) *entry.FieldError {
+	var fe *entry.FieldError
+	if err := e.Validate(); errors.As(err, &fe) && fe.ID {
+		return fe
+	}
+	return nil
 }
 
 // checkEntry is the rule an entry must pass to be applied; "" means ok.

@@ -94,7 +94,7 @@ func TestExportKPIDeadLettersCouponsProgram(t *testing.T) {
 	require.Len(t, rows, 3)
 	sale := rows[1]
 	require.Equal(t, "sale", sale.Kind)
-	require.Equal(t, "S1/T1/2", sale.ReceiptID)
+	require.Equal(t, "R-S1-T1-2", sale.ReceiptID)
 	require.Equal(t, "M1", sale.MemberID)
 	require.EqualValues(t, 12345, sale.Amount)
 	require.EqualValues(t, 123, sale.PointsEarned)

@@ -61,6 +61,9 @@ type Error struct {
 	Message string `json:"message"`
 	// Expected is set with code "gap".
 	Expected uint64 `json:"expected,omitempty"`
+	// Field names the field refused, as a JSON path (code "bad_id": e.g.
+	// "till" or "entries[3].cashier").
+	Field string `json:"field,omitempty"`
 }
 
 // MemberState is HQ's truth for one member: the data, the balances HQ has

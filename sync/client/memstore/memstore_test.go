@@ -9,7 +9,7 @@ import (
 )
 
 func topup(id string) entry.Entry {
-	return entry.Entry{Kind: entry.KindTopUp, At: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), StoredValueDelta: 100,
+	return entry.Entry{Kind: entry.KindTopUp, MemberID: "M1", At: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), StoredValueDelta: 100,
 		TopUp: &entry.TopUp{TopUpID: id, Amount: 100}}
 }
 

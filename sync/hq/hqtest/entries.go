@@ -3,6 +3,7 @@
 package hqtest
 
 import (
+	"fmt"
 	"time"
 
 	"posagent/ledger/entry"
@@ -29,14 +30,20 @@ func (t *Till) base(kind entry.Kind, member string, at time.Time) entry.Entry {
 		At: at.UTC(), Local: at.In(Shanghai).Format(time.RFC3339)}
 }
 
+// key is the receipt (or top-up) id of e: unique per store, and valid
+// under the id rule (an entry ID has slashes).
+func (t *Till) key(e *entry.Entry) string {
+	return fmt.Sprintf("R-%s-%s-%d", t.Store, t.Till, e.Seq)
+}
+
 // Sale is a one-line sale of due fen that earns points and redeems redeem
 // points, paying sv fen from stored value; coupon may name a coupon used.
 func (t *Till) Sale(member string, at time.Time, due, points, redeem, sv int64, coupon string) entry.Entry {
 	e := t.base(entry.KindSale, member, at)
-	e.Key = e.ID()
+	e.Key = t.key(&e)
 	e.PointsDelta = points - redeem
 	e.StoredValueDelta = -sv
-	e.Sale = &entry.Sale{ReceiptID: e.ID(), Lines: []entry.SaleLine{{LineNo: 1, SKU: "SKU1", Qty: 1, UnitPrice: due, Gross: due, Net: due, Paid: due, EarnedPoints: points, RedeemPoints: redeem}},
+	e.Sale = &entry.Sale{ReceiptID: e.Key, Lines: []entry.SaleLine{{LineNo: 1, SKU: "SKU1", Qty: 1, UnitPrice: due, Gross: due, Net: due, Paid: due, EarnedPoints: points, RedeemPoints: redeem}},
 		Gross: due, Due: due, StoredValue: sv, PointsEarned: points, RedeemPoints: redeem, RedeemValue: redeem, Multiplier: 1, CouponID: coupon, EarnBase: due}
 	return e
 }
@@ -52,9 +59,9 @@ func (t *Till) Enrol(member string, at time.Time) entry.Entry {
 // TopUp adds stored value (amount plus bonus).
 func (t *Till) TopUp(member string, at time.Time, amount, bonus int64) entry.Entry {
 	e := t.base(entry.KindTopUp, member, at)
-	e.Key = e.ID()
+	e.Key = t.key(&e)
 	e.StoredValueDelta = amount + bonus
-	e.TopUp = &entry.TopUp{TopUpID: e.ID(), Amount: amount, Bonus: bonus}
+	e.TopUp = &entry.TopUp{TopUpID: e.Key, Amount: amount, Bonus: bonus}
 	return e
 }
 
