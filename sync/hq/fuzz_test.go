@@ -5,14 +5,22 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
+	"posagent/ledger/entry"
 	"posagent/sync/hq"
 	"posagent/sync/hq/hqtest"
 	"posagent/sync/hq/store/bolt"
+	"posagent/sync/hq/store/pg"
 	"posagent/sync/wire"
 )
 
@@ -66,6 +74,174 @@ func FuzzBatchUpload(f *testing.F) {
 			}
 		default:
 			t.Fatalf("status %d for body %q: %s", rec.Code, body, rec.Body.String())
+		}
+	})
+}
+
+// FuzzEntryValues uploads entries with arbitrary amounts and points
+// through HQ on the bbolt store: every batch is acked (each entry stored
+// or dead-lettered), never refused for storage or failed, and the
+// member's balances stay equal to the sum of the stored entries.
+func FuzzEntryValues(f *testing.F) {
+	fuzzEntryValues(f, func(f *testing.F) hq.Store {
+		st, err := bolt.Open(filepath.Join(f.TempDir(), "hq.db"), bolt.Options{NoSync: true})
+		if err != nil {
+			f.Fatal(err)
+		}
+		return st
+	})
+}
+
+// FuzzEntryValuesPG is FuzzEntryValues on PostgreSQL (POSAGENT_TEST_PG),
+// one schema for the whole run.
+func FuzzEntryValuesPG(f *testing.F) {
+	base := os.Getenv("POSAGENT_TEST_PG")
+	if base == "" {
+		f.Skip("PostgreSQL fuzzing skipped: set POSAGENT_TEST_PG")
+	}
+	fuzzEntryValues(f, func(f *testing.F) hq.Store {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		u, drop, err := pg.FreshSchema(ctx, base, "hqfuzz_")
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Cleanup(func() { _ = drop() })
+		st, err := pg.Open(ctx, u, pg.Options{MaxConns: 4})
+		if err != nil {
+			f.Fatal(err)
+		}
+		return st
+	})
+}
+
+// fuzzBalance is what the test knows a member holds: the exact sums of the
+// entries HQ stored for it.
+type fuzzBalance struct{ points, sv *big.Int }
+
+func fuzzEntryValues(f *testing.F, open func(f *testing.F) hq.Store) {
+	st := open(f)
+	f.Cleanup(func() { st.Close() })
+	srv := hq.NewServer(st, hq.Options{AdminToken: adminToken, ParseProgram: testParser})
+	tok, err := srv.IssueCredential(context.Background(), hq.RoleStore, "S1", "Store S1", "Asia/Shanghai")
+	if err != nil {
+		f.Fatal(err)
+	}
+	post := func(b wire.Batch) (int, []byte) {
+		body, _ := json.Marshal(b)
+		req := httptest.NewRequest(http.MethodPost, wire.PathBatches, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		return rec.Code, rec.Body.Bytes()
+	}
+	// HI and LO hold balances a few points of the largest entry away from
+	// the int64 limits: 9,223 times the most points one entry may carry.
+	bal := map[string]*fuzzBalance{}
+	for i, m := range []string{"HI", "LO"} {
+		sign := int64(1 - 2*i)
+		pre := &hqtest.Till{Store: "S1", Till: "PRE" + m}
+		es := []entry.Entry{pre.Enrol(m, hqtest.T0)}
+		for k := 1; k <= 9223; k++ {
+			es = append(es, pre.Points(m, hqtest.T0, sign*entry.MaxPoints, "correction"))
+			if len(es) == 4000 || k == 9223 {
+				if code, body := post(batchOf(es...)); code != http.StatusOK {
+					f.Fatalf("preloading %s: %d %s", m, code, body)
+				}
+				es = es[:0]
+			}
+		}
+		bal[m] = &fuzzBalance{big.NewInt(sign * 9223 * entry.MaxPoints), new(big.Int)}
+	}
+
+	f.Add(uint8(0), int64(100), int64(0), int64(0), int64(1000), uint8(0), "c1")
+	f.Add(uint8(2), int64(entry.MaxPoints), int64(0), int64(0), int64(0), uint8(1), "c1")             // HI: one more does not fit
+	f.Add(uint8(2), -entry.MaxPoints, int64(0), int64(0), int64(0), uint8(2), "")                     // LO likewise
+	f.Add(uint8(2), int64(math.MaxInt64), int64(0), int64(0), int64(0), uint8(1), "c1")               // beyond an entry's bounds
+	f.Add(uint8(6), int64(5), int64(math.MaxInt64), int64(0), int64(0), uint8(0), "c1")               // delta not the payload's
+	f.Add(uint8(1), int64(entry.MaxAmount), int64(entry.MaxAmount), int64(0), int64(0), uint8(0), "") // largest top-up
+	f.Add(uint8(0), int64(1), int64(0), int64(0), int64(-5), uint8(0), "c1")                          // negative due
+	f.Add(uint8(4), int64(10), int64(10), int64(1), int64(math.MinInt64), uint8(2), "c1")
+	f.Add(uint8(3), int64(math.MinInt64), int64(0), int64(0), int64(0), uint8(2), "c1")
+	f.Add(uint8(0), int64(0), int64(0), int64(0), int64(0), uint8(0), "c\u202e1") // a cashier id HQ refuses
+	f.Add(uint8(5), int64(0), int64(0), int64(0), int64(0), uint8(0), "c\x00")
+
+	n := 0
+	f.Fuzz(func(t *testing.T, kind uint8, a, b, c, d int64, target uint8, cashier string) {
+		n++
+		tl := &hqtest.Till{Store: "S1", Till: fmt.Sprintf("F%d", n), Cashier: cashier}
+		member := [...]string{fmt.Sprintf("M%d", n), "HI", "LO"}[int(target)%3]
+		var es []entry.Entry
+		if bal[member] == nil {
+			bal[member] = &fuzzBalance{new(big.Int), new(big.Int)}
+			es = append(es, tl.Enrol(member, hqtest.T0))
+		}
+		var e entry.Entry
+		switch kind % 7 {
+		case 0:
+			e = tl.Sale(member, hqtest.T0, d, a, b, c, "")
+		case 1:
+			e = tl.TopUp(member, hqtest.T0, a, b)
+		case 2:
+			e = tl.Points(member, hqtest.T0, a, "correction")
+		case 3:
+			e = tl.Points(member, hqtest.T0, a, "expiry")
+			e.Kind, e.Points.Lot = entry.KindPointsExpired, "S1/T1/1"
+		case 4:
+			e = tl.Points(member, hqtest.T0, 0, "")
+			e.Kind, e.Key, e.Points, e.PointsDelta, e.StoredValueDelta = entry.KindRefund, "RF-1", nil, d-c, b
+			e.Refund = &entry.Refund{RefundID: "RF-1", SaleKey: "R-1", SaleEntry: "S1/T1/1", Amount: a, StoredValue: b, PointsReversed: c, PointsRestored: d,
+				Lines: []entry.RefundLine{{LineNo: 1, Qty: 1, Amount: a, PointsReversed: c, PointsRestored: d}}}
+		case 5:
+			e = tl.Points(member, hqtest.T0, 0, "")
+			e.Kind, e.Key, e.Points, e.PointsDelta, e.StoredValueDelta = entry.KindVoid, "R-1", nil, d-c, b
+			e.Void = &entry.Void{SaleKey: "R-1", SaleEntry: "S1/T1/1", StoredValue: b, PointsReversed: c, PointsRestored: d}
+		case 6:
+			e = tl.Points(member, hqtest.T0, a, "correction")
+			e.PointsDelta, e.StoredValueDelta = b, c
+		}
+		es = append(es, e, tl.Points(member, hqtest.T0, 1, "correction"))
+
+		code, body := post(batchOf(es...))
+		if cashier != "" && !entry.ValidID(cashier) {
+			var werr wire.Error
+			if code != http.StatusBadRequest || json.Unmarshal(body, &werr) != nil || werr.Field != "entries[0].cashier" {
+				t.Fatalf("cashier %q: %d %s, want 400 naming entries[0].cashier", cashier, code, body)
+			}
+			return
+		}
+		var ack wire.Ack
+		if code != http.StatusOK || json.Unmarshal(body, &ack) != nil {
+			t.Fatalf("%d %s: every batch of valid ids is acked", code, body)
+		}
+		if ack.Acked != uint64(len(es)) {
+			t.Fatalf("acked %d of %d", ack.Acked, len(es))
+		}
+		dead := map[uint64]string{}
+		for _, dl := range ack.DeadLettered {
+			dead[dl.Seq] = dl.Reason
+		}
+		want := bal[member]
+		for i := range es {
+			x := &es[i]
+			reason, isDead := dead[x.Seq]
+			verr := x.Validate()
+			switch {
+			case verr != nil && !isDead:
+				t.Fatalf("entry %d stored though %v", x.Seq, verr)
+			case verr == nil && isDead && !strings.Contains(reason, "beyond the balance range"):
+				t.Fatalf("valid entry %d dead-lettered: %s", x.Seq, reason)
+			case !isDead:
+				want.points.Add(want.points, big.NewInt(x.PointsDelta))
+				want.sv.Add(want.sv, big.NewInt(x.StoredValueDelta))
+			}
+		}
+		m, err := st.Member(context.Background(), member)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if big.NewInt(m.Points).Cmp(want.points) != 0 || big.NewInt(m.StoredValue).Cmp(want.sv) != 0 {
+			t.Fatalf("member %s holds %d points, %d fen; its stored entries sum to %s, %s", member, m.Points, m.StoredValue, want.points, want.sv)
 		}
 	})
 }

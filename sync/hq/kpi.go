@@ -3,6 +3,8 @@ package hq
 import (
 	"context"
 	"fmt"
+	"math"
+	"math/bits"
 	"net/http"
 	"sort"
 	"time"
@@ -27,6 +29,8 @@ type KPI struct {
 	RedemptionBP      int64  `json:"redemption_bp"`
 	AtRisk            int    `json:"at_risk"`
 	Dormant           int    `json:"dormant"`
+	// Overflow: a sum left the int64 range and is shown at its limit.
+	Overflow bool `json:"overflow,omitempty"`
 }
 
 // CashierKPI is what one cashier did in the month; staff judged on sign-ups
@@ -36,6 +40,7 @@ type CashierKPI struct {
 	Cashier      string `json:"cashier"`
 	Enrolments   int    `json:"enrolments"`
 	PointsIssued int64  `json:"points_issued"`
+	Overflow     bool   `json:"overflow,omitempty"` // PointsIssued is at the int64 limit
 }
 
 // KPIReport is the month's KPIs, chain-wide and per store.
@@ -125,9 +130,11 @@ func (s *Server) KPIs(ctx context.Context, month string) (*KPIReport, error) {
 			}
 		case e.Points != nil && e.Kind == entry.KindPointsAdjust && e.Points.Points > 0:
 			if inMonth(&e) {
-				rep.Chain.PointsIssued += e.Points.Points
-				store(e.Store).PointsIssued += e.Points.Points
-				cashier(e.Store, e.Cashier).PointsIssued += e.Points.Points
+				sum(&rep.Chain.PointsIssued, e.Points.Points, &rep.Chain.Overflow)
+				k := store(e.Store)
+				sum(&k.PointsIssued, e.Points.Points, &k.Overflow)
+				c := cashier(e.Store, e.Cashier)
+				sum(&c.PointsIssued, e.Points.Points, &c.Overflow)
 			}
 		}
 		return nil
@@ -150,20 +157,21 @@ func (s *Server) KPIs(ctx context.Context, month string) (*KPIReport, error) {
 		if !inMonth(e) {
 			continue
 		}
-		k.PointsIssued += e.Sale.PointsEarned
-		rep.Chain.PointsIssued += e.Sale.PointsEarned
+		sum(&k.PointsIssued, e.Sale.PointsEarned, &k.Overflow)
+		sum(&rep.Chain.PointsIssued, e.Sale.PointsEarned, &rep.Chain.Overflow)
 		if e.Sale.PointsEarned != 0 {
-			cashier(e.Store, e.Cashier).PointsIssued += e.Sale.PointsEarned
+			c := cashier(e.Store, e.Cashier)
+			sum(&c.PointsIssued, e.Sale.PointsEarned, &c.Overflow)
 		}
-		k.PointsRedeemed += e.Sale.RedeemPoints
-		rep.Chain.PointsRedeemed += e.Sale.RedeemPoints
+		sum(&k.PointsRedeemed, e.Sale.RedeemPoints, &k.Overflow)
+		sum(&rep.Chain.PointsRedeemed, e.Sale.RedeemPoints, &rep.Chain.Overflow)
 		if e.MemberID == "" {
 			continue
 		}
 		k.MemberSales++
-		k.MemberSalesAmount += e.Sale.Due
+		sum(&k.MemberSalesAmount, e.Sale.Due, &k.Overflow)
 		rep.Chain.MemberSales++
-		rep.Chain.MemberSalesAmount += e.Sale.Due
+		sum(&rep.Chain.MemberSalesAmount, e.Sale.Due, &rep.Chain.Overflow)
 		if t, ok := firstChain[e.MemberID]; !ok || e.At.Before(t) {
 			firstChain[e.MemberID] = e.At
 		}
@@ -218,9 +226,9 @@ func (s *Server) KPIs(ctx context.Context, month string) (*KPIReport, error) {
 		}
 	}
 	finish := func(k *KPI) {
-		k.RepurchaseBP = ratio(int64(k.Repurchasers)*10000, int64(k.ActiveMembers))
-		k.AvgTicket = ratio(k.MemberSalesAmount, int64(k.MemberSales))
-		k.RedemptionBP = ratio(k.PointsRedeemed*10000, k.PointsIssued)
+		k.RepurchaseBP = ratio(int64(k.Repurchasers), 10000, int64(k.ActiveMembers))
+		k.AvgTicket = ratio(k.MemberSalesAmount, 1, int64(k.MemberSales))
+		k.RedemptionBP = ratio(k.PointsRedeemed, 10000, k.PointsIssued)
 	}
 	finish(&rep.Chain)
 	rep.Stores = []KPI{}
@@ -243,12 +251,40 @@ func (s *Server) KPIs(ctx context.Context, month string) (*KPIReport, error) {
 	return rep, nil
 }
 
-// ratio is num/den rounded half up (0 when den is 0); inputs are ≥ 0.
-func ratio(num, den int64) int64 {
-	if den <= 0 {
+// sum adds v to *dst; a sum that would leave the int64 range stays at the
+// limit and sets *over, so a report never shows a wrapped figure.
+func sum(dst *int64, v int64, over *bool) {
+	s, ok := add(*dst, v)
+	if !ok {
+		s = math.MaxInt64
+		if v < 0 {
+			s = math.MinInt64
+		}
+		*over = true
+	}
+	*dst = s
+}
+
+// ratio is num·mul/den rounded half up, 0 when num or den is not
+// positive, at most MaxInt64. Worked in 128 bits: num·mul overflows int64
+// long before a chain's points do (10,000 × 10^15).
+func ratio(num, mul, den int64) int64 {
+	if num <= 0 || mul <= 0 || den <= 0 {
 		return 0
 	}
-	return (2*num + den) / (2 * den)
+	hi, lo := bits.Mul64(uint64(num), uint64(mul)) // < 2^126
+	hi, lo = hi<<1|lo>>63, lo<<1                   // 2·num·mul
+	lo, c := bits.Add64(lo, uint64(den), 0)        // + den
+	hi += c
+	d := 2 * uint64(den) // < 2^64
+	if hi >= d {
+		return math.MaxInt64 // the quotient needs more than 64 bits
+	}
+	q, _ := bits.Div64(hi, lo, d)
+	if q > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(q)
 }
 
 func (s *Server) handleKPI(w http.ResponseWriter, r *http.Request) {

@@ -26,19 +26,21 @@ type StoreTotals struct {
 	TopUps       int64 `json:"topups"`
 	Points       int64 `json:"points"`       // sum of PointsDelta
 	StoredValue  int64 `json:"stored_value"` // sum of StoredValueDelta
+	// Overflow: a sum left the int64 range and is shown at its limit.
+	Overflow bool `json:"overflow,omitempty"`
 }
 
 func (t *StoreTotals) add(e *entry.Entry) {
 	t.Entries++
-	t.Points += e.PointsDelta
-	t.StoredValue += e.StoredValueDelta
+	sum(&t.Points, e.PointsDelta, &t.Overflow)
+	sum(&t.StoredValue, e.StoredValueDelta, &t.Overflow)
 	switch {
 	case e.Sale != nil:
 		t.Sales++
-		t.SalesDue += e.Sale.Due
+		sum(&t.SalesDue, e.Sale.Due, &t.Overflow)
 	case e.Refund != nil:
 		t.Refunds++
-		t.RefundAmount += e.Refund.Amount
+		sum(&t.RefundAmount, e.Refund.Amount, &t.Overflow)
 	case e.Void != nil:
 		t.Voids++
 	case e.TopUp != nil:
@@ -53,6 +55,7 @@ type Totals struct {
 	Stores             map[string]*StoreTotals `json:"stores"`
 	MemberPoints       int64                   `json:"member_points"`
 	MemberStoredValue  int64                   `json:"member_stored_value"`
+	MemberOverflow     bool                    `json:"member_overflow,omitempty"` // a member sum is at the int64 limit
 	Members            int                     `json:"members"`
 	FlaggedMembers     int                     `json:"flagged_members"`
 	OpenDeadLetters    int                     `json:"open_dead_letters"`
@@ -78,8 +81,8 @@ func (s *Server) Totals(ctx context.Context) (Totals, error) {
 	}
 	err = s.st.Members(ctx, func(m Member) error {
 		t.Members++
-		t.MemberPoints += m.Points
-		t.MemberStoredValue += m.StoredValue
+		sum(&t.MemberPoints, m.Points, &t.MemberOverflow)
+		sum(&t.MemberStoredValue, m.StoredValue, &t.MemberOverflow)
 		if m.Flagged {
 			t.FlaggedMembers++
 		}

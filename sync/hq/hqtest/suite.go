@@ -26,6 +26,8 @@ func Run(t *testing.T, open func(t *testing.T) hq.Store) {
 		{"IngestDuplicateGap", testIngestDuplicateGap},
 		{"DeadLetters", testDeadLetters},
 		{"Balances", testBalances},
+		{"BalanceOverflow", testBalanceOverflow},
+		{"BoundedEntriesOverflow", testBoundedEntriesOverflow},
 		{"Coupons", testCoupons},
 		{"Review", testReview},
 		{"Changes", testChanges},

@@ -275,7 +275,11 @@ func (s *Store) ResolveDeadLetter(_ context.Context, store, till string, seq uin
 		if err := putEntries(tx, []entry.Entry{e}, at); err != nil {
 			return err
 		}
-		return applyDeltas(tx, hq.Deltas([]entry.Entry{e}))
+		ds, err := hq.Deltas([]entry.Entry{e})
+		if err != nil {
+			return err
+		}
+		return applyDeltas(tx, ds) // ErrOverflow rolls back: it stays a dead letter
 	})
 }
 

@@ -31,6 +31,7 @@ type ingestReq struct {
 	b      hq.Batch
 	enc    [][]byte   // per item: the stored entry or the dead letter, encoded
 	deltas []hq.Delta // of all the batch's entries (right unless it overlaps acked)
+	over   bool       // the batch's deltas for a member sum beyond int64
 	ack    wire.Ack
 	err    error
 	done   chan struct{}
@@ -55,8 +56,12 @@ func prepare(b hq.Batch) (*ingestReq, error) {
 			return nil, err
 		}
 	}
-	r.deltas = hq.Deltas(es)
-	return r, nil
+	var err error
+	r.deltas, err = hq.Deltas(es)
+	if errors.Is(err, hq.ErrOverflow) {
+		r.over, err = true, nil // apply settles the batch entry by entry
+	}
+	return r, err
 }
 
 func (s *Store) Ingest(ctx context.Context, b hq.Batch) (wire.Ack, error) {
@@ -176,6 +181,25 @@ func apply(tx *bbolt.Tx, ms *memberSet, r *ingestReq) (wire.Ack, error) {
 	}
 	dup := b.Last <= acked
 	if !dup {
+		deltas, over := r.deltas, r.over
+		if acked >= b.First { // overlaps what is held: only the rest counts
+			es, _ := hq.Fresh(*b, acked)
+			var err error
+			deltas, err = hq.Deltas(es)
+			over = errors.Is(err, hq.ErrOverflow)
+		}
+		fits, err := ms.fits(deltas)
+		if err != nil {
+			return wire.Ack{}, err
+		}
+		if over || !fits {
+			// Entries that would take a balance beyond int64 become dead
+			// letters; nothing is written yet.
+			if r, deltas, err = settle(ms, r, acked); err != nil {
+				return wire.Ack{}, err
+			}
+			b = &r.b
+		}
 		eb, db := tx.Bucket(bEntries), tx.Bucket(bDead)
 		eb.FillPercent = 1 // export sequence only grows: pack the leaves full
 		for i, it := range b.Items {
@@ -195,11 +219,6 @@ func apply(tx *bbolt.Tx, ms *memberSet, r *ingestReq) (wire.Ack, error) {
 			if err := eb.Put(boltjs.U64(seq), r.enc[i]); err != nil {
 				return wire.Ack{}, err
 			}
-		}
-		deltas := r.deltas
-		if acked >= b.First { // overlaps what is held: only the rest counts
-			es, _ := hq.Fresh(*b, acked)
-			deltas = hq.Deltas(es)
 		}
 		for _, d := range deltas {
 			if err := ms.apply(d); err != nil {
@@ -221,4 +240,26 @@ func apply(tx *bbolt.Tx, ms *memberSet, r *ingestReq) (wire.Ack, error) {
 		dls = append(dls, d)
 	}
 	return hq.AckFor(*b, dls, dup), nil
+}
+
+// settle turns the entries of r beyond acked that would take a member's
+// balance (as the group's transaction holds it) beyond int64 into dead
+// letters, and returns the upload re-encoded with the deltas of the rest.
+func settle(ms *memberSet, r *ingestReq, acked uint64) (*ingestReq, []hq.Delta, error) {
+	bal := map[string]hq.Balance{}
+	for _, id := range hq.BalanceMembers(r.b, acked) {
+		sm, err := ms.get(id)
+		if err != nil {
+			return nil, nil, err
+		}
+		bal[id] = hq.Balance{Points: sm.rec.Points, StoredValue: sm.rec.StoredValue}
+	}
+	b, _ := hq.Settle(r.b, acked, bal)
+	nr, err := prepare(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	es, _ := hq.Fresh(b, acked)
+	ds, err := hq.Deltas(es)
+	return nr, ds, err
 }

@@ -161,11 +161,28 @@ func (s *memberSet) apply(d hq.Delta) error {
 	if err != nil {
 		return err
 	}
-	sm.rec.Apply(d)
+	if err := sm.rec.Apply(d); err != nil {
+		return err
+	}
 	if d.Structural() {
 		sm.cold = true
 	}
 	return nil
+}
+
+// fits reports whether every delta fits its member's balances as the set
+// holds them.
+func (s *memberSet) fits(ds []hq.Delta) (bool, error) {
+	for _, d := range ds {
+		sm, err := s.get(d.MemberID)
+		if err != nil {
+			return false, err
+		}
+		if !(hq.Balance{Points: sm.rec.Points, StoredValue: sm.rec.StoredValue}).Fits(d) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // flush writes every member of the set under a new change version, so the

@@ -286,23 +286,30 @@ func (s *Store) Ingest(ctx context.Context, b hq.Batch) (wire.Ack, error) {
 		}
 		pre = &p
 	}
+	settle := false
 	for i := 0; ; i++ {
-		ack, err := s.ingest(ctx, b, pre)
-		if c := pgCode(err); (c == "40P01" || c == "40001") && i < 8 {
+		ack, err := s.ingest(ctx, b, pre, settle)
+		switch c := pgCode(err); {
+		case (c == "40P01" || c == "40001") && i < 8:
+			continue
+		case c == "22003" && i < 8:
+			// A balance would leave bigint: again, reading the balances
+			// first and setting aside the entries that do not fit.
+			settle = true
 			continue
 		}
 		return ack, err
 	}
 }
 
-func (s *Store) ingest(ctx context.Context, b hq.Batch, pre *prepared) (wire.Ack, error) {
+func (s *Store) ingest(ctx context.Context, b hq.Batch, pre *prepared, settle bool) (wire.Ack, error) {
 	c, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return wire.Ack{}, err
 	}
 	defer c.Release()
 	conn := c.Conn()
-	ack, err := ingest(ctx, conn, b, true, pre)
+	ack, err := ingest(ctx, conn, b, true, pre, settle)
 	if err != nil && conn.PgConn().TxStatus() != 'I' {
 		// The transaction failed before or at its COMMIT. A connection that
 		// cannot even roll back is closed, so the pool drops it.
@@ -319,18 +326,27 @@ type prepared struct {
 	rows  [][]any // for COPY into entries
 	ds    []hq.Delta
 	dead  []hq.DeadLetter
+	over  bool // ds for a member sum beyond int64: settle the batch
 }
 
 func prepare(b hq.Batch, acked uint64) (prepared, error) {
 	es, dead := hq.Fresh(b, acked)
 	rows, err := entryRows(es, b.ReceivedAt)
-	return prepared{acked: acked, rows: rows, ds: hq.Deltas(es), dead: dead}, err
+	if err != nil {
+		return prepared{}, err
+	}
+	ds, err := hq.Deltas(es)
+	over := errors.Is(err, hq.ErrOverflow)
+	if over {
+		err = nil
+	}
+	return prepared{acked: acked, rows: rows, ds: ds, dead: dead, over: over}, err
 }
 
 // IngestTx does Ingest's work inside tx, which the caller commits. Exported
 // so tests can hold an ingest transaction open.
 func IngestTx(ctx context.Context, tx pgx.Tx, b hq.Batch) (wire.Ack, error) {
-	return ingest(ctx, tx, b, false, nil)
+	return ingest(ctx, tx, b, false, nil, false)
 }
 
 // querier is what ingest needs of a connection or a transaction.
@@ -344,7 +360,9 @@ type querier interface {
 // ingest stores b through q. own: q is a bare connection, and ingest
 // begins and commits the transaction itself, pipelined with its statements.
 // pre, if made for the acked position found, saves making it again.
-func ingest(ctx context.Context, q querier, b hq.Batch, own bool, pre *prepared) (wire.Ack, error) {
+// settle: read the members' balances first and set aside the entries that
+// would take one beyond bigint (as when pre's deltas overflow).
+func ingest(ctx context.Context, q querier, b hq.Batch, own bool, pre *prepared, settle bool) (wire.Ack, error) {
 	var acked int64
 	first := &pgx.Batch{}
 	if own {
@@ -401,6 +419,13 @@ func ingest(ctx context.Context, q querier, b hq.Batch, own bool, pre *prepared)
 		}
 		pre = &p
 	}
+	if settle || pre.over {
+		p, err := settleBatch(ctx, q, b, uint64(acked))
+		if err != nil {
+			return wire.Ack{}, err
+		}
+		pre = &p
+	}
 	if err := copyRows(ctx, q, pre.rows); err != nil {
 		return wire.Ack{}, err
 	}
@@ -416,6 +441,28 @@ func ingest(ctx context.Context, q querier, b hq.Batch, own bool, pre *prepared)
 		return wire.Ack{}, err
 	}
 	return hq.AckFor(b, dead, false), nil
+}
+
+// settleBatch locks the balances of the batch's members (in id order, as
+// the balance update does) and prepares b with the entries that would take
+// one beyond bigint turned into dead letters (hq.Settle).
+func settleBatch(ctx context.Context, q querier, b hq.Batch, acked uint64) (prepared, error) {
+	ids := hq.BalanceMembers(b, acked)
+	rows, err := q.Query(ctx, `SELECT id, points, stored_value FROM members WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
+	if err != nil {
+		return prepared{}, err
+	}
+	bal := map[string]hq.Balance{}
+	var id string
+	var v hq.Balance
+	if _, err := pgx.ForEachRow(rows, []any{&id, &v.Points, &v.StoredValue}, func() error {
+		bal[id] = v
+		return nil
+	}); err != nil {
+		return prepared{}, err
+	}
+	settled, _ := hq.Settle(b, acked, bal)
+	return prepare(settled, acked)
 }
 
 var entryCols = []string{"store", "till", "seq", "kind", "member_id", "at", "received_at", "body"}
@@ -571,7 +618,15 @@ func (s *Store) ResolveDeadLetter(ctx context.Context, store, till string, seq u
 		if err := copyRows(ctx, tx, rows); err != nil {
 			return err
 		}
-		return applyDeltas(ctx, tx, &pgx.Batch{}, hq.Deltas([]entry.Entry{e}), false)
+		ds, err := hq.Deltas([]entry.Entry{e})
+		if err != nil {
+			return err
+		}
+		err = applyDeltas(ctx, tx, &pgx.Batch{}, ds, false)
+		if pgCode(err) == "22003" { // rolled back: it stays a dead letter
+			err = fmt.Errorf("%w: %v", hq.ErrOverflow, err)
+		}
+		return err
 	})
 }
 
