@@ -222,9 +222,10 @@ const bootstrapID = "bootstrap"
 
 // auth returns the credential behind the request's bearer token.
 func (s *Server) auth(r *http.Request) (Credential, int, error) {
-	h := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || tok == "" {
+	// The scheme name is case-insensitive (RFC 9110 §11.1).
+	scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	tok = strings.TrimLeft(tok, " ")
+	if !strings.EqualFold(scheme, "Bearer") || tok == "" {
 		return Credential{}, http.StatusUnauthorized, errors.New("send Authorization: Bearer <token>")
 	}
 	hash := HashToken(tok)
