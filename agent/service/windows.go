@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/windows"
@@ -117,11 +118,13 @@ func (h *eventHandler) WithGroup(name string) slog.Handler {
 
 // Run runs r: under the SCM as the Windows service (stop and shutdown
 // requests cancel r's context, the service reports Running once r is
-// ready), on a console until Ctrl+C.
+// ready), on a console until Ctrl+C, Ctrl+Break, or the console window
+// closing, the user logging off or Windows shutting down (which Go delivers
+// as SIGTERM), so each of those closes the ledger cleanly.
 func Run(ctx context.Context, log *slog.Logger, r Runner) error {
 	log = orDiscard(log)
 	if !IsService() {
-		ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return r(ctx, func(string) {})
 	}
