@@ -22,6 +22,7 @@ import (
 	"posagent/devices/decode"
 	"posagent/devices/frame"
 	"posagent/devices/token"
+	"posagent/ledger/durable"
 	"posagent/ledger/entry"
 	"posagent/ledger/loyalty"
 
@@ -598,6 +599,11 @@ func readOrCreateSecret(path string, generate bool, n int) (string, error) {
 	}
 	if err := f.Close(); err != nil {
 		return "", err
+	}
+	// Without its directory entry made durable, a power cut could take the
+	// file away and the next start would hand out a different secret.
+	if err := durable.Name(path); err != nil {
+		return "", fmt.Errorf("config: writing %s: %w", path, err)
 	}
 	return s, nil
 }
