@@ -203,6 +203,13 @@ type Store interface {
 	// Changes pages member states (snapshot, then those changed since the
 	// cursor) and program versions published since the cursor.
 	Changes(ctx context.Context, cursor string, limit int) (wire.Changes, error)
+	// Snapshot calls fn for every member's state as of one consistent
+	// point, streaming (memory does not grow with the members), and returns
+	// the Changes cursor that continues exactly after it: every member
+	// change the snapshot did not hold comes with the feed, and none it
+	// held comes again. The cursor covers members only; programs come with
+	// the feed from its start.
+	Snapshot(ctx context.Context, fn func(wire.MemberState) error) (cursor string, err error)
 	// Export pages stored entries in an order that never skips one even
 	// when ingest transactions commit out of order.
 	Export(ctx context.Context, cursor string, limit int) (wire.ExportPage, error)

@@ -1,6 +1,8 @@
 package bolt
 
 import (
+	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -12,6 +14,7 @@ import (
 
 	"posagent/sync/hq"
 	"posagent/sync/internal/boltjs"
+	"posagent/sync/wire"
 )
 
 // A member is kept in two parts so that a sale, which only moves balances,
@@ -301,4 +304,45 @@ func migrateMembers(tx *bbolt.Tx) error {
 		}
 	}
 	return nil
+}
+
+// Snapshot sends every member as one read transaction holds them, walking
+// the hot and cold buckets side by side in id order, and returns the
+// changes cursor at the change log's sequence: every version up to it is in
+// the snapshot (writers take versions inside their transaction), and every
+// later one comes with the feed. A write that needs a larger memory map
+// waits for the read transaction to end.
+func (s *Store) Snapshot(ctx context.Context, fn func(wire.MemberState) error) (string, error) {
+	var cur changesCursor
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		cur.M = tx.Bucket(bMemLog).Sequence()
+		hc, cc := tx.Bucket(bMembers).Cursor(), tx.Bucket(bMemData).Cursor()
+		ck, cv := cc.First()
+		for k, v := hc.First(); k != nil; k, v = hc.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			for ck != nil && bytes.Compare(ck, k) < 0 {
+				ck, cv = cc.Next() // a cold part without a hot one is never written; pass it
+			}
+			r := memberRec{}
+			if ck != nil && bytes.Equal(ck, k) {
+				if err := json.Unmarshal(cv, &r.Member); err != nil {
+					return fmt.Errorf("member %q: %w", k, err)
+				}
+			}
+			r.ID = string(k)
+			if err := decodeHot(v, &r); err != nil {
+				return fmt.Errorf("member %q: %w", k, err)
+			}
+			if err := fn(r.State()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return hq.EncodeCursor(cur), nil
 }
