@@ -25,6 +25,14 @@ func (c *Client) pull(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sync client: read sync cursor: %w", err)
 	}
+	if cursor == "" {
+		// A till with no cursor (new, or HQ was rebuilt) takes every member
+		// in one snapshot and continues with the feed from where it was
+		// taken. An HQ without snapshots is paged from its start.
+		if cursor, err = c.startFromSnapshot(ctx); err != nil {
+			return err
+		}
+	}
 	reset := false
 	for page := 0; page < maxPages; page++ {
 		ch, err := c.fetchChanges(ctx, cursor)
@@ -36,6 +44,9 @@ func (c *Client) pull(ctx context.Context) error {
 			reset, cursor = true, ""
 			if err := c.in.SetSyncCursor(""); err != nil {
 				return fmt.Errorf("sync client: reset sync cursor: %w", err)
+			}
+			if cursor, err = c.startFromSnapshot(ctx); err != nil {
+				return err
 			}
 			continue
 		}
@@ -71,6 +82,23 @@ func (c *Client) pull(ctx context.Context) error {
 	}
 	c.succeeded(false)
 	return nil
+}
+
+// startFromSnapshot takes a snapshot and stores the cursor after it,
+// which it returns; "" when HQ serves no snapshot.
+func (c *Client) startFromSnapshot(ctx context.Context) (string, error) {
+	next, err := c.snapshot(ctx)
+	if errors.Is(err, errNoSnapshot) {
+		c.log.Info("HQ serves no snapshot; paging through the member feed from its start")
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("sync client: member snapshot: %w", err)
+	}
+	if err := c.in.SetSyncCursor(next); err != nil {
+		return "", fmt.Errorf("sync client: store sync cursor: %w", err)
+	}
+	return next, nil
 }
 
 func (c *Client) fetchChanges(ctx context.Context, cursor string) (wire.Changes, error) {

@@ -130,6 +130,8 @@ type Server struct {
 
 	holdMu sync.Mutex
 	holds  map[string]int // open uploads per credential ("role/id")
+
+	snaps chan struct{} // snapshots being sent (maxSnapshots)
 }
 
 // NewServer serves st. It does not own st: the caller closes it.
@@ -140,9 +142,10 @@ func NewServer(st Store, opts Options) *Server {
 		opts.Log.Warn("unknown time zone, using UTC+8", "zone", opts.TimeZone, "err", err)
 		loc = time.FixedZone("UTC+8", 8*3600)
 	}
-	s := &Server{st: st, o: opts, slots: make(chan struct{}, opts.MaxInFlight), mux: http.NewServeMux(), loc: loc, holds: map[string]int{}}
+	s := &Server{st: st, o: opts, slots: make(chan struct{}, opts.MaxInFlight), mux: http.NewServeMux(), loc: loc, holds: map[string]int{}, snaps: make(chan struct{}, maxSnapshots)}
 	s.mux.HandleFunc("POST "+wire.PathBatches, s.handleBatch)
 	s.mux.HandleFunc("GET "+wire.PathChanges, s.handleChanges)
+	s.mux.HandleFunc("GET "+wire.PathSnapshot, s.handleSnapshot)
 	s.mux.HandleFunc("GET "+wire.PathExport, s.adminAs(s.handleExport))
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
 	s.mux.HandleFunc("GET /kpi", s.admin(s.handleKPI))

@@ -14,6 +14,9 @@ const (
 	PathBatches = "/v1/batches" // POST Batch → Ack
 	PathChanges = "/v1/changes" // GET ?cursor=&limit= → Changes
 	PathExport  = "/v1/export"  // GET ?cursor=&limit= → ExportPage (HQ systems, admin token)
+	// PathSnapshot: GET → every member as of one point, a stream of
+	// SnapshotLine (newline-delimited JSON, gzip), for a till with no cursor.
+	PathSnapshot = "/v1/snapshot"
 )
 
 // HeaderIdempotencyKey carries "store/till/first-last" on every upload, so a
@@ -107,4 +110,20 @@ type ExportPage struct {
 	Entries []ExportedEntry `json:"entries"`
 	Cursor  string          `json:"cursor"`
 	More    bool            `json:"more"`
+}
+
+// SnapshotLine is one line of a snapshot stream: a member's state, or, as
+// the last line, the end. A stream without its end line was cut and must
+// be thrown away: take a new snapshot.
+type SnapshotLine struct {
+	Member *MemberState `json:"m,omitempty"`
+	End    *SnapshotEnd `json:"end,omitempty"`
+}
+
+// SnapshotEnd closes a snapshot: how many members it held and the changes
+// cursor that continues exactly after it (nothing skipped, nothing
+// repeated).
+type SnapshotEnd struct {
+	Members int64  `json:"members"`
+	Cursor  string `json:"cursor"`
 }
