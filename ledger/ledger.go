@@ -152,11 +152,16 @@ func boltOptions(o Options, readOnly bool) *bolt.Options {
 		t = time.Second
 	}
 	bo := &bolt.Options{
-		Timeout:        t,
-		NoFreelistSync: true, // fewer pages per commit; the freelist is rebuilt at open
-		FreelistType:   bolt.FreelistMapType,
-		MaxSize:        o.MaxSize,
-		ReadOnly:       readOnly,
+		Timeout: t,
+		// The freelist is written with every bbolt commit (NoFreelistSync
+		// off): without it every Open walks every page of the file to
+		// rebuild it, which grows with the members held. Commits are
+		// checkpoints of the write-ahead log (every 256 groups), so the
+		// extra freelist page is not on a sale's path. A file written
+		// without it gets its freelist at the first Open (one walk).
+		FreelistType: bolt.FreelistMapType,
+		MaxSize:      o.MaxSize,
+		ReadOnly:     readOnly,
 	}
 	if !readOnly && o.MaxSize == 0 {
 		// A mapping bigger than bbolt's 16 MiB growth step: no remap
@@ -418,6 +423,10 @@ type request struct {
 	res  any
 	err  error
 	done chan struct{}
+	// direct: commit the group straight to bbolt instead of appending it
+	// to the write-ahead log (large bulk writes such as a page of members
+	// from HQ: one bbolt commit costs less than a frame of that size).
+	direct bool
 }
 
 // writer counts writes so the leader knows whether a failed request left
@@ -429,6 +438,7 @@ type writer struct {
 	rec   []byte
 	pages int
 	psz   int
+	norec bool // committed straight to bbolt: nothing to record for the log
 }
 
 // note bounds the pages a write can make a checkpoint allocate: its leaf
@@ -439,7 +449,9 @@ func (w *writer) note(size int) {
 
 func (w *writer) put(bucket []byte, k, v []byte) error {
 	w.n++
-	w.rec = encPut(w.rec, bucket, k, v)
+	if !w.norec {
+		w.rec = encPut(w.rec, bucket, k, v)
+	}
 	w.note(len(k) + len(v))
 	b := w.tx.Bucket(bucket)
 	if bytes.Equal(bucket, bLog) {
@@ -451,14 +463,18 @@ func (w *writer) put(bucket []byte, k, v []byte) error {
 
 func (w *writer) del(bucket []byte, k []byte) error {
 	w.n++
-	w.rec = encDel(w.rec, bucket, k)
+	if !w.norec {
+		w.rec = encDel(w.rec, bucket, k)
+	}
 	w.note(len(k))
 	return w.tx.Bucket(bucket).Delete(k)
 }
 
 func (w *writer) setSeq(bucket []byte, seq uint64) error {
 	w.n++
-	w.rec = encSeq(w.rec, bucket, seq)
+	if !w.norec {
+		w.rec = encSeq(w.rec, bucket, seq)
+	}
 	w.note(0)
 	return w.tx.Bucket(bucket).SetSequence(seq)
 }
@@ -475,10 +491,13 @@ func (w *writer) putJSON(bucket []byte, k []byte, v any) error {
 // caller becomes the leader and commits the queue itself (no hand-off to
 // another goroutine); otherwise its request joins the next group.
 func (l *Ledger) submit(ctx context.Context, fn op) (any, error) {
+	return l.submitReq(ctx, &request{fn: fn, done: make(chan struct{})})
+}
+
+func (l *Ledger) submitReq(ctx context.Context, r *request) (any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	r := &request{fn: fn, done: make(chan struct{})}
 	l.mu.Lock()
 	if l.closing {
 		l.mu.Unlock()
@@ -636,8 +655,10 @@ func (l *Ledger) group(batch []*request) {
 	}
 	var rec []byte
 	writes, pages := 0, 0
+	direct := false
 	for _, r := range batch {
-		w := &writer{tx: l.wtx, rec: rec, psz: l.pageSize}
+		direct = direct || r.direct
+		w := &writer{tx: l.wtx, rec: rec, psz: l.pageSize, norec: r.direct}
 		res, err := runOp(r.fn, l.wtx, w)
 		if err != nil && w.n > 0 {
 			// A request failed halfway: undo the group, then run its
@@ -663,7 +684,7 @@ func (l *Ledger) group(batch []*request) {
 	if writes == 0 {
 		return // only resends and refusals: nothing to make durable
 	}
-	if l.o.MaxSize > 0 && (l.wtx.Size()+int64((l.pendPg+pages+16)*l.pageSize))*2 > int64(l.o.MaxSize) {
+	if direct || l.o.MaxSize > 0 && (l.wtx.Size()+int64((l.pendPg+pages+16)*l.pageSize))*2 > int64(l.o.MaxSize) {
 		// Near the size cap a checkpoint might not fit, and an
 		// acknowledged group must always fit: commit to bbolt directly,
 		// which either succeeds durably or fails this group only.

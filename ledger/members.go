@@ -109,29 +109,58 @@ type MemberState struct {
 	LastSale    time.Time
 }
 
+// bulkChunk is how many member states one bbolt transaction applies; a
+// batch of at least bulkMin states is committed straight to bbolt (one
+// commit per chunk) rather than through the write-ahead log.
+const (
+	bulkChunk = 20000
+	bulkMin   = 512
+)
+
 // ApplyMemberStates stores member states pulled from HQ: they set the
 // confirmed balances; this till's entries HQ has not acknowledged yet stay
-// on top as pending.
+// on top as pending. Any number may be passed at once (a new till's whole
+// snapshot): they are applied in member-id order, in transactions of
+// bulkChunk states, each durable when it returns; a failure leaves the
+// chunks before it applied, which is harmless since applying a state again
+// gives the same result.
 func (l *Ledger) ApplyMemberStates(states []MemberState) error {
 	if len(states) == 0 {
 		return nil
 	}
 	// The last state of a member in the list wins.
-	last := map[string]int{}
+	last := make(map[string]int, len(states))
 	for i, s := range states {
 		if err := checkID("member id from HQ", s.Member.ID); err != nil {
 			return err
 		}
 		last[s.Member.ID] = i
 	}
-	var uniq []MemberState
+	uniq := make([]MemberState, 0, len(last))
 	for i, s := range states {
 		if last[s.Member.ID] == i {
 			uniq = append(uniq, s)
 		}
 	}
-	states = uniq
-	_, err := l.submit(context.Background(), func(tx *bolt.Tx, w *writer) (any, error) {
+	// Key order: each leaf is written once per chunk, pages fill up.
+	sort.Slice(uniq, func(i, j int) bool { return uniq[i].Member.ID < uniq[j].Member.ID })
+	for len(uniq) > 0 {
+		n := min(len(uniq), bulkChunk)
+		if err := l.applyStates(uniq[:n], len(states) >= bulkMin); err != nil {
+			return err
+		}
+		uniq = uniq[n:]
+	}
+	return nil
+}
+
+func (l *Ledger) applyStates(states []MemberState, direct bool) error {
+	_, err := l.submitReq(context.Background(), &request{done: make(chan struct{}), direct: direct, fn: func(tx *bolt.Tx, w *writer) (any, error) {
+		if direct {
+			for _, b := range [][]byte{bMembers, bByToken, bByMobile, bHQLog} {
+				tx.Bucket(b).FillPercent = 0.9
+			}
+		}
 		marks := map[string]uint64{}
 		c := tx.Bucket(bAcked).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -178,7 +207,7 @@ func (l *Ledger) ApplyMemberStates(states []MemberState) error {
 			}
 		}
 		return nil, w.setSeq(bLog, a.global)
-	})
+	}})
 	return err
 }
 

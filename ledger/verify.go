@@ -528,7 +528,7 @@ func Compact(src, dst string, progress func(done, total int64)) error {
 	if _, err := os.Stat(walPath(src)); err == nil {
 		// Acknowledged groups may still be only in the write-ahead log
 		// (after a crash): replay them into src first.
-		db, err := openBolt(src, &bolt.Options{Timeout: 1e9, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+		db, err := openBolt(src, &bolt.Options{Timeout: 1e9, FreelistType: bolt.FreelistMapType})
 		if err != nil {
 			return err
 		}
@@ -566,7 +566,7 @@ func Compact(src, dst string, progress func(done, total int64)) error {
 	tmp := dst + ".compacting"
 	os.Remove(tmp)
 	defer os.Remove(tmp)
-	ddb, err := bolt.Open(tmp, 0o600, &bolt.Options{NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	ddb, err := bolt.Open(tmp, 0o600, &bolt.Options{FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return storageErr(dst, err)
 	}
@@ -614,6 +614,8 @@ func Compact(src, dst string, progress func(done, total int64)) error {
 			if progress != nil && (done%1000 == 0 || done == total) {
 				progress(done, total)
 			}
+			// Keys arrive in order: fill pages completely.
+			parent.FillPercent = 1.0
 			return parent.Put(k, v)
 		})
 		if err != nil {

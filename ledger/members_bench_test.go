@@ -1,0 +1,220 @@
+package ledger
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
+
+	"posagent/ledger/entry"
+)
+
+// A chain's members at one till: POSAGENT_MEMBERS_BENCH=1 go test -run
+// TestMembersAtChainScale -v ./ledger/ (POSAGENT_MEMBERS_N sets the count,
+// default 1,000,000). It applies the members from HQ through
+// ApplyMemberStates in pages of membersPage, reports the apply rate and the
+// bytes per member (as built and after ledger compact, with bucket stats),
+// then, in a fresh process on a cold page cache, the time Open takes, RSS
+// after Open and after the lookups, and the lookup-by-card latency.
+
+const membersPage = 10000
+
+func benchMemberState(i int) MemberState {
+	// Realistic sizes: an enrolment id of the till that enrolled the
+	// member, a two- or three-character name, a mobile, a birthday, one
+	// card, a tenth of them holding a coupon.
+	id := fmt.Sprintf("S%04d-T%d-%d", i%997, 1+i%3, i)
+	h := sha256.Sum256([]byte("card-" + strconv.Itoa(i)))
+	s := MemberState{
+		Member: entry.Member{ID: id, Name: []string{"张伟", "王芳", "李秀英", "刘洋"}[i%4], Mobile: benchMobile(i),
+			Birthday: fmt.Sprintf("%04d-%02d-%02d", 1950+i%50, 1+i%12, 1+i%28), Tier: []string{"silver", "gold", "platinum"}[i%3],
+			CardTokens: []string{hex.EncodeToString(h[:])}, EnrolledAt: time.Unix(1.6e9+int64(i)*37, 0).UTC().Format(time.RFC3339)},
+		Points: int64(i % 5000), StoredValue: int64(i%7) * 1000,
+	}
+	if i%10 == 0 {
+		s.Coupons = []entry.MemberCoupon{{ID: "welcome-" + id, MemberID: id, Name: "Welcome", Threshold: 5000, Value: 500,
+			ValidFrom: "2026-01-01T00:00:00Z", ValidUntil: "2027-12-31T00:00:00Z"}}
+	}
+	if i%2 == 0 {
+		s.LastSale = time.Unix(1.75e9+int64(i), 0).UTC()
+	}
+	return s
+}
+
+func benchMobile(i int) string { return fmt.Sprintf("139%08d", i) }
+
+func benchCard(i int) string {
+	h := sha256.Sum256([]byte("card-" + strconv.Itoa(i)))
+	return hex.EncodeToString(h[:])
+}
+
+func TestMembersAtChainScale(t *testing.T) {
+	if os.Getenv("POSAGENT_MEMBERS_BENCH") != "1" {
+		t.Skip("set POSAGENT_MEMBERS_BENCH=1 to build a ledger with a chain's members (1M: a few minutes)")
+	}
+	n := 1_000_000
+	if v := os.Getenv("POSAGENT_MEMBERS_N"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
+			t.Fatalf("POSAGENT_MEMBERS_N=%q", v)
+		}
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "members.db")
+	l, err := Open(path, Options{Store: "S1", Till: "T1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for i := 0; i < n; i += membersPage {
+		page := make([]MemberState, 0, membersPage)
+		for j := i; j < min(n, i+membersPage); j++ {
+			page = append(page, benchMemberState(j))
+		}
+		if err := l.ApplyMemberStates(page); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	applied := time.Since(start)
+	t.Logf("apply %d members in pages of %d: %v, %.0f members/s (1M in %.1f s)", n, membersPage,
+		applied.Round(time.Millisecond), float64(n)/applied.Seconds(), 1e6/(float64(n)/applied.Seconds()))
+
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("file as built: %d bytes, %.0f bytes/member", st.Size(), float64(st.Size())/float64(n))
+	cpath := filepath.Join(dir, "compact.db")
+	if err := Compact(path, cpath, nil); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := os.Stat(cpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("after ledger compact: %d bytes, %.0f bytes/member (target < 200)", cs.Size(), float64(cs.Size())/float64(n))
+	logBucketStats(t, cpath, n)
+
+	// Open, RSS and lookups in a fresh process on a cold cache, on the
+	// file as the agent would have it after the pull (not the compact copy).
+	for run := 0; run < 2; run++ {
+		dropCache(t, path)
+		dropCache(t, walPath(path))
+		cmd := exec.Command(os.Args[0], "-test.run=^TestMembersChild$", "-test.v")
+		cmd.Env = append(os.Environ(), "POSAGENT_MEMBERS_CHILD="+path, "POSAGENT_MEMBERS_N="+strconv.Itoa(n))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		for _, ln := range strings.Split(string(out), "\n") {
+			if strings.Contains(ln, "members_child:") {
+				t.Log(strings.TrimSpace(ln[strings.Index(ln, "members_child:")+len("members_child:"):]))
+			}
+		}
+	}
+}
+
+// TestMembersChild is the measuring half of TestMembersAtChainScale, run in
+// its own process so RSS is the ledger's alone.
+func TestMembersChild(t *testing.T) {
+	path := os.Getenv("POSAGENT_MEMBERS_CHILD")
+	if path == "" {
+		t.Skip("run by TestMembersAtChainScale")
+	}
+	n, _ := strconv.Atoi(os.Getenv("POSAGENT_MEMBERS_N"))
+	say := func(format string, a ...any) { fmt.Printf("members_child: "+format+"\n", a...) }
+	rss0 := rssKB()
+	start := time.Now()
+	l, err := Open(path, Options{Store: "S1", Till: "T1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened := time.Since(start)
+	// A first lookup: what a till needs before it answers.
+	if _, err := l.MemberByToken(benchCard(n / 2)); err != nil {
+		t.Fatal(err)
+	}
+	ready := time.Since(start)
+	runtime.GC()
+	say("open %v, open + first lookup %v (target: ready < 1 s); RSS before open %d KB, after open %d KB",
+		opened.Round(time.Microsecond), ready.Round(time.Microsecond), rss0, rssKB())
+	const lookups = 100_000
+	r := rand.New(rand.NewPCG(1, 2))
+	d := make([]time.Duration, 0, lookups)
+	for range lookups {
+		i := r.IntN(n)
+		t0 := time.Now()
+		v, err := l.MemberByToken(benchCard(i))
+		d = append(d, time.Since(t0))
+		if err != nil || v.Member.ID != benchMemberState(i).Member.ID {
+			t.Fatalf("lookup of member %d: %v %q", i, err, v.Member.ID)
+		}
+	}
+	runtime.GC()
+	say("%d random lookups by card: p50 %v p99 %v max %v (target p99 < 1 ms); RSS after %d KB (target < 100 MB)",
+		lookups, pct(d, 0.5), pct(d, 0.99), pct(d, 1), rssKB())
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func rssKB() int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, ln := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(ln, "VmRSS:") {
+			v, _ := strconv.Atoi(strings.Fields(ln)[1])
+			return v
+		}
+	}
+	return -1
+}
+
+// dropCache evicts the file's pages from the page cache, so the next open
+// reads from the disk as after a reboot.
+func dropCache(t *testing.T, path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Logf("fadvise: %v", err)
+	}
+}
+
+func logBucketStats(t *testing.T, path string, n int) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			s := b.Stats()
+			alloc := s.BranchAlloc + s.LeafAlloc
+			if s.KeyN == 0 {
+				return nil
+			}
+			t.Logf("  bucket %-9s keys %8d  leaf in use %11d  allocated %11d  = %.0f bytes/member",
+				name, s.KeyN, s.LeafInuse+s.BranchInuse, alloc, float64(alloc)/float64(n))
+			return nil
+		})
+	})
+}
