@@ -23,11 +23,12 @@ import (
 // multiplier; points spread over earning lines by earn base. Every spread uses
 // the largest-remainder method (ties to the earlier line) so parts sum exactly.
 //
-// The figures are computed first, then the reasons are written into two
-// reused buffers (the quote's and the lines') and each is copied once into a
-// string that the reasons are cut from: a quote allocates five times whatever
-// its size. The quote's reasons do not share memory with the lines', so
-// keeping them (the ledger does) does not keep the lines' text alive.
+// The figures are computed first, then the quote's reasons are written into
+// a reused buffer and copied once into the string they are cut from. The
+// lines' reasons are not written here: each line holds what they are written
+// from (LineReasons), so a quote allocates four times whatever its size and
+// returns little more than its figures. The ledger keeps the quote's reasons
+// as text; the lines' are written when the quote is encoded or read.
 func (p *Program) Quote(b Basket, m *Member, at time.Time) (Quote, error) {
 	if p == nil {
 		return Quote{}, errors.New("loyalty: no program to price with")
@@ -191,96 +192,15 @@ func (p *Program) Quote(b Basket, m *Member, at time.Time) (Quote, error) {
 		}
 	}
 	q.Reasons = qt.cut()
-	lineReasons(&q, b.Coupon, couponOn, member, tier, &sc.lt)
-	return q, nil
-}
-
-// lineReasons explains every line's figures, the same number of reasons on
-// each line: gross, tier discount, coupon share (when a coupon is applied),
-// points share (when points are redeemed), earn base.
-func lineReasons(q *Quote, c *Coupon, couponOn, member bool, tier Tier, t *text) {
-	per := 3
+	w := &lineWhy{lines: q.Lines, member: member, tierID: tier.ID, bp: tier.DiscountBP, couponOn: couponOn,
+		couponValue: q.CouponValue, redeemPoints: q.RedeemPoints, redeemValue: q.RedeemValue, pointsEarned: q.PointsEarned}
 	if couponOn {
-		per++
-	}
-	if q.RedeemPoints > 0 {
-		per++
+		w.couponID = b.Coupon.ID
 	}
 	for i := range q.Lines {
-		ql := &q.Lines[i]
-		t.s("gross ")
-		t.yuan(ql.Gross)
-		t.s(" = ")
-		t.int(ql.Qty)
-		t.s(" × ")
-		t.yuan(ql.UnitPrice)
-		t.end()
-		switch {
-		case !member:
-			t.s("no tier discount: non-member")
-		case !ql.Discountable:
-			t.s("no tier discount: line not discountable (special price)")
-		case tier.DiscountBP == 0:
-			t.s("no tier discount: tier ")
-			t.s(tier.ID)
-			t.s(" has none")
-		default:
-			t.s("tier discount ")
-			t.yuan(ql.Discount)
-			t.s(": ")
-			t.s(tier.ID)
-			t.s(" ")
-			t.bp(tier.DiscountBP)
-			t.s(" off ")
-			t.yuan(ql.Gross)
-			t.s(", rounded half up at the fen")
-		}
-		t.end()
-		if couponOn {
-			if covers(c, ql.SKU) {
-				t.s("coupon share ")
-				t.yuan(ql.CouponShare)
-				t.s(" of ")
-				t.yuan(q.CouponValue)
-				t.s(" by net, largest remainder")
-			} else {
-				t.s("coupon ")
-				t.s(c.ID)
-				t.s(": line not covered")
-			}
-			t.end()
-		}
-		if q.RedeemPoints > 0 {
-			t.s("points share ")
-			t.yuan(ql.RedeemShare)
-			t.s(" (")
-			t.int(ql.RedeemPoints)
-			t.s(" points) of ")
-			t.yuan(q.RedeemValue)
-			t.s(" by amount due after coupon, largest remainder")
-			t.end()
-		}
-		switch {
-		case !member:
-			t.s("earns no points: non-member")
-		case !ql.EarnsPoints:
-			t.s("earns no points: line marked not earning")
-		default:
-			t.s("earn base ")
-			t.yuan(ql.EarnBase)
-			t.s(" (paid); ")
-			t.int(ql.EarnedPoints)
-			t.s(" of the sale's ")
-			t.int(q.PointsEarned)
-			t.s(" points by earn base share, largest remainder")
-		}
-		t.end()
+		q.Lines[i].Reasons = LineReasons{w: w, i: int32(i), covered: couponOn && covers(b.Coupon, q.Lines[i].SKU)}
 	}
-	all := t.cut()
-	for i := range q.Lines {
-		// Capped, so appending to one line's reasons never runs into the next.
-		q.Lines[i].Reasons = all[i*per : (i+1)*per : (i+1)*per]
-	}
+	return q, nil
 }
 
 // firstDuplicate is the index of the first line whose number an earlier line
@@ -642,7 +562,7 @@ type scratch struct {
 	w, share []int64
 	rem      []uint64
 	idx      []int
-	qt, lt   text
+	qt       text
 }
 
 func newScratch(n int) *scratch {
@@ -665,16 +585,15 @@ func getScratch(n int) *scratch {
 	sc := scratchPool.Get().(*scratch)
 	sc.size(n)
 	sc.qt.b, sc.qt.ends = sc.qt.b[:0], sc.qt.ends[:0]
-	sc.lt.b, sc.lt.ends = sc.lt.b[:0], sc.lt.ends[:0]
 	return sc
 }
 
-// scratchKeep is the most line text a pooled scratch keeps (about 3,000
-// lines' worth): a rare huge basket does not pin its buffers.
-const scratchKeep = 1 << 20
+// scratchKeep is the most quote text a pooled scratch keeps: a rare huge id
+// named by a caller does not pin its buffer. (Spreads are bounded by MaxLines.)
+const scratchKeep = 1 << 16
 
 func putScratch(sc *scratch) {
-	if cap(sc.lt.b) > scratchKeep {
+	if cap(sc.qt.b) > scratchKeep {
 		return
 	}
 	scratchPool.Put(sc)

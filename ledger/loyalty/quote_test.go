@@ -57,8 +57,8 @@ func checkInvariants(t testing.TB, p *Program, b Basket, m *Member, q Quote) {
 		if !l.EarnsPoints && (l.EarnBase != 0 || l.EarnedPoints != 0) {
 			t.Fatalf("line %d does not earn but has earn base/points: %+v", l.LineNo, l)
 		}
-		if len(l.Reasons) < 3 {
-			t.Fatalf("line %d has too few reasons: %q", l.LineNo, l.Reasons)
+		if l.Reasons.Len() < 3 || l.Reasons.Len() != q.Lines[0].Reasons.Len() || len(l.Reasons.Strings()) != l.Reasons.Len() {
+			t.Fatalf("line %d has %d reasons (line 1: %d): %q", l.LineNo, l.Reasons.Len(), q.Lines[0].Reasons.Len(), l.Reasons)
 		}
 		gross += l.Gross
 		disc += l.Discount
@@ -117,7 +117,7 @@ func TestTierDiscountPerTier(t *testing.T) {
 		if q.Discount != tc.disc || q.PointsEarned != tc.point {
 			t.Errorf("tier %q member %v: discount %d points %d, want %d and %d", tc.tier, tc.member, q.Discount, q.PointsEarned, tc.disc, tc.point)
 		}
-		if tc.member && !strings.Contains(strings.Join(q.Lines[0].Reasons, "|"), "rounded half up") {
+		if tc.member && !strings.Contains(q.Lines[0].Reasons.String(), "rounded half up") {
 			t.Errorf("tier %q: discount reason missing: %q", tc.tier, q.Lines[0].Reasons)
 		}
 	}
@@ -555,7 +555,7 @@ func TestCouponTakingNothingIsNotApplied(t *testing.T) {
 				if l.CouponShare != 0 {
 					t.Fatalf("line %d has a coupon share of a coupon not applied: %+v", l.LineNo, l)
 				}
-				for _, r := range l.Reasons {
+				for _, r := range l.Reasons.Strings() {
 					if strings.Contains(r, "coupon") {
 						t.Fatalf("line %d explains a coupon that was not applied: %q", l.LineNo, l.Reasons)
 					}

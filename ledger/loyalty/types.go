@@ -61,16 +61,16 @@ type Basket struct {
 // Paid = Net − CouponShare − RedeemShare.
 type QuoteLine struct {
 	Line
-	Gross        int64    `json:"gross"`
-	Discount     int64    `json:"discount"`
-	Net          int64    `json:"net"`
-	CouponShare  int64    `json:"coupon_share"`
-	RedeemShare  int64    `json:"redeem_share"`
-	RedeemPoints int64    `json:"redeem_points"`
-	Paid         int64    `json:"paid"`
-	EarnBase     int64    `json:"earn_base"`
-	EarnedPoints int64    `json:"earned_points"`
-	Reasons      []string `json:"reasons"`
+	Gross        int64       `json:"gross"`
+	Discount     int64       `json:"discount"`
+	Net          int64       `json:"net"`
+	CouponShare  int64       `json:"coupon_share"`
+	RedeemShare  int64       `json:"redeem_share"`
+	RedeemPoints int64       `json:"redeem_points"`
+	Paid         int64       `json:"paid"`
+	EarnBase     int64       `json:"earn_base"`
+	EarnedPoints int64       `json:"earned_points"`
+	Reasons      LineReasons `json:"reasons"` // text only when read: see LineReasons
 }
 
 // Quote is a priced basket with the reason for every number.
