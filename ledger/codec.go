@@ -71,6 +71,18 @@ func splitMemberKey(k []byte) (id string, tag byte, ok bool) {
 	return string(k[:i]), k[i+1], true
 }
 
+// lotExpKey is the lot-expiry index key: member id holds at least one lot
+// expiring at exp (unix seconds). Lots that never expire at the till (HQ's)
+// are not indexed.
+func lotExpKey(exp int64, id string) []byte {
+	k := make([]byte, 8, 8+len(id))
+	binary.BigEndian.PutUint64(k, uint64(exp))
+	return append(k, id...)
+}
+
+// lotExpMark is the value of every lot-expiry index key.
+var lotExpMark = []byte{1}
+
 // idemKey is the compact idempotency key of a request.
 func idemKey(kind, till, key string) []byte {
 	h := sha256.New()

@@ -34,11 +34,18 @@ import (
 // development layout and is refused too (ErrOlderSchema). Schema 3 is the
 // B-tree layout of schema 2 whose acknowledged commits may be in the
 // write-ahead log: a posagent that knows no log must refuse it. Schema 2 is
-// upgraded in place at Open.
-const SchemaVersion = 3
+// upgraded in place at Open. Schema 4 adds the lot-expiry index and the
+// binary member record (a JSON record of schema 3 is still read); schemas 2
+// and 3 are upgraded to it at Open, which walks the members' lots once to
+// build the index.
+const SchemaVersion = 4
 
-// schemaNoWAL is the same layout without the log; upgraded at Open.
+// schemaNoWAL is the layout without the log; upgraded at Open.
 const schemaNoWAL = 2
+
+// schemaNoLotIndex is the layout without the lot-expiry index; upgraded at
+// Open, after the write-ahead log (written without index) is replayed.
+const schemaNoLotIndex = 3
 
 // Bucket names. See codec.go for the keys.
 var (
@@ -52,8 +59,9 @@ var (
 	bByMobile = []byte("bymobile") // mobile → member id
 	bSales    = []byte("sales")    // (till, seq) of a sale → refund/void state
 	bPrograms = []byte("programs") // version → program source from HQ
+	bLotExp   = []byte("lotexp")   // expiry(8) + member id → nothing: who holds a lot expiring then
 
-	allBuckets = [][]byte{bMeta, bLog, bHQLog, bAcked, bKeys, bMembers, bByToken, bByMobile, bSales, bPrograms}
+	allBuckets = [][]byte{bMeta, bLog, bHQLog, bAcked, bKeys, bMembers, bByToken, bByMobile, bSales, bPrograms, bLotExp}
 )
 
 // Options configures a ledger.
@@ -231,13 +239,21 @@ func Open(path string, o Options) (l *Ledger, err error) {
 	l = &Ledger{path: path, db: db, o: o, store: o.Store, now: o.Now,
 		token: make(chan struct{}, 1), arrived: make(chan struct{}, 1), target: 1}
 	l.token <- struct{}{}
-	if err := l.checkFile(); err != nil {
+	from, err := l.checkFile()
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
 	if l.wal, err = recoverWAL(db, path); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if from < SchemaVersion {
+		if err := l.upgrade(); err != nil {
+			l.wal.close()
+			db.Close()
+			return nil, err
+		}
 	}
 	if err := l.loadPrograms(); err != nil {
 		l.wal.close()
@@ -328,8 +344,10 @@ func syncFile(p string) error {
 }
 
 // checkFile makes sure the file is a ledger of a schema this code knows and
-// of this store.
-func (l *Ledger) checkFile() (err error) {
+// of this store, and returns its schema. Schema 2 is marked 3 at once (its
+// file may get a write-ahead log from here on); both are brought to
+// SchemaVersion by upgrade after the log is replayed.
+func (l *Ledger) checkFile() (schema uint64, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = corruptErr(l.path, fmt.Sprintf("damaged page (%v)", r))
@@ -345,15 +363,19 @@ func (l *Ledger) checkFile() (err error) {
 		if len(v) != 8 {
 			return corruptErr(l.path, "no schema version")
 		}
-		switch s := binary.BigEndian.Uint64(v); {
+		schema = binary.BigEndian.Uint64(v)
+		switch s := schema; {
 		case s > SchemaVersion:
 			return fmt.Errorf("%w: %s has schema %d, this posagent reads up to %d; upgrade posagent (the file is left untouched)", ErrNewerSchema, l.path, s, SchemaVersion)
 		case s == schemaNoWAL:
 			upgrade = true
-		case s < SchemaVersion:
-			return fmt.Errorf("%w: %s has schema %d, written by a development build; this posagent reads schema %d and %d. Export its entries with the build that wrote it if you need them, then move it aside (mv %s %s.old) and start a new ledger; HQ resends member data (the file is left untouched)", ErrOlderSchema, l.path, s, schemaNoWAL, SchemaVersion, l.path, l.path)
+		case s < schemaNoWAL:
+			return fmt.Errorf("%w: %s has schema %d, written by a development build; this posagent reads schemas %d to %d. Export its entries with the build that wrote it if you need them, then move it aside (mv %s %s.old) and start a new ledger; HQ resends member data (the file is left untouched)", ErrOlderSchema, l.path, s, schemaNoWAL, SchemaVersion, l.path, l.path)
 		}
 		for _, b := range allBuckets {
+			if bytes.Equal(b, bLotExp) && schema < SchemaVersion {
+				continue // made by upgrade
+			}
 			if tx.Bucket(b) == nil {
 				return corruptErr(l.path, fmt.Sprintf("bucket %q missing", b))
 			}
@@ -364,11 +386,40 @@ func (l *Ledger) checkFile() (err error) {
 		return nil
 	})
 	if err != nil || !upgrade {
-		return err
+		return schema, err
 	}
 	if err := l.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bMeta).Put([]byte("schema"), u64(SchemaVersion))
+		return tx.Bucket(bMeta).Put([]byte("schema"), u64(schemaNoLotIndex))
 	}); err != nil {
+		return 0, storageErr(l.path, fmt.Errorf("ledger: upgrade %s to schema %d: %w", l.path, schemaNoLotIndex, err))
+	}
+	return schemaNoLotIndex, nil
+}
+
+// upgrade brings a schema 3 file to SchemaVersion in one transaction: the
+// lot-expiry index is built from every member's lots. This is the one time
+// the ledger reads all members at Open; later Opens read no member.
+func (l *Ledger) upgrade() error {
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		ix, err := tx.CreateBucketIfNotExists(bLotExp)
+		if err != nil {
+			return err
+		}
+		c := tx.Bucket(bMembers).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			id, tag, ok := splitMemberKey(k)
+			if !ok || tag != tagLot || len(k) != len(id)+2+16 {
+				continue
+			}
+			if exp := int64(getU64(k[len(id)+2 : len(id)+10])); exp != 0 {
+				if err := ix.Put(lotExpKey(exp, id), lotExpMark); err != nil {
+					return err
+				}
+			}
+		}
+		return tx.Bucket(bMeta).Put([]byte("schema"), u64(SchemaVersion))
+	})
+	if err != nil {
 		return storageErr(l.path, fmt.Errorf("ledger: upgrade %s to schema %d: %w", l.path, SchemaVersion, err))
 	}
 	return nil

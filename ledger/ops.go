@@ -969,16 +969,13 @@ func (l *Ledger) ExpireLots(ctx context.Context, now time.Time) (int, error) {
 		return 0, wrapErr(ErrInvalid, "no default till configured for expiry entries")
 	}
 	res, err := l.submit(ctx, func(tx *bolt.Tx, w *writer) (any, error) {
+		// The lot-expiry index holds only members with a lot that can
+		// expire at the till, by expiry: the sweep reads those due, never
+		// the whole members bucket.
 		ids := map[string]bool{}
-		c := tx.Bucket(bMembers).Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			id, tag, ok := splitMemberKey(k)
-			if !ok || tag != tagLot || len(k) != len(id)+2+16 {
-				continue
-			}
-			if exp := int64(getU64(k[len(id)+2 : len(id)+10])); exp != 0 && now.Unix() >= exp {
-				ids[id] = true
-			}
+		c := tx.Bucket(bLotExp).Cursor()
+		for k, _ := c.First(); k != nil && len(k) > 8 && int64(getU64(k[:8])) <= now.Unix(); k, _ = c.Next() {
+			ids[string(k[8:])] = true
 		}
 		a := newAlloc(tx)
 		var mss []*mstate

@@ -213,6 +213,9 @@ func (ms *mstate) save(w *writer) error {
 			}
 		}
 	}
+	if err := ms.saveLotIndex(w); err != nil {
+		return err
+	}
 	for id, cs := range ms.coupons {
 		if o, ok := ms.origCoupons[id]; ok && sameCoupon(o, *cs) {
 			continue
@@ -224,6 +227,40 @@ func (ms *mstate) save(w *writer) error {
 	for id := range ms.origCoupons {
 		if _, ok := ms.coupons[id]; !ok {
 			if err := w.del(bMembers, memberKey(ms.id, tagCoupon, []byte(id)...)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// saveLotIndex keeps the lot-expiry index in step with the lots: an expiry
+// gains the member when a lot expiring then is added, and loses it when the
+// member's last lot expiring then is gone. Which lots were removed is known
+// only when every lot was loaded; otherwise lots were only added.
+func (ms *mstate) saveLotIndex(w *writer) error {
+	after := map[int64]bool{}
+	for _, lt := range ms.lots {
+		if lt.Exp != 0 {
+			after[lt.Exp] = true
+		}
+	}
+	ix := w.tx.Bucket(bLotExp)
+	if ms.lotsLoaded {
+		gone := map[int64]bool{}
+		for _, o := range ms.origLots {
+			if o.Exp != 0 && !after[o.Exp] && !gone[o.Exp] {
+				gone[o.Exp] = true
+				if err := w.del(bLotExp, lotExpKey(o.Exp, ms.id)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for exp := range after {
+		k := lotExpKey(exp, ms.id)
+		if ix.Get(k) == nil {
+			if err := w.put(bLotExp, k, lotExpMark); err != nil {
 				return err
 			}
 		}

@@ -282,11 +282,16 @@ func (l *Ledger) verifyTx(tx *bolt.Tx, w io.Writer) bool {
 		ms.bal.PendPoints, ms.bal.PendSV = pp, ps
 	}
 	cached := map[string]bool{}
+	lotExp := map[string]bool{} // lot-expiry index keys the lots imply
 	tx.Bucket(bMembers).ForEach(func(k, _ []byte) error {
 		id, tag, ok := splitMemberKey(k)
 		switch {
 		case !ok:
 			brk("members: key %q malformed", k)
+		case tag == tagLot && len(k) == len(id)+2+16:
+			if exp := int64(getU64(k[len(id)+2 : len(id)+10])); exp != 0 {
+				lotExp[string(lotExpKey(exp, id))] = true
+			}
 		case tag == tagMember:
 			cached[id] = true
 		case tag != tagBalance && tag != tagLot && tag != tagCoupon:
@@ -350,6 +355,16 @@ func (l *Ledger) verifyTx(tx *bolt.Tx, w io.Writer) bool {
 			}
 			return nil
 		})
+	}
+	tx.Bucket(bLotExp).ForEach(func(k, _ []byte) error {
+		if !lotExp[string(k)] {
+			brk("lot-expiry index lists member %q at %d, who holds no lot expiring then", k[min(8, len(k)):], getU64(k[:min(8, len(k))]))
+		}
+		delete(lotExp, string(k))
+		return nil
+	})
+	for k := range lotExp {
+		brk("lot-expiry index misses member %q at %d", k[8:], getU64([]byte(k[:8])))
 	}
 	for err := range tx.Check() {
 		brk("bbolt consistency: %v", err)
