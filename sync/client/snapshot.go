@@ -16,9 +16,9 @@ import (
 )
 
 // snapshotApply is how many member states go to the inbox at once while a
-// snapshot streams in: large enough for the ledger's bulk apply, small
-// enough that memory does not grow with the chain.
-const snapshotApply = 5000
+// snapshot streams in: a bulk-apply transaction's worth for the ledger,
+// small enough that memory does not grow with the chain.
+const snapshotApply = 20000
 
 // errNoSnapshot: HQ does not serve snapshots (an older HQ); the till pages
 // through the feed from its start instead.

@@ -7,3 +7,6 @@ func SetPruneRows(n int) (restore func()) {
 	pruneRows = n
 	return func() { pruneRows = old }
 }
+
+// FeedPageSQL is the member feed page query, for EXPLAIN in benchmarks.
+const FeedPageSQL = feedPageSQL

@@ -54,16 +54,16 @@ func TestSnapshotAroundTransactionsInFlight(t *testing.T) {
 	cur = ch.Cursor
 
 	require.NoError(t, older.Commit(ctx))
+	// The feed waits for every older transaction on the server (another
+	// test's too), so poll.
 	var got []wire.MemberState
-	for i := 0; i < 10; i++ {
-		ch, err = st.Changes(ctx, cur, 10)
+	hqtest.Eventually(t, "the open transaction's member in the feed", func() bool {
+		ch, err := st.Changes(ctx, cur, 10)
 		require.NoError(t, err)
 		got = append(got, ch.Members...)
 		cur = ch.Cursor
-		if !ch.More {
-			break
-		}
-	}
+		return len(got) > 0 && !ch.More
+	})
 	require.Len(t, got, 1, "exactly the member the open transaction changed: %+v", got)
 	require.Equal(t, "MA", got[0].Member.ID)
 	require.EqualValues(t, 100, got[0].StoredValue)
@@ -71,8 +71,14 @@ func TestSnapshotAroundTransactionsInFlight(t *testing.T) {
 	// A later change of the member the snapshot held comes with the feed.
 	_, err = st.Ingest(ctx, hqtest.Batch(t2.TopUp("MB", hqtest.T0, 50, 0)))
 	require.NoError(t, err)
-	ch, err = st.Changes(ctx, cur, 10)
-	require.NoError(t, err)
-	require.Len(t, ch.Members, 1)
-	require.EqualValues(t, 250, ch.Members[0].StoredValue)
+	got = nil
+	hqtest.Eventually(t, "the later change in the feed", func() bool {
+		ch, err := st.Changes(ctx, cur, 10)
+		require.NoError(t, err)
+		got = append(got, ch.Members...)
+		cur = ch.Cursor
+		return len(got) > 0 && !ch.More
+	})
+	require.Len(t, got, 1)
+	require.EqualValues(t, 250, got[0].StoredValue)
 }

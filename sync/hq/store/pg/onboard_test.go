@@ -1,0 +1,176 @@
+package pg_test
+
+import (
+	"context"
+	"crypto/md5"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"posagent/ledger"
+	"posagent/sync/client"
+	"posagent/sync/client/memstore"
+	"posagent/sync/hq"
+	"posagent/sync/hq/store/pg"
+	"posagent/sync/wire"
+)
+
+// ledgerInbox hands pulled states to a till ledger, as the agent does.
+type ledgerInbox struct{ l *ledger.Ledger }
+
+func (in ledgerInbox) ApplyMemberStates(states []wire.MemberState) error {
+	out := make([]ledger.MemberState, 0, len(states))
+	for _, s := range states {
+		ms := ledger.MemberState{Member: s.Member, Points: s.Points, StoredValue: s.StoredValue, Coupons: s.Coupons, Flagged: s.Flagged}
+		if s.LastSale != "" {
+			t, err := time.Parse(time.RFC3339, s.LastSale)
+			if err != nil {
+				return err
+			}
+			ms.LastSale = t
+		}
+		out = append(out, ms)
+	}
+	return in.l.ApplyMemberStates(out)
+}
+func (in ledgerInbox) ApplyProgram(src []byte) error     { return in.l.ApplyProgram(src) }
+func (in ledgerInbox) SyncCursor() (string, error)       { return in.l.SyncCursor() }
+func (in ledgerInbox) SetSyncCursor(cursor string) error { return in.l.SetSyncCursor(cursor) }
+
+// populate writes n members the way ingest leaves them (one change log row
+// per transaction of 5,000 enrolments), then a history: half of them
+// change again in transactions of 500, leaving their first log entries
+// stale.
+func populate(ctx context.Context, t *testing.T, st *pg.Store, n int) {
+	const per = 5000
+	for from := 0; from < n; from += per {
+		_, err := st.Pool().Exec(ctx, `WITH m AS (
+			INSERT INTO members (id, data, points, stored_value, last_sale)
+			SELECT 'M' || lpad(i::text, 8, '0'),
+				jsonb_build_object('id', 'M' || lpad(i::text, 8, '0'), 'name', 'Member ' || i, 'tier', 'silver',
+					'mobile', '138' || lpad(i::text, 8, '0'), 'enrolled_at', '2025-01-01T00:00:00Z',
+					'card_tokens', jsonb_build_array(md5('c' || i) || md5('d' || i))),
+				i % 997, (i % 13) * 100, '2026-01-01T00:00:00Z'::timestamptz + i * interval '1 second'
+			FROM generate_series($1::int, $2::int) AS i RETURNING id)
+			INSERT INTO member_changes (ids) SELECT array_agg(id) FROM m`, from, min(from+per, n)-1)
+		require.NoError(t, err)
+	}
+	for from := 0; from < n; from += 1000 {
+		_, err := st.Pool().Exec(ctx, `WITH m AS (
+			UPDATE members SET points = points + 10, xid = pg_current_xact_id()
+			WHERE id IN (SELECT 'M' || lpad(i::text, 8, '0') FROM generate_series($1::int, $2::int, 2) AS i) RETURNING id)
+			INSERT INTO member_changes (ids) SELECT array_agg(id) FROM m`, from, min(from+1000, n)-1)
+		require.NoError(t, err)
+	}
+	_, err := st.Pool().Exec(ctx, `VACUUM ANALYZE members, member_changes`)
+	require.NoError(t, err)
+}
+
+// TestOnboardBench: a new till with an empty ledger onboarded from an HQ
+// on PostgreSQL holding 100k and 1M members (serve, transfer, apply, one
+// lookup by card), and the time of a feed page at each size.
+func TestOnboardBench(t *testing.T) {
+	if os.Getenv("POSAGENT_HQ_BENCH") == "" {
+		t.Skip("set POSAGENT_HQ_BENCH=1 to run the onboarding benchmark")
+	}
+	base := testURL(t)
+	sizes := []int{100_000, 1_000_000}
+	if s := os.Getenv("POSAGENT_HQ_BENCH_MEMBERS"); s != "" {
+		sizes = nil
+		for _, f := range strings.Split(s, ",") {
+			var n int
+			_, err := fmt.Sscan(f, &n)
+			require.NoError(t, err)
+			sizes = append(sizes, n)
+		}
+	}
+	for _, n := range sizes {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+		u, drop, err := pg.FreshSchema(ctx, base, "hqbench_")
+		require.NoError(t, err)
+		st, err := pg.Open(ctx, u, pg.Options{PruneEvery: -1})
+		require.NoError(t, err)
+		t0 := time.Now()
+		populate(ctx, t, st, n)
+		t.Logf("%d members: populated in %v", n, time.Since(t0).Round(time.Millisecond))
+
+		// Feed pages at limit 500: from the start, and from the middle.
+		var cur string
+		var firsts, mids []time.Duration
+		for i := 0; i < 400; i++ {
+			s := time.Now()
+			ch, err := st.Changes(ctx, cur, 500)
+			require.NoError(t, err)
+			d := time.Since(s)
+			if i < 20 {
+				firsts = append(firsts, d)
+			} else if i >= 380 {
+				mids = append(mids, d)
+			}
+			cur = ch.Cursor
+			if !ch.More {
+				break
+			}
+		}
+		var plan []string
+		rows, err := st.Pool().Query(ctx, `EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) `+pg.FeedPageSQL, uint64(0), "", 501, uint64(0), []uint64{})
+		require.NoError(t, err)
+		for rows.Next() {
+			var l string
+			require.NoError(t, rows.Scan(&l))
+			plan = append(plan, l)
+		}
+		require.NoError(t, rows.Err())
+		t.Logf("%d members: feed page (limit 500) median %v over the first 20 pages, %v 380 pages in", n, median(firsts), median(mids))
+		t.Logf("feed page plan:\n%s", strings.Join(plan, "\n"))
+		require.NotContains(t, strings.Join(plan, "\n"), "Seq Scan", "a feed page must not scan a table")
+
+		// Onboarding: HQ serving over loopback HTTP, a till with an empty ledger.
+		srv := hq.NewServer(st, hq.Options{})
+		tok, err := srv.IssueCredential(ctx, hq.RoleStore, "S1", "Store S1", "Asia/Shanghai")
+		require.NoError(t, err)
+		ts := httptest.NewServer(srv)
+		l, err := ledger.Open(t.TempDir()+"/ledger.db", ledger.Options{Store: "S1", Till: "T1"})
+		require.NoError(t, err)
+		out := memstore.New("S1")
+		c, err := client.New(client.Config{URL: ts.URL, Token: tok, Store: "S1"}, out, ledgerInbox{l}, nil)
+		require.NoError(t, err)
+		s := time.Now()
+		require.NoError(t, c.SyncNow(ctx))
+		applied := time.Since(s)
+		k := n - 3
+		mv, err := l.MemberByToken(md5s("c", k) + md5s("d", k))
+		require.NoError(t, err)
+		ready := time.Since(s)
+		require.Equal(t, fmt.Sprintf("M%08d", k), mv.Member.ID)
+		t.Logf("%d members: onboarding (snapshot served, transferred, applied) %v, ready to look up %v (%.0f members/s); target < 30 s for 1M",
+			n, applied.Round(time.Millisecond), ready.Round(time.Millisecond), float64(n)/ready.Seconds())
+		require.EqualValues(t, n, c.Status().MembersApplied)
+		require.NoError(t, l.Close())
+		ts.Close()
+		require.NoError(t, st.Close())
+		require.NoError(t, drop())
+		cancel()
+	}
+}
+
+// md5s is PostgreSQL's md5(prefix || i).
+func md5s(prefix string, i int) string {
+	return fmt.Sprintf("%x", md5.Sum([]byte(prefix+strconv.Itoa(i))))
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	ds = slices.Clone(ds)
+	slices.Sort(ds)
+	return ds[len(ds)/2]
+}
