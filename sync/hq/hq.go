@@ -236,6 +236,9 @@ type Store interface {
 	PublishProgram(ctx context.Context, p wire.ProgramVersion) error
 	Programs(ctx context.Context) ([]wire.ProgramVersion, error)
 
+	// Aggregator keeps the KPI aggregates in the ingest transaction.
+	Aggregator
+
 	Ping(ctx context.Context) error
 	Close() error
 }

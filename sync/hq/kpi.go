@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"sort"
 	"time"
-
-	"posagent/ledger/entry"
 )
 
 // KPI is one store's (or the chain's) member figures for a month. Rates are
@@ -55,13 +53,16 @@ type KPIReport struct {
 	Cashiers    []CashierKPI `json:"cashiers"`
 }
 
-type kpiSale struct {
-	store string
-	at    time.Time
+// aggConfig is the aggregate configuration the server's options ask for.
+func (s *Server) aggConfig() AggConfig {
+	return AggConfig{TimeZone: s.loc.String(), AtRiskDays: s.o.AtRiskDays, DormantDays: s.o.DormantDays}
 }
 
-// KPIs computes the report for month "YYYY-MM" ("" = the current month).
-// An entry belongs to the month of its store-local wall clock.
+// KPIs computes the report for month "YYYY-MM" ("" = the current month)
+// from the aggregates kept at ingest: the month's rows, the earlier
+// months' life-cycle rows and, while the month is not over, its days up
+// to today. An entry belongs to the day (and month) of its store-local
+// wall clock.
 func (s *Server) KPIs(ctx context.Context, month string) (*KPIReport, error) {
 	now := s.o.Now()
 	if month == "" {
@@ -78,14 +79,45 @@ func (s *Server) KPIs(ctx context.Context, month string) (*KPIReport, error) {
 	}
 	rep := &KPIReport{Month: month, TimeZone: s.loc.String(), AsOf: asOf.UTC(), AtRiskDays: s.o.AtRiskDays, DormantDays: s.o.DormantDays}
 
-	inMonth := func(e *entry.Entry) bool {
-		if t, err := time.Parse(time.RFC3339, e.Local); err == nil {
-			// The store's own wall clock decides the month.
-			return t.Format("2006-01") == month
-		}
-		l := e.At.In(s.loc)
-		return !l.Before(start) && l.Before(end)
+	// Rows built with other thresholds or zone are rebuilt once.
+	cfg := s.aggConfig()
+	have, err := s.st.AggConfig(ctx)
+	if err != nil {
+		return nil, err
 	}
+	if have != cfg {
+		s.o.Log.Info("rebuilding KPI aggregates for new settings", "was", have, "now", cfg)
+		if err := s.st.RebuildAggregates(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("hq: rebuilding aggregates: %w", err)
+		}
+	}
+	first := DayOf(start)
+	cur, err := s.st.AggRows(ctx, true, first, first)
+	if err != nil {
+		return nil, err
+	}
+	// Life cycle as of asOf's day: every life-cycle row up to that day.
+	asOfDay := DayOf(asOf.In(s.loc))
+	lifeMonths, err := s.st.AggRows(ctx, true, minDay, asOfDay.Month()-1, ScopeStore)
+	if err != nil {
+		return nil, err
+	}
+	var lifeDays []AggRow
+	if asOfDay.NextMonth()-1 == asOfDay && asOfDay.Month() == first {
+		lifeDays = cur // the month is over: its month rows are its days
+	} else if lifeDays, err = s.st.AggRows(ctx, false, asOfDay.Month(), asOfDay, ScopeStore); err != nil {
+		return nil, err
+	}
+	s.kpiFromRows(rep, cur, append(lifeMonths, lifeDays...))
+	return rep, nil
+}
+
+// minDay is before any day a row can have.
+const minDay = Day(-1 << 30)
+
+// kpiFromRows fills rep from the month's rows and the life-cycle rows up
+// to its as-of day.
+func (s *Server) kpiFromRows(rep *KPIReport, month, life []AggRow) {
 	stores := map[string]*KPI{}
 	store := func(id string) *KPI {
 		k := stores[id]
@@ -96,135 +128,49 @@ func (s *Server) KPIs(ctx context.Context, month string) (*KPIReport, error) {
 		return k
 	}
 	cashiers := map[[2]string]*CashierKPI{}
-	cashier := func(st, c string) *CashierKPI {
-		k := cashiers[[2]string{st, c}]
-		if k == nil {
-			k = &CashierKPI{Store: st, Cashier: c}
-			cashiers[[2]string{st, c}] = k
+	var lc [AggCounters]int64 // chain life-cycle sums
+	for _, r := range month {
+		switch r.Scope {
+		case ScopeChain:
+			rep.Chain.ActiveMembers += int(r.N[AggActive])
+			rep.Chain.Repurchasers += int(r.N[AggRepurchasers])
+		case ScopeCashier:
+			if r.N[AggEnrolments] == 0 && r.N[AggPointsIssued] == 0 {
+				continue
+			}
+			c := cashiers[[2]string{r.Store, r.Cashier}]
+			if c == nil {
+				c = &CashierKPI{Store: r.Store, Cashier: r.Cashier}
+				cashiers[[2]string{r.Store, r.Cashier}] = c
+			}
+			c.Enrolments += int(r.N[AggEnrolments])
+			sum(&c.PointsIssued, r.N[AggPointsIssued], &c.Overflow)
+		case ScopeStore:
+			k := store(r.Store)
+			for _, t := range []*KPI{k, &rep.Chain} {
+				t.NewMembers += int(r.N[AggNewMembers])
+				t.MemberSales += int(r.N[AggMemberSales])
+				sum(&t.MemberSalesAmount, r.N[AggMemberAmount], &t.Overflow)
+				sum(&t.PointsIssued, r.N[AggPointsIssued], &t.Overflow)
+				sum(&t.PointsRedeemed, r.N[AggPointsRedeemed], &t.Overflow)
+			}
+			k.ActiveMembers += int(r.N[AggActive])
+			k.Repurchasers += int(r.N[AggRepurchasers])
 		}
-		return k
 	}
-	var sales []*entry.Entry
-	voided := map[string]bool{}
-	home := map[string]string{}           // member → enrolling store
-	enrolled := map[string]time.Time{}    // member → enrolment time
-	memberSales := map[string][]kpiSale{} // member → counted sales (any month)
-	err = s.st.Scan(ctx, func(x Stored) error {
-		e := x.Entry
-		switch {
-		case e.Sale != nil:
-			sales = append(sales, &e)
-		case e.Void != nil:
-			voided[e.Void.SaleEntry] = true
-		case e.Enrol != nil:
-			id := e.MemberID
-			if id == "" {
-				id = e.Enrol.Member.ID
-			}
-			home[id], enrolled[id] = e.Store, e.At
-			store(e.Store)
-			if inMonth(&e) {
-				rep.Chain.NewMembers++
-				store(e.Store).NewMembers++
-				cashier(e.Store, e.Cashier).Enrolments++
-			}
-		case e.Points != nil && e.Kind == entry.KindPointsAdjust && e.Points.Points > 0:
-			if inMonth(&e) {
-				sum(&rep.Chain.PointsIssued, e.Points.Points, &rep.Chain.Overflow)
-				k := store(e.Store)
-				sum(&k.PointsIssued, e.Points.Points, &k.Overflow)
-				c := cashier(e.Store, e.Cashier)
-				sum(&c.PointsIssued, e.Points.Points, &c.Overflow)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	// Members active in the month, chain-wide and per store, with their
-	// first sale of the month in that scope.
-	firstChain := map[string]time.Time{}
-	firstStore := map[[2]string]time.Time{}
-	for _, e := range sales {
-		if voided[e.ID()] {
-			continue // a voided sale never happened
-		}
-		k := store(e.Store)
-		if e.MemberID != "" {
-			memberSales[e.MemberID] = append(memberSales[e.MemberID], kpiSale{e.Store, e.At})
-		}
-		if !inMonth(e) {
+	for _, r := range life {
+		if r.Scope != ScopeStore || (r.N[AggMembers] == 0 && r.N[AggAtRisk] == 0 && r.N[AggDormant] == 0) {
 			continue
 		}
-		sum(&k.PointsIssued, e.Sale.PointsEarned, &k.Overflow)
-		sum(&rep.Chain.PointsIssued, e.Sale.PointsEarned, &rep.Chain.Overflow)
-		if e.Sale.PointsEarned != 0 {
-			c := cashier(e.Store, e.Cashier)
-			sum(&c.PointsIssued, e.Sale.PointsEarned, &c.Overflow)
-		}
-		sum(&k.PointsRedeemed, e.Sale.RedeemPoints, &k.Overflow)
-		sum(&rep.Chain.PointsRedeemed, e.Sale.RedeemPoints, &rep.Chain.Overflow)
-		if e.MemberID == "" {
-			continue
-		}
-		k.MemberSales++
-		sum(&k.MemberSalesAmount, e.Sale.Due, &k.Overflow)
-		rep.Chain.MemberSales++
-		sum(&rep.Chain.MemberSalesAmount, e.Sale.Due, &rep.Chain.Overflow)
-		if t, ok := firstChain[e.MemberID]; !ok || e.At.Before(t) {
-			firstChain[e.MemberID] = e.At
-		}
-		sk := [2]string{e.Store, e.MemberID}
-		if t, ok := firstStore[sk]; !ok || e.At.Before(t) {
-			firstStore[sk] = e.At
-		}
+		k := store(r.Store)
+		k.Members += int(r.N[AggMembers])
+		k.AtRisk += int(r.N[AggAtRisk])
+		k.Dormant += int(r.N[AggDormant])
+		lc[AggMembers] += r.N[AggMembers]
+		lc[AggAtRisk] += r.N[AggAtRisk]
+		lc[AggDormant] += r.N[AggDormant]
 	}
-	const window = 30 * 24 * time.Hour
-	repurchased := func(member, st string, first time.Time) bool {
-		for _, x := range memberSales[member] {
-			if (st == "" || x.store == st) && x.at.After(first) && !x.at.After(first.Add(window)) {
-				return true
-			}
-		}
-		return false
-	}
-	for m, t := range firstChain {
-		rep.Chain.ActiveMembers++
-		if repurchased(m, "", t) {
-			rep.Chain.Repurchasers++
-		}
-	}
-	for sk, t := range firstStore {
-		k := store(sk[0])
-		k.ActiveMembers++
-		if repurchased(sk[1], sk[0], t) {
-			k.Repurchasers++
-		}
-	}
-	// Life cycle as of the end of the month, by the member's home store.
-	for m, at := range enrolled {
-		if at.After(asOf) {
-			continue
-		}
-		last := at
-		for _, x := range memberSales[m] {
-			if x.at.After(last) && !x.at.After(asOf) {
-				last = x.at
-			}
-		}
-		k := store(home[m])
-		k.Members++
-		rep.Chain.Members++
-		switch d := localDays(last, asOf, s.loc); {
-		case d >= s.o.DormantDays:
-			k.Dormant++
-			rep.Chain.Dormant++
-		case d >= s.o.AtRiskDays:
-			k.AtRisk++
-			rep.Chain.AtRisk++
-		}
-	}
+	rep.Chain.Members, rep.Chain.AtRisk, rep.Chain.Dormant = int(lc[AggMembers]), int(lc[AggAtRisk]), int(lc[AggDormant])
 	finish := func(k *KPI) {
 		k.RepurchaseBP = ratio(int64(k.Repurchasers), 10000, int64(k.ActiveMembers))
 		k.AvgTicket = ratio(k.MemberSalesAmount, 1, int64(k.MemberSales))
@@ -233,6 +179,9 @@ func (s *Server) KPIs(ctx context.Context, month string) (*KPIReport, error) {
 	finish(&rep.Chain)
 	rep.Stores = []KPI{}
 	for _, k := range stores {
+		if *k == (KPI{Store: k.Store}) {
+			continue // only zero rows (e.g. everything reversed)
+		}
 		finish(k)
 		rep.Stores = append(rep.Stores, *k)
 	}
@@ -248,7 +197,6 @@ func (s *Server) KPIs(ctx context.Context, month string) (*KPIReport, error) {
 		}
 		return a.Cashier < b.Cashier
 	})
-	return rep, nil
 }
 
 // sum adds v to *dst; a sum that would leave the int64 range stays at the

@@ -35,12 +35,13 @@ var (
 	bMemLog    = []byte("member_log")  // change version (be64) → member id
 	bPrograms  = []byte("programs")    // version (be64) → ProgramVersion
 	bMeta      = []byte("meta")
-	allBuckets = [][]byte{bCreds, bTokens, bTills, bEntries, bDead, bMembers, bMemData, bMemLog, bPrograms, bMeta}
+	allBuckets = append([][]byte{bCreds, bTokens, bTills, bEntries, bDead, bMembers, bMemData, bMemLog, bPrograms, bMeta}, aggBuckets...)
 )
 
-// schemaVersion 2: members split into hot and cold parts (1: one JSON
-// record); a version-1 file is migrated on open.
-const schemaVersion = 2
+// schemaVersion 3: KPI aggregates, built from the stored entries once
+// when an older file is opened; 2: members split into hot and cold parts
+// (1: one JSON record), a version-1 file is migrated on open.
+const schemaVersion = 3
 
 // Options tune the store.
 type Options struct {
@@ -98,6 +99,11 @@ func Open(path string, o Options) (*Store, error) {
 		if n == 1 {
 			if err := migrateMembers(tx); err != nil {
 				return fmt.Errorf("hq store %s: upgrading members to schema %d: %w", path, schemaVersion, err)
+			}
+		}
+		if n >= 1 && n < 3 {
+			if err := rebuildAggregates(tx, hq.DefaultAggConfig); err != nil {
+				return fmt.Errorf("hq store %s: building KPI aggregates: %w", path, err)
 			}
 		}
 		return meta.Put([]byte("schema"), boltjs.U64(schemaVersion))
@@ -277,6 +283,9 @@ func (s *Store) ResolveDeadLetter(_ context.Context, store, till string, seq uin
 		}
 		ds, err := hq.Deltas([]entry.Entry{e})
 		if err != nil {
+			return err
+		}
+		if err := fold(tx, []entry.Entry{e}, store); err != nil {
 			return err
 		}
 		return applyDeltas(tx, ds) // ErrOverflow rolls back: it stays a dead letter

@@ -10,6 +10,7 @@ import (
 
 	bbolt "go.etcd.io/bbolt"
 
+	"posagent/ledger/entry"
 	"posagent/sync/hq"
 	"posagent/sync/internal/boltjs"
 	"posagent/sync/wire"
@@ -202,9 +203,13 @@ func apply(tx *bbolt.Tx, ms *memberSet, r *ingestReq) (wire.Ack, error) {
 		}
 		eb, db := tx.Bucket(bEntries), tx.Bucket(bDead)
 		eb.FillPercent = 1 // export sequence only grows: pack the leaves full
+		var stored []entry.Entry
 		for i, it := range b.Items {
 			if it.Seq <= acked {
 				continue
+			}
+			if it.Entry != nil {
+				stored = append(stored, *it.Entry)
 			}
 			if it.Entry == nil {
 				if err := db.Put(deadKey(b.Store, b.Till, it.Seq), r.enc[i]); err != nil {
@@ -224,6 +229,10 @@ func apply(tx *bbolt.Tx, ms *memberSet, r *ingestReq) (wire.Ack, error) {
 			if err := ms.apply(d); err != nil {
 				return wire.Ack{}, err
 			}
+		}
+		// The KPI aggregates change with the entries, in this transaction.
+		if err := fold(tx, stored, b.Store); err != nil {
+			return wire.Ack{}, err
 		}
 		if err := tills.Put(tk, boltjs.U64(b.Last)); err != nil {
 			return wire.Ack{}, err

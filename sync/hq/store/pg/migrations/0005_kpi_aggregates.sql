@@ -3,7 +3,10 @@
 -- the facts they derive from (one per sale that can still change a figure,
 -- one per member). A month's report reads these, never the entries. The
 -- rows are built from the entries already stored by the first hq that
--- opens the database after this migration (agg_config.built).
+-- opens the database after this migration (agg_config.built). Rows are
+-- kept per writing till as well, so uploads of different tills never wait
+-- for each other on a row; readers sum them. Counters add with wrap-around
+-- as Go's int64 does, so a change and its reversal always cancel.
 CREATE TABLE agg_config (
     one    boolean PRIMARY KEY DEFAULT true CHECK (one),
     config jsonb   NOT NULL,
@@ -16,6 +19,7 @@ CREATE TABLE agg_days (
     scope           text    NOT NULL, -- s store, c chain (store: the writer), k cashier
     store           text    NOT NULL,
     cashier         text    NOT NULL DEFAULT '',
+    writer          text    NOT NULL DEFAULT '', -- store/till of the upload that wrote it
     new_members     bigint  NOT NULL DEFAULT 0,
     member_sales    bigint  NOT NULL DEFAULT 0,
     member_amount   bigint  NOT NULL DEFAULT 0,
@@ -27,7 +31,7 @@ CREATE TABLE agg_days (
     at_risk         bigint  NOT NULL DEFAULT 0,
     dormant         bigint  NOT NULL DEFAULT 0,
     enrolments      bigint  NOT NULL DEFAULT 0,
-    PRIMARY KEY (day, scope, store, cashier)
+    PRIMARY KEY (day, scope, store, cashier, writer)
 );
 
 CREATE TABLE agg_months (
@@ -35,6 +39,7 @@ CREATE TABLE agg_months (
     scope           text    NOT NULL, -- s store, c chain (store: the writer), k cashier
     store           text    NOT NULL,
     cashier         text    NOT NULL DEFAULT '',
+    writer          text    NOT NULL DEFAULT '', -- store/till of the upload that wrote it
     new_members     bigint  NOT NULL DEFAULT 0,
     member_sales    bigint  NOT NULL DEFAULT 0,
     member_amount   bigint  NOT NULL DEFAULT 0,
@@ -46,7 +51,7 @@ CREATE TABLE agg_months (
     at_risk         bigint  NOT NULL DEFAULT 0,
     dormant         bigint  NOT NULL DEFAULT 0,
     enrolments      bigint  NOT NULL DEFAULT 0,
-    PRIMARY KEY (day, scope, store, cashier)
+    PRIMARY KEY (day, scope, store, cashier, writer)
 );
 
 CREATE TABLE agg_sales (

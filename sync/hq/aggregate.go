@@ -1,0 +1,688 @@
+package hq
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"posagent/ledger/entry"
+)
+
+// Aggregates kept at ingest. The transaction that stores a batch also folds
+// its entries (Fold) into per-day counter rows and into the facts the
+// counters are derived from (one record per sale that matters, one per
+// member). A month's KPI report reads that month's rows, the earlier
+// months' life-cycle rows (one per store and month) and, for the current
+// month, its days so far: never the entries.
+//
+// Every figure is a difference: the counters a fact contributes are
+// subtracted before it changes and added again afterwards. A refund or a
+// void therefore changes the figures of the day and store of the sale it
+// reverses, whenever it arrives, and the result does not depend on the
+// order entries arrive in: recomputing everything from the stored entries
+// (RecomputeAggregates) must give exactly the rows the stores hold.
+
+// Day is a local calendar day, counted from 1970-01-01.
+type Day int32
+
+// DayOf is t's calendar date in t's own location.
+func DayOf(t time.Time) Day {
+	u := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	return Day(u.Unix() / 86400)
+}
+
+// Time is midnight UTC of the day (for its calendar fields).
+func (d Day) Time() time.Time { return time.Unix(int64(d)*86400, 0).UTC() }
+
+// Month is the first day of d's month.
+func (d Day) Month() Day {
+	t := d.Time()
+	return DayOf(time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC))
+}
+
+// NextMonth is the first day of the month after d's.
+func (d Day) NextMonth() Day {
+	t := d.Time()
+	return DayOf(time.Date(t.Year(), t.Month()+1, 1, 0, 0, 0, 0, time.UTC))
+}
+
+func (d Day) String() string { return d.Time().Format("2006-01-02") }
+
+// EntryDay is the store-local day of an entry: the date of its Local wall
+// clock, or of At in loc when Local is missing or unreadable.
+func EntryDay(e *entry.Entry, loc *time.Location) Day {
+	if t, err := time.Parse(time.RFC3339, e.Local); err == nil {
+		return DayOf(t)
+	}
+	return DayOf(e.At.In(loc))
+}
+
+// Aggregate counters, the columns of a row.
+const (
+	AggNewMembers     = iota // enrolments (store rows)
+	AggMemberSales           // member sales not voided nor fully refunded
+	AggMemberAmount          // their Due less what was refunded, fen
+	AggPointsIssued          // earned less reversed, plus positive adjustments
+	AggPointsRedeemed        // redeemed less restored
+	AggActive                // members whose first sale of the month (in the row's scope) is that day
+	AggRepurchasers          // those of them who bought again within 30 days
+	AggMembers               // life cycle, as day differences: +1 on enrolment
+	AggAtRisk                // +1 when a member turns at risk, -1 when no longer
+	AggDormant               // +1 when a member turns dormant, -1 when back
+	AggEnrolments            // cashier rows: enrolments
+	AggCounters
+)
+
+// AggCounterNames names the counters (PostgreSQL column names).
+var AggCounterNames = [AggCounters]string{"new_members", "member_sales", "member_amount", "points_issued",
+	"points_redeemed", "active", "repurchasers", "members", "at_risk", "dormant", "enrolments"}
+
+// Counts is one row's counters. They add with wrap-around (exact as
+// differences); reports sum rows with saturation and say so.
+type Counts [AggCounters]int64
+
+// Zero reports whether every counter is 0.
+func (c *Counts) Zero() bool { return *c == Counts{} }
+
+// Scopes of a row.
+const (
+	// ScopeStore rows are per store and day: sales, points, enrolments,
+	// active members and repurchasers of the store, and the life cycle of
+	// the members whose home (enrolling) store it is.
+	ScopeStore = "s"
+	// ScopeChain rows hold chain-wide active members and repurchasers.
+	// Their Store is only the store whose upload wrote the change (so
+	// uploads of different stores do not queue on one row); a report sums
+	// them over stores.
+	ScopeChain = "c"
+	// ScopeCashier rows are per store, cashier and day: enrolments and
+	// points issued.
+	ScopeCashier = "k"
+)
+
+// AggKey names a row. Day rows have any Day; month rows have the first
+// day of the month.
+type AggKey struct {
+	Scope   string
+	Store   string
+	Cashier string
+	Day     Day
+}
+
+// AggRow is a stored row.
+type AggRow struct {
+	AggKey
+	N Counts
+}
+
+// AggDelta is a change to the rows.
+type AggDelta map[AggKey]*Counts
+
+func (d AggDelta) add(k AggKey, i int, v int64) {
+	c := d[k]
+	if c == nil {
+		c = &Counts{}
+		d[k] = c
+	}
+	c[i] += v
+}
+
+// Rows lists the non-zero changes in key order, as day rows and as month
+// rows (the same changes summed by month).
+func (d AggDelta) Rows() (days, months []AggRow) {
+	m := AggDelta{}
+	for k, c := range d {
+		if c.Zero() {
+			continue
+		}
+		days = append(days, AggRow{k, *c})
+		mk := k
+		mk.Day = k.Day.Month()
+		for i, v := range c {
+			m.add(mk, i, v)
+		}
+	}
+	for k, c := range m {
+		if !c.Zero() {
+			months = append(months, AggRow{k, *c})
+		}
+	}
+	SortAggRows(days)
+	SortAggRows(months)
+	return days, months
+}
+
+// SortAggRows orders rows by day, scope, store, cashier.
+func SortAggRows(rs []AggRow) {
+	sort.Slice(rs, func(i, j int) bool { return rs[i].AggKey.less(rs[j].AggKey) })
+}
+
+func (a AggKey) less(b AggKey) bool {
+	if a.Day != b.Day {
+		return a.Day < b.Day
+	}
+	if a.Scope != b.Scope {
+		return a.Scope < b.Scope
+	}
+	if a.Store != b.Store {
+		return a.Store < b.Store
+	}
+	return a.Cashier < b.Cashier
+}
+
+// AggConfig is what the aggregates are built with: the zone for entries
+// without a readable Local clock, and the life-cycle thresholds. Stores
+// keep the one their rows were built with; a report with another rebuilds
+// them first.
+type AggConfig struct {
+	TimeZone    string `json:"time_zone"`
+	AtRiskDays  int    `json:"at_risk_days"`
+	DormantDays int    `json:"dormant_days"`
+}
+
+// DefaultAggConfig is the Options defaults'.
+var DefaultAggConfig = AggConfig{TimeZone: "Asia/Shanghai", AtRiskDays: 60, DormantDays: 180}
+
+func (c AggConfig) loc() *time.Location {
+	if l, err := time.LoadLocation(c.TimeZone); err == nil {
+		return l
+	}
+	return time.FixedZone("UTC+8", 8*3600)
+}
+
+// RepurchaseDays: a member repurchased when they bought again the same day
+// or within this many days after their first sale of the month.
+const RepurchaseDays = 30
+
+// SaleFact is what the aggregates know of one sale: the sale itself once
+// stored, and what refunds and voids of it reversed (they may arrive first).
+type SaleFact struct {
+	Seen     bool   `json:"seen,omitempty"`
+	Store    string `json:"store,omitempty"`
+	Cashier  string `json:"cashier,omitempty"`
+	Member   string `json:"member,omitempty"`
+	Day      Day    `json:"day,omitempty"`
+	Due      int64  `json:"due,omitempty"`
+	Earned   int64  `json:"earned,omitempty"`
+	Redeem   int64  `json:"redeem,omitempty"`
+	Refunded int64  `json:"refunded,omitempty"`
+	Reversed int64  `json:"reversed,omitempty"`
+	Restored int64  `json:"restored,omitempty"`
+	Full     bool   `json:"full,omitempty"` // a refund said it refunded everything
+	Voided   bool   `json:"voided,omitempty"`
+}
+
+// Keep reports whether the fact can still change a figure: a member sale,
+// one that moved points, or reversals whose sale has not arrived yet.
+// Stores keep only these.
+func (f *SaleFact) Keep() bool {
+	return !f.Seen || f.Member != "" || f.Earned != 0 || f.Redeem != 0
+}
+
+// counts: the sale stands (stored, not voided).
+func (f *SaleFact) counts() bool { return f.Seen && !f.Voided }
+
+// Visit: a member sale that stands and is not wholly refunded. It is a
+// member's visit for active, repurchase and life-cycle figures.
+func (f *SaleFact) Visit() bool {
+	return f.counts() && f.Member != "" && !f.Full && (f.Due == 0 || f.Refunded < f.Due)
+}
+
+func (c AggConfig) saleContrib(f *SaleFact, d AggDelta, sign int64) {
+	if !f.counts() {
+		return
+	}
+	sk := AggKey{Scope: ScopeStore, Store: f.Store, Day: f.Day}
+	issued := f.Earned - f.Reversed
+	d.add(sk, AggPointsIssued, sign*issued)
+	d.add(sk, AggPointsRedeemed, sign*(f.Redeem-f.Restored))
+	if issued != 0 {
+		d.add(AggKey{Scope: ScopeCashier, Store: f.Store, Cashier: f.Cashier, Day: f.Day}, AggPointsIssued, sign*issued)
+	}
+	if f.Visit() {
+		d.add(sk, AggMemberSales, sign)
+		d.add(sk, AggMemberAmount, sign*(f.Due-f.Refunded))
+	}
+}
+
+// Visit is a day a member bought, with the number of visits that day.
+type Visit struct {
+	Day Day   `json:"d"`
+	N   int32 `json:"n"`
+}
+
+// MemberFact is what the aggregates know of one member: the enrolment
+// (the earliest stored, so arrival order never matters) and the days they
+// bought, per store.
+type MemberFact struct {
+	Enrolled bool               `json:"enrolled,omitempty"`
+	EnrolDay Day                `json:"enrol_day,omitempty"`
+	Home     string             `json:"home,omitempty"`
+	Visits   map[string][]Visit `json:"visits,omitempty"`
+}
+
+func (m *MemberFact) visit(store string, day Day, n int32) {
+	if m.Visits == nil {
+		m.Visits = map[string][]Visit{}
+	}
+	vs := m.Visits[store]
+	i := sort.Search(len(vs), func(i int) bool { return vs[i].Day >= day })
+	if i < len(vs) && vs[i].Day == day {
+		vs[i].N += n
+		if vs[i].N == 0 {
+			vs = slices.Delete(vs, i, i+1)
+		}
+	} else if n != 0 {
+		vs = slices.Insert(vs, i, Visit{day, n})
+	}
+	if len(vs) == 0 {
+		delete(m.Visits, store)
+		return
+	}
+	m.Visits[store] = vs
+}
+
+// active adds the active and repurchase counters of one sequence of visit
+// days (sorted) to rows keyed k.
+func active(vs []Visit, k AggKey, d AggDelta, sign int64) {
+	for i, v := range vs {
+		if i > 0 && vs[i-1].Day.Month() == v.Day.Month() {
+			continue // not the first visit of its month
+		}
+		k.Day = v.Day
+		d.add(k, AggActive, sign)
+		if v.N >= 2 || (i+1 < len(vs) && vs[i+1].Day-v.Day <= RepurchaseDays) {
+			d.add(k, AggRepurchasers, sign)
+		}
+	}
+}
+
+func (c AggConfig) memberContrib(m *MemberFact, shard string, d AggDelta, sign int64) {
+	stores := make([]string, 0, len(m.Visits))
+	for st := range m.Visits {
+		stores = append(stores, st)
+	}
+	sort.Strings(stores)
+	byDay := map[Day]int32{}
+	for _, st := range stores {
+		active(m.Visits[st], AggKey{Scope: ScopeStore, Store: st}, d, sign)
+		for _, v := range m.Visits[st] {
+			byDay[v.Day] += v.N
+		}
+	}
+	chain := make([]Visit, 0, len(byDay))
+	for day, n := range byDay {
+		chain = append(chain, Visit{day, n})
+	}
+	sort.Slice(chain, func(i, j int) bool { return chain[i].Day < chain[j].Day })
+	active(chain, AggKey{Scope: ScopeChain, Store: shard}, d, sign)
+	if !m.Enrolled {
+		return
+	}
+	// Life cycle: as of day D the member is at risk when their last
+	// activity (enrolment or a visit) up to D lies AtRiskDays or more but
+	// fewer than DormantDays before D, dormant when DormantDays or more.
+	// Each activity a with the next one n (none: forever) holds on [a, n),
+	// so it makes the member at risk on [a+AtRisk, min(n, a+Dormant)) and
+	// dormant on [a+Dormant, n): kept as +1/-1 at the ends, and a count as
+	// of D is the sum of every row up to D.
+	h := AggKey{Scope: ScopeStore, Store: m.Home}
+	at := func(day Day, i int, v int64) {
+		k := h
+		k.Day = day
+		d.add(k, i, sign*v)
+	}
+	at(m.EnrolDay, AggMembers, 1)
+	acts := []Day{m.EnrolDay}
+	for _, v := range chain {
+		if v.Day > m.EnrolDay {
+			acts = append(acts, v.Day)
+		}
+	}
+	ar, dm := Day(c.AtRiskDays), Day(c.DormantDays)
+	for i, a := range acts {
+		next, last := Day(0), i+1 == len(acts)
+		if !last {
+			next = acts[i+1]
+		}
+		span := func(ctr int, from, to Day, open bool) {
+			if !open && to <= from {
+				return
+			}
+			at(from, ctr, 1)
+			if !open {
+				at(to, ctr, -1)
+			}
+		}
+		end := a + dm
+		if !last && next < end {
+			end = next
+		}
+		span(AggAtRisk, a+ar, end, false)
+		span(AggDormant, a+dm, next, last)
+	}
+}
+
+// AggFacts are the facts a fold reads and changes. A missing one is new.
+type AggFacts struct {
+	Sales   map[string]*SaleFact
+	Members map[string]*MemberFact
+}
+
+// NewAggFacts is an empty set.
+func NewAggFacts() *AggFacts {
+	return &AggFacts{Sales: map[string]*SaleFact{}, Members: map[string]*MemberFact{}}
+}
+
+func enrolID(e *entry.Entry) string {
+	if e.MemberID != "" {
+		return e.MemberID
+	}
+	return e.Enrol.Member.ID
+}
+
+// AggSaleIDs lists the sales whose facts folding es reads: the sales of es
+// and those their refunds and voids reverse.
+func AggSaleIDs(es []entry.Entry) []string {
+	var ids []string
+	for i := range es {
+		e := &es[i]
+		switch {
+		case e.Sale != nil:
+			ids = append(ids, e.ID())
+		case e.Refund != nil:
+			ids = append(ids, e.Refund.SaleEntry)
+		case e.Void != nil:
+			ids = append(ids, e.Void.SaleEntry)
+		}
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
+
+// AggMemberIDs lists the members whose facts folding es reads, given the
+// facts of AggSaleIDs(es) (a reversed sale names its member).
+func AggMemberIDs(es []entry.Entry, sales map[string]*SaleFact) []string {
+	var ids []string
+	for i := range es {
+		e := &es[i]
+		switch {
+		case e.Sale != nil && e.MemberID != "":
+			ids = append(ids, e.MemberID)
+		case e.Enrol != nil:
+			ids = append(ids, enrolID(e))
+		}
+	}
+	for _, f := range sales {
+		if f.Member != "" {
+			ids = append(ids, f.Member)
+		}
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
+
+// AggFold is a fold's outcome: the counters' change and the facts it
+// touched (to write back; a sale fact that is not Keep is deleted).
+type AggFold struct {
+	Delta   AggDelta
+	Sales   []string
+	Members []string
+}
+
+// Fold folds es into f (which must hold the facts AggSaleIDs and
+// AggMemberIDs name that exist) and returns the change to the rows. shard
+// is the Store of the chain rows it writes (the uploading store).
+func (c AggConfig) Fold(es []entry.Entry, shard string, f *AggFacts) AggFold {
+	loc := c.loc()
+	d := AggDelta{}
+	type saleWas struct {
+		visit         bool
+		member, store string
+		day           Day
+	}
+	sales := map[string]saleWas{}
+	var saleOrder []string
+	members := map[string]bool{}
+	var memberOrder []string
+	member := func(id string) *MemberFact {
+		m := f.Members[id]
+		if m == nil {
+			m = &MemberFact{}
+			f.Members[id] = m
+		}
+		if !members[id] {
+			members[id] = true
+			memberOrder = append(memberOrder, id)
+			c.memberContrib(m, shard, d, -1)
+		}
+		return m
+	}
+	sale := func(id string) *SaleFact {
+		s := f.Sales[id]
+		if s == nil {
+			s = &SaleFact{}
+			f.Sales[id] = s
+		}
+		if _, ok := sales[id]; !ok {
+			sales[id] = saleWas{s.Visit(), s.Member, s.Store, s.Day}
+			saleOrder = append(saleOrder, id)
+			c.saleContrib(s, d, -1)
+		}
+		return s
+	}
+	for i := range es {
+		e := &es[i]
+		switch {
+		case e.Sale != nil:
+			s := sale(e.ID())
+			s.Seen, s.Store, s.Cashier, s.Member, s.Day = true, e.Store, e.Cashier, e.MemberID, EntryDay(e, loc)
+			s.Due, s.Earned, s.Redeem = e.Sale.Due, e.Sale.PointsEarned, e.Sale.RedeemPoints
+		case e.Refund != nil:
+			s := sale(e.Refund.SaleEntry)
+			s.Refunded += e.Refund.Amount
+			s.Reversed += e.Refund.PointsReversed
+			s.Restored += e.Refund.PointsRestored
+			s.Full = s.Full || e.Refund.Full
+		case e.Void != nil:
+			sale(e.Void.SaleEntry).Voided = true
+		case e.Enrol != nil:
+			day := EntryDay(e, loc)
+			d.add(AggKey{Scope: ScopeStore, Store: e.Store, Day: day}, AggNewMembers, 1)
+			d.add(AggKey{Scope: ScopeCashier, Store: e.Store, Cashier: e.Cashier, Day: day}, AggEnrolments, 1)
+			m := member(enrolID(e))
+			if !m.Enrolled || day < m.EnrolDay || (day == m.EnrolDay && e.Store < m.Home) {
+				m.Enrolled, m.EnrolDay, m.Home = true, day, e.Store
+			}
+		case e.Points != nil && e.Kind == entry.KindPointsAdjust && e.Points.Points > 0:
+			day := EntryDay(e, loc)
+			d.add(AggKey{Scope: ScopeStore, Store: e.Store, Day: day}, AggPointsIssued, e.Points.Points)
+			d.add(AggKey{Scope: ScopeCashier, Store: e.Store, Cashier: e.Cashier, Day: day}, AggPointsIssued, e.Points.Points)
+		}
+	}
+	// Visits follow the sales: move each changed one in its member's days.
+	for _, id := range saleOrder {
+		s, was := f.Sales[id], sales[id]
+		if was.visit {
+			member(was.member).visit(was.store, was.day, -1)
+		}
+		if s.Visit() {
+			member(s.Member).visit(s.Store, s.Day, 1)
+		}
+		c.saleContrib(s, d, 1)
+	}
+	for _, id := range memberOrder {
+		c.memberContrib(f.Members[id], shard, d, 1)
+	}
+	return AggFold{Delta: d, Sales: saleOrder, Members: memberOrder}
+}
+
+// Aggregator is the part of a Store that keeps the aggregates.
+type Aggregator interface {
+	// AggConfig is the configuration the stored rows were built with.
+	AggConfig(ctx context.Context) (AggConfig, error)
+	// RebuildAggregates recomputes every row and fact from the stored
+	// entries with c, in one transaction that holds ingest off.
+	RebuildAggregates(ctx context.Context, c AggConfig) error
+	// AggRows reads rows: month rows (months) or day rows with Day in
+	// [from, to], of the scopes given (all when none).
+	AggRows(ctx context.Context, months bool, from, to Day, scopes ...string) ([]AggRow, error)
+	// AggDump reads every row and fact, for checking them.
+	AggDump(ctx context.Context) (*AggDump, error)
+}
+
+// AggDump is everything the aggregates hold.
+type AggDump struct {
+	Config  AggConfig
+	Days    []AggRow
+	Months  []AggRow
+	Sales   map[string]*SaleFact
+	Members map[string]*MemberFact
+}
+
+// RecomputeAggregates folds every stored entry (from scan) afresh with c.
+func RecomputeAggregates(ctx context.Context, c AggConfig, scan func(context.Context, func(Stored) error) error) (*AggDump, error) {
+	f := NewAggFacts()
+	total := AggDelta{}
+	var chunk []entry.Entry
+	flush := func() {
+		for k, v := range c.Fold(chunk, "", f).Delta {
+			for i, n := range v {
+				total.add(k, i, n)
+			}
+		}
+		chunk = chunk[:0]
+	}
+	err := scan(ctx, func(x Stored) error {
+		chunk = append(chunk, x.Entry)
+		if len(chunk) == 4096 {
+			flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	flush()
+	days, months := total.Rows()
+	for id, s := range f.Sales {
+		if !s.Keep() {
+			delete(f.Sales, id)
+		}
+	}
+	for id, m := range f.Members {
+		if m.empty() {
+			delete(f.Members, id)
+		}
+	}
+	return &AggDump{Config: c, Days: days, Months: months, Sales: f.Sales, Members: f.Members}, nil
+}
+
+func (m *MemberFact) empty() bool { return !m.Enrolled && len(m.Visits) == 0 }
+
+// KeepMember reports whether a member fact is worth storing.
+func KeepMember(m *MemberFact) bool { return !m.empty() }
+
+// normal sums chain rows over their shard and drops zero rows, so two sets
+// of rows that report the same figures compare equal.
+func normal(rs []AggRow) []AggRow {
+	d := AggDelta{}
+	for _, r := range rs {
+		k := r.AggKey
+		if k.Scope == ScopeChain {
+			k.Store = ""
+		}
+		for i, v := range r.N {
+			d.add(k, i, v)
+		}
+	}
+	var out []AggRow
+	for k, c := range d {
+		if !c.Zero() {
+			out = append(out, AggRow{k, *c})
+		}
+	}
+	SortAggRows(out)
+	return out
+}
+
+// CompareAggregates lists how got (what a store holds) differs from want
+// (a recomputation); none when they agree exactly.
+func CompareAggregates(want, got *AggDump) []string {
+	var diffs []string
+	if want.Config != got.Config {
+		diffs = append(diffs, fmt.Sprintf("config: stored %+v, recomputed with %+v", got.Config, want.Config))
+	}
+	rows := func(what string, w, g []AggRow) {
+		wm, gm := map[AggKey]Counts{}, map[AggKey]Counts{}
+		for _, r := range normal(w) {
+			wm[r.AggKey] = r.N
+		}
+		for _, r := range normal(g) {
+			gm[r.AggKey] = r.N
+		}
+		var keys []AggKey
+		for k := range wm {
+			keys = append(keys, k)
+		}
+		for k := range gm {
+			if _, ok := wm[k]; !ok {
+				keys = append(keys, k)
+			}
+		}
+		sort.Slice(keys, func(i, j int) bool { return keys[i].less(keys[j]) })
+		for _, k := range keys {
+			if wm[k] != gm[k] {
+				diffs = append(diffs, fmt.Sprintf("%s row %s %s/%s/%s: stored %v, recomputed %v", what, k.Day, k.Scope, k.Store, k.Cashier, gm[k], wm[k]))
+			}
+		}
+	}
+	rows("day", want.Days, got.Days)
+	rows("month", want.Months, got.Months)
+	facts := func(what string, w, g map[string][]byte) {
+		var ids []string
+		for id := range w {
+			ids = append(ids, id)
+		}
+		for id := range g {
+			if _, ok := w[id]; !ok {
+				ids = append(ids, id)
+			}
+		}
+		sort.Strings(ids)
+		for _, id := range ids {
+			if string(w[id]) != string(g[id]) {
+				diffs = append(diffs, fmt.Sprintf("%s %s: stored %s, recomputed %s", what, id, g[id], w[id]))
+			}
+		}
+	}
+	facts("sale", encodeAll(want.Sales), encodeAll(got.Sales))
+	facts("member", encodeAll(want.Members), encodeAll(got.Members))
+	return diffs
+}
+
+func encodeAll[T any](m map[string]*T) map[string][]byte {
+	out := make(map[string][]byte, len(m))
+	for id, v := range m {
+		b, _ := json.Marshal(v) // plain structs: cannot fail
+		out[id] = b
+	}
+	return out
+}
+
+// VerifyAggregates recomputes the aggregates of st from its entries and
+// lists every difference from what it holds.
+func VerifyAggregates(ctx context.Context, st Store) ([]string, error) {
+	got, err := st.AggDump(ctx)
+	if err != nil {
+		return nil, err
+	}
+	want, err := RecomputeAggregates(ctx, got.Config, st.Scan)
+	if err != nil {
+		return nil, err
+	}
+	return CompareAggregates(want, got), nil
+}

@@ -1,0 +1,279 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"posagent/ledger/entry"
+	"posagent/sync/hq"
+	"posagent/sync/internal/boltjs"
+)
+
+// KPI aggregates (hq.Fold), written in the transaction that stores the
+// entries. Row keys start with the day, so a month's rows are one range.
+var (
+	bAggDays    = []byte("agg_days")    // day | scope | store \0 cashier → counters
+	bAggMonths  = []byte("agg_months")  // the same, per month (its first day)
+	bAggSales   = []byte("agg_sales")   // sale entry id → hq.SaleFact
+	bAggMembers = []byte("agg_members") // member id → hq.MemberFact
+	aggBuckets  = [][]byte{bAggDays, bAggMonths, bAggSales, bAggMembers}
+	kAggConfig  = []byte("agg_config") // in meta: the hq.AggConfig the rows were built with
+)
+
+// aggDay encodes a day so keys sort as days do (sign bit flipped).
+func aggDay(d hq.Day) []byte {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], uint32(d)^1<<31)
+	return b[:]
+}
+
+func aggKey(k hq.AggKey) []byte {
+	b := append(aggDay(k.Day), k.Scope...)
+	b = append(b, k.Store...)
+	b = append(b, 0)
+	return append(b, k.Cashier...)
+}
+
+func parseAggKey(b []byte) (hq.AggKey, error) {
+	if len(b) < 5 {
+		return hq.AggKey{}, fmt.Errorf("hq store: aggregate key %x too short", b)
+	}
+	k := hq.AggKey{Day: hq.Day(binary.BigEndian.Uint32(b) ^ 1<<31), Scope: string(b[4:5])}
+	st, c, ok := bytes.Cut(b[5:], []byte{0})
+	if !ok {
+		return hq.AggKey{}, fmt.Errorf("hq store: aggregate key %x has no cashier part", b)
+	}
+	k.Store, k.Cashier = string(st), string(c)
+	return k, nil
+}
+
+func getCounts(v []byte) (c hq.Counts) {
+	for i := range c {
+		if len(v) >= 8*(i+1) {
+			c[i] = int64(binary.BigEndian.Uint64(v[8*i:]))
+		}
+	}
+	return c
+}
+
+func putCounts(c *hq.Counts) []byte {
+	b := make([]byte, 8*len(c))
+	for i, v := range c {
+		binary.BigEndian.PutUint64(b[8*i:], uint64(v))
+	}
+	return b
+}
+
+func aggConfigTx(tx *bbolt.Tx) (hq.AggConfig, error) {
+	v := tx.Bucket(bMeta).Get(kAggConfig)
+	if v == nil {
+		return hq.DefaultAggConfig, nil
+	}
+	var c hq.AggConfig
+	err := json.Unmarshal(v, &c)
+	return c, err
+}
+
+// fold folds es (just stored) into the aggregates within tx.
+func fold(tx *bbolt.Tx, es []entry.Entry, shard string) error {
+	if len(es) == 0 {
+		return nil
+	}
+	cfg, err := aggConfigTx(tx)
+	if err != nil {
+		return err
+	}
+	return foldWith(tx, cfg, es, shard)
+}
+
+func foldWith(tx *bbolt.Tx, cfg hq.AggConfig, es []entry.Entry, shard string) error {
+	f := hq.NewAggFacts()
+	sb, mb := tx.Bucket(bAggSales), tx.Bucket(bAggMembers)
+	for _, id := range hq.AggSaleIDs(es) {
+		if v := sb.Get([]byte(id)); v != nil {
+			var s hq.SaleFact
+			if err := json.Unmarshal(v, &s); err != nil {
+				return err
+			}
+			f.Sales[id] = &s
+		}
+	}
+	for _, id := range hq.AggMemberIDs(es, f.Sales) {
+		if v := mb.Get([]byte(id)); v != nil {
+			var m hq.MemberFact
+			if err := json.Unmarshal(v, &m); err != nil {
+				return err
+			}
+			f.Members[id] = &m
+		}
+	}
+	r := cfg.Fold(es, shard, f)
+	for _, id := range r.Sales {
+		var err error
+		if s := f.Sales[id]; s.Keep() {
+			err = boltjs.Put(sb, []byte(id), s)
+		} else {
+			err = sb.Delete([]byte(id))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, id := range r.Members {
+		var err error
+		if m := f.Members[id]; hq.KeepMember(m) {
+			err = boltjs.Put(mb, []byte(id), m)
+		} else {
+			err = mb.Delete([]byte(id))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	days, months := r.Delta.Rows()
+	if err := addRows(tx.Bucket(bAggDays), days); err != nil {
+		return err
+	}
+	return addRows(tx.Bucket(bAggMonths), months)
+}
+
+func addRows(b *bbolt.Bucket, rs []hq.AggRow) error {
+	for _, r := range rs {
+		k := aggKey(r.AggKey)
+		c := getCounts(b.Get(k))
+		for i, v := range r.N {
+			c[i] += v
+		}
+		var err error
+		if c.Zero() {
+			err = b.Delete(k)
+		} else {
+			err = b.Put(k, putCounts(&c))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rebuildAggregates drops every row and fact and folds all stored entries
+// again with cfg, in tx.
+func rebuildAggregates(tx *bbolt.Tx, cfg hq.AggConfig) error {
+	for _, b := range aggBuckets {
+		if tx.Bucket(b) != nil {
+			if err := tx.DeleteBucket(b); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.CreateBucket(b); err != nil {
+			return err
+		}
+	}
+	var chunk []entry.Entry
+	err := boltjs.Each(tx.Bucket(bEntries), func(_ []byte, se storedEntry) error {
+		chunk = append(chunk, se.Entry)
+		if len(chunk) < 4096 {
+			return nil
+		}
+		err := foldWith(tx, cfg, chunk, "")
+		chunk = chunk[:0]
+		return err
+	})
+	if err == nil {
+		err = foldWith(tx, cfg, chunk, "")
+	}
+	if err != nil {
+		return err
+	}
+	return boltjs.Put(tx.Bucket(bMeta), kAggConfig, cfg)
+}
+
+func (s *Store) AggConfig(context.Context) (c hq.AggConfig, err error) {
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		c, err = aggConfigTx(tx)
+		return err
+	})
+	return c, err
+}
+
+// RebuildAggregates runs in one write transaction: bbolt has one writer,
+// so no upload is stored meanwhile.
+func (s *Store) RebuildAggregates(_ context.Context, c hq.AggConfig) error {
+	return s.db.Update(func(tx *bbolt.Tx) error { return rebuildAggregates(tx, c) })
+}
+
+func (s *Store) AggRows(ctx context.Context, months bool, from, to hq.Day, scopes ...string) ([]hq.AggRow, error) {
+	bk := bAggDays
+	if months {
+		bk = bAggMonths
+	}
+	var out []hq.AggRow
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bk).Cursor()
+		end := aggDay(to)
+		for k, v := c.Seek(aggDay(from)); k != nil && bytes.Compare(k[:4], end) <= 0; k, v = c.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if len(scopes) > 0 && (len(k) < 5 || !bytes.Contains([]byte(joinScopes(scopes)), k[4:5])) {
+				continue
+			}
+			key, err := parseAggKey(k)
+			if err != nil {
+				return err
+			}
+			out = append(out, hq.AggRow{AggKey: key, N: getCounts(v)})
+		}
+		return nil
+	})
+	return out, err
+}
+
+func joinScopes(s []string) string {
+	var b bytes.Buffer
+	for _, x := range s {
+		b.WriteString(x)
+	}
+	return b.String()
+}
+
+func (s *Store) AggDump(ctx context.Context) (*hq.AggDump, error) {
+	d := &hq.AggDump{Sales: map[string]*hq.SaleFact{}, Members: map[string]*hq.MemberFact{}}
+	err := s.db.View(func(tx *bbolt.Tx) (err error) {
+		if d.Config, err = aggConfigTx(tx); err != nil {
+			return err
+		}
+		rows := func(b []byte) ([]hq.AggRow, error) {
+			var out []hq.AggRow
+			err := tx.Bucket(b).ForEach(func(k, v []byte) error {
+				key, err := parseAggKey(k)
+				out = append(out, hq.AggRow{AggKey: key, N: getCounts(v)})
+				return err
+			})
+			return out, err
+		}
+		if d.Days, err = rows(bAggDays); err != nil {
+			return err
+		}
+		if d.Months, err = rows(bAggMonths); err != nil {
+			return err
+		}
+		if err := boltjs.Each(tx.Bucket(bAggSales), func(k []byte, f hq.SaleFact) error {
+			d.Sales[string(k)] = &f
+			return ctx.Err()
+		}); err != nil {
+			return err
+		}
+		return boltjs.Each(tx.Bucket(bAggMembers), func(k []byte, f hq.MemberFact) error {
+			d.Members[string(k)] = &f
+			return ctx.Err()
+		})
+	})
+	return d, err
+}
