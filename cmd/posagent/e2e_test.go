@@ -206,8 +206,8 @@ func (p *agentProc) stop(t *testing.T) {
 }
 
 type e2eClient struct {
-	base string
-	http *http.Client
+	base, token string // token: e2eToken when empty
+	http        *http.Client
 }
 
 func (c *e2eClient) do(t *testing.T, method, path string, body, out any) int {
@@ -224,7 +224,11 @@ func (c *e2eClient) do(t *testing.T, method, path string, body, out any) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+e2eToken)
+	tok := c.token
+	if tok == "" {
+		tok = e2eToken
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {

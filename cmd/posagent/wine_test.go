@@ -233,49 +233,9 @@ func (a *wineAgent) kill(t *testing.T) {
 	}
 }
 
-type wineClient struct {
-	base, token string
-	http        *http.Client
-}
-
-func (c *wineClient) call(t *testing.T, method, path string, body, out any) {
-	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, c.base+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, raw)
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			t.Fatalf("%s %s: %v in %s", method, path, err, raw)
-		}
-	}
-}
-
-// waitHealthy polls /healthz, then reads the API token the agent generated
+// waitWineHealthy polls /healthz, then reads the API token the agent generated
 // on its first start (the config names none).
-func (c *wineClient) waitHealthy(t *testing.T, a *wineAgent, tokenFile string) {
+func waitWineHealthy(t *testing.T, c *e2eClient, a *wineAgent, tokenFile string) {
 	t.Helper()
 	deadline := time.Now().Add(wineWait)
 	var last string
@@ -327,8 +287,8 @@ func TestWindowsBuildUnderWine(t *testing.T) {
 
 	started := time.Now()
 	agent, base := startWineAgent(t, w, exe, winCfg)
-	c := &wineClient{base: base, http: &http.Client{Timeout: wineWait}}
-	c.waitHealthy(t, agent, filepath.Join(data, "api.token"))
+	c := &e2eClient{base: base, http: &http.Client{Timeout: wineWait}}
+	waitWineHealthy(t, c, agent, filepath.Join(data, "api.token"))
 	t.Logf("posagent.exe run served /healthz %v after start", time.Since(started).Round(time.Millisecond))
 	for _, f := range []string{"ledger.db", "ledger.db.wal"} {
 		if _, err := os.Stat(filepath.Join(data, f)); err != nil {
@@ -337,7 +297,7 @@ func TestWindowsBuildUnderWine(t *testing.T) {
 	}
 
 	var enrolled api.EnrolResponse
-	c.call(t, http.MethodPost, "/v1/members", api.EnrolRequest{EnrolID: "wine-enrol-1", Cashier: "c1",
+	c.do(t, http.MethodPost, "/v1/members", api.EnrolRequest{EnrolID: "wine-enrol-1", Cashier: "c1",
 		Name: "Zhang San", Mobile: "13812341234", Card: "6222021234567890123"}, &enrolled)
 	id := enrolled.Member.Member.ID
 	if id == "" {
@@ -347,7 +307,7 @@ func TestWindowsBuildUnderWine(t *testing.T) {
 		{SKU: "6901234567890", Qty: 2, UnitPrice: 1250},
 	}}
 	var first entry.Entry
-	c.call(t, http.MethodPost, "/v1/sales", sale, &first)
+	c.do(t, http.MethodPost, "/v1/sales", sale, &first)
 	if first.Sale == nil || first.Sale.Gross != 2500 || first.Sale.Due <= 0 || first.Sale.PointsEarned <= 0 {
 		t.Fatalf("sale under Wine: %+v", first.Sale)
 	}
@@ -356,17 +316,17 @@ func TestWindowsBuildUnderWine(t *testing.T) {
 	// still holds the sale, and resending it returns the first entry.
 	agent.kill(t)
 	agent, c.base = startWineAgent(t, w, exe, winCfg)
-	c.waitHealthy(t, agent, filepath.Join(data, "api.token"))
+	waitWineHealthy(t, c, agent, filepath.Join(data, "api.token"))
 	var again entry.Entry
-	c.call(t, http.MethodPost, "/v1/sales", sale, &again)
+	c.do(t, http.MethodPost, "/v1/sales", sale, &again)
 	if again.ID() != first.ID() || again.Sale == nil || again.Sale.Due != first.Sale.Due {
 		t.Fatalf("resending the sale after a crash gave %s, want the first sale %s", again.ID(), first.ID())
 	}
 	var second entry.Entry
-	c.call(t, http.MethodPost, "/v1/sales", api.SaleRequest{ReceiptID: "W-0002", MemberID: id, Cashier: "c1",
+	c.do(t, http.MethodPost, "/v1/sales", api.SaleRequest{ReceiptID: "W-0002", MemberID: id, Cashier: "c1",
 		Lines: []api.Line{{SKU: "6909999000011", Qty: 1, UnitPrice: 3000}}}, &second)
 	var member api.MemberSummary
-	c.call(t, http.MethodPost, "/v1/members/lookup", api.LookupRequest{MemberID: id}, &member)
+	c.do(t, http.MethodPost, "/v1/members/lookup", api.LookupRequest{MemberID: id}, &member)
 	if want := enrolled.Member.Points + first.Sale.PointsEarned + second.Sale.PointsEarned; member.Points != want {
 		t.Fatalf("points after two sales %d, want %d", member.Points, want)
 	}
