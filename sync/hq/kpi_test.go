@@ -118,3 +118,29 @@ func TestKPIs(t *testing.T) {
 	code, _, _ = e.do("GET", "/kpi?month=March", adminToken, nil, nil)
 	require.Equal(t, http.StatusBadRequest, code)
 }
+
+// TestKPIsNetRefundsAndVoids: a sale refunded in full is no member sale
+// (average ticket, points issued, visits), a partial refund nets its
+// amount and points into the sale's month even when it comes later.
+func TestKPIsNetRefundsAndVoids(t *testing.T) {
+	now := time.Date(2026, 4, 15, 9, 0, 0, 0, hqtest.Shanghai)
+	e := newEnv(t, hq.Options{Now: func() time.Time { return now }}, nil)
+	a := &hqtest.Till{Store: "S1", Till: "T1"}
+	var es []entry.Entry
+	add := func(x entry.Entry) entry.Entry { es = append(es, x); return x }
+	add(a.Enrol("M1", day(2, 1, 2026)))
+	full := add(a.Sale("M1", day(3, 5, 2026), 10000, 100, 0, 0, ""))
+	part := add(a.Sale("M1", day(3, 20, 2026), 8000, 80, 0, 0, ""))
+	add(a.Refund(full, day(3, 6, 2026), 10000, 100, 0, true))
+	add(a.Refund(part, day(4, 2, 2026), 2000, 20, 0, false))
+	code, _, werr := e.upload(e.store["S1"], batchOf(es...))
+	require.Equal(t, http.StatusOK, code, werr.Message)
+
+	code, body, _ := e.do("GET", "/kpi?format=json&month=2026-03", adminToken, nil, nil)
+	require.Equal(t, http.StatusOK, code, string(body))
+	var rep hq.KPIReport
+	require.NoError(t, json.Unmarshal(body, &rep))
+	require.Equal(t, hq.KPI{Members: 1, ActiveMembers: 1, MemberSales: 1, MemberSalesAmount: 6000, AvgTicket: 6000,
+		PointsIssued: 60}, rep.Chain, "the refunded sale is gone; the partial refund nets")
+	require.Equal(t, []hq.CashierKPI{{Store: "S1", Cashier: "c1", PointsIssued: 60}}, rep.Cashiers)
+}

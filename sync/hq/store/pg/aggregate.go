@@ -259,6 +259,9 @@ func (s *Store) AggRows(ctx context.Context, months bool, from, to hq.Day, scope
 	if months {
 		table = "agg_months"
 	}
+	if scopes == nil {
+		scopes = []string{} // NULL would match nothing
+	}
 	rows, err := s.pool.Query(ctx, `SELECT day, scope, store, cashier, `+aggCols+` FROM `+table+`
 		WHERE day BETWEEN $1 AND $2 AND (cardinality($3::text[]) = 0 OR scope = ANY($3))`, int32(from), int32(to), scopes)
 	if err != nil {
