@@ -1,0 +1,54 @@
+package bolt_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	bbolt "go.etcd.io/bbolt"
+
+	"posagent/sync/hq"
+	"posagent/sync/hq/hqtest"
+	"posagent/sync/hq/store/bolt"
+	"posagent/sync/internal/boltjs"
+)
+
+// TestAggregatesBuiltOnUpgrade: a schema-2 file (entries, no aggregates)
+// gets its aggregates built from the entries when opened.
+func TestAggregatesBuiltOnUpgrade(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "hq.db")
+	st, err := bolt.Open(db, bolt.Options{NoSync: true})
+	require.NoError(t, err)
+	a := &hqtest.Till{Store: "S1", Till: "T1"}
+	enrol := a.Enrol("M1", hqtest.T0)
+	s := a.Sale("M1", hqtest.T0, 5000, 50, 0, 0, "")
+	_, err = st.Ingest(context.Background(), hqtest.Batch(enrol, s, a.Sale("M1", hqtest.T0, 700, 7, 0, 0, ""), a.Void(s, hqtest.T0)))
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
+
+	// Make it the file an older hq wrote.
+	raw, err := bbolt.Open(db, 0o600, nil)
+	require.NoError(t, err)
+	require.NoError(t, raw.Update(func(tx *bbolt.Tx) error {
+		for _, b := range []string{"agg_days", "agg_months", "agg_sales", "agg_members"} {
+			if err := tx.DeleteBucket([]byte(b)); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket([]byte("meta")).Put([]byte("schema"), boltjs.U64(2))
+	}))
+	require.NoError(t, raw.Close())
+
+	st, err = bolt.Open(db, bolt.Options{NoSync: true})
+	require.NoError(t, err)
+	defer st.Close()
+	hqtest.VerifyAggregates(t, st)
+	d := hq.DayOf(hqtest.T0).Month()
+	rs, err := st.AggRows(context.Background(), true, d, d, hq.ScopeStore)
+	require.NoError(t, err)
+	require.Len(t, rs, 1)
+	require.EqualValues(t, 1, rs[0].N[hq.AggMemberSales], "the voided sale is not counted")
+	require.EqualValues(t, 700, rs[0].N[hq.AggMemberAmount])
+	require.EqualValues(t, 1, rs[0].N[hq.AggNewMembers])
+}
