@@ -17,7 +17,9 @@ import (
 //	members  id 0x00 'c' coupon-id    → coupon state JSON
 //	         id 0x00 'l' exp(8) key(8) → lot (varint remaining, id)
 //	         id 0x00 'm'              → entry.Member JSON
-//	         id 0x00 'n'              → balance (binary)
+//	         id 0x00 'n'              → balance (binary; format 2 also holds
+//	                                    an HQ state kept out of the hq log
+//	                                    and its implicit HQ lot, schema 5)
 //	sales    till 0x00 seq(8)         → refund/void state JSON
 //
 // A member's record, balance and newest lots sort next to each other, so a
@@ -139,10 +141,20 @@ func (r *reader) uvarint() uint64 {
 	return v
 }
 
-const balanceFormat = 1
+// Balance record formats: 1 has no HQ fields; 2 (schema 5) adds the global
+// order of an HQ state kept out of the hq log and the implicit HQ lot. A
+// balance without them is still written as format 1.
+const (
+	balanceFormat   = 1
+	balanceFormatHQ = 2
+)
 
 func (b *balance) encode(buf []byte) []byte {
-	buf = append(buf, balanceFormat)
+	f := byte(balanceFormat)
+	if b.Unlogged != 0 || b.HQLotKey != 0 {
+		f = balanceFormatHQ
+	}
+	buf = append(buf, f)
 	for _, v := range []int64{b.Points, b.StoredValue, b.PendPoints, b.PendSV, b.LastSale, int64(b.OffDay), b.OffRedeemed} {
 		buf = binary.AppendVarint(buf, v)
 	}
@@ -152,11 +164,16 @@ func (b *balance) encode(buf []byte) []byte {
 		buf = binary.AppendVarint(buf, s.Amount)
 		buf = binary.AppendVarint(buf, int64(s.Sales))
 	}
+	if f == balanceFormatHQ {
+		buf = binary.AppendUvarint(buf, b.Unlogged)
+		buf = binary.AppendUvarint(buf, b.HQLotKey)
+		buf = binary.AppendVarint(buf, b.HQLotRem)
+	}
 	return buf
 }
 
 func decodeBalance(v []byte, b *balance) error {
-	if len(v) == 0 || v[0] != balanceFormat {
+	if len(v) == 0 || (v[0] != balanceFormat && v[0] != balanceFormatHQ) {
 		return fmt.Errorf("%w: balance record of unknown format; run posagent ledger verify", ErrCorrupt)
 	}
 	r := reader{b: v[1:]}
@@ -172,6 +189,10 @@ func decodeBalance(v []byte, b *balance) error {
 		for i := range b.Recent {
 			b.Recent[i] = spend{Day: int32(r.varint()), Amount: r.varint(), Sales: int(r.varint())}
 		}
+	}
+	b.Unlogged, b.HQLotKey, b.HQLotRem = 0, 0, 0
+	if !r.err && v[0] == balanceFormatHQ {
+		b.Unlogged, b.HQLotKey, b.HQLotRem = r.uvarint(), r.uvarint(), r.varint()
 	}
 	if r.err || len(r.b) != 0 {
 		return fmt.Errorf("%w: balance record unreadable; run posagent ledger verify", ErrCorrupt)

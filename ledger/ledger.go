@@ -37,8 +37,14 @@ import (
 // upgraded in place at Open. Schema 4 adds the lot-expiry index and the
 // binary member record (a JSON record of schema 3 is still read); schemas 2
 // and 3 are upgraded to it at Open, which walks the members' lots once to
-// build the index.
-const SchemaVersion = 4
+// build the index. Schema 5 lets a member state from HQ that nothing local
+// has touched since stay out of the hq log, its points lot implicit in the
+// balance record (format 2); a schema 4 file is marked 5 at Open, nothing
+// in it is rewritten, and a posagent that knows only schema 4 refuses it.
+const SchemaVersion = 5
+
+// schemaLotIndex is the first layout with the lot-expiry index.
+const schemaLotIndex = 4
 
 // schemaNoWAL is the layout without the log; upgraded at Open.
 const schemaNoWAL = 2
@@ -249,7 +255,7 @@ func Open(path string, o Options) (l *Ledger, err error) {
 		return nil, err
 	}
 	if from < SchemaVersion {
-		if err := l.upgrade(); err != nil {
+		if err := l.upgrade(from); err != nil {
 			l.wal.close()
 			db.Close()
 			return nil, err
@@ -373,7 +379,7 @@ func (l *Ledger) checkFile() (schema uint64, err error) {
 			return fmt.Errorf("%w: %s has schema %d, written by a development build; this posagent reads schemas %d to %d. Export its entries with the build that wrote it if you need them, then move it aside (mv %s %s.old) and start a new ledger; HQ resends member data (the file is left untouched)", ErrOlderSchema, l.path, s, schemaNoWAL, SchemaVersion, l.path, l.path)
 		}
 		for _, b := range allBuckets {
-			if bytes.Equal(b, bLotExp) && schema < SchemaVersion {
+			if bytes.Equal(b, bLotExp) && schema < schemaLotIndex {
 				continue // made by upgrade
 			}
 			if tx.Bucket(b) == nil {
@@ -396,11 +402,14 @@ func (l *Ledger) checkFile() (schema uint64, err error) {
 	return schemaNoLotIndex, nil
 }
 
-// upgrade brings a schema 3 file to SchemaVersion in one transaction: the
-// lot-expiry index is built from every member's lots. This is the one time
+// upgrade brings a schema 3 or 4 file to SchemaVersion in one transaction:
+// for schema 3 the lot-expiry index is built from every member's lots. This is the one time
 // the ledger reads all members at Open; later Opens read no member.
-func (l *Ledger) upgrade() error {
+func (l *Ledger) upgrade(from uint64) error {
 	err := l.db.Update(func(tx *bolt.Tx) error {
+		if from >= schemaLotIndex {
+			return tx.Bucket(bMeta).Put([]byte("schema"), u64(SchemaVersion))
+		}
 		ix, err := tx.CreateBucketIfNotExists(bLotExp)
 		if err != nil {
 			return err

@@ -172,6 +172,7 @@ func (l *Ledger) applyStates(states []MemberState, direct bool) error {
 			old *entry.Member
 			rec hqState
 			g   uint64
+			log bool
 		}
 		var todo []pend
 		for _, s := range states {
@@ -192,8 +193,23 @@ func (l *Ledger) applyStates(states []MemberState, direct bool) error {
 				rec.LastSale = s.LastSale.UTC().Format(time.RFC3339)
 			}
 			g := a.nextGlobal()
+			// With nothing local pending the state is the member's whole
+			// state: it stays out of the hq log, and its lot implicit in
+			// the balance record, until a local entry touches the member.
+			quiet := ms.nothingPending(marks)
+			if ms.err != nil {
+				return nil, ms.err
+			}
 			ms.applyHQ(&rec, g, ms.bal.PendPoints, ms.bal.PendSV)
-			todo = append(todo, pend{ms, old, rec, g})
+			ms.bal.Unlogged, ms.bal.HQLotKey, ms.bal.HQLotRem = 0, 0, 0
+			if quiet {
+				ms.bal.Unlogged = g
+				if len(ms.lots) == 1 {
+					ms.bal.HQLotKey, ms.bal.HQLotRem = g, ms.lots[0].Remaining
+					ms.lots = nil
+				}
+			}
+			todo = append(todo, pend{ms, old, rec, g, !quiet})
 		}
 		for _, t := range todo {
 			if err := t.ms.save(w); err != nil {
@@ -201,6 +217,9 @@ func (l *Ledger) applyStates(states []MemberState, direct bool) error {
 			}
 			if err := indexMember(w, t.old, &t.ms.member); err != nil {
 				return nil, err
+			}
+			if !t.log {
+				continue
 			}
 			if err := w.putJSON(bHQLog, u64(t.g), t.rec); err != nil {
 				return nil, err

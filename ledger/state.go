@@ -27,6 +27,16 @@ type balance struct {
 	Recent      []spend // local sales for tier rules, by day
 	OffDay      int32   // latest local day (yyyymmdd) with an offline redemption
 	OffRedeemed int64   // points redeemed offline that day (and backdated to before it)
+	// Unlogged is the global order of the HQ state last applied when it is
+	// not in the hq log (0: it is, or there is none): a state applied with
+	// nothing local pending is the member's whole state, so it is written
+	// to the log only when a local entry first touches the member (and
+	// Verify reads it from this record until then).
+	Unlogged uint64
+	// HQLotKey/HQLotRem are the member's HQ lot (id "hq/<key>", never
+	// expires at the till) while it is not stored under its own key; 0: none.
+	HQLotKey uint64
+	HQLotRem int64
 }
 
 // spend is what a member spent on one local day: sales count and money.
@@ -68,6 +78,8 @@ type mstate struct {
 	// Lots and coupons are loaded only when needed: a sale that only earns
 	// appends a lot without reading the others, and reads no coupon.
 	tx           *bolt.Tx
+	hqToLog      *hqState // an unlogged HQ state to write to the hq log at save
+	hqToLogG     uint64
 	lotsLoaded   bool
 	couponsAll   bool // every coupon of the member is in coupons
 	memberDirty  bool
@@ -96,6 +108,12 @@ func (ms *mstate) ensureLots() {
 		return
 	}
 	ms.lotsLoaded = true
+	if ms.bal.HQLotKey != 0 {
+		// The implicit HQ lot becomes a stored one at save (it is not
+		// among the lots loaded, so save writes it).
+		ms.lots = append(ms.lots, hqLot(ms.bal.HQLotKey, ms.bal.HQLotRem))
+		ms.bal.HQLotKey, ms.bal.HQLotRem = 0, 0
+	}
 	prefix := memberKey(ms.id, tagLot)
 	c := ms.tx.Bucket(bMembers).Cursor()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
@@ -108,6 +126,10 @@ func (ms *mstate) ensureLots() {
 		ms.origLots[string(k)] = *lt
 	}
 	sort.SliceStable(ms.lots, func(i, j int) bool { return lotLess(ms.lots[i], ms.lots[j]) })
+}
+
+func hqLot(g uint64, remaining int64) *lot {
+	return &lot{Key: g, ID: fmt.Sprintf("hq/%d", g), Remaining: remaining}
 }
 
 // coupon returns the member's coupon id (nil: not held), reading it from
@@ -181,6 +203,12 @@ func loadMember(tx *bolt.Tx, id string) (*mstate, error) {
 func (ms *mstate) save(w *writer) error {
 	if ms.err != nil {
 		return ms.err
+	}
+	if ms.hqToLog != nil {
+		if err := w.putJSON(bHQLog, u64(ms.hqToLogG), ms.hqToLog); err != nil {
+			return err
+		}
+		ms.hqToLog = nil
 	}
 	if ms.memberDirty {
 		if err := w.putJSON(bMembers, memberKey(ms.id, tagMember), ms.member); err != nil {
@@ -422,6 +450,17 @@ type saleRef struct {
 // the entry implies. Commit and Verify both call it, so the caches are
 // exactly what replaying the entries gives.
 func (ms *mstate) apply(e *entry.Entry, g uint64, progs loyalty.Programs, sale *saleRef) ([]entry.LotUse, error) {
+	if ms.bal.Unlogged != 0 {
+		// The first local entry since an HQ state kept out of the hq
+		// log: log that state now, as it was, so Verify replays it
+		// before this entry.
+		s := ms.unloggedState()
+		if ms.err != nil {
+			return nil, ms.err
+		}
+		ms.hqToLog, ms.hqToLogG = s, ms.bal.Unlogged
+		ms.bal.Unlogged = 0
+	}
 	p0, sv0 := ms.bal.Points, ms.bal.StoredValue
 	var uses []entry.LotUse
 	prog, err := progs.At(e.At)
@@ -585,6 +624,47 @@ type hqState struct {
 	// Marks are the acked sequences per till when the state was applied:
 	// local entries beyond them are still pending on top of HQ's figures.
 	Marks map[string]uint64 `json:"marks"`
+	// NoPending: nothing local was pending on top when the state was
+	// applied (a state logged after the fact; Marks are then unused).
+	NoPending bool `json:"no_pending,omitempty"`
+}
+
+// unloggedState is the HQ state a member's record holds while it is out of
+// the hq log: nothing local has touched the member since it was applied with
+// nothing pending, so the record is exactly that state. Flagged is not kept
+// at the till (only HQ acts on it).
+func (ms *mstate) unloggedState() *hqState {
+	s := &hqState{Member: ms.member, Points: ms.bal.Points, StoredValue: ms.bal.StoredValue, NoPending: true}
+	if ms.bal.LastSale != 0 {
+		s.LastSale = time.Unix(ms.bal.LastSale, 0).UTC().Format(time.RFC3339)
+	}
+	cs := ms.allCoupons()
+	ids := make([]string, 0, len(cs))
+	for id := range cs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		s.Coupons = append(s.Coupons, cs[id].Coupon)
+	}
+	return s
+}
+
+// nothingPending tells whether no local entry of the member is pending on
+// top of HQ's figures under marks: no balance change and no coupon issued or
+// used by an entry HQ has not acknowledged. An HQ state applied then is the
+// member's whole state and may stay out of the hq log.
+func (ms *mstate) nothingPending(marks map[string]uint64) bool {
+	if ms.bal.PendPoints != 0 || ms.bal.PendSV != 0 {
+		return false
+	}
+	pending := func(till string, seq uint64) bool { return till != "" && seq > marks[till] }
+	for _, c := range ms.allCoupons() {
+		if pending(c.IssuedTill, c.IssuedSeq) || (c.Used && pending(c.UsedTill, c.UsedSeq)) {
+			return false
+		}
+	}
+	return ms.err == nil
 }
 
 // applyHQ sets the confirmed balances from HQ. pendP/pendSV are the member's
@@ -601,12 +681,12 @@ func (ms *mstate) applyHQ(s *hqState, g uint64, pendP, pendSV int64) {
 	ms.ensureLots() // so the old ones are deleted
 	ms.lots = nil
 	if ms.bal.Points > 0 {
-		ms.lots = []*lot{{Key: g, ID: fmt.Sprintf("hq/%d", g), Remaining: ms.bal.Points}}
+		ms.lots = []*lot{hqLot(g, ms.bal.Points)}
 	}
 	if t, err := time.Parse(time.RFC3339, s.LastSale); err == nil && t.Unix() > ms.bal.LastSale {
 		ms.bal.LastSale = t.Unix()
 	}
-	pending := func(till string, seq uint64) bool { return till != "" && seq > s.Marks[till] }
+	pending := func(till string, seq uint64) bool { return !s.NoPending && till != "" && seq > s.Marks[till] }
 	next := map[string]*couponState{}
 	for _, c := range s.Coupons {
 		next[c.ID] = &couponState{Coupon: c}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"sort"
@@ -59,30 +60,89 @@ func (l *Ledger) verifyTx(tx *bolt.Tx, w io.Writer) bool {
 	tillSeqs := map[string]uint64{}
 	var nEntries, nStates int
 
-	// Merge the entry log and the HQ state log by global order.
+	// HQ states still held only by a member's record (nothing local has
+	// touched the member since), in global order.
+	type hqRec struct {
+		g uint64
+		s *hqState
+	}
+	var unlogged []hqRec
+	tx.Bucket(bMembers).ForEach(func(k, v []byte) error {
+		id, tag, ok := splitMemberKey(k)
+		if !ok || tag != tagBalance {
+			return nil
+		}
+		var b balance
+		if decodeBalance(v, &b) != nil || b.Unlogged == 0 {
+			return nil // an unreadable balance is reported with the member
+		}
+		ms, err := loadMember(tx, id)
+		if err != nil {
+			brk("member %s: %v", id, err)
+			return nil
+		}
+		s := ms.unloggedState()
+		if ms.err != nil {
+			brk("member %s: %v", id, ms.err)
+			return nil
+		}
+		unlogged = append(unlogged, hqRec{b.Unlogged, s})
+		return nil
+	})
+	sort.Slice(unlogged, func(i, j int) bool { return unlogged[i].g < unlogged[j].g })
+
+	// Merge the entry log, the HQ state log and the unlogged states by
+	// global order.
+	applyState := func(g uint64, s *hqState) {
+		nStates++
+		ms := members[s.Member.ID]
+		if ms == nil {
+			ms = newMState(s.Member.ID)
+			members[s.Member.ID] = ms
+		}
+		var pp, ps int64
+		if !s.NoPending {
+			for _, p := range pend[s.Member.ID] {
+				if p.seq > s.Marks[p.till] {
+					pp += p.dp
+					ps += p.ds
+				}
+			}
+		}
+		ms.applyHQ(s, g, pp, ps)
+	}
 	hq := tx.Bucket(bHQLog).Cursor()
 	hk, hv := hq.First()
+	ui := 0
 	hqUpTo := func(limit []byte) {
-		for hk != nil && (limit == nil || bytes.Compare(hk, limit) < 0) {
-			g := getU64(hk)
+		lim := uint64(math.MaxUint64)
+		if limit != nil {
+			lim = getU64(limit)
+		}
+		for {
+			hg, ug := uint64(math.MaxUint64), uint64(math.MaxUint64)
+			if hk != nil {
+				hg = getU64(hk)
+			}
+			if ui < len(unlogged) {
+				ug = unlogged[ui].g
+			}
+			if min(hg, ug) >= lim || (hk == nil && ui == len(unlogged)) {
+				return
+			}
+			if ug <= hg {
+				if ug == hg {
+					brk("HQ state #%d is both in the hq log and held unlogged by member %s", ug, unlogged[ui].s.Member.ID)
+				}
+				applyState(ug, unlogged[ui].s)
+				ui++
+				continue
+			}
 			var s hqState
 			if err := json.Unmarshal(hv, &s); err != nil {
-				brk("HQ state #%d unreadable: %v", g, err)
+				brk("HQ state #%d unreadable: %v", hg, err)
 			} else {
-				nStates++
-				ms := members[s.Member.ID]
-				if ms == nil {
-					ms = newMState(s.Member.ID)
-					members[s.Member.ID] = ms
-				}
-				var pp, ps int64
-				for _, p := range pend[s.Member.ID] {
-					if p.seq > s.Marks[p.till] {
-						pp += p.dp
-						ps += p.ds
-					}
-				}
-				ms.applyHQ(&s, g, pp, ps)
+				applyState(hg, &s)
 			}
 			hk, hv = hq.Next()
 		}
