@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"time"
+
+	"posagent/ledger/entry"
 )
 
 // Keys and values of schemas 2 and 3 (same layout). Everything a sale
@@ -16,7 +19,8 @@ import (
 //	keys     sha256(kind,till,key)[:16] → request-hash(16) seq(8)…
 //	members  id 0x00 'c' coupon-id    → coupon state JSON
 //	         id 0x00 'l' exp(8) key(8) → lot (varint remaining, id)
-//	         id 0x00 'm'              → entry.Member JSON
+//	         id 0x00 'm'              → entry.Member (binary since schema 5,
+//	                                    JSON before; both read)
 //	         id 0x00 'n'              → balance (binary; format 2 also holds
 //	                                    an HQ state kept out of the hq log
 //	                                    and its implicit HQ lot, schema 5)
@@ -257,4 +261,226 @@ func decodeKeyRec(v []byte) (keyRec, error) {
 		k.Seqs = append(k.Seqs, binary.BigEndian.Uint64(v[i:]))
 	}
 	return k, nil
+}
+
+// ---- member record ----
+
+// memberFormat starts a binary member record (schema 5); a record of
+// earlier schemas is JSON and starts with '{'. Card tokens that are keyed
+// hashes (64 lowercase hex digits) are kept as their 32 bytes, an
+// enrolment time that is whole UTC seconds as unix seconds, and a mobile or
+// birthday of digits and dashes as one nibble a character; anything else as
+// its text, so every member reads back exactly as given.
+const memberFormat = 1
+
+const (
+	strText   = 0
+	strNibble = 1 // digits and '-', two a byte
+	strHex32  = 1 // 64 lowercase hex digits as 32 bytes
+	strUnix   = 1 // RFC 3339 in UTC, whole seconds, as varint unix seconds
+)
+
+func appendStr(buf []byte, s string) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(s)))
+	return append(buf, s...)
+}
+
+func (r *reader) str() string {
+	n := r.uvarint()
+	if r.err || n > uint64(len(r.b)) {
+		r.err = true
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+func (r *reader) byte1() byte {
+	if len(r.b) == 0 {
+		r.err = true
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func nibbleOK(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if (s[i] < '0' || s[i] > '9') && s[i] != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func appendDigits(buf []byte, s string) []byte {
+	if !nibbleOK(s) {
+		return appendStr(append(buf, strText), s)
+	}
+	buf = append(buf, strNibble, byte(len(s)))
+	nib := func(c byte) byte {
+		if c == '-' {
+			return 10
+		}
+		return c - '0'
+	}
+	for i := 0; i < len(s); i += 2 {
+		b := nib(s[i]) << 4
+		if i+1 < len(s) {
+			b |= nib(s[i+1])
+		}
+		buf = append(buf, b)
+	}
+	return buf
+}
+
+func (r *reader) digits() string {
+	switch r.byte1() {
+	case strText:
+		return r.str()
+	case strNibble:
+		n := int(r.byte1())
+		if r.err || n > 64 || (n+1)/2 > len(r.b) {
+			r.err = true
+			return ""
+		}
+		out := make([]byte, n)
+		for i := range out {
+			v := r.b[i/2] >> 4
+			if i%2 == 1 {
+				v = r.b[i/2] & 15
+			}
+			switch {
+			case v < 10:
+				out[i] = '0' + v
+			case v == 10:
+				out[i] = '-'
+			default:
+				r.err = true
+			}
+		}
+		r.b = r.b[(n+1)/2:]
+		return string(out)
+	}
+	r.err = true
+	return ""
+}
+
+func hex32(s string) ([]byte, bool) {
+	if len(s) != 64 {
+		return nil, false
+	}
+	out := make([]byte, 32)
+	for i := 0; i < 64; i++ {
+		c := s[i]
+		var v byte
+		switch {
+		case c >= '0' && c <= '9':
+			v = c - '0'
+		case c >= 'a' && c <= 'f':
+			v = c - 'a' + 10
+		default:
+			return nil, false
+		}
+		out[i/2] |= v << (4 * (1 - i%2))
+	}
+	return out, true
+}
+
+const hexDigits = "0123456789abcdef"
+
+// encodeMember is the record of m stored under member key id.
+func encodeMember(id string, m *entry.Member) []byte {
+	buf := make([]byte, 0, 96)
+	buf = append(buf, memberFormat)
+	if m.ID == id {
+		buf = append(buf, 0)
+	} else {
+		buf = appendStr(append(buf, 1), m.ID)
+	}
+	buf = appendStr(buf, m.Name)
+	buf = appendDigits(buf, m.Mobile)
+	buf = appendDigits(buf, m.Birthday)
+	buf = appendStr(buf, m.Tier)
+	buf = appendStr(buf, m.ReferrerID)
+	buf = binary.AppendUvarint(buf, uint64(len(m.CardTokens)))
+	for _, t := range m.CardTokens {
+		if raw, ok := hex32(t); ok {
+			buf = append(append(buf, strHex32), raw...)
+		} else {
+			buf = appendStr(append(buf, strText), t)
+		}
+	}
+	if t, err := time.Parse(time.RFC3339, m.EnrolledAt); err == nil && m.EnrolledAt != "" && t.UTC().Format(time.RFC3339) == m.EnrolledAt {
+		buf = binary.AppendVarint(append(buf, strUnix), t.Unix())
+	} else {
+		buf = appendStr(append(buf, strText), m.EnrolledAt)
+	}
+	return buf
+}
+
+// decodeMember reads a member record stored under member key id (binary,
+// or the JSON of schemas before 5).
+func decodeMember(id string, v []byte, m *entry.Member) error {
+	if len(v) > 0 && v[0] == '{' {
+		*m = entry.Member{}
+		return json.Unmarshal(v, m)
+	}
+	if len(v) == 0 || v[0] != memberFormat {
+		return fmt.Errorf("member record of unknown format")
+	}
+	r := reader{b: v[1:]}
+	*m = entry.Member{ID: id}
+	switch r.byte1() {
+	case 0:
+	case 1:
+		m.ID = r.str()
+	default:
+		r.err = true
+	}
+	m.Name = r.str()
+	m.Mobile = r.digits()
+	m.Birthday = r.digits()
+	m.Tier = r.str()
+	m.ReferrerID = r.str()
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.err = true
+	}
+	for i := uint64(0); i < n && !r.err; i++ {
+		switch r.byte1() {
+		case strText:
+			m.CardTokens = append(m.CardTokens, r.str())
+		case strHex32:
+			if len(r.b) < 32 {
+				r.err = true
+				break
+			}
+			t := make([]byte, 64)
+			for j, c := range r.b[:32] {
+				t[2*j], t[2*j+1] = hexDigits[c>>4], hexDigits[c&15]
+			}
+			m.CardTokens = append(m.CardTokens, string(t))
+			r.b = r.b[32:]
+		default:
+			r.err = true
+		}
+	}
+	switch r.byte1() {
+	case strText:
+		m.EnrolledAt = r.str()
+	case strUnix:
+		m.EnrolledAt = time.Unix(r.varint(), 0).UTC().Format(time.RFC3339)
+	default:
+		r.err = true
+	}
+	if r.err || len(r.b) != 0 {
+		return fmt.Errorf("member record unreadable")
+	}
+	return nil
 }

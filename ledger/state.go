@@ -188,7 +188,7 @@ func loadMember(tx *bolt.Tx, id string) (*mstate, error) {
 	}
 	ms := &mstate{id: id, coupons: map[string]*couponState{}, tx: tx,
 		origLots: map[string]lot{}, origCoupons: map[string]couponState{}}
-	if err := json.Unmarshal(raw, &ms.member); err != nil {
+	if err := decodeMember(id, raw, &ms.member); err != nil {
 		return nil, fmt.Errorf("%w: member %q unreadable: %v", ErrCorrupt, id, err)
 	}
 	if v := b.Get(memberKey(id, tagBalance)); v != nil {
@@ -211,7 +211,7 @@ func (ms *mstate) save(w *writer) error {
 		ms.hqToLog = nil
 	}
 	if ms.memberDirty {
-		if err := w.putJSON(bMembers, memberKey(ms.id, tagMember), ms.member); err != nil {
+		if err := w.put(bMembers, memberKey(ms.id, tagMember), encodeMember(ms.id, &ms.member)); err != nil {
 			return err
 		}
 	}
