@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"posagent/ledger/entry"
 )
 
@@ -483,4 +485,30 @@ func decodeMember(id string, v []byte, m *entry.Member) error {
 		return fmt.Errorf("member record unreadable")
 	}
 	return nil
+}
+
+// tokenKey is the card index key of a card token: a keyed hash (64
+// lowercase hex digits) as its 32 bytes, any other token as the SHA-256 of
+// a NUL and its text (also 32 bytes; a token is never chosen to collide).
+// Files of schemas before 5 keyed the index by the token's text; those keys
+// are still read (tokenOwner) and are replaced when the member next changes.
+func tokenKey(t string) []byte {
+	if raw, ok := hex32(t); ok {
+		return raw
+	}
+	h := sha256.New()
+	h.Write([]byte{0})
+	h.Write([]byte(t))
+	return h.Sum(nil)
+}
+
+// tokenOwner is the member id the card index gives for token t (nil: none).
+func tokenOwner(b *bolt.Bucket, t string) []byte {
+	if t == "" {
+		return nil
+	}
+	if id := b.Get(tokenKey(t)); id != nil {
+		return id
+	}
+	return b.Get([]byte(t))
 }

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -45,6 +46,14 @@ func (l *Ledger) MemberByToken(tokenHash string) (MemberView, error) {
 	return l.byIndex(bByToken, tokenHash, "card")
 }
 
+// indexGet reads the member id an index gives for k (nil: none).
+func indexGet(tx *bolt.Tx, b []byte, k string) []byte {
+	if bytes.Equal(b, bByToken) {
+		return tokenOwner(tx.Bucket(b), k)
+	}
+	return tx.Bucket(b).Get([]byte(k))
+}
+
 // MemberByMobile looks a member up by mobile number (forgotten card).
 func (l *Ledger) MemberByMobile(mobile string) (MemberView, error) {
 	return l.byIndex(bByMobile, mobile, "mobile "+loyalty.MaskMobile(mobile))
@@ -53,7 +62,7 @@ func (l *Ledger) MemberByMobile(mobile string) (MemberView, error) {
 func (l *Ledger) byIndex(b []byte, k, what string) (MemberView, error) {
 	var v MemberView
 	err := l.read(func(tx *bolt.Tx) error {
-		id := tx.Bucket(b).Get([]byte(k))
+		id := indexGet(tx, b, k)
 		if id == nil || k == "" {
 			return wrapErr(ErrNotFound, "no member with this %s at this till; enrol them, or wait for the next sync from HQ", what)
 		}

@@ -836,7 +836,7 @@ func (l *Ledger) Enrol(ctx context.Context, r EnrolRequest) ([]*entry.Entry, err
 			}
 		}
 		if r.CardToken != "" {
-			if other := tx.Bucket(bByToken).Get([]byte(r.CardToken)); other != nil {
+			if other := tokenOwner(tx.Bucket(bByToken), r.CardToken); other != nil {
 				return nil, wrapErr(ErrKeyConflict, "this card already belongs to member %s", other)
 			}
 			m.CardTokens = appendUnique(m.CardTokens, r.CardToken)
@@ -932,9 +932,11 @@ func appendUnique(s []string, v string) []string {
 func indexMember(w *writer, old, m *entry.Member) error {
 	if old != nil {
 		for _, t := range old.CardTokens {
-			if string(w.tx.Bucket(bByToken).Get([]byte(t))) == old.ID {
-				if err := w.del(bByToken, []byte(t)); err != nil {
-					return err
+			for _, k := range [][]byte{tokenKey(t), []byte(t)} { // and the text key of earlier schemas
+				if string(w.tx.Bucket(bByToken).Get(k)) == old.ID {
+					if err := w.del(bByToken, k); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -945,7 +947,7 @@ func indexMember(w *writer, old, m *entry.Member) error {
 		}
 	}
 	for _, t := range m.CardTokens {
-		if err := w.put(bByToken, []byte(t), []byte(m.ID)); err != nil {
+		if err := w.put(bByToken, tokenKey(t), []byte(m.ID)); err != nil {
 			return err
 		}
 	}
