@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"posagent/ledger/entry"
@@ -186,11 +187,19 @@ type AggConfig struct {
 // DefaultAggConfig is the Options defaults'.
 var DefaultAggConfig = AggConfig{TimeZone: "Asia/Shanghai", AtRiskDays: 60, DormantDays: 180}
 
+// zones caches loaded locations: LoadLocation reads the zone file each time.
+var zones sync.Map // name → *time.Location
+
 func (c AggConfig) loc() *time.Location {
-	if l, err := time.LoadLocation(c.TimeZone); err == nil {
-		return l
+	if l, ok := zones.Load(c.TimeZone); ok {
+		return l.(*time.Location)
 	}
-	return time.FixedZone("UTC+8", 8*3600)
+	l, err := time.LoadLocation(c.TimeZone)
+	if err != nil {
+		l = time.FixedZone("UTC+8", 8*3600)
+	}
+	zones.Store(c.TimeZone, l)
+	return l
 }
 
 // RepurchaseDays: a member repurchased when they bought again the same day
@@ -220,6 +229,24 @@ type SaleFact struct {
 // Stores keep only these.
 func (f *SaleFact) Keep() bool {
 	return !f.Seen || f.Member != "" || f.Earned != 0 || f.Redeem != 0
+}
+
+// HasReversal reports whether a refund or void of the sale is known.
+func (f *SaleFact) HasReversal() bool {
+	return f.Refunded != 0 || f.Reversed != 0 || f.Restored != 0 || f.Full || f.Voided
+}
+
+// Reversal is the part of the fact that refunds and voids wrote; the
+// rest is the sale entry's own. A store that can read a sale entry by its
+// id keeps only this part.
+func (f *SaleFact) Reversal() SaleFact {
+	return SaleFact{Refunded: f.Refunded, Reversed: f.Reversed, Restored: f.Restored, Full: f.Full, Voided: f.Voided}
+}
+
+// See fills in the sale entry's part of the fact.
+func (c AggConfig) See(f *SaleFact, e *entry.Entry) {
+	f.Seen, f.Store, f.Cashier, f.Member, f.Day = true, e.Store, e.Cashier, e.MemberID, EntryDay(e, c.loc())
+	f.Due, f.Earned, f.Redeem = e.Sale.Due, e.Sale.PointsEarned, e.Sale.RedeemPoints
 }
 
 // counts: the sale stands (stored, not voided).
@@ -410,7 +437,7 @@ func AggMemberIDs(es []entry.Entry, sales map[string]*SaleFact) []string {
 	for i := range es {
 		e := &es[i]
 		switch {
-		case e.Sale != nil && e.MemberID != "":
+		case (e.Sale != nil || e.Refund != nil || e.Void != nil) && e.MemberID != "":
 			ids = append(ids, e.MemberID)
 		case e.Enrol != nil:
 			ids = append(ids, enrolID(e))
@@ -478,9 +505,7 @@ func (c AggConfig) Fold(es []entry.Entry, shard string, f *AggFacts) AggFold {
 		e := &es[i]
 		switch {
 		case e.Sale != nil:
-			s := sale(e.ID())
-			s.Seen, s.Store, s.Cashier, s.Member, s.Day = true, e.Store, e.Cashier, e.MemberID, EntryDay(e, loc)
-			s.Due, s.Earned, s.Redeem = e.Sale.Due, e.Sale.PointsEarned, e.Sale.RedeemPoints
+			c.See(sale(e.ID()), e)
 		case e.Refund != nil:
 			s := sale(e.Refund.SaleEntry)
 			s.Refunded += e.Refund.Amount
@@ -659,9 +684,22 @@ func CompareAggregates(want, got *AggDump) []string {
 			}
 		}
 	}
-	facts("sale", encodeAll(want.Sales), encodeAll(got.Sales))
+	facts("sale", encodeAll(reversals(want.Sales)), encodeAll(reversals(got.Sales)))
 	facts("member", encodeAll(want.Members), encodeAll(got.Members))
 	return diffs
+}
+
+// reversals keeps the reversal part of the facts that have one: what a
+// store must hold (the rest is in the sale entries).
+func reversals(m map[string]*SaleFact) map[string]*SaleFact {
+	out := map[string]*SaleFact{}
+	for id, f := range m {
+		if f.HasReversal() {
+			r := f.Reversal()
+			out[id] = &r
+		}
+	}
+	return out
 }
 
 func encodeAll[T any](m map[string]*T) map[string][]byte {

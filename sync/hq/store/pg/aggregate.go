@@ -52,9 +52,9 @@ var (
 	aggMonthsSQL = aggUpsertSQL("agg_months")
 )
 
-// lockFactsSQL locks ids' facts ($1: the fact kind, a hash salt).
-const lockFactsSQL = `SELECT count(pg_advisory_xact_lock($2, h)) FROM
-	(SELECT DISTINCT hashtext($1 || u) AS h FROM unnest($3::text[]) AS u ORDER BY h) AS x`
+// lockFactsSQL locks the facts of keys ("s:" sale id, "m:" member id).
+const lockFactsSQL = `SELECT count(pg_advisory_xact_lock($1, h)) FROM
+	(SELECT DISTINCT hashtext(u) AS h FROM unnest($2::text[]) AS u ORDER BY h) AS x`
 
 func rowArgs(rs []hq.AggRow, writer string) []any {
 	days := make([]int32, len(rs))
@@ -76,71 +76,154 @@ func rowArgs(rs []hq.AggRow, writer string) []any {
 	return args
 }
 
-// readFacts locks (unless locked: a rebuild holds everything) and reads
-// the facts of ids from table into put.
-func readFacts(ctx context.Context, q querier, table string, ids []string, locked bool, put func(id string, b []byte) error) error {
-	if len(ids) == 0 {
-		return nil
+// loadFacts reads what folding es needs, under the fact locks (unless
+// locked: a rebuild holds everything): the reversals kept of the sales es
+// names, the sale entries its refunds and voids reverse, and the facts of
+// the members involved. One round trip, a second only when a reversed
+// sale names a member its refund did not.
+func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entry, locked bool) (*hq.AggFacts, error) {
+	f := hq.NewAggFacts()
+	saleIDs := hq.AggSaleIDs(es)
+	inBatch := map[string]bool{}
+	for i := range es {
+		if es[i].Sale != nil {
+			inBatch[es[i].ID()] = true
+		}
 	}
+	var stores, tills []string
+	var seqs []int64
+	for _, id := range saleIDs {
+		if inBatch[id] {
+			continue
+		}
+		st, tl, seq, err := entry.ParseID(id)
+		if err != nil {
+			continue // never stored: validation refuses such a reference
+		}
+		stores, tills, seqs = append(stores, st), append(tills, tl), append(seqs, int64(seq))
+	}
+	loaded := map[string]bool{}
+	readMembers := func(b *pgx.Batch, ids []string) {
+		for _, id := range ids {
+			loaded[id] = true
+		}
+		b.Queue(`SELECT id, fact FROM agg_members WHERE id = ANY($1)`, ids).Query(func(rows pgx.Rows) error {
+			var id string
+			var raw []byte
+			_, err := pgx.ForEachRow(rows, []any{&id, &raw}, func() error {
+				var m hq.MemberFact
+				f.Members[id] = &m
+				return json.Unmarshal(raw, &m)
+			})
+			return err
+		})
+	}
+	// One statement takes every lock, in hash order.
+	lock := func(b *pgx.Batch, sales, members []string) {
+		if locked || len(sales)+len(members) == 0 {
+			return
+		}
+		keys := make([]string, 0, len(sales)+len(members))
+		for _, id := range sales {
+			keys = append(keys, "s:"+id)
+		}
+		for _, id := range members {
+			keys = append(keys, "m:"+id)
+		}
+		b.Queue(lockFactsSQL, int32(aggFactLock), keys)
+	}
+	members := hq.AggMemberIDs(es, nil)
 	b := &pgx.Batch{}
-	if !locked {
-		b.Queue(lockFactsSQL, table, int32(aggFactLock), ids)
-	}
-	b.Queue(`SELECT id, fact FROM `+table+` WHERE id = ANY($1)`, ids).Query(func(rows pgx.Rows) error {
+	lock(b, saleIDs, members)
+	b.Queue(`SELECT id, fact FROM agg_sales WHERE id = ANY($1)`, saleIDs).Query(func(rows pgx.Rows) error {
 		var id string
-		var fact []byte
-		_, err := pgx.ForEachRow(rows, []any{&id, &fact}, func() error { return put(id, fact) })
+		var raw []byte
+		_, err := pgx.ForEachRow(rows, []any{&id, &raw}, func() error {
+			var s hq.SaleFact
+			if err := json.Unmarshal(raw, &s); err != nil {
+				return err
+			}
+			if o := f.Sales[id]; o != nil { // the entry came first
+				s.Seen, s.Store, s.Cashier, s.Member, s.Day, s.Due, s.Earned, s.Redeem = o.Seen, o.Store, o.Cashier, o.Member, o.Day, o.Due, o.Earned, o.Redeem
+			}
+			f.Sales[id] = &s
+			return nil
+		})
 		return err
 	})
-	return q.SendBatch(ctx, b).Close()
+	if len(seqs) > 0 {
+		b.Queue(`SELECT e.body FROM entries e JOIN unnest($1::text[], $2::text[], $3::int8[]) AS u(store, till, seq)
+			ON e.store = u.store AND e.till = u.till AND e.seq = u.seq WHERE e.kind = 'sale'`, stores, tills, seqs).Query(func(rows pgx.Rows) error {
+			var raw []byte
+			_, err := pgx.ForEachRow(rows, []any{&raw}, func() error {
+				var e entry.Entry
+				if err := json.Unmarshal(raw, &e); err != nil || e.Sale == nil {
+					return err
+				}
+				s := f.Sales[e.ID()]
+				if s == nil {
+					s = &hq.SaleFact{}
+					f.Sales[e.ID()] = s
+				}
+				cfg.See(s, &e)
+				return nil
+			})
+			return err
+		})
+	}
+	if len(members) > 0 {
+		readMembers(b, members)
+	}
+	if err := q.SendBatch(ctx, b).Close(); err != nil {
+		return nil, err
+	}
+	var more []string
+	for _, id := range hq.AggMemberIDs(es, f.Sales) {
+		if !loaded[id] {
+			more = append(more, id)
+		}
+	}
+	if len(more) > 0 {
+		b := &pgx.Batch{}
+		lock(b, nil, more)
+		readMembers(b, more)
+		if err := q.SendBatch(ctx, b).Close(); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
 }
 
 // foldAgg folds es (stored in this transaction by writer, the uploading
 // store/till) into the aggregates and queues the writes on out, which the
-// caller sends.
+// caller sends. Of a sale only what refunds and voids wrote is kept; the
+// rest is read from its entry when needed.
 func foldAgg(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entry, writer string, locked bool, out *pgx.Batch) error {
 	if len(es) == 0 {
 		return nil
 	}
-	f := hq.NewAggFacts()
-	err := readFacts(ctx, q, "agg_sales", hq.AggSaleIDs(es), locked, func(id string, b []byte) error {
-		var s hq.SaleFact
-		f.Sales[id] = &s
-		return json.Unmarshal(b, &s)
-	})
-	if err != nil {
-		return err
-	}
-	err = readFacts(ctx, q, "agg_members", hq.AggMemberIDs(es, f.Sales), locked, func(id string, b []byte) error {
-		var m hq.MemberFact
-		f.Members[id] = &m
-		return json.Unmarshal(b, &m)
-	})
+	f, err := loadFacts(ctx, q, cfg, es, locked)
 	if err != nil {
 		return err
 	}
 	r := cfg.Fold(es, "", f)
-	var putIDs, delIDs []string
+	var putIDs []string
 	var puts [][]byte
 	for _, id := range r.Sales {
-		if s := f.Sales[id]; s.Keep() {
-			b, err := json.Marshal(s)
+		if s := f.Sales[id]; s.HasReversal() {
+			b, err := json.Marshal(s.Reversal())
 			if err != nil {
 				return err
 			}
 			putIDs, puts = append(putIDs, id), append(puts, b)
-		} else {
-			delIDs = append(delIDs, id)
 		}
 	}
 	if len(putIDs) > 0 {
 		out.Queue(`INSERT INTO agg_sales (id, fact) SELECT * FROM unnest($1::text[], $2::jsonb[])
 			ON CONFLICT (id) DO UPDATE SET fact = excluded.fact`, putIDs, puts)
 	}
-	if len(delIDs) > 0 {
-		out.Queue(`DELETE FROM agg_sales WHERE id = ANY($1)`, delIDs)
-	}
-	putIDs, puts, delIDs = nil, nil, nil
+	var delIDs []string
+	putIDs, puts = nil, nil
 	for _, id := range r.Members {
 		if m := f.Members[id]; hq.KeepMember(m) {
 			b, err := json.Marshal(m)
