@@ -23,7 +23,8 @@ import (
 //	         id 0x00 'l' exp(8) key(8) → lot (varint remaining, id)
 //	         id 0x00 'm'              → entry.Member (binary since schema 5,
 //	                                    JSON before; both read)
-//	         id 0x00 'n'              → balance (binary; format 2 also holds
+//	         id 0x00 'n'              → balance (before schema 5; since, the
+//	                                    balance ends the member record) (binary; format 2 also holds
 //	                                    an HQ state kept out of the hq log
 //	                                    and its implicit HQ lot, schema 5)
 //	sales    till 0x00 seq(8)         → refund/void state JSON
@@ -273,7 +274,14 @@ func decodeKeyRec(v []byte) (keyRec, error) {
 // enrolment time that is whole UTC seconds as unix seconds, and a mobile or
 // birthday of digits and dashes as one nibble a character; anything else as
 // its text, so every member reads back exactly as given.
-const memberFormat = 1
+// A record of format memberFormatBal ends with the member's balance (the
+// balance record's own encoding), so a sale rewrites one key, not two; the
+// separate balance key of earlier files is still read (it wins when present)
+// and deleted when the member is next saved.
+const (
+	memberFormat    = 1
+	memberFormatBal = 2
+)
 
 const (
 	strText   = 0
@@ -396,10 +404,15 @@ func hex32(s string) ([]byte, bool) {
 
 const hexDigits = "0123456789abcdef"
 
-// encodeMember is the record of m stored under member key id.
-func encodeMember(id string, m *entry.Member) []byte {
-	buf := make([]byte, 0, 96)
-	buf = append(buf, memberFormat)
+// encodeMember is the record of m stored under member key id, with the
+// member's balance when bal is not nil.
+func encodeMember(id string, m *entry.Member, bal *balance) []byte {
+	buf := make([]byte, 0, 128)
+	if bal != nil {
+		buf = append(buf, memberFormatBal)
+	} else {
+		buf = append(buf, memberFormat)
+	}
 	if m.ID == id {
 		buf = append(buf, 0)
 	} else {
@@ -423,18 +436,22 @@ func encodeMember(id string, m *entry.Member) []byte {
 	} else {
 		buf = appendStr(append(buf, strText), m.EnrolledAt)
 	}
+	if bal != nil {
+		buf = bal.encode(buf)
+	}
 	return buf
 }
 
 // decodeMember reads a member record stored under member key id (binary,
-// or the JSON of schemas before 5).
-func decodeMember(id string, v []byte, m *entry.Member) error {
+// or the JSON of schemas before 5), and the balance it holds into bal
+// (hasBal false: the record holds none).
+func decodeMember(id string, v []byte, m *entry.Member, bal *balance) (hasBal bool, err error) {
 	if len(v) > 0 && v[0] == '{' {
 		*m = entry.Member{}
-		return json.Unmarshal(v, m)
+		return false, json.Unmarshal(v, m)
 	}
-	if len(v) == 0 || v[0] != memberFormat {
-		return fmt.Errorf("member record of unknown format")
+	if len(v) == 0 || (v[0] != memberFormat && v[0] != memberFormatBal) {
+		return false, fmt.Errorf("member record of unknown format")
 	}
 	r := reader{b: v[1:]}
 	*m = entry.Member{ID: id}
@@ -481,10 +498,16 @@ func decodeMember(id string, v []byte, m *entry.Member) error {
 	default:
 		r.err = true
 	}
-	if r.err || len(r.b) != 0 {
-		return fmt.Errorf("member record unreadable")
+	if !r.err && v[0] == memberFormatBal {
+		if err := decodeBalance(r.b, bal); err != nil {
+			return false, fmt.Errorf("member record unreadable: %w", err)
+		}
+		return true, nil
 	}
-	return nil
+	if r.err || len(r.b) != 0 {
+		return false, fmt.Errorf("member record unreadable")
+	}
+	return false, nil
 }
 
 // tokenKey is the card index key of a card token: a keyed hash (64

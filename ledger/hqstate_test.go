@@ -90,8 +90,9 @@ func TestVerifyChecksQuietMember(t *testing.T) {
 	verifyOK(t, l)
 	require.NoError(t, l.snapshot(func(*bolt.Tx) error { return nil }))
 	require.NoError(t, l.db.Update(func(tx *bolt.Tx) error {
-		var b balance
-		require.NoError(t, decodeBalance(tx.Bucket(bMembers).Get(memberKey("H1", tagBalance)), &b))
+		ms, err := loadMember(tx, "H1")
+		require.NoError(t, err)
+		b := ms.bal
 		require.NotZero(t, b.Unlogged)
 		b.Points = 5000
 		return tx.Bucket(bMembers).Put(memberKey("H1", tagBalance), b.encode(nil))

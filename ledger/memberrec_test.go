@@ -3,11 +3,13 @@ package ledger
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
 
 	"posagent/ledger/entry"
+	"posagent/ledger/loyalty"
 )
 
 // Every member reads back exactly as given from its binary record, whatever
@@ -28,38 +30,63 @@ func TestMemberRecordRoundTrip(t *testing.T) {
 		if m.ID == "other" {
 			key = "M4"
 		}
-		raw := encodeMember(key, &m)
+		raw := encodeMember(key, &m, nil)
 		var got entry.Member
-		require.NoError(t, decodeMember(key, raw, &got))
+		_, err := decodeMember(key, raw, &got, nil)
+		require.NoError(t, err)
 		require.Equal(t, m, got)
 		for i := range raw {
-			require.Error(t, decodeMember(key, raw[:i], &got), "truncated at %d of %d", i, len(raw))
+			_, err = decodeMember(key, raw[:i], &got, nil)
+			require.Error(t, err, "truncated at %d of %d", i, len(raw))
 		}
 	}
 }
 
 // A typical member (one card, a mobile, a birthday) takes a fraction of its
-// JSON, and a JSON record of an earlier schema is still read.
+// JSON, its balance included in the same record; a JSON record and separate
+// balance of an earlier schema are still read, and the balance moves into
+// the record when the member is next saved.
 func TestMemberRecordSize(t *testing.T) {
 	s := benchMemberState(123457)
-	raw := encodeMember(s.Member.ID, &s.Member)
+	s.LastSale = time.Time{}
+	raw := encodeMember(s.Member.ID, &s.Member, nil)
 	js, _ := json.Marshal(s.Member)
 	require.Less(t, len(raw), 80, "binary member record %d bytes (JSON %d)", len(raw), len(js))
 
 	l, _ := open(t)
 	require.NoError(t, l.ApplyMemberStates([]MemberState{s}))
 	var stored []byte
+	var bal balance
 	require.NoError(t, l.read(func(tx *bolt.Tx) error {
 		stored = append(stored, tx.Bucket(bMembers).Get(memberKey(s.Member.ID, tagMember))...)
+		require.Nil(t, tx.Bucket(bMembers).Get(memberKey(s.Member.ID, tagBalance)))
 		return nil
 	}))
-	require.Equal(t, raw, stored)
+	require.Less(t, len(stored), 100, "member record with balance %d bytes", len(stored))
+	var m entry.Member
+	hasBal, err := decodeMember(s.Member.ID, stored, &m, &bal)
+	require.NoError(t, err)
+	require.True(t, hasBal)
+	require.Equal(t, s.Member, m)
+	require.Equal(t, s.Points, bal.Points)
+
 	require.NoError(t, l.snapshot(func(*bolt.Tx) error { return nil }))
+	bal.Points += 100 // the separate key wins over what the record holds
+	bal.HQLotRem += 100
 	require.NoError(t, l.db.Update(func(tx *bolt.Tx) error {
+		require.NoError(t, tx.Bucket(bMembers).Put(memberKey(s.Member.ID, tagBalance), bal.encode(nil)))
 		return tx.Bucket(bMembers).Put(memberKey(s.Member.ID, tagMember), js)
 	}))
 	v, err := l.MemberByToken(s.Member.CardTokens[0])
 	require.NoError(t, err)
 	require.Equal(t, s.Member, v.Member)
+	require.Equal(t, s.Points+100, v.Points)
+	verifyOK(t, l)
+	e := sale(t, l, SaleRequest{ReceiptID: "A", MemberID: s.Member.ID, Lines: []loyalty.Line{line(1, 1, 10000)}})
+	require.NoError(t, l.read(func(tx *bolt.Tx) error {
+		require.Nil(t, tx.Bucket(bMembers).Get(memberKey(s.Member.ID, tagBalance)))
+		return nil
+	}))
+	require.Equal(t, s.Points+100+e.PointsDelta, points(t, l, s.Member.ID))
 	verifyOK(t, l)
 }

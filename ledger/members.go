@@ -401,20 +401,17 @@ func (l *Ledger) Ack(till string, upTo uint64) error {
 			x.p += e.PointsDelta
 			x.sv += e.StoredValueDelta
 		}
-		bals := map[string]*balance{}
 		for id, x := range deltas {
-			var b balance
-			if v := tx.Bucket(bMembers).Get(memberKey(id, tagBalance)); v != nil {
-				if err := decodeBalance(v, &b); err != nil {
-					return nil, fmt.Errorf("member %s: %w", id, err)
-				}
+			ms, err := loadMember(tx, id)
+			if errors.Is(err, ErrNotFound) {
+				continue // no record to hold pending figures (verify reports the entry)
 			}
-			b.PendPoints -= x.p
-			b.PendSV -= x.sv
-			bals[id] = &b
-		}
-		for id, b := range bals {
-			if err := w.put(bMembers, memberKey(id, tagBalance), b.encode(nil)); err != nil {
+			if err != nil {
+				return nil, err
+			}
+			ms.bal.PendPoints -= x.p
+			ms.bal.PendSV -= x.sv
+			if err := ms.saveRecord(w); err != nil {
 				return nil, err
 			}
 		}

@@ -83,6 +83,7 @@ type mstate struct {
 	lotsLoaded   bool
 	couponsAll   bool // every coupon of the member is in coupons
 	memberDirty  bool
+	balKey       bool // the balance is (also) under its own key, as before schema 5
 	err          error
 	origLots     map[string]lot
 	origCoupons  map[string]couponState
@@ -188,10 +189,11 @@ func loadMember(tx *bolt.Tx, id string) (*mstate, error) {
 	}
 	ms := &mstate{id: id, coupons: map[string]*couponState{}, tx: tx,
 		origLots: map[string]lot{}, origCoupons: map[string]couponState{}}
-	if err := decodeMember(id, raw, &ms.member); err != nil {
+	if _, err := decodeMember(id, raw, &ms.member, &ms.bal); err != nil {
 		return nil, fmt.Errorf("%w: member %q unreadable: %v", ErrCorrupt, id, err)
 	}
 	if v := b.Get(memberKey(id, tagBalance)); v != nil {
+		ms.balKey = true
 		if err := decodeBalance(v, &ms.bal); err != nil {
 			return nil, fmt.Errorf("member %s: %w", id, err)
 		}
@@ -210,12 +212,7 @@ func (ms *mstate) save(w *writer) error {
 		}
 		ms.hqToLog = nil
 	}
-	if ms.memberDirty {
-		if err := w.put(bMembers, memberKey(ms.id, tagMember), encodeMember(ms.id, &ms.member)); err != nil {
-			return err
-		}
-	}
-	if err := w.put(bMembers, memberKey(ms.id, tagBalance), ms.bal.encode(nil)); err != nil {
+	if err := ms.saveRecord(w); err != nil {
 		return err
 	}
 	var seen map[string]bool
@@ -258,6 +255,19 @@ func (ms *mstate) save(w *writer) error {
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// saveRecord writes the member record with its balance, dropping a separate
+// balance key of an earlier schema.
+func (ms *mstate) saveRecord(w *writer) error {
+	if err := w.put(bMembers, memberKey(ms.id, tagMember), encodeMember(ms.id, &ms.member, &ms.bal)); err != nil {
+		return err
+	}
+	if ms.balKey {
+		ms.balKey = false
+		return w.del(bMembers, memberKey(ms.id, tagBalance))
 	}
 	return nil
 }

@@ -67,26 +67,21 @@ func (l *Ledger) verifyTx(tx *bolt.Tx, w io.Writer) bool {
 		s *hqState
 	}
 	var unlogged []hqRec
-	tx.Bucket(bMembers).ForEach(func(k, v []byte) error {
+	tx.Bucket(bMembers).ForEach(func(k, _ []byte) error {
 		id, tag, ok := splitMemberKey(k)
-		if !ok || tag != tagBalance {
+		if !ok || tag != tagMember {
 			return nil
-		}
-		var b balance
-		if decodeBalance(v, &b) != nil || b.Unlogged == 0 {
-			return nil // an unreadable balance is reported with the member
 		}
 		ms, err := loadMember(tx, id)
-		if err != nil {
-			brk("member %s: %v", id, err)
-			return nil
+		if err != nil || ms.bal.Unlogged == 0 {
+			return nil // an unreadable member is reported with the members
 		}
 		s := ms.unloggedState()
 		if ms.err != nil {
 			brk("member %s: %v", id, ms.err)
 			return nil
 		}
-		unlogged = append(unlogged, hqRec{b.Unlogged, s})
+		unlogged = append(unlogged, hqRec{ms.bal.Unlogged, s})
 		return nil
 	})
 	sort.Slice(unlogged, func(i, j int) bool { return unlogged[i].g < unlogged[j].g })
