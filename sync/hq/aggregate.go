@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -279,6 +280,21 @@ func (c AggConfig) saleContrib(f *SaleFact, d AggDelta, sign int64) {
 type Visit struct {
 	Day Day   `json:"d"`
 	N   int32 `json:"n"`
+}
+
+// MarshalJSON writes [day, n]: a member fact is mostly visits.
+func (v Visit) MarshalJSON() ([]byte, error) {
+	b := append(strconv.AppendInt([]byte{'['}, int64(v.Day), 10), ',')
+	return append(strconv.AppendInt(b, int64(v.N), 10), ']'), nil
+}
+
+func (v *Visit) UnmarshalJSON(b []byte) error {
+	var a [2]int64
+	if err := json.Unmarshal(b, &a); err != nil {
+		return err
+	}
+	v.Day, v.N = Day(a[0]), int32(a[1])
+	return nil
 }
 
 // MemberFact is what the aggregates know of one member: the enrolment

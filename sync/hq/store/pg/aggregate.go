@@ -22,12 +22,14 @@ import (
 // others do not wait for each other. Transaction-level locks work through
 // PgBouncer in transaction pooling mode (session locks do not).
 const (
-	aggLock     = 0x706f7361_6b70 // "posakp"
-	aggFactLock = 0x6b706966      // "kpif", the class of fact locks
+	aggLock     = 0x706b6167 // "pkag", the class of the aggregate lock
+	aggFactLock = 0x6b706966 // "kpif", the class of fact locks
 )
 
 // aggLockSQL takes the shared aggregate lock and reads the configuration.
-const aggLockSQL = `SELECT config FROM agg_config, pg_advisory_xact_lock_shared($1)`
+// Locks are keyed by the schema too: HQs in other schemas of the database
+// never wait for each other.
+const aggLockSQL = `SELECT config FROM agg_config, pg_advisory_xact_lock_shared($1::int4, hashtext(current_schema()))`
 
 var aggCols = strings.Join(hq.AggCounterNames[:], ", ")
 
@@ -54,7 +56,7 @@ var (
 
 // lockFactsSQL locks the facts of keys ("s:" sale id, "m:" member id).
 const lockFactsSQL = `SELECT count(pg_advisory_xact_lock($1, h)) FROM
-	(SELECT DISTINCT hashtext(u) AS h FROM unnest($2::text[]) AS u ORDER BY h) AS x`
+	(SELECT DISTINCT hashtext(current_schema() || ':' || u) AS h FROM unnest($2::text[]) AS u ORDER BY h) AS x`
 
 func rowArgs(rs []hq.AggRow, writer string) []any {
 	days := make([]int32, len(rs))
@@ -292,7 +294,7 @@ func (s *Store) buildAggregates(ctx context.Context) error {
 
 func (s *Store) rebuild(ctx context.Context, c hq.AggConfig, onlyUnbuilt bool) error {
 	return s.retry(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(aggLock)); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1::int4, hashtext(current_schema()))`, int32(aggLock)); err != nil {
 			return err
 		}
 		if onlyUnbuilt {
