@@ -19,7 +19,8 @@ import (
 //
 //	log      till 0x00 seq(8)         → global(8) entry-JSON   (the outbox itself)
 //	keys     sha256(kind,till,key)[:16] → request-hash(16) seq(8)…
-//	members  id 0x00 'c' coupon-id    → coupon state JSON
+//	members  id 0x00 'c' coupon-id    → coupon state (binary since schema 5,
+//	                                    JSON before; both read)
 //	         id 0x00 'l' exp(8) key(8) → lot (varint remaining, id)
 //	         id 0x00 'm'              → entry.Member (binary since schema 5,
 //	                                    JSON before; both read)
@@ -534,4 +535,111 @@ func tokenOwner(b *bolt.Bucket, t string) []byte {
 		return id
 	}
 	return b.Get([]byte(t))
+}
+
+// couponFormat starts a binary coupon state (schema 5); earlier files hold
+// JSON, which is still read. The coupon's id and member id are left out when
+// they are the key's.
+const couponFormat = 1
+
+func appendTime(buf []byte, s string) []byte {
+	if t, err := time.Parse(time.RFC3339, s); err == nil && s != "" && t.UTC().Format(time.RFC3339) == s {
+		return binary.AppendVarint(append(buf, strUnix), t.Unix())
+	}
+	return appendStr(append(buf, strText), s)
+}
+
+func (r *reader) time() string {
+	switch r.byte1() {
+	case strText:
+		return r.str()
+	case strUnix:
+		return time.Unix(r.varint(), 0).UTC().Format(time.RFC3339)
+	}
+	r.err = true
+	return ""
+}
+
+func appendOpt(buf []byte, s, implied string) []byte {
+	if s == implied {
+		return append(buf, 0)
+	}
+	return appendStr(append(buf, 1), s)
+}
+
+func (r *reader) opt(implied string) string {
+	switch r.byte1() {
+	case 0:
+		return implied
+	case 1:
+		return r.str()
+	}
+	r.err = true
+	return ""
+}
+
+// encodeCoupon is the state of coupon id of member memberID.
+func encodeCoupon(memberID, id string, cs *couponState) []byte {
+	c := &cs.Coupon
+	buf := make([]byte, 0, 64)
+	buf = append(buf, couponFormat)
+	buf = appendOpt(buf, c.ID, id)
+	buf = appendOpt(buf, c.MemberID, memberID)
+	buf = appendStr(buf, c.Name)
+	buf = binary.AppendVarint(buf, c.Threshold)
+	buf = binary.AppendVarint(buf, c.Value)
+	buf = binary.AppendUvarint(buf, uint64(len(c.SKUs)))
+	for _, s := range c.SKUs {
+		buf = appendStr(buf, s)
+	}
+	buf = appendTime(buf, c.ValidFrom)
+	buf = appendTime(buf, c.ValidUntil)
+	used := byte(0)
+	if cs.Used {
+		used = 1
+	}
+	buf = append(buf, used)
+	buf = appendStr(buf, cs.UsedTill)
+	buf = binary.AppendUvarint(buf, cs.UsedSeq)
+	buf = appendStr(buf, cs.IssuedTill)
+	return binary.AppendUvarint(buf, cs.IssuedSeq)
+}
+
+// decodeCoupon reads the state of coupon id of member memberID (binary, or
+// the JSON of schemas before 5).
+func decodeCoupon(memberID, id string, v []byte, cs *couponState) error {
+	*cs = couponState{}
+	if len(v) > 0 && v[0] == '{' {
+		return json.Unmarshal(v, cs)
+	}
+	if len(v) == 0 || v[0] != couponFormat {
+		return fmt.Errorf("coupon record of unknown format")
+	}
+	r := reader{b: v[1:]}
+	c := &cs.Coupon
+	c.ID = r.opt(id)
+	c.MemberID = r.opt(memberID)
+	c.Name = r.str()
+	c.Threshold, c.Value = r.varint(), r.varint()
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.err = true
+	}
+	for i := uint64(0); i < n && !r.err; i++ {
+		c.SKUs = append(c.SKUs, r.str())
+	}
+	c.ValidFrom, c.ValidUntil = r.time(), r.time()
+	switch r.byte1() {
+	case 0:
+	case 1:
+		cs.Used = true
+	default:
+		r.err = true
+	}
+	cs.UsedTill, cs.UsedSeq = r.str(), r.uvarint()
+	cs.IssuedTill, cs.IssuedSeq = r.str(), r.uvarint()
+	if r.err || len(r.b) != 0 {
+		return fmt.Errorf("coupon record unreadable")
+	}
+	return nil
 }

@@ -90,3 +90,29 @@ func TestMemberRecordSize(t *testing.T) {
 	require.Equal(t, s.Points+100+e.PointsDelta, points(t, l, s.Member.ID))
 	verifyOK(t, l)
 }
+
+// Coupon states read back exactly from their binary record, a JSON record
+// of an earlier schema is still read, and a typical one is a fraction of
+// its JSON.
+func TestCouponRecord(t *testing.T) {
+	for _, cs := range []couponState{
+		{Coupon: entry.MemberCoupon{ID: "welcome-M1", MemberID: "M1", Name: "Welcome", Threshold: 5000, Value: 500,
+			ValidFrom: "2026-01-01T00:00:00Z", ValidUntil: "2027-12-31T00:00:00Z"}},
+		{Coupon: entry.MemberCoupon{ID: "other", MemberID: "M9", Name: "满100减10", Value: 1000, SKUs: []string{"A", "B"},
+			ValidFrom: "2026-01-01T08:00:00+08:00", ValidUntil: ""}, Used: true, UsedTill: "T2", UsedSeq: 7, IssuedTill: "T1", IssuedSeq: 3},
+	} {
+		raw := encodeCoupon("M1", "welcome-M1", &cs)
+		var got couponState
+		require.NoError(t, decodeCoupon("M1", "welcome-M1", raw, &got))
+		require.Equal(t, cs, got)
+		for i := range raw {
+			require.Error(t, decodeCoupon("M1", "welcome-M1", raw[:i], &got), "truncated at %d", i)
+		}
+		js, _ := json.Marshal(cs)
+		require.NoError(t, decodeCoupon("M1", "welcome-M1", js, &got))
+		require.Equal(t, cs, got)
+		if cs.Coupon.ID == "welcome-M1" {
+			require.Less(t, len(raw), 40, "binary %d bytes, JSON %d", len(raw), len(js))
+		}
+	}
+}

@@ -145,7 +145,7 @@ func (ms *mstate) coupon(id string) *couponState {
 		return nil
 	}
 	var cs couponState
-	if err := json.Unmarshal(raw, &cs); err != nil {
+	if err := decodeCoupon(ms.id, id, raw, &cs); err != nil {
 		ms.err = fmt.Errorf("%w: coupon %s of member %q unreadable: %v", ErrCorrupt, id, ms.id, err)
 		return nil
 	}
@@ -168,7 +168,7 @@ func (ms *mstate) allCoupons() map[string]*couponState {
 			continue // already loaded (and maybe changed) in this request
 		}
 		var cs couponState
-		if err := json.Unmarshal(v, &cs); err != nil {
+		if err := decodeCoupon(ms.id, id, v, &cs); err != nil {
 			ms.err = fmt.Errorf("%w: coupon of member %q unreadable: %v", ErrCorrupt, ms.id, err)
 			return ms.coupons
 		}
@@ -245,7 +245,7 @@ func (ms *mstate) save(w *writer) error {
 		if o, ok := ms.origCoupons[id]; ok && sameCoupon(o, *cs) {
 			continue
 		}
-		if err := w.putJSON(bMembers, memberKey(ms.id, tagCoupon, []byte(id)...), cs); err != nil {
+		if err := w.put(bMembers, memberKey(ms.id, tagCoupon, []byte(id)...), encodeCoupon(ms.id, id, cs)); err != nil {
 			return err
 		}
 	}
