@@ -56,6 +56,14 @@ var _ hq.Store = (*Store)(nil)
 
 // Open connects to url (a postgres:// URL or key=value string; add
 // search_path=... to use a schema), and migrates the schema.
+//
+// Any number of HQ processes may share one database, directly or through
+// PgBouncer in transaction pooling mode: the store keeps no session state
+// (migrations lock with a transaction-level advisory lock, a till's
+// uploads serialise on its row in tills) and, unless url sets pgx's
+// default_query_exec_mode, runs unnamed statements whose descriptions it
+// caches (cache_describe) rather than named prepared statements, which a
+// transaction pooler hands to other server connections.
 func Open(ctx context.Context, url string, o Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -64,18 +72,25 @@ func Open(ctx context.Context, url string, o Options) (*Store, error) {
 	if o.MaxConns > 0 {
 		cfg.MaxConns = o.MaxConns
 	}
+	if !setsExecMode(url) {
+		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("hq: PostgreSQL: %w", err)
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("hq: PostgreSQL at %s is not reachable: %w", cfg.ConnConfig.Host, err)
+		return nil, fmt.Errorf("hq: PostgreSQL at %s is not reachable: %w%s", cfg.ConnConfig.Host, err, poolerHint(err))
 	}
 	s := &Store{pool: pool, done: make(chan struct{})}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
+	}
+	if err := s.buildAggregates(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("hq: building KPI aggregates: %w", err)
 	}
 	every := o.PruneEvery
 	if every == 0 {
@@ -322,7 +337,8 @@ func (s *Store) ingest(ctx context.Context, b hq.Batch, pre *prepared, settle bo
 // prepared is what a batch writes when HQ has acked its till up to acked.
 type prepared struct {
 	acked uint64
-	rows  [][]any // for COPY into entries
+	es    []entry.Entry // the entries stored
+	rows  [][]any       // for COPY into entries
 	ds    []hq.Delta
 	dead  []hq.DeadLetter
 	over  bool // ds for a member sum beyond int64: settle the batch
@@ -339,7 +355,7 @@ func prepare(b hq.Batch, acked uint64) (prepared, error) {
 	if over {
 		err = nil
 	}
-	return prepared{acked: acked, rows: rows, ds: ds, dead: dead, over: over}, err
+	return prepared{acked: acked, es: es, rows: rows, ds: ds, dead: dead, over: over}, err
 }
 
 // IngestTx does Ingest's work inside tx, which the caller commits. Exported
@@ -372,6 +388,8 @@ func ingest(ctx context.Context, q querier, b hq.Batch, own bool, pre *prepared,
 		ON CONFLICT (store, till) DO UPDATE SET acked = tills.acked RETURNING acked`, b.Store, b.Till).QueryRow(func(r pgx.Row) error {
 		return r.Scan(&acked)
 	})
+	var aggCfg hq.AggConfig
+	first.Queue(aggLockSQL, int64(aggLock)).QueryRow(func(r pgx.Row) error { return r.Scan(&aggCfg) })
 	if err := q.SendBatch(ctx, first).Close(); err != nil {
 		return wire.Ack{}, err
 	}
@@ -430,6 +448,10 @@ func ingest(ctx context.Context, q querier, b hq.Batch, own bool, pre *prepared,
 	}
 	fresh := pre.dead
 	last := &pgx.Batch{}
+	// The KPI aggregates change with the entries, in this transaction.
+	if err := foldAgg(ctx, q, aggCfg, pre.es, b.Store+"/"+b.Till, false, last); err != nil {
+		return wire.Ack{}, err
+	}
 	for _, d := range fresh {
 		last.Queue(`INSERT INTO dead_letters (store, till, seq, reason, raw, received_at) VALUES ($1,$2,$3,$4,$5,$6)`,
 			d.Store, d.Till, int64(d.Seq), d.Reason, d.Raw, d.ReceivedAt)
@@ -619,6 +641,9 @@ func (s *Store) ResolveDeadLetter(ctx context.Context, store, till string, seq u
 		}
 		ds, err := hq.Deltas([]entry.Entry{e})
 		if err != nil {
+			return err
+		}
+		if err := foldNow(ctx, tx, []entry.Entry{e}, store+"/"+till); err != nil {
 			return err
 		}
 		err = applyDeltas(ctx, tx, &pgx.Batch{}, ds, false)

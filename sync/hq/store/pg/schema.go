@@ -55,3 +55,28 @@ func FreshSchema(ctx context.Context, conn, prefix string) (string, func() error
 	}
 	return u, drop, err
 }
+
+// setsExecMode tells whether the connection string chooses pgx's
+// default_query_exec_mode itself.
+func setsExecMode(conn string) bool {
+	if strings.HasPrefix(conn, "postgres://") || strings.HasPrefix(conn, "postgresql://") {
+		u, err := url.Parse(conn)
+		return err == nil && u.Query().Has("default_query_exec_mode")
+	}
+	for _, f := range strings.Fields(conn) {
+		if strings.HasPrefix(f, "default_query_exec_mode=") {
+			return true
+		}
+	}
+	return false
+}
+
+// poolerHint explains PgBouncer's refusal of a startup parameter: it takes
+// no search_path (or options) from the client, so the schema is chosen on
+// its side.
+func poolerHint(err error) string {
+	if !strings.Contains(err.Error(), "unsupported startup parameter") {
+		return ""
+	}
+	return " (through PgBouncer, leave search_path out of the URL: set it with connect_query in PgBouncer's [databases] entry, or with ALTER ROLE ... SET search_path)"
+}
