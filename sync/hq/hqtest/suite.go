@@ -34,6 +34,7 @@ func Run(t *testing.T, open func(t *testing.T) hq.Store) {
 		{"Programs", testPrograms},
 		{"ExportPaging", testExportPaging},
 		{"ConcurrentIngestAndExport", testConcurrent},
+		{"Aggregates", testAggregates},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
