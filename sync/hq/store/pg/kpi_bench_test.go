@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -36,16 +35,7 @@ func TestKPIBench(t *testing.T) {
 		t.Skip("set POSAGENT_HQ_BENCH=1 (and POSAGENT_TEST_PG) to run the KPI benchmark")
 	}
 	base := testURL(t)
-	sizes := []int{100_000, 1_000_000}
-	if s := os.Getenv("POSAGENT_HQ_BENCH_ENTRIES"); s != "" {
-		sizes = nil
-		for _, f := range strings.Split(s, ",") {
-			var n int
-			_, err := fmt.Sscan(f, &n)
-			require.NoError(t, err)
-			sizes = append(sizes, n)
-		}
-	}
+	sizes := benchSizes(t, "POSAGENT_HQ_BENCH_ENTRIES", 100_000, 1_000_000)
 	bin := filepath.Join(t.TempDir(), "posagent")
 	build := exec.Command("go", "build", "-o", bin, "posagent/cmd/posagent")
 	build.Stderr = os.Stderr

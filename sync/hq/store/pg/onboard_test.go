@@ -81,16 +81,7 @@ func TestOnboardBench(t *testing.T) {
 		t.Skip("set POSAGENT_HQ_BENCH=1 to run the onboarding benchmark")
 	}
 	base := testURL(t)
-	sizes := []int{100_000, 1_000_000}
-	if s := os.Getenv("POSAGENT_HQ_BENCH_MEMBERS"); s != "" {
-		sizes = nil
-		for _, f := range strings.Split(s, ",") {
-			var n int
-			_, err := fmt.Sscan(f, &n)
-			require.NoError(t, err)
-			sizes = append(sizes, n)
-		}
-	}
+	sizes := benchSizes(t, "POSAGENT_HQ_BENCH_MEMBERS", 100_000, 1_000_000)
 	for _, n := range sizes {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 		u, drop, err := pg.FreshSchema(ctx, base, "hqbench_")
@@ -185,4 +176,20 @@ func median(ds []time.Duration) time.Duration {
 	ds = slices.Clone(ds)
 	slices.Sort(ds)
 	return ds[len(ds)/2]
+}
+
+// benchSizes reads a comma-separated list of sizes from env, or gives def.
+func benchSizes(t *testing.T, env string, def ...int) []int {
+	s := os.Getenv(env)
+	if s == "" {
+		return def
+	}
+	var sizes []int
+	for _, f := range strings.Split(s, ",") {
+		var n int
+		_, err := fmt.Sscan(f, &n)
+		require.NoError(t, err, "%s", env)
+		sizes = append(sizes, n)
+	}
+	return sizes
 }
