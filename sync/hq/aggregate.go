@@ -331,13 +331,32 @@ func (m *MemberFact) visit(store string, day Day, n int32) {
 // active adds the active and repurchase counters of one sequence of visit
 // days (sorted) to rows keyed k.
 func active(vs []Visit, k AggKey, d AggDelta, sign int64) {
+	activeIn(vs, noDay, noDay, k, d, sign)
+}
+
+// noDay stands for "no visit": before every day and after every day.
+const noDay = Day(-1 << 31)
+
+// activeIn adds the counters of the visits vs, a run of consecutive visits
+// of a sequence whose visit just before the run is on day prev and just
+// after it on day next (noDay: none). A visit's counters depend only on
+// those neighbours, so a run gives exactly its part of the sequence's.
+func activeIn(vs []Visit, prev, next Day, k AggKey, d AggDelta, sign int64) {
 	for i, v := range vs {
-		if i > 0 && vs[i-1].Day.Month() == v.Day.Month() {
+		p := prev
+		if i > 0 {
+			p = vs[i-1].Day
+		}
+		if p != noDay && p.Month() == v.Day.Month() {
 			continue // not the first visit of its month
+		}
+		n := next
+		if i+1 < len(vs) {
+			n = vs[i+1].Day
 		}
 		k.Day = v.Day
 		d.add(k, AggActive, sign)
-		if v.N >= 2 || (i+1 < len(vs) && vs[i+1].Day-v.Day <= RepurchaseDays) {
+		if v.N >= 2 || (n != noDay && n-v.Day <= RepurchaseDays) {
 			d.add(k, AggRepurchasers, sign)
 		}
 	}
@@ -407,6 +426,124 @@ func (c AggConfig) memberContrib(m *MemberFact, shard string, d AggDelta, sign i
 		span(AggAtRisk, a+ar, end, false)
 		span(AggDormant, a+dm, next, last)
 	}
+}
+
+// windowMargin is how far around the changed days a member's counters are
+// refolded. A visit's active and repurchase counters depend on the visit
+// before it only through its month (two days of a month are at most 30
+// apart) and on the one after it only within RepurchaseDays, so a visit
+// more than this many days from every changed day keeps its counters.
+const windowMargin = 62
+
+// memberContribIn adds the part of m's contribution that a change of its
+// visits on days within [lo+windowMargin, hi-windowMargin] can alter, for
+// an m whose enrolment that change leaves as it is: the active and
+// repurchase counters of the visits on days in [lo, hi] of the stores in
+// changed (nil: every store) and of the chain, and the life-cycle spans of
+// the activities in [lo, hi] and of the last one before lo (whose span
+// ends at the next activity). Everything else m contributes is the same
+// before and after such a change, so the difference of this part before
+// and after is the difference of the whole. With lo and hi beyond every
+// day it is the whole contribution (memberContrib).
+func (c AggConfig) memberContribIn(m *MemberFact, shard string, lo, hi Day, changed map[string]bool, d AggDelta, sign int64) {
+	stores := make([]string, 0, len(m.Visits))
+	for st := range m.Visits {
+		stores = append(stores, st)
+	}
+	sort.Strings(stores)
+	byDay := map[Day]int32{}
+	prev, next := noDay, noDay // the chain's visit days just outside [lo, hi]
+	for _, st := range stores {
+		vs := m.Visits[st]
+		i0 := sort.Search(len(vs), func(i int) bool { return vs[i].Day >= lo })
+		i1 := sort.Search(len(vs), func(i int) bool { return vs[i].Day > hi })
+		p, n := noDay, noDay
+		if i0 > 0 {
+			p = vs[i0-1].Day
+			if prev == noDay || p > prev {
+				prev = p
+			}
+		}
+		if i1 < len(vs) {
+			n = vs[i1].Day
+			if next == noDay || n < next {
+				next = n
+			}
+		}
+		if changed == nil || changed[st] {
+			activeIn(vs[i0:i1], p, n, AggKey{Scope: ScopeStore, Store: st}, d, sign)
+		}
+		for _, v := range vs[i0:i1] {
+			byDay[v.Day] += v.N
+		}
+	}
+	chain := make([]Visit, 0, len(byDay))
+	for day, n := range byDay {
+		chain = append(chain, Visit{day, n})
+	}
+	sort.Slice(chain, func(i, j int) bool { return chain[i].Day < chain[j].Day })
+	activeIn(chain, prev, next, AggKey{Scope: ScopeChain, Store: shard}, d, sign)
+	if !m.Enrolled {
+		return
+	}
+	// Activities: the enrolment and the chain's visit days after it. The
+	// list below is a run of consecutive ones from its first element
+	// through the first after hi, so every element up to hi has its true
+	// next activity.
+	acts := make([]Day, 0, len(chain)+3)
+	if prev != noDay && prev > m.EnrolDay {
+		acts = append(acts, prev) // the enrolment is earlier: not in the run
+	} else {
+		acts = append(acts, m.EnrolDay)
+	}
+	for _, v := range chain {
+		if v.Day > m.EnrolDay {
+			acts = append(acts, v.Day)
+		}
+	}
+	if next != noDay && next > m.EnrolDay {
+		acts = append(acts, next)
+	}
+	h := AggKey{Scope: ScopeStore, Store: m.Home}
+	at := func(day Day, i int, v int64) {
+		k := h
+		k.Day = day
+		d.add(k, i, sign*v)
+	}
+	if acts[0] == m.EnrolDay && m.EnrolDay <= hi {
+		at(m.EnrolDay, AggMembers, 1)
+	}
+	ar, dm := Day(c.AtRiskDays), Day(c.DormantDays)
+	for i, a := range acts {
+		if a > hi {
+			break
+		}
+		c.lifeSpan(a, acts[i+1:], ar, dm, at)
+	}
+}
+
+// lifeSpan adds the at-risk and dormant spans of activity a, whose later
+// activities begin with rest (none: a is the last).
+func (c AggConfig) lifeSpan(a Day, rest []Day, ar, dm Day, at func(Day, int, int64)) {
+	next, last := Day(0), len(rest) == 0
+	if !last {
+		next = rest[0]
+	}
+	span := func(ctr int, from, to Day, open bool) {
+		if !open && to <= from {
+			return
+		}
+		at(from, ctr, 1)
+		if !open {
+			at(to, ctr, -1)
+		}
+	}
+	end := a + dm
+	if !last && next < end {
+		end = next
+	}
+	span(AggAtRisk, a+ar, end, false)
+	span(AggDormant, a+dm, next, last)
 }
 
 // AggFacts are the facts a fold reads and changes. A missing one is new.
@@ -480,6 +617,12 @@ type AggFold struct {
 // AggMemberIDs name that exist) and returns the change to the rows. shard
 // is the Store of the chain rows it writes (the uploading store).
 func (c AggConfig) Fold(es []entry.Entry, shard string, f *AggFacts) AggFold {
+	return c.fold(es, shard, f, true)
+}
+
+// fold is Fold; windowed refolds each member only around its changed days
+// (memberContribIn), otherwise over its whole history (memberContrib).
+func (c AggConfig) fold(es []entry.Entry, shard string, f *AggFacts, windowed bool) AggFold {
 	loc := c.loc()
 	d := AggDelta{}
 	type saleWas struct {
@@ -489,7 +632,20 @@ func (c AggConfig) Fold(es []entry.Entry, shard string, f *AggFacts) AggFold {
 	}
 	sales := map[string]saleWas{}
 	var saleOrder []string
-	members := map[string]bool{}
+	// A member's enrolment as it was, and the visits the fold moves: the
+	// counters are refolded once per member, after the entries.
+	type move struct {
+		store string
+		day   Day
+		n     int32
+	}
+	type memberWas struct {
+		enrolled bool
+		enrolDay Day
+		home     string
+		moves    []move
+	}
+	members := map[string]*memberWas{}
 	var memberOrder []string
 	member := func(id string) *MemberFact {
 		m := f.Members[id]
@@ -497,12 +653,16 @@ func (c AggConfig) Fold(es []entry.Entry, shard string, f *AggFacts) AggFold {
 			m = &MemberFact{}
 			f.Members[id] = m
 		}
-		if !members[id] {
-			members[id] = true
+		if members[id] == nil {
+			members[id] = &memberWas{enrolled: m.Enrolled, enrolDay: m.EnrolDay, home: m.Home}
 			memberOrder = append(memberOrder, id)
-			c.memberContrib(m, shard, d, -1)
 		}
 		return m
+	}
+	moveVisit := func(id, store string, day Day, n int32) {
+		member(id)
+		w := members[id]
+		w.moves = append(w.moves, move{store, day, n})
 	}
 	sale := func(id string) *SaleFact {
 		s := f.Sales[id]
@@ -548,15 +708,41 @@ func (c AggConfig) Fold(es []entry.Entry, shard string, f *AggFacts) AggFold {
 	for _, id := range saleOrder {
 		s, was := f.Sales[id], sales[id]
 		if was.visit {
-			member(was.member).visit(was.store, was.day, -1)
+			moveVisit(was.member, was.store, was.day, -1)
 		}
 		if s.Visit() {
-			member(s.Member).visit(s.Store, s.Day, 1)
+			moveVisit(s.Member, s.Store, s.Day, 1)
 		}
 		c.saleContrib(s, d, 1)
 	}
 	for _, id := range memberOrder {
-		c.memberContrib(f.Members[id], shard, d, 1)
+		m, w := f.Members[id], members[id]
+		if windowed && w.enrolled == m.Enrolled && w.enrolDay == m.EnrolDay && w.home == m.Home {
+			if len(w.moves) == 0 {
+				continue // nothing it contributes changed
+			}
+			lo, hi := w.moves[0].day, w.moves[0].day
+			changed := map[string]bool{}
+			for _, mv := range w.moves {
+				lo, hi = min(lo, mv.day), max(hi, mv.day)
+				changed[mv.store] = true
+			}
+			// Clamped so the margin cannot wrap around (or reach noDay).
+			lo = Day(max(int64(lo)-windowMargin, int64(noDay)+1))
+			hi = Day(min(int64(hi)+windowMargin, int64(^uint32(0)>>1)))
+			c.memberContribIn(m, shard, lo, hi, changed, d, -1)
+			for _, mv := range w.moves {
+				m.visit(mv.store, mv.day, mv.n)
+			}
+			c.memberContribIn(m, shard, lo, hi, changed, d, 1)
+			continue
+		}
+		old := &MemberFact{Enrolled: w.enrolled, EnrolDay: w.enrolDay, Home: w.home, Visits: m.Visits}
+		c.memberContrib(old, shard, d, -1)
+		for _, mv := range w.moves {
+			m.visit(mv.store, mv.day, mv.n)
+		}
+		c.memberContrib(m, shard, d, 1)
 	}
 	return AggFold{Delta: d, Sales: saleOrder, Members: memberOrder}
 }
