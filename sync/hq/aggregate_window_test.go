@@ -46,3 +46,31 @@ func TestMemberContribInWhole(t *testing.T) {
 		require.Equal(t, NonZero(want), NonZero(got), "round %d", round)
 	}
 }
+
+// BenchmarkMemberRefold: what refolding one changed day costs a member
+// with two years of near-daily visits at three stores, over the window
+// and over the whole history.
+func BenchmarkMemberRefold(b *testing.B) {
+	cfg := DefaultAggConfig
+	m := &MemberFact{Enrolled: true, EnrolDay: 20000, Home: "S1"}
+	for day := Day(20000); day < 20730; day++ {
+		m.visit([]string{"S1", "S2", "S3"}[day%3], day, 1)
+	}
+	day := Day(20400)
+	lo, hi := day-windowMargin, day+windowMargin
+	changed := map[string]bool{"S2": true}
+	b.Run("window", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			d := AggDelta{}
+			cfg.memberContribIn(m, "x", lo, hi, changed, d, -1)
+			cfg.memberContribIn(m, "x", lo, hi, changed, d, 1)
+		}
+	})
+	b.Run("whole", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			d := AggDelta{}
+			cfg.memberContrib(m, "x", d, -1)
+			cfg.memberContrib(m, "x", d, 1)
+		}
+	})
+}
