@@ -406,25 +406,7 @@ func (c AggConfig) memberContrib(m *MemberFact, shard string, d AggDelta, sign i
 	}
 	ar, dm := Day(c.AtRiskDays), Day(c.DormantDays)
 	for i, a := range acts {
-		next, last := Day(0), i+1 == len(acts)
-		if !last {
-			next = acts[i+1]
-		}
-		span := func(ctr int, from, to Day, open bool) {
-			if !open && to <= from {
-				return
-			}
-			at(from, ctr, 1)
-			if !open {
-				at(to, ctr, -1)
-			}
-		}
-		end := a + dm
-		if !last && next < end {
-			end = next
-		}
-		span(AggAtRisk, a+ar, end, false)
-		span(AggDormant, a+dm, next, last)
+		c.lifeSpan(a, acts[i+1:], ar, dm, at)
 	}
 }
 
