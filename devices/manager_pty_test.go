@@ -5,6 +5,7 @@ package devices_test
 import (
 	"encoding/hex"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -232,6 +233,12 @@ func TestUnplugReportedOnce(t *testing.T) {
 		// (that would be a replug before the test makes one).
 		np := devtest.NewPty(t)
 		p.Unplug()
+		// The node goes away with the device, as a USB serial port's does:
+		// a freed pty number can be taken by a test in another package
+		// running at the same time, which would look like a replug.
+		if err := os.Remove(link); err != nil {
+			t.Fatal(err)
+		}
 		next(t, m, offline)
 		// Backoff is 5–100 ms here: a second is many failed reopens.
 		time.Sleep(time.Second)
