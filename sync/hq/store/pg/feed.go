@@ -1,0 +1,232 @@
+package pg
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"posagent/sync/hq"
+	"posagent/sync/wire"
+)
+
+type changesCursor struct {
+	M feedPos   `json:"m"`
+	P int       `json:"p"`
+	S *snapSkip `json:"s,omitempty"` // after a snapshot, until M passes S.Xmax
+}
+
+func (s *Store) Changes(ctx context.Context, cursor string, limit int) (wire.Changes, error) {
+	var cur changesCursor
+	if err := hq.DecodeCursor(cursor, &cur); err != nil {
+		return wire.Changes{}, err
+	}
+	if _, err := cur.M.norm(); err != nil {
+		return wire.Changes{}, err
+	}
+	var ch wire.Changes
+	var err error
+	if ch.Members, cur.M, cur.S, ch.More, err = s.memberChanges(ctx, cur.M, cur.S, limit); err != nil {
+		return ch, err
+	}
+	// Publishing holds a table lock and versions only increase, so versions
+	// commit in order and a version number is a safe cursor.
+	prows, err := s.pool.Query(ctx, `SELECT version, effective_from, source FROM programs WHERE version > $1 ORDER BY version`, cur.P)
+	if err != nil {
+		return ch, err
+	}
+	ch.Programs, err = pgx.CollectRows(prows, func(r pgx.CollectableRow) (wire.ProgramVersion, error) {
+		var p wire.ProgramVersion
+		err := r.Scan(&p.Version, &p.EffectiveFrom, &p.Source)
+		return p, err
+	})
+	if err != nil {
+		return ch, err
+	}
+	if n := len(ch.Programs); n > 0 {
+		cur.P = ch.Programs[n-1].Version
+	}
+	ch.Cursor = hq.EncodeCursor(cur)
+	return ch, nil
+}
+
+// feedPageSQL reads one page of the member feed after ($1, $2): each change
+// log row in xid order, its ids (deduplicated, in byte order), and the
+// member only where this is its last change (members.xid), so a member is
+// handed out once however often it changed and a later change hands it
+// out again further on. Only transactions below the snapshot's xmin are
+// read, so nothing can commit behind the cursor. A page reads the log rows
+// it hands out (plus the stale ids among them) through the log's primary
+// key and looks each id up by the members' primary key; the incremental
+// sort orders one log row at a time, so the LIMIT stops the scan: a page
+// costs the same however long the log is. Rows a snapshot already
+// delivered (below $4 and not among the transactions in flight then, $5)
+// are passed over.
+const feedPageSQL = `SELECT c.xid, m.id, m.data, m.points, m.stored_value, m.flagged, m.last_sale, m.tier_at, m.coupons
+	FROM member_changes c
+	CROSS JOIN LATERAL (SELECT DISTINCT u.id FROM unnest(c.ids) AS u(id)) u
+	JOIN members m ON m.id = u.id AND m.xid = c.xid
+	WHERE c.xid >= $1::xid8 AND c.xid < pg_snapshot_xmin(pg_current_snapshot())
+		AND (c.xid > $1::xid8 OR u.id COLLATE "C" > $2)
+		AND NOT (c.xid < $4::xid8 AND c.xid <> ALL($5::xid8[]))
+	ORDER BY c.xid, u.id COLLATE "C"
+	LIMIT $3`
+
+// snapSkip names what a snapshot delivered beyond its xmin: every
+// transaction below Xmax except those in flight when it was taken (Xip).
+// The feed after a snapshot passes over the change log rows of those
+// transactions, so nothing the snapshot held is handed out again.
+type snapSkip struct {
+	Xmax string   `json:"xmax"`
+	Xip  []string `json:"xip,omitempty"`
+}
+
+// bounds is the skip set as query arguments (none: nothing skipped).
+func (k *snapSkip) bounds() (xmax uint64, xip []uint64, err error) {
+	if k == nil {
+		return 0, []uint64{}, nil
+	}
+	if xmax, err = strconv.ParseUint(k.Xmax, 10, 64); err != nil {
+		return 0, nil, fmt.Errorf("%w (xmax %q)", hq.ErrCursor, k.Xmax)
+	}
+	xip = make([]uint64, 0, len(k.Xip))
+	for _, s := range k.Xip {
+		x, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, nil, fmt.Errorf("%w (xip %q)", hq.ErrCursor, s)
+		}
+		xip = append(xip, x)
+	}
+	return xmax, xip, nil
+}
+
+// memberChanges reads one page of the member feed after pos (feedPageSQL),
+// one repeatable-read snapshot serving the log and the member rows. At the
+// end of the feed the position moves on to the snapshot's xmin, so the
+// stale ids behind it are not read again by the next poll.
+func (s *Store) memberChanges(ctx context.Context, pos feedPos, skip *snapSkip, limit int) (out []wire.MemberState, next feedPos, nextSkip *snapSkip, more bool, err error) {
+	from, err := pos.norm()
+	if err != nil {
+		return nil, pos, skip, false, err
+	}
+	xmax, xip, err := skip.bounds()
+	if err != nil {
+		return nil, pos, skip, false, err
+	}
+	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		out, next, nextSkip, more = nil, pos, skip, false
+		var xmin uint64
+		if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())`).Scan(&xmin); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, feedPageSQL, from, pos.K, limit+1, xmax, xip)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			if len(out) == limit {
+				more = true
+				break
+			}
+			var x uint64
+			m, err := scanFeedMember(rows, &x)
+			if err != nil {
+				return err
+			}
+			out = append(out, m.State())
+			next = feedPos{X: xidPos(x), K: m.ID}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rows.Close()
+		if !more && xmin > from {
+			// Every log row below xmin after pos was read: continue from
+			// xmin itself, which may still be running.
+			next = feedPos{X: xidPos(xmin)}
+		}
+		if nextSkip != nil {
+			if n, _ := next.norm(); n >= xmax {
+				nextSkip = nil // past every transaction the snapshot held
+			}
+		}
+		return nil
+	})
+	return out, next, nextSkip, more, err
+}
+
+// feedCols are the member columns the feed and the snapshot send (no
+// reviews: stores do not get them).
+const feedCols = `id, data, points, stored_value, flagged, last_sale, tier_at, coupons`
+
+// scanFeedMember reads a row of feedPageSQL (x: the log row's xid) or,
+// with x nil, of feedCols.
+func scanFeedMember(r pgx.Row, x *uint64) (hq.Member, error) {
+	var m hq.Member
+	var ls, ta pgtype.Timestamptz
+	var coupons []byte
+	dst := []any{&m.ID, &m.Data, &m.Points, &m.StoredValue, &m.Flagged, &ls, &ta, &coupons}
+	if x != nil {
+		dst = append([]any{x}, dst...)
+	}
+	if err := r.Scan(dst...); err != nil {
+		return m, err
+	}
+	if ls.Valid {
+		m.LastSale = ls.Time.UTC()
+	}
+	if ta.Valid {
+		m.TierAt = ta.Time.UTC()
+	}
+	return m, json.Unmarshal(coupons, &m.Coupons)
+}
+
+// Snapshot sends every member as one repeatable-read snapshot holds them
+// and returns the changes cursor that continues exactly after it: from
+// the snapshot's xmin, passing over the transactions the snapshot already
+// held (committed ones below its xmax), so members changed by transactions
+// in flight when it was taken come with the feed and nothing it held comes
+// again. Rows stream from the server; memory stays flat.
+func (s *Store) Snapshot(ctx context.Context, fn func(wire.MemberState) error) (string, error) {
+	var cursor string
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var xmin, xmax uint64
+		var xip []uint64
+		if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(s), pg_snapshot_xmax(s),
+			coalesce((SELECT array_agg(x) FROM pg_snapshot_xip(s) AS x), '{}')
+			FROM pg_current_snapshot() AS s`).Scan(&xmin, &xmax, &xip); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT `+feedCols+` FROM members`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			m, err := scanFeedMember(rows, nil)
+			if err != nil {
+				return err
+			}
+			if err := fn(m.State()); err != nil {
+				return err
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		cur := changesCursor{M: feedPos{X: xidPos(xmin)}}
+		if xmax > xmin {
+			cur.S = &snapSkip{Xmax: xidPos(xmax)}
+			for _, x := range xip {
+				cur.S.Xip = append(cur.S.Xip, xidPos(x))
+			}
+		}
+		cursor = hq.EncodeCursor(cur)
+		return nil
+	})
+	return cursor, err
+}
