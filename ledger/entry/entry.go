@@ -42,6 +42,10 @@ type Entry struct {
 	Key      string `json:"key,omitempty"`
 	MemberID string `json:"member_id,omitempty"`
 	Cashier  string `json:"cashier,omitempty"`
+	// Approver is the supervisor who approved an action the cashier may
+	// not take alone (a large top-up, a void, a refund without receipt);
+	// empty when none was needed. Entries written before it existed lack it.
+	Approver string `json:"approver,omitempty"`
 	// At is the commit time in UTC; Local is the same instant as the store's
 	// wall clock, RFC 3339 with offset.
 	At             time.Time `json:"at"`

@@ -210,6 +210,10 @@ func (v *validator) check() {
 	}
 	v.optID("key", e.Key, MaxKeyLen)
 	v.optID("cashier", e.Cashier, MaxIDLen)
+	v.optID("approver", e.Approver, MaxIDLen)
+	if e.Approver != "" && e.Cashier == "" {
+		v.fail("approver", "is set but cashier is empty: an approval is of a cashier's action")
+	}
 	v.optRef("member_id", e.MemberID)
 	switch {
 	case e.At.IsZero():

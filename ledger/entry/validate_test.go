@@ -82,6 +82,8 @@ func TestValidateRefuses(t *testing.T) {
 		{"store too long", 0, "store", true, func(e *Entry) { e.Store = strings.Repeat("s", MaxIDLen+1) }},
 		{"store starting with a dot", 0, "store", true, func(e *Entry) { e.Store = ".S" }},
 		{"cashier with a space", 0, "cashier", true, func(e *Entry) { e.Cashier = "c 07" }},
+		{"approver with a space", 0, "approver", true, func(e *Entry) { e.Cashier, e.Approver = "c07", "s 01" }},
+		{"approver without cashier", 0, "approver", false, func(e *Entry) { e.Cashier, e.Approver = "", "s01" }},
 		{"receipt with RLO", 0, "sale.receipt_id", true, func(e *Entry) { e.Sale.ReceiptID = "R\u202e1" }},
 		{"key too long", 0, "key", true, func(e *Entry) { e.Key = strings.Repeat("k", MaxKeyLen+1) }},
 		{"refund id", 2, "refund.refund_id", true, func(e *Entry) { e.Refund.RefundID = "RF/1" }},
