@@ -169,6 +169,7 @@ func NewSessionToken() string {
 func (s *Server) routes() {
 	auth := s.auth
 	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.Handle("GET /v1/openapi.json", OpenAPI)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", s.m.Handler())
 	s.mux.Handle("GET /v1/events", auth(s.o.Hub.Handler(events.SSEOptions{})))

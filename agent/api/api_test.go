@@ -50,7 +50,8 @@ func newFixture(t *testing.T, mod func(*Options)) *fixture {
 	}
 	s, err := New(o)
 	require.NoError(t, err)
-	srv := httptest.NewServer(s)
+	// Every request and answer of the tests is checked against openapi.yaml.
+	srv := httptest.NewServer(contract(t).Handler(t, s))
 	t.Cleanup(srv.Close)
 	return &fixture{srv: srv, s: s, l: l, hub: hub}
 }
