@@ -17,8 +17,12 @@ import (
 // SaleRequest is a sale from the POS. Till empty: Options.Till. At zero: now.
 type SaleRequest struct {
 	Till, ReceiptID, MemberID, Cashier, CouponID string
-	Lines                                        []loyalty.Line
-	RedeemPoints                                 int64
+	// Approver is the supervisor who approved the request ("" none).
+	// Left out of the request hash when empty, so resends of requests
+	// made before it existed still match.
+	Approver     string `json:",omitempty"`
+	Lines        []loyalty.Line
+	RedeemPoints int64
 	// StoredValue is the part of the amount due paid from stored value.
 	StoredValue int64
 	At          time.Time
@@ -35,6 +39,10 @@ type RefundItem struct {
 // RefundRequest refunds lines of a sale, or all of what remains (Full).
 type RefundRequest struct {
 	Till, RefundID, ReceiptID, Cashier string
+	// Approver is the supervisor who approved the request ("" none).
+	// Left out of the request hash when empty, so resends of requests
+	// made before it existed still match.
+	Approver string `json:",omitempty"`
 	// SaleTill is the till of the original sale; empty: Till.
 	SaleTill string
 	Lines    []RefundItem
@@ -45,23 +53,35 @@ type RefundRequest struct {
 // VoidRequest cancels a whole sale of this till that has no refund yet.
 type VoidRequest struct {
 	Till, ReceiptID, Cashier, Reason string
-	At                               time.Time
+	// Approver is the supervisor who approved the request ("" none).
+	// Left out of the request hash when empty, so resends of requests
+	// made before it existed still match.
+	Approver string `json:",omitempty"`
+	At       time.Time
 }
 
 // TopUpRequest buys stored value.
 type TopUpRequest struct {
 	Till, TopUpID, MemberID, Cashier string
-	Amount                           int64
-	At                               time.Time
+	// Approver is the supervisor who approved the request ("" none).
+	// Left out of the request hash when empty, so resends of requests
+	// made before it existed still match.
+	Approver string `json:",omitempty"`
+	Amount   int64
+	At       time.Time
 }
 
 // EnrolRequest enrols a member. Member.ID empty: one is generated.
 // CardToken is the keyed hash of the card, never the card number.
 type EnrolRequest struct {
 	Till, Key, Cashier, ReferrerID string
-	Member                         entry.Member
-	CardToken                      string
-	At                             time.Time
+	// Approver is the supervisor who approved the request ("" none).
+	// Left out of the request hash when empty, so resends of requests
+	// made before it existed still match.
+	Approver  string `json:",omitempty"`
+	Member    entry.Member
+	CardToken string
+	At        time.Time
 }
 
 // Programs returns the program versions in use.
@@ -360,6 +380,7 @@ func (l *Ledger) CommitSale(ctx context.Context, r SaleRequest) (*entry.Entry, e
 		q := sp.quote
 		e := &entry.Entry{Kind: entry.KindSale, Key: r.ReceiptID, MemberID: r.MemberID}
 		l.stamp(e, r.Till, r.Cashier, r.At, sp.prog)
+		e.Approver = r.Approver
 		s := &entry.Sale{ReceiptID: r.ReceiptID, Tier: q.Tier, Gross: q.Gross, Discount: q.Discount,
 			CouponID: usedCoupon(r.CouponID, q), CouponValue: q.CouponValue, RedeemPoints: q.RedeemPoints, RedeemValue: q.RedeemValue,
 			Due: q.Due, StoredValue: r.StoredValue, EarnBase: q.EarnBase, Multiplier: q.Multiplier,
@@ -541,6 +562,7 @@ func (l *Ledger) Refund(ctx context.Context, r RefundRequest) (*entry.Entry, err
 		}
 		e := &entry.Entry{Kind: entry.KindRefund, Key: r.RefundID, MemberID: sr.e.MemberID}
 		l.stamp(e, r.Till, r.Cashier, r.At, p)
+		e.Approver = r.Approver
 		rf := &entry.Refund{RefundID: r.RefundID, SaleKey: r.ReceiptID, SaleEntry: sr.e.ID()}
 		found := 0
 		for _, sl := range sale.Lines {
@@ -696,6 +718,7 @@ func (l *Ledger) Void(ctx context.Context, r VoidRequest) (*entry.Entry, error) 
 		a := newAlloc(tx)
 		e := &entry.Entry{Kind: entry.KindVoid, Key: r.ReceiptID, MemberID: sr.e.MemberID}
 		l.stamp(e, r.Till, r.Cashier, r.At, p)
+		e.Approver = r.Approver
 		v := &entry.Void{SaleKey: r.ReceiptID, SaleEntry: sr.e.ID(), Reason: r.Reason}
 		e.Void = v
 		var ms *mstate // nil for a non-member sale
@@ -762,7 +785,7 @@ func (l *Ledger) TopUp(ctx context.Context, r TopUpRequest) (*entry.Entry, error
 		}
 		bonus := p.TopUpBonus(r.Amount)
 		e := &entry.Entry{Kind: entry.KindTopUp, Key: r.TopUpID, MemberID: ms.id, StoredValueDelta: r.Amount + bonus,
-			TopUp: &entry.TopUp{TopUpID: r.TopUpID, Amount: r.Amount, Bonus: bonus}}
+			TopUp: &entry.TopUp{TopUpID: r.TopUpID, Amount: r.Amount, Bonus: bonus}, Approver: r.Approver}
 		if err := l.record(ms, a, e, r.Till, r.Cashier, r.At, p); err != nil {
 			return nil, err
 		}
@@ -814,6 +837,7 @@ func (l *Ledger) Enrol(ctx context.Context, r EnrolRequest) ([]*entry.Entry, err
 		m := r.Member
 		enrol := &entry.Entry{Kind: entry.KindEnrol, Key: r.Key}
 		l.stamp(enrol, r.Till, r.Cashier, r.At, p)
+		enrol.Approver = r.Approver
 		g := a.add(enrol)
 		if m.ID == "" {
 			m.ID = fmt.Sprintf("%s-%s-%d", l.store, r.Till, enrol.Seq)
