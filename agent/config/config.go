@@ -51,6 +51,8 @@ type Config struct {
 	Devices []Device `yaml:"devices"`
 	HQ      HQ       `yaml:"hq"`
 	API     API      `yaml:"api"`
+	// Cashiers is sign-in at the till and what needs a supervisor.
+	Cashiers Cashiers `yaml:"cashiers"`
 
 	// Source is the file the config was read from ("" for defaults).
 	Source string `yaml:"-"`
@@ -131,8 +133,60 @@ type API struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 }
 
+// Cashiers configures cashier sign-in (docs/agent.md).
+type Cashiers struct {
+	// IdleTimeout ends a cashier page session left unused this long.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxPINTries wrong PINs in a row lock the cashier for Lockout.
+	MaxPINTries int           `yaml:"max_pin_tries"`
+	Lockout     time.Duration `yaml:"lockout"`
+	// AllowPOSWithoutCashier lets POS software write without naming a
+	// cashier (for the install period, before the POS sends one). Off: a
+	// write must name a known, enabled cashier.
+	AllowPOSWithoutCashier bool       `yaml:"allow_pos_without_cashier"`
+	Supervisor             Supervisor `yaml:"supervisor"`
+}
+
+// Supervisor names the actions a cashier at the page may not take alone.
+type Supervisor struct {
+	// TopUpOver: a top-up above this many fen needs a supervisor. 0: the
+	// default (100000 fen, 1000 yuan); -1: none does.
+	TopUpOver int64 `yaml:"topup_over"`
+	// Voids and RefundsWithoutReceipt need a supervisor unless set false.
+	Voids                 *bool `yaml:"voids"`
+	RefundsWithoutReceipt *bool `yaml:"refunds_without_receipt"`
+	// ManualCardEntry: a card number typed by hand needs a supervisor.
+	ManualCardEntry bool `yaml:"manual_card_entry"`
+}
+
+// NeedsForVoids reports whether voids need a supervisor (default yes).
+func (s Supervisor) NeedsForVoids() bool { return s.Voids == nil || *s.Voids }
+
+// NeedsForRefundsWithoutReceipt reports whether a refund without receipt
+// needs a supervisor (default yes).
+func (s Supervisor) NeedsForRefundsWithoutReceipt() bool {
+	return s.RefundsWithoutReceipt == nil || *s.RefundsWithoutReceipt
+}
+
+// TopUpLimit is the top-up in fen above which a supervisor is needed (0:
+// none is).
+func (s Supervisor) TopUpLimit() int64 {
+	switch {
+	case s.TopUpOver == 0:
+		return DefaultTopUpOver
+	case s.TopUpOver < 0:
+		return 0
+	}
+	return s.TopUpOver
+}
+
 // Defaults.
 const (
+	DefaultIdleTimeout = 15 * time.Minute
+	DefaultMaxPINTries = 5
+	DefaultLockout     = 15 * time.Minute
+	DefaultTopUpOver   = 100000 // fen
+
 	DefaultListen       = "127.0.0.1:8420"
 	DefaultTimeZone     = "Asia/Shanghai"
 	DefaultStore        = "local"
@@ -153,6 +207,7 @@ func Default() Config {
 		MinFreeMB: DefaultMinFreeMB,
 		API:       API{Listen: DefaultListen, MaxBodyBytes: DefaultMaxBodyBytes},
 		HQ:        HQ{BatchMax: 500, BatchAge: 2 * time.Second},
+		Cashiers:  Cashiers{IdleTimeout: DefaultIdleTimeout, MaxPINTries: DefaultMaxPINTries, Lockout: DefaultLockout},
 	}
 }
 
@@ -270,6 +325,15 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.HQ.BatchAge == 0 {
 		c.HQ.BatchAge = d.HQ.BatchAge
+	}
+	if c.Cashiers.IdleTimeout == 0 {
+		c.Cashiers.IdleTimeout = d.Cashiers.IdleTimeout
+	}
+	if c.Cashiers.MaxPINTries == 0 {
+		c.Cashiers.MaxPINTries = d.Cashiers.MaxPINTries
+	}
+	if c.Cashiers.Lockout == 0 {
+		c.Cashiers.Lockout = d.Cashiers.Lockout
 	}
 	for i := range c.Devices {
 		dv := &c.Devices[i]
@@ -471,6 +535,15 @@ func (c Config) Validate() error {
 	}
 	if c.API.MaxBodyBytes < 0 {
 		bad("api.max_body_bytes", "must be positive")
+	}
+	if c.Cashiers.IdleTimeout < 0 || c.Cashiers.Lockout < 0 {
+		bad("cashiers", "idle_timeout and lockout must not be negative (e.g. 15m)")
+	}
+	if c.Cashiers.MaxPINTries < 0 || c.Cashiers.MaxPINTries > 100 {
+		bad("cashiers.max_pin_tries", "must be 1 to 100 (0 for the default %d)", DefaultMaxPINTries)
+	}
+	if c.Cashiers.Supervisor.TopUpOver < -1 {
+		bad("cashiers.supervisor.topup_over", "fen above which a top-up needs a supervisor; 0 for the default %d, -1 for never", DefaultTopUpOver)
 	}
 	return errors.Join(errs...)
 }
