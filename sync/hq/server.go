@@ -632,6 +632,8 @@ func (s *Server) pageError(w http.ResponseWriter, err error) bool {
 		return false
 	case errors.Is(err, ErrCursor):
 		writeError(w, http.StatusBadRequest, "bad_cursor", err.Error())
+	case errors.Is(err, ErrArchived): // the message says where the entries went and how to go on
+		writeError(w, http.StatusGone, "archived", err.Error())
 	default:
 		s.o.Log.Error("page failed", "err", err)
 		writeError(w, http.StatusServiceUnavailable, "storage", "HQ storage failed; retry")

@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -47,9 +48,10 @@ type Options struct {
 
 // Store is the PostgreSQL HQ store.
 type Store struct {
-	pool *pgxpool.Pool
-	stop context.CancelFunc // ends the pruner
-	done chan struct{}      // closed when the pruner has ended
+	pool   *pgxpool.Pool
+	stop   context.CancelFunc // ends the pruner
+	done   chan struct{}      // closed when the pruner has ended
+	months sync.Map           // entries partitions known to exist (partition.go)
 }
 
 var _ hq.Store = (*Store)(nil)
@@ -92,6 +94,10 @@ func Open(ctx context.Context, url string, o Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("hq: building KPI aggregates: %w", err)
 	}
+	if err := s.ensureAhead(ctx, time.Now()); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	every := o.PruneEvery
 	if every == 0 {
 		every = 10 * time.Minute
@@ -117,6 +123,7 @@ func (s *Store) pruner(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 			_, _ = s.PruneChanges(ctx)
+			_ = s.ensureAhead(ctx, time.Now()) // a failure is retried at the insert that needs it
 		}
 	}
 }
@@ -310,6 +317,8 @@ func (s *Store) Ingest(ctx context.Context, b hq.Batch) (wire.Ack, error) {
 			// A balance would leave bigint: again, reading the balances
 			// first and setting aside the entries that do not fit.
 			settle = true
+			continue
+		case i < 8 && s.partitionMissing(ctx, err, b.ReceivedAt):
 			continue
 		}
 		return ack, err
@@ -623,6 +632,9 @@ func (s *Store) DeadLetters(ctx context.Context, all bool) ([]hq.DeadLetter, err
 }
 
 func (s *Store) ResolveDeadLetter(ctx context.Context, store, till string, seq uint64, e entry.Entry, at time.Time) error {
+	if err := s.ensurePartitions(ctx, at); err != nil {
+		return err
+	}
 	return s.retry(ctx, func(tx pgx.Tx) error {
 		t, err := tx.Exec(ctx, `UPDATE dead_letters SET resolved_at = $4 WHERE store = $1 AND till = $2 AND seq = $3 AND resolved_at IS NULL`,
 			store, till, int64(seq), at)
@@ -663,6 +675,7 @@ type feedPos struct {
 	X string `json:"x"` // xid8 as decimal text
 	K string `json:"k,omitempty"`
 	N int64  `json:"n,omitempty"`
+	A int64  `json:"a,omitempty"` // export: archives read from files (archivedBehind)
 }
 
 // norm checks the position's transaction id ("" is the start), writes it
@@ -768,6 +781,9 @@ func (s *Store) Export(ctx context.Context, cursor string, limit int) (wire.Expo
 	if err != nil {
 		return wire.ExportPage{}, err
 	}
+	if err := s.archivedBehind(ctx, cur, from); err != nil {
+		return wire.ExportPage{}, err
+	}
 	var p wire.ExportPage
 	// The xid8 column itself in the select list, the order and the
 	// comparison (pgx maps it to uint64): rows and cursor both go by number.
@@ -796,7 +812,7 @@ func (s *Store) Export(ctx context.Context, cursor string, limit int) (wire.Expo
 		}
 		e.ReceivedAt = at.UTC().Format(time.RFC3339Nano)
 		p.Entries = append(p.Entries, e)
-		cur = feedPos{X: xidPos(x), N: id}
+		cur = feedPos{X: xidPos(x), N: id, A: cur.A}
 	}
 	if err := rows.Err(); err != nil {
 		return p, err
