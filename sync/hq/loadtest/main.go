@@ -1,10 +1,26 @@
-// Command loadtest runs N simulated stores syncing at once against one HQ
-// on loopback and prints throughput (entries/s) and acknowledgement
+// Command loadtest puts HQ under load on loopback and prints what it
+// sustains.
+//
+// Without -procs it runs N simulated stores syncing at once against one HQ
+// in this process and prints throughput (entries/s) and acknowledgement
 // latency (p50, p99). Storage: a temporary bbolt file, or PostgreSQL with
 // -pg URL (a fresh schema, dropped afterwards).
 //
 //	go run ./sync/hq/loadtest -stores 1000 -batches 5 -batch 100
 //	go run ./sync/hq/loadtest -stores 1000 -pg postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+//
+// With -procs N it runs a chain's business day: N real `posagent hq serve
+// --pg` processes (built once from ./cmd/posagent) on one fresh schema,
+// -stores × -tills tills writing -per-till entries each (sales with and
+// without members, refunds, voids, enrolments, top-ups) over opening hours
+// compressed into -duration, each store syncing with the real sync client
+// over a round-robin balancer. It prints entries/s overall and per
+// process, upload and entry-to-ack latency, each process's peak RSS, the
+// CPU split between HQ, PostgreSQL and the stores, the database's size,
+// a totals check against the tills, and with -compare a raw COPY of the
+// same batches.
+//
+//	go run ./sync/hq/loadtest -procs 3 -stores 10000 -tills 5 -per-till 20 -duration 2m -compare -pg postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 package main
 
 import (
@@ -19,6 +35,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"sync"
@@ -34,16 +51,46 @@ import (
 )
 
 func main() {
-	stores := flag.Int("stores", 1000, "simulated stores, all syncing at once")
-	batches := flag.Int("batches", 5, "batches each store uploads")
-	size := flag.Int("batch", 100, "entries per batch")
-	pgURL := flag.String("pg", "", "PostgreSQL URL (default: a temporary bbolt file)")
-	inflight := flag.Int("max-inflight", 64, "HQ's bound on uploads processed at once")
+	stores := flag.Int("stores", 1000, "simulated stores")
+	batches := flag.Int("batches", 5, "without -procs: batches each store uploads")
+	size := flag.Int("batch", 100, "without -procs: entries per batch")
+	pgURL := flag.String("pg", "", "PostgreSQL URL (without -procs, default: a temporary bbolt file)")
+	inflight := flag.Int("max-inflight", 64, "without -procs: HQ's bound on uploads processed at once")
+	var c chainConfig
+	flag.IntVar(&c.Procs, "procs", 0, "run a chain's day against this many hq serve processes (needs -pg)")
+	flag.BoolVar(&c.Bouncer, "bouncer", false, "with -procs: HQ connects through a PgBouncer (transaction pooling) started for the run")
+	flag.IntVar(&c.Tills, "tills", 5, "with -procs: tills per store")
+	flag.IntVar(&c.PerTill, "per-till", 40, "with -procs: entries each till writes in the day")
+	flag.IntVar(&c.Members, "members", 200000, "with -procs: the chain's members")
+	flag.DurationVar(&c.Duration, "duration", 2*time.Minute, "with -procs: the opening hours (10:00-22:00) compressed into this")
+	flag.DurationVar(&c.Poll, "poll", time.Second, "with -procs: the sync client's poll")
+	flag.IntVar(&c.Conns, "conns", 256, "with -procs: connections to the HQ processes, all together")
+	flag.DurationVar(&c.Timeout, "timeout", 30*time.Minute, "with -procs: give up when not every entry is acked by then")
+	flag.BoolVar(&c.Compare, "compare", false, "with -procs: afterwards, COPY the same entries in the same batches into a scratch table and compare")
+	hqBin := flag.String("hq-bin", "", "with -procs: a posagent binary to run (default: go build ./cmd/posagent)")
+	flag.Uint64Var(&c.Seed, "seed", 1, "with -procs: the simulation's random seed")
 	flag.Parse()
-	if err := run(*stores, *batches, *size, *pgURL, *inflight); err != nil {
+	var err error
+	if c.Procs > 0 {
+		c.PG, c.Stores, c.Out = *pgURL, *stores, os.Stdout
+		if *hqBin != "" {
+			c.HQ = []string{*hqBin, "hq"}
+		}
+		_, err = runChain(context.Background(), c)
+	} else {
+		err = run(*stores, *batches, *size, *pgURL, *inflight)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		os.Exit(1)
 	}
+}
+
+func numCPU() int { return runtime.NumCPU() }
+
+// hqTill is till k (T1, T2, …) of store id.
+func hqTill(id string, k int) hqtest.Till {
+	return hqtest.Till{Store: id, Till: "T" + strconv.Itoa(k+1)}
 }
 
 func run(stores, batches, size int, pgURL string, inflight int) error {

@@ -14,16 +14,14 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"posagent/sync/hq/hqrun"
 	"posagent/sync/hqcli"
 )
 
@@ -44,35 +42,25 @@ func TestMain(m *testing.M) {
 
 const adminToken = "multitest-admin-token"
 
-// hqProc is one `hq serve --pg` process.
+// hqProc is one `hq serve --pg` process (this test binary re-executed).
 type hqProc struct {
-	URL      string
-	cmd      *exec.Cmd
-	log      *syncBuffer
-	exited   chan struct{}
-	addrFile string
+	*hqrun.Proc
+	cmd *exec.Cmd
 }
 
 // startHQ starts `hq serve --pg pgURL` on a free loopback port; it is
 // killed at test end if still running. ready: wait until it serves.
 func startHQ(t testing.TB, pgURL string, ready bool) *hqProc {
 	t.Helper()
-	dir := t.TempDir()
-	addrFile := filepath.Join(dir, "addr")
-	p := &hqProc{log: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(os.Args[0], "serve", "--pg", pgURL, "--listen", "127.0.0.1:0", "--addr-file", addrFile)
-	p.cmd.Env = append(os.Environ(), hqEnv+"=1", "HQ_ADMIN_TOKEN="+adminToken)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	dieWithParent(p.cmd)
-	require.NoError(t, p.cmd.Start())
-	go func() { _ = p.cmd.Wait(); close(p.exited) }()
+	hp, err := hqrun.StartHQ(hqrun.HQ{Command: []string{os.Args[0]}, PG: pgURL, Env: []string{hqEnv + "=1"}, AdminToken: adminToken})
+	require.NoError(t, err)
+	p := &hqProc{Proc: hp, cmd: hp.Cmd}
 	t.Cleanup(func() {
 		p.kill()
 		if t.Failed() {
-			t.Logf("hq process %d log:\n%s", p.cmd.Process.Pid, p.log.String())
+			t.Logf("hq process %d log:\n%s", p.cmd.Process.Pid, p.Log.String())
 		}
 	})
-	p.addrFile = addrFile
 	if ready {
 		require.NoError(t, p.wait(), "hq serve")
 	}
@@ -81,42 +69,12 @@ func startHQ(t testing.TB, pgURL string, ready bool) *hqProc {
 
 // wait waits until the process writes its address and answers /healthz.
 func (p *hqProc) wait() error {
-	deadline := time.Now().Add(90 * time.Second) // -race on a busy 2-core box
-	for {
-		if p.URL == "" {
-			if b, err := os.ReadFile(p.addrFile); err == nil && strings.HasSuffix(string(b), "\n") {
-				p.URL = strings.TrimSpace(string(b))
-			}
-		}
-		if p.URL != "" {
-			req, _ := http.NewRequest("GET", p.URL+"/healthz", nil)
-			req.Header.Set("Authorization", "Bearer "+adminToken)
-			if resp, err := http.DefaultClient.Do(req); err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					return nil
-				}
-			}
-		}
-		select {
-		case <-p.exited:
-			return fmt.Errorf("hq exited before serving: %v\n%s", p.cmd.ProcessState, p.log.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("hq did not serve within 90 s\n%s", p.log.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return p.Wait(90 * time.Second) // -race on a busy 2-core box
 }
 
 // kill ends the process at once (SIGKILL: no shutdown, no rollback but the
 // server's own on the dropped connections).
-func (p *hqProc) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.exited
-}
+func (p *hqProc) kill() { p.Kill() }
 
 // balancer is an HTTP load balancer in front of the HQ processes: each
 // request goes to a random backend that is up; a backend whose request

@@ -1,0 +1,622 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"posagent/ledger/entry"
+	"posagent/sync/client"
+	"posagent/sync/client/memstore"
+	"posagent/sync/hq"
+	"posagent/sync/hq/hqrun"
+	"posagent/sync/hq/store/pg"
+)
+
+// chainConfig is a chain's business day synced to HQ processes.
+type chainConfig struct {
+	PG       string        // server URL; a fresh schema is made in it
+	Procs    int           // hq serve processes
+	Bouncer  bool          // HQ connects through a PgBouncer
+	Stores   int           // stores
+	Tills    int           // tills per store
+	PerTill  int           // entries each till writes in the day
+	Members  int           // chain members the sales name
+	Duration time.Duration // the opening hours compressed into this
+	Poll     time.Duration // the sync client's poll (the agent's 1 s)
+	Conns    int           // connections to the HQ processes, all together
+	Timeout  time.Duration // give up when not all is acked by then
+	Compare  bool          // replay the stored batches as raw COPY afterwards
+	// HQ is the hq command line before "serve"; empty: build
+	// ./cmd/posagent once and run its "hq".
+	HQ    []string
+	HQEnv []string
+	Seed  uint64
+	Out   io.Writer
+}
+
+// chainResult is what a run measured (the test reads it).
+type chainResult struct {
+	Written, Stored int64
+	Elapsed         time.Duration
+	PerProc         []int64
+	TotalsOK        bool
+}
+
+const loadAdminToken = "hqload-admin-token"
+
+// outbox is a store's till ledgers as the sync client sees them; Ack
+// records how long each entry waited from being written to HQ's ack.
+type outbox struct {
+	*memstore.Store
+	acked *atomic.Int64
+	mu    *sync.Mutex
+	lat   *[]time.Duration
+}
+
+func (o outbox) Ack(till string, upTo uint64) error {
+	prev, err := o.Store.Acked(till)
+	if err != nil {
+		return err
+	}
+	if err := o.Store.Ack(till, upTo); err != nil || upTo <= prev {
+		return err
+	}
+	es, err := o.Store.Pending(till, prev, int(upTo-prev))
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	o.mu.Lock()
+	for _, e := range es {
+		*o.lat = append(*o.lat, now.Sub(e.At))
+	}
+	o.mu.Unlock()
+	o.acked.Add(int64(upTo - prev))
+	return nil
+}
+
+func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
+	out := c.Out
+	if c.Procs < 1 || c.Stores < 1 || c.Tills < 1 || c.PerTill < 1 || c.Members < 1 || c.Duration <= 0 {
+		return res, errors.New("-procs, -stores, -tills, -per-till, -members and -duration must be above 0")
+	}
+	if c.PG == "" {
+		return res, errors.New("several HQ processes share one PostgreSQL database: give -pg URL")
+	}
+	if c.Poll <= 0 {
+		c.Poll = time.Second
+	}
+	if c.Conns <= 0 {
+		c.Conns = 256
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+
+	// One fresh schema for the run, dropped afterwards.
+	direct, drop, err := pg.FreshSchema(ctx, c.PG, "hqchain_")
+	if err != nil {
+		return res, fmt.Errorf("make a schema in %s: %w", c.PG, err)
+	}
+	defer drop()
+	pcfg, err := pgx.ParseConfig(direct)
+	if err != nil {
+		return res, err
+	}
+	schema := pcfg.RuntimeParams["search_path"]
+	hqURL, via := direct, "directly"
+	if c.Bouncer {
+		bin, err := hqrun.PgBouncerPath()
+		if err != nil {
+			return res, err
+		}
+		b, err := hqrun.StartBouncer(bin, c.PG, schema)
+		if err != nil {
+			return res, err
+		}
+		defer b.Close()
+		hqURL, via = b.URL, "through PgBouncer (transaction pooling)"
+	}
+
+	cmd := c.HQ
+	if len(cmd) == 0 {
+		bin, clean, err := buildPosagent(ctx)
+		if err != nil {
+			return res, err
+		}
+		defer clean()
+		cmd = []string{bin, "hq"}
+	}
+	procs := make([]*hqrun.Proc, c.Procs)
+	for i := range procs {
+		p, err := hqrun.StartHQ(hqrun.HQ{Command: cmd, PG: hqURL, Env: c.HQEnv, AdminToken: loadAdminToken})
+		if err != nil {
+			return res, err
+		}
+		defer p.Stop()
+		procs[i] = p
+	}
+	hosts := make([]string, len(procs))
+	for i, p := range procs {
+		if err := p.Wait(2 * time.Minute); err != nil {
+			return res, err
+		}
+		u, err := url.Parse(p.URL)
+		if err != nil {
+			return res, err
+		}
+		hosts[i] = u.Host
+	}
+
+	st, err := pg.Open(ctx, direct, pg.Options{MaxConns: 8, PruneEvery: -1})
+	if err != nil {
+		return res, err
+	}
+	defer st.Close()
+	tokens, err := issueTokens(ctx, st, c.Stores)
+	if err != nil {
+		return res, err
+	}
+
+	// The stores: an outbox and a sync client each, configured as the
+	// agent configures it (500-entry batches, 2 s batch age, 1 s poll,
+	// two tills at once, backoff and Retry-After as they come).
+	lb := newBalancer(hosts, c.Conns, c.Compare)
+	defer lb.close()
+	hc := &http.Client{Transport: lb}
+	var acked atomic.Int64
+	var latMu sync.Mutex
+	var entryLat []time.Duration
+	stores := make([]*memstore.Store, c.Stores)
+	clients := make([]*client.Client, c.Stores)
+	tills := make([][]*till, c.Stores)
+	for i := range stores {
+		id := storeID(i)
+		stores[i] = memstore.New(id)
+		ob := outbox{Store: stores[i], acked: &acked, mu: &latMu, lat: &entryLat}
+		clients[i], err = client.New(client.Config{URL: "http://hq", Token: tokens[i], Store: id,
+			BatchMax: 500, BatchAge: 2 * time.Second, Poll: c.Poll, HTTPClient: hc}, ob, nil, nil)
+		if err != nil {
+			return res, err
+		}
+		for k := 0; k < c.Tills; k++ {
+			tills[i] = append(tills[i], &till{b: hqTill(id, k), rnd: rand.New(rand.NewPCG(c.Seed, uint64(i*c.Tills+k))), members: c.Members})
+		}
+	}
+	evs := schedule(c.Stores, c.Tills, c.PerTill, c.Seed)
+	written := int64(len(evs))
+	fmt.Fprintf(out, "chain: %d stores × %d tills × %d entries = %d entries, the day (10:00-22:00) in %v (%.0f entries/s offered on average, %.0f at the peak hour); %d HQ process(es) %s; %d connections\n",
+		c.Stores, c.Tills, c.PerTill, written, c.Duration, float64(written)/c.Duration.Seconds(),
+		float64(written)*float64(hourWeights[2])/float64(sum(hourWeights[:]))*float64(len(hourWeights))/c.Duration.Seconds(), c.Procs, via, c.Conns)
+
+	cpu0 := cpuNow(procs)
+	runCtx, stopClients := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, cl := range clients {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = cl.Run(runCtx) }()
+	}
+	defer func() { stopClients(); wg.Wait() }()
+
+	// The tills write on schedule; entries carry their wall-clock time, so
+	// the clients' batch age works as it does in a store.
+	start := time.Now()
+	var writeErr error
+	for i := 0; i < len(evs) && writeErr == nil; {
+		due := time.Duration(evs[i].at * float64(c.Duration))
+		if wait := due - time.Since(start); wait > 0 {
+			select {
+			case <-ctx.Done():
+				writeErr = fmt.Errorf("writing the day: %w", ctx.Err())
+				continue
+			case <-time.After(max(wait, 2*time.Millisecond)):
+			}
+		}
+		now := time.Since(start)
+		for ; i < len(evs) && time.Duration(evs[i].at*float64(c.Duration)) <= now; i++ {
+			ev := evs[i]
+			t := tills[ev.store][ev.till]
+			if _, err := stores[ev.store].Append(t.b.Till, t.next(time.Now())); err != nil {
+				writeErr = fmt.Errorf("store %s till %s: %w", t.b.Store, t.b.Till, err)
+				break
+			}
+		}
+	}
+	if writeErr != nil {
+		return res, writeErr
+	}
+	wroteIn := time.Since(start)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for acked.Load() < written {
+		select {
+		case <-ctx.Done():
+			return res, fmt.Errorf("%d of %d entries acked when the time ran out (-timeout %v)", acked.Load(), written, c.Timeout)
+		case <-tick.C:
+		}
+	}
+	elapsed := time.Since(start)
+	cpu1 := cpuNow(procs)
+	rss := make([]int64, len(procs))
+	for i, p := range procs {
+		rss[i] = p.PeakRSS()
+	}
+	stopClients()
+	wg.Wait()
+
+	res.Written, res.Elapsed = written, elapsed
+	rate := func(n int64) float64 { return float64(n) / elapsed.Seconds() }
+	fmt.Fprintf(out, "written in %v, all acked after %v: %.0f entries/s overall\n", wroteIn.Round(time.Millisecond), elapsed.Round(time.Millisecond), rate(written))
+	var uploads, refused, failed int64
+	for i, be := range lb.backends {
+		res.PerProc = append(res.PerProc, be.entries.Load())
+		uploads += be.uploads.Load()
+		refused += be.refused.Load()
+		failed += be.failed.Load()
+		fmt.Fprintf(out, "  process %d: %d entries (%.0f entries/s) in %d uploads, %d refused (429/503), %d failed; peak RSS %.1f MB; CPU %.1f s (%.1f ms per 1,000 entries)\n",
+			i+1, be.entries.Load(), rate(be.entries.Load()), be.uploads.Load(), be.refused.Load(), be.failed.Load(), float64(rss[i])/(1<<20),
+			(cpu1.procs[i] - cpu0.procs[i]).Seconds(), float64((cpu1.procs[i]-cpu0.procs[i]).Microseconds())/float64(max(1, be.entries.Load())))
+	}
+	p50, p99, mx := percentiles(lb.lat)
+	fmt.Fprintf(out, "uploads: %d answered 200 (%.1f entries each), %d refused, %d failed; upload round trip p50 %v p99 %v max %v\n",
+		uploads, float64(written)/float64(max(1, uploads)), refused, failed, p50.Round(time.Millisecond), p99.Round(time.Millisecond), mx.Round(time.Millisecond))
+	p50, p99, mx = percentiles(entryLat)
+	fmt.Fprintf(out, "entry written → acked: p50 %v p99 %v max %v (includes the 2 s batch age and the 1 s poll)\n", p50.Round(time.Millisecond), p99.Round(time.Millisecond), mx.Round(time.Millisecond))
+	printCPU(out, cpu0, cpu1, elapsed)
+
+	if err := dbSize(ctx, out, st, schema, written); err != nil {
+		return res, err
+	}
+	for _, p := range procs[1:] {
+		p.Stop() // the checks below and the COPY run with one process left
+	}
+	if res.Stored, res.TotalsOK, err = checkTotals(ctx, out, procs[0].URL, st, stores, tills); err != nil {
+		return res, err
+	}
+	procs[0].Stop()
+	if c.Compare {
+		if err := rawCopy(ctx, out, st, stores, lb.ranges, rate(written), res.PerProc, elapsed); err != nil {
+			return res, err
+		}
+	}
+	if !res.TotalsOK {
+		return res, errors.New("HQ's totals differ from the tills'")
+	}
+	return res, nil
+}
+
+func sum(xs []int) int {
+	n := 0
+	for _, x := range xs {
+		n += x
+	}
+	return n
+}
+
+// buildPosagent builds ./cmd/posagent into a temporary directory.
+func buildPosagent(ctx context.Context) (string, func(), error) {
+	dir, err := os.MkdirTemp("", "hqload-bin")
+	if err != nil {
+		return "", nil, err
+	}
+	bin := filepath.Join(dir, "posagent")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "posagent/cmd/posagent")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("go build posagent/cmd/posagent (run from the repository, or give -hq-bin): %v\n%s", err, b)
+	}
+	return bin, func() { os.RemoveAll(dir) }, nil
+}
+
+// issueTokens issues a credential per store in the database, four at a
+// time (as `hq store add` would, without a process each).
+func issueTokens(ctx context.Context, st hq.Store, n int) ([]string, error) {
+	srv := hq.NewServer(st, hq.Options{})
+	tokens := make([]string, n)
+	errs := make([]error, 4)
+	var wg sync.WaitGroup
+	for w := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n && errs[w] == nil; i += len(errs) {
+				tokens[i], errs[w] = srv.IssueCredential(ctx, hq.RoleStore, storeID(i), "", "Asia/Shanghai")
+			}
+		}()
+	}
+	wg.Wait()
+	return tokens, errors.Join(errs...)
+}
+
+type cpuSample struct {
+	procs         []time.Duration
+	postgres, box time.Duration
+	self          time.Duration
+}
+
+func cpuNow(procs []*hqrun.Proc) cpuSample {
+	s := cpuSample{postgres: postgresCPU(), box: boxCPU(), self: selfCPU()}
+	for _, p := range procs {
+		s.procs = append(s.procs, procCPU(p.Cmd.Process.Pid, false))
+	}
+	return s
+}
+
+// printCPU splits the machine's busy CPU over the run between the HQ
+// processes, PostgreSQL, this program (the stores) and the rest.
+func printCPU(out io.Writer, a, b cpuSample, elapsed time.Duration) {
+	var hqCPU time.Duration
+	for i := range a.procs {
+		hqCPU += b.procs[i] - a.procs[i]
+	}
+	pgCPU, self, box := b.postgres-a.postgres, b.self-a.self, b.box-a.box
+	other := box - hqCPU - pgCPU - self
+	cores := func(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()/elapsed.Seconds()) }
+	fmt.Fprintf(out, "CPU over the run, in cores busy: HQ %s, PostgreSQL %s, stores (this program) %s, rest of the box %s; box %s busy of %d\n",
+		cores(hqCPU), cores(pgCPU), cores(self), cores(max(0, other)), cores(box), numCPU())
+}
+
+// dbSize prints the schema's tables' size (with indexes and TOAST) and the
+// bytes it takes per million entries.
+func dbSize(ctx context.Context, out io.Writer, st *pg.Store, schema string, entries int64) error {
+	rows, err := st.Pool().Query(ctx, `SELECT c.relname, pg_total_relation_size(c.oid)
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relkind IN ('r', 'm') ORDER BY 2 DESC`, schema)
+	if err != nil {
+		return fmt.Errorf("database size: %w", err)
+	}
+	type rel struct {
+		name string
+		size int64
+	}
+	var rels []rel
+	var total int64
+	for rows.Next() {
+		var r rel
+		if err := rows.Scan(&r.name, &r.size); err != nil {
+			return err
+		}
+		rels = append(rels, r)
+		total += r.size
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	var top []string
+	for _, r := range rels[:min(5, len(rels))] {
+		top = append(top, fmt.Sprintf("%s %.1f MB", r.name, float64(r.size)/(1<<20)))
+	}
+	fmt.Fprintf(out, "database: %.1f MB in %d tables, %.0f MB per million entries (largest: %s)\n",
+		float64(total)/(1<<20), len(rels), float64(total)/(1<<20)/float64(entries)*1e6, strings.Join(top, ", "))
+	return nil
+}
+
+// checkTotals compares HQ's /admin/totals (from a running process) with
+// the sums of the tills' own entries, store by store, and checks in the
+// database that each till's mark is its last entry and the entries table
+// holds exactly what the tills wrote, with no dead letters. It returns the
+// entries HQ holds.
+func checkTotals(ctx context.Context, out io.Writer, hqURL string, st *pg.Store, stores []*memstore.Store, tills [][]*till) (int64, bool, error) {
+	want := map[string]*hq.StoreTotals{}
+	var chain hq.StoreTotals
+	marks := map[string]uint64{}
+	for i, s := range stores {
+		w := &hq.StoreTotals{}
+		want[storeID(i)] = w
+		for _, t := range tills[i] {
+			es := s.Entries(t.b.Till)
+			marks[t.b.Store+"/"+t.b.Till] = uint64(len(es))
+			for k := range es {
+				addTotals(w, &es[k])
+				addTotals(&chain, &es[k])
+			}
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", hqURL+"/admin/totals", nil)
+	if err != nil {
+		return 0, false, err
+	}
+	req.Header.Set("Authorization", "Bearer "+loadAdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, false, fmt.Errorf("HQ totals: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return 0, false, fmt.Errorf("HQ totals: %s %s", resp.Status, b)
+	}
+	var tot hq.Totals
+	if err := json.NewDecoder(resp.Body).Decode(&tot); err != nil {
+		return 0, false, fmt.Errorf("HQ totals: %w", err)
+	}
+	var bad []string
+	for id, w := range want {
+		if g := tot.Stores[id]; g == nil || *g != *w {
+			bad = append(bad, id)
+		}
+	}
+	sort.Strings(bad)
+	if len(tot.Stores) != len(want) {
+		bad = append(bad, fmt.Sprintf("HQ has %d stores, the chain %d", len(tot.Stores), len(want)))
+	}
+	if tot.Chain != chain {
+		bad = append(bad, fmt.Sprintf("chain: HQ %+v, tills %+v", tot.Chain, chain))
+	}
+	if tot.MemberPoints != chain.Points || tot.MemberStoredValue != chain.StoredValue {
+		bad = append(bad, fmt.Sprintf("member balances: HQ %d points %d fen, tills' deltas %d points %d fen",
+			tot.MemberPoints, tot.MemberStoredValue, chain.Points, chain.StoredValue))
+	}
+	if tot.OpenDeadLetters+tot.ResolvedDeadLetter != 0 {
+		bad = append(bad, fmt.Sprintf("%d dead letters", tot.OpenDeadLetters+tot.ResolvedDeadLetter))
+	}
+
+	// Stored once: the table's count is the tills' count (the primary key
+	// is (store, till, seq)), and every till's mark is its last entry.
+	var rows, distinct int64
+	if err := st.Pool().QueryRow(ctx, `SELECT count(*), count(DISTINCT (store, till, seq)) FROM entries`).Scan(&rows, &distinct); err != nil {
+		return 0, false, err
+	}
+	if rows != chain.Entries || distinct != rows {
+		bad = append(bad, fmt.Sprintf("entries table: %d rows, %d distinct, tills wrote %d", rows, distinct, chain.Entries))
+	}
+	trs, err := st.Pool().Query(ctx, `SELECT store, till, acked FROM tills`)
+	if err != nil {
+		return 0, false, err
+	}
+	var tillRows int
+	var wrongMarks int
+	for trs.Next() {
+		var s, t string
+		var a int64
+		if err := trs.Scan(&s, &t, &a); err != nil {
+			return 0, false, err
+		}
+		tillRows++
+		if uint64(a) != marks[s+"/"+t] {
+			wrongMarks++
+		}
+	}
+	if err := trs.Err(); err != nil {
+		return 0, false, err
+	}
+	if tillRows != len(marks) || wrongMarks > 0 {
+		bad = append(bad, fmt.Sprintf("tills: HQ has %d, %d with a mark other than their last entry; the chain has %d", tillRows, wrongMarks, len(marks)))
+	}
+	if len(bad) > 0 {
+		if len(bad) > 10 {
+			bad = append(bad[:10], fmt.Sprintf("… %d more", len(bad)-10))
+		}
+		fmt.Fprintf(out, "totals check FAILED: %s\n", strings.Join(bad, "; "))
+		return rows, false, nil
+	}
+	fmt.Fprintf(out, "totals check: HQ's /admin/totals equal the tills' sums for all %d stores and the chain (%d entries: %d sales %d fen, %d refunds, %d voids, %d top-ups; %d points, %d fen stored value), each entry stored once, every till's mark at its last entry, no dead letters\n",
+		len(want), chain.Entries, chain.Sales, chain.SalesDue, chain.Refunds, chain.Voids, chain.TopUps, chain.Points, chain.StoredValue)
+	return rows, true, nil
+}
+
+// addTotals sums e as HQ's StoreTotals does.
+func addTotals(t *hq.StoreTotals, e *entry.Entry) {
+	t.Entries++
+	t.Points += e.PointsDelta
+	t.StoredValue += e.StoredValueDelta
+	switch {
+	case e.Sale != nil:
+		t.Sales++
+		t.SalesDue += e.Sale.Due
+	case e.Refund != nil:
+		t.Refunds++
+		t.RefundAmount += e.Refund.Amount
+	case e.Void != nil:
+		t.Voids++
+	case e.TopUp != nil:
+		t.TopUps++
+	}
+}
+
+// rawCopy replays the batches HQ stored, as the same rows, with COPY into
+// a scratch table shaped like entries (indexes included): one transaction
+// per batch, a till's batches in order, four writers (one HQ process's
+// pool). JSON encoding is counted, as ingest does it.
+func rawCopy(ctx context.Context, out io.Writer, st *pg.Store, stores []*memstore.Store, ranges map[string][][2]uint64, hqRate float64, perProc []int64, elapsed time.Duration) error {
+	if _, err := st.Pool().Exec(ctx, `CREATE TABLE raw_entries (LIKE entries INCLUDING ALL)`); err != nil {
+		return fmt.Errorf("raw COPY table: %w", err)
+	}
+	byStore := map[string]*memstore.Store{}
+	for i, s := range stores {
+		byStore[storeID(i)] = s
+	}
+	keys := make([]string, 0, len(ranges))
+	for k := range ranges {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	cols := []string{"store", "till", "seq", "kind", "member_id", "at", "received_at", "body"}
+	work := make(chan string)
+	const writers = 4
+	errs := make([]error, writers)
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range work {
+				if errs[w] != nil {
+					continue
+				}
+				store, tl, _ := strings.Cut(k, "/")
+				for _, r := range ranges[k] {
+					es, err := byStore[store].Pending(tl, r[0]-1, int(r[1]-r[0]+1))
+					if err != nil {
+						errs[w] = err
+						break
+					}
+					now := time.Now().UTC()
+					rows := make([][]any, len(es))
+					for i := range es {
+						e := &es[i]
+						body, err := json.Marshal(e)
+						if err != nil {
+							errs[w] = err
+							break
+						}
+						rows[i] = []any{e.Store, e.Till, int64(e.Seq), string(e.Kind), e.MemberID, e.At, now, body}
+					}
+					if errs[w] != nil {
+						break
+					}
+					if errs[w] = pgx.BeginFunc(ctx, st.Pool(), func(tx pgx.Tx) error {
+						_, err := tx.CopyFrom(ctx, pgx.Identifier{"raw_entries"}, cols, pgx.CopyFromRows(rows))
+						return err
+					}); errs[w] != nil {
+						break
+					}
+					n.Add(int64(len(es)))
+				}
+			}
+		}()
+	}
+	for _, k := range keys {
+		work <- k
+	}
+	close(work)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("raw COPY: %w", err)
+	}
+	took := time.Since(start)
+	copyRate := float64(n.Load()) / took.Seconds()
+	fmt.Fprintf(out, "raw COPY of the same %d entries in the same %d batches (4 writers, one transaction a batch, JSON encoding included): %.0f entries/s in %v\n",
+		n.Load(), batches(ranges), copyRate, took.Round(time.Millisecond))
+	fmt.Fprintf(out, "HQ vs raw COPY: overall %.2f×", hqRate/copyRate)
+	for i, e := range perProc {
+		fmt.Fprintf(out, ", process %d %.2f×", i+1, float64(e)/elapsed.Seconds()/copyRate)
+	}
+	fmt.Fprintln(out)
+	return nil
+}
+
+func batches(ranges map[string][][2]uint64) int {
+	n := 0
+	for _, r := range ranges {
+		n += len(r)
+	}
+	return n
+}
