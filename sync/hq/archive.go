@@ -330,15 +330,17 @@ func VerifyAggregatesWith(ctx context.Context, st Store, dir string) ([]string, 
 		}
 		return VerifyAggregates(ctx, st)
 	}
-	got, err := st.AggDump(ctx)
-	if err != nil {
-		return nil, err
-	}
-	want, err := RecomputeAggregates(ctx, got.Config, ScanWithArchives(st, dir))
-	if err != nil {
-		return nil, err
-	}
-	return CompareAggregates(want, got), nil
+	return VerifyAggregates(ctx, withArchives{st, dir})
+}
+
+// withArchives is a store whose Scan reads the archive files first.
+type withArchives struct {
+	Store
+	dir string
+}
+
+func (w withArchives) Scan(ctx context.Context, fn func(Stored) error) error {
+	return ScanWithArchives(w.Store, w.dir)(ctx, fn)
 }
 
 func archivesOf(ctx context.Context, st Store) ([]Archive, error) {

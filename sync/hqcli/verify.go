@@ -15,6 +15,7 @@ const maxDiffs = 50
 
 func verifyCmd(f *flags) *cobra.Command {
 	var rebuild bool
+	var archive string
 	c := &cobra.Command{
 		Use:   "verify",
 		Short: "Check the KPI aggregates against a recomputation from the stored entries",
@@ -23,6 +24,12 @@ the per-sale and per-member facts behind them) from the stored entries and
 compares it with what the store holds; they must agree exactly. It reads the
 whole history, so run it off-peak. It works on the storage (--db or --pg),
 not through --url; a bbolt file must not be held by a running hq serve.
+
+After hq archive, give --archive with the directory it wrote to: the
+archived months are read from their files (checked against their
+SHA-256) before the stored entries, so the recomputation covers the whole
+history; without it verify refuses rather than report every archived month
+as a mismatch.
 
 With --rebuild, aggregates that disagree are rebuilt from the entries (one
 transaction; uploads wait for it) and checked again.`,
@@ -39,7 +46,7 @@ transaction; uploads wait for it) and checked again.`,
 				return err
 			}
 			defer st.Close()
-			diffs, err := hq.VerifyAggregates(ctx, st)
+			diffs, err := hq.VerifyAggregatesWith(ctx, st, archive)
 			if err != nil {
 				return err
 			}
@@ -58,6 +65,7 @@ transaction; uploads wait for it) and checked again.`,
 			return nil
 		},
 	}
+	c.Flags().StringVar(&archive, "archive", "", "directory hq archive wrote the archived months to")
 	c.Flags().BoolVar(&rebuild, "rebuild", false, "rebuild aggregates that disagree, then check again")
 	return c
 }
