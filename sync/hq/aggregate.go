@@ -593,6 +593,9 @@ type AggFold struct {
 	Delta   AggDelta
 	Sales   []string
 	Members []string
+	// Months lists, per member, the months (first days) whose visits
+	// changed, in order: the month records a store rewrites.
+	Months map[string][]Day
 }
 
 // Fold folds es into f (which must hold the facts AggSaleIDs and
@@ -697,8 +700,17 @@ func (c AggConfig) fold(es []entry.Entry, shard string, f *AggFacts, windowed bo
 		}
 		c.saleContrib(s, d, 1)
 	}
+	months := map[string][]Day{}
 	for _, id := range memberOrder {
 		m, w := f.Members[id], members[id]
+		if len(w.moves) > 0 {
+			var ms []Day
+			for _, mv := range w.moves {
+				ms = append(ms, mv.day.Month())
+			}
+			slices.Sort(ms)
+			months[id] = slices.Compact(ms)
+		}
 		if windowed && w.enrolled == m.Enrolled && w.enrolDay == m.EnrolDay && w.home == m.Home {
 			if len(w.moves) == 0 {
 				continue // nothing it contributes changed
@@ -726,7 +738,7 @@ func (c AggConfig) fold(es []entry.Entry, shard string, f *AggFacts, windowed bo
 		}
 		c.memberContrib(m, shard, d, 1)
 	}
-	return AggFold{Delta: d, Sales: saleOrder, Members: memberOrder}
+	return AggFold{Delta: d, Sales: saleOrder, Members: memberOrder, Months: months}
 }
 
 // Aggregator is the part of a Store that keeps the aggregates.
@@ -741,6 +753,8 @@ type Aggregator interface {
 	AggRows(ctx context.Context, months bool, from, to Day, scopes ...string) ([]AggRow, error)
 	// AggDump reads every row and fact, for checking them.
 	AggDump(ctx context.Context) (*AggDump, error)
+	// AggTotals reads the entry totals per store.
+	AggTotals(ctx context.Context) (map[string]*TotalSums, error)
 }
 
 // AggDump is everything the aggregates hold.
@@ -750,12 +764,14 @@ type AggDump struct {
 	Months  []AggRow
 	Sales   map[string]*SaleFact
 	Members map[string]*MemberFact
+	Totals  map[string]*TotalSums // per store
 }
 
 // RecomputeAggregates folds every stored entry (from scan) afresh with c.
 func RecomputeAggregates(ctx context.Context, c AggConfig, scan func(context.Context, func(Stored) error) error) (*AggDump, error) {
 	f := NewAggFacts()
 	total := AggDelta{}
+	totals := map[string]*TotalSums{}
 	var chunk []entry.Entry
 	flush := func() {
 		for k, v := range c.Fold(chunk, "", f).Delta {
@@ -766,6 +782,12 @@ func RecomputeAggregates(ctx context.Context, c AggConfig, scan func(context.Con
 		chunk = chunk[:0]
 	}
 	err := scan(ctx, func(x Stored) error {
+		t := totals[x.Entry.Store]
+		if t == nil {
+			t = &TotalSums{}
+			totals[x.Entry.Store] = t
+		}
+		t.AddEntry(&x.Entry)
 		chunk = append(chunk, x.Entry)
 		if len(chunk) == 4096 {
 			flush()
@@ -787,7 +809,7 @@ func RecomputeAggregates(ctx context.Context, c AggConfig, scan func(context.Con
 			delete(f.Members, id)
 		}
 	}
-	return &AggDump{Config: c, Days: days, Months: months, Sales: f.Sales, Members: f.Members}, nil
+	return &AggDump{Config: c, Days: days, Months: months, Sales: f.Sales, Members: f.Members, Totals: totals}, nil
 }
 
 func (m *MemberFact) empty() bool { return !m.Enrolled && len(m.Visits) == 0 }
@@ -870,7 +892,19 @@ func CompareAggregates(want, got *AggDump) []string {
 	}
 	facts("sale", encodeAll(reversals(want.Sales)), encodeAll(reversals(got.Sales)))
 	facts("member", encodeAll(want.Members), encodeAll(got.Members))
+	facts("totals of store", encodeAll(nonZero(want.Totals)), encodeAll(nonZero(got.Totals)))
 	return diffs
+}
+
+// nonZero drops stores whose totals are all 0.
+func nonZero(m map[string]*TotalSums) map[string]*TotalSums {
+	out := map[string]*TotalSums{}
+	for st, t := range m {
+		if !t.Zero() {
+			out[st] = t
+		}
+	}
+	return out
 }
 
 // reversals keeps the reversal part of the facts that have one: what a

@@ -62,23 +62,24 @@ type Totals struct {
 	ResolvedDeadLetter int                     `json:"resolved_dead_letters"`
 }
 
-// Totals sums every stored entry and member balance.
+// Totals reports the entry totals kept at ingest (hq verify checks them
+// against the entries) and sums every member balance.
 func (s *Server) Totals(ctx context.Context) (Totals, error) {
 	t := Totals{Stores: map[string]*StoreTotals{}}
-	err := s.st.Scan(ctx, func(x Stored) error {
-		e := &x.Entry
-		t.Chain.add(e)
-		st := t.Stores[e.Store]
-		if st == nil {
-			st = &StoreTotals{}
-			t.Stores[e.Store] = st
-		}
-		st.add(e)
-		return nil
-	})
+	ts, err := s.st.AggTotals(ctx)
 	if err != nil {
 		return t, err
 	}
+	var chain TotalSums
+	for st, sums := range ts {
+		if sums.Zero() {
+			continue
+		}
+		chain.AddAll(sums)
+		v := sums.StoreTotals()
+		t.Stores[st] = &v
+	}
+	t.Chain = chain.StoreTotals()
 	err = s.st.Members(ctx, func(m Member) error {
 		t.Members++
 		sum(&t.MemberPoints, m.Points, &t.MemberOverflow)

@@ -20,8 +20,10 @@ var (
 	bAggDays    = []byte("agg_days")    // day | scope | store \0 cashier → counters
 	bAggMonths  = []byte("agg_months")  // the same, per month (its first day)
 	bAggSales   = []byte("agg_sales")   // sale entry id → hq.SaleFact
-	bAggMembers = []byte("agg_members") // member id → hq.MemberFact
-	aggBuckets  = [][]byte{bAggDays, bAggMonths, bAggSales, bAggMembers}
+	bAggMembers = []byte("agg_members") // member id → head (hq.MemberFact without visits), enrolled members only
+	bAggVisits  = []byte("agg_visits")  // member id \0 month → hq.EncodeMonth: one record per member and month
+	bAggTotals  = []byte("agg_totals")  // store → entry totals, hq.TotCounters × 16 bytes
+	aggBuckets  = [][]byte{bAggDays, bAggMonths, bAggSales, bAggMembers, bAggVisits, bAggTotals}
 	kAggConfig  = []byte("agg_config") // in meta: the hq.AggConfig the rows were built with
 )
 
@@ -93,7 +95,7 @@ func fold(tx *bbolt.Tx, es []entry.Entry, shard string) error {
 
 func foldWith(tx *bbolt.Tx, cfg hq.AggConfig, es []entry.Entry, shard string) error {
 	f := hq.NewAggFacts()
-	sb, mb := tx.Bucket(bAggSales), tx.Bucket(bAggMembers)
+	sb, mb, vb := tx.Bucket(bAggSales), tx.Bucket(bAggMembers), tx.Bucket(bAggVisits)
 	for _, id := range hq.AggSaleIDs(es) {
 		if v := sb.Get([]byte(id)); v != nil {
 			var s hq.SaleFact
@@ -103,13 +105,21 @@ func foldWith(tx *bbolt.Tx, cfg hq.AggConfig, es []entry.Entry, shard string) er
 			f.Sales[id] = &s
 		}
 	}
+	wins := cfg.VisitWindows(es, f.Sales)
 	for _, id := range hq.AggMemberIDs(es, f.Sales) {
+		m := &hq.MemberFact{}
 		if v := mb.Get([]byte(id)); v != nil {
-			var m hq.MemberFact
-			if err := json.Unmarshal(v, &m); err != nil {
+			if err := json.Unmarshal(v, m); err != nil {
 				return err
 			}
-			f.Members[id] = &m
+		}
+		if w, ok := wins[id]; ok {
+			if err := readVisits(vb, id, w, m); err != nil {
+				return err
+			}
+		}
+		if hq.KeepMember(m) {
+			f.Members[id] = m
 		}
 	}
 	r := cfg.Fold(es, shard, f)
@@ -126,8 +136,8 @@ func foldWith(tx *bbolt.Tx, cfg hq.AggConfig, es []entry.Entry, shard string) er
 	}
 	for _, id := range r.Members {
 		var err error
-		if m := f.Members[id]; hq.KeepMember(m) {
-			err = boltjs.Put(mb, []byte(id), m)
+		if m := f.Members[id]; m.Enrolled {
+			err = boltjs.Put(mb, []byte(id), m.Head())
 		} else {
 			err = mb.Delete([]byte(id))
 		}
@@ -135,11 +145,130 @@ func foldWith(tx *bbolt.Tx, cfg hq.AggConfig, es []entry.Entry, shard string) er
 			return err
 		}
 	}
+	keys, visits := r.ChangedMonths(f)
+	for i, k := range keys {
+		var err error
+		if len(visits[i]) > 0 {
+			err = vb.Put(visitKey(k.Member, k.Month), hq.EncodeMonth(visits[i]))
+		} else {
+			err = vb.Delete(visitKey(k.Member, k.Month))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := addTotals(tx.Bucket(bAggTotals), hq.EntryTotals(es)); err != nil {
+		return err
+	}
 	days, months := r.Delta.Rows()
 	if err := addRows(tx.Bucket(bAggDays), days); err != nil {
 		return err
 	}
 	return addRows(tx.Bucket(bAggMonths), months)
+}
+
+func visitKey(member string, month hq.Day) []byte {
+	return append(append([]byte(member), 0), aggDay(month)...)
+}
+
+// readVisits adds to m the month records of member that w names: those
+// in [w.From, w.To] and the nearest one on either side (every one if
+// w.Whole).
+func readVisits(b *bbolt.Bucket, member string, w hq.VisitWindow, m *hq.MemberFact) error {
+	prefix := append([]byte(member), 0)
+	add := func(v []byte) error {
+		mv, err := hq.DecodeMonth(v)
+		m.AddMonth(mv)
+		return err
+	}
+	c := b.Cursor()
+	if w.Whole {
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if err := add(v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	start, end := visitKey(member, w.From), visitKey(member, w.To)
+	k, _ := c.Seek(start)
+	var pk, pv []byte
+	if k == nil {
+		pk, pv = c.Last()
+	} else {
+		pk, pv = c.Prev()
+	}
+	if pk != nil && bytes.HasPrefix(pk, prefix) {
+		if err := add(pv); err != nil {
+			return err
+		}
+	}
+	for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if err := add(v); err != nil {
+			return err
+		}
+		if bytes.Compare(k, end) > 0 {
+			break // the first month after the window
+		}
+	}
+	return nil
+}
+
+// getTotals reads a totals record.
+func getTotals(v []byte) (t hq.TotalSums) {
+	for i := range t {
+		if len(v) >= 16*(i+1) {
+			t[i] = hq.Sum{Hi: int64(binary.BigEndian.Uint64(v[16*i:])), Lo: binary.BigEndian.Uint64(v[16*i+8:])}
+		}
+	}
+	return t
+}
+
+func putTotals(t *hq.TotalSums) []byte {
+	b := make([]byte, 16*len(t))
+	for i, s := range t {
+		binary.BigEndian.PutUint64(b[16*i:], uint64(s.Hi))
+		binary.BigEndian.PutUint64(b[16*i+8:], s.Lo)
+	}
+	return b
+}
+
+func addTotals(b *bbolt.Bucket, d map[string]*hq.TotalSums) error {
+	for st, add := range d {
+		t := getTotals(b.Get([]byte(st)))
+		t.AddAll(add)
+		if err := b.Put([]byte(st), putTotals(&t)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// upgradeAggregates brings the aggregates of a file of schema n (1..3) to
+// this one: schema 3 kept each member's visits in its fact and had no entry
+// totals; older ones had no aggregates. They are rebuilt from the entries
+// (with the configuration the file's rows were built with).
+func upgradeAggregates(tx *bbolt.Tx, n uint64) error {
+	if n < 1 || n >= 4 {
+		return nil
+	}
+	cfg, err := aggConfigTx(tx)
+	if err != nil {
+		return err
+	}
+	return rebuildAggregates(tx, cfg)
+}
+
+func (s *Store) AggTotals(ctx context.Context) (map[string]*hq.TotalSums, error) {
+	out := map[string]*hq.TotalSums{}
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bAggTotals).ForEach(func(k, v []byte) error {
+			t := getTotals(v)
+			out[string(k)] = &t
+			return ctx.Err()
+		})
+	})
+	return out, err
 }
 
 func addRows(b *bbolt.Bucket, rs []hq.AggRow) error {
@@ -270,9 +399,34 @@ func (s *Store) AggDump(ctx context.Context) (*hq.AggDump, error) {
 		}); err != nil {
 			return err
 		}
-		return boltjs.Each(tx.Bucket(bAggMembers), func(k []byte, f hq.MemberFact) error {
+		if err := boltjs.Each(tx.Bucket(bAggMembers), func(k []byte, f hq.MemberFact) error {
 			d.Members[string(k)] = &f
 			return ctx.Err()
+		}); err != nil {
+			return err
+		}
+		// Month records in key order: each member's months in order.
+		if err := tx.Bucket(bAggVisits).ForEach(func(k, v []byte) error {
+			id, _, ok := bytes.Cut(k, []byte{0})
+			if !ok {
+				return fmt.Errorf("hq store: visit key %x has no month", k)
+			}
+			m := d.Members[string(id)]
+			if m == nil {
+				m = &hq.MemberFact{}
+				d.Members[string(id)] = m
+			}
+			mv, err := hq.DecodeMonth(v)
+			m.AddMonth(mv)
+			return err
+		}); err != nil {
+			return err
+		}
+		d.Totals = map[string]*hq.TotalSums{}
+		return tx.Bucket(bAggTotals).ForEach(func(k, v []byte) error {
+			t := getTotals(v)
+			d.Totals[string(k)] = &t
+			return nil
 		})
 	})
 	return d, err

@@ -38,10 +38,12 @@ var (
 	allBuckets = append([][]byte{bCreds, bTokens, bTills, bEntries, bDead, bMembers, bMemData, bMemLog, bPrograms, bMeta}, aggBuckets...)
 )
 
-// schemaVersion 3: KPI aggregates, built from the stored entries once
+// schemaVersion 4: KPI member facts as one record per member and month,
+// and entry totals (rebuilt from the entries when an older file is
+// opened); 3: KPI aggregates, built from the stored entries once
 // when an older file is opened; 2: members split into hot and cold parts
 // (1: one JSON record), a version-1 file is migrated on open.
-const schemaVersion = 3
+const schemaVersion = 4
 
 // Options tune the store.
 type Options struct {
@@ -101,8 +103,8 @@ func Open(path string, o Options) (*Store, error) {
 				return fmt.Errorf("hq store %s: upgrading members to schema %d: %w", path, schemaVersion, err)
 			}
 		}
-		if n >= 1 && n < 3 {
-			if err := rebuildAggregates(tx, hq.DefaultAggConfig); err != nil {
+		if n >= 1 && n < 4 {
+			if err := upgradeAggregates(tx, n); err != nil {
 				return fmt.Errorf("hq store %s: building KPI aggregates: %w", path, err)
 			}
 		}

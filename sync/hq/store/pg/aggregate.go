@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -78,13 +79,31 @@ func rowArgs(rs []hq.AggRow, writer string) []any {
 	return args
 }
 
+// visitsSQL reads the month records windows name: per member, those in
+// [lo, hi] and the nearest one on either side.
+const visitsSQL = `SELECT w.member, v.visits FROM unnest($1::text[], $2::int4[], $3::int4[]) AS w(member, lo, hi)
+	CROSS JOIN LATERAL (
+		(SELECT a.visits FROM agg_visits a WHERE a.member = w.member AND a.month BETWEEN w.lo AND w.hi)
+		UNION ALL (SELECT a.visits FROM agg_visits a WHERE a.member = w.member AND a.month < w.lo ORDER BY a.month DESC LIMIT 1)
+		UNION ALL (SELECT a.visits FROM agg_visits a WHERE a.member = w.member AND a.month > w.hi ORDER BY a.month LIMIT 1)
+	) AS v`
+
+// loaded is what loadFacts read: the facts, and the members' heads as
+// stored (to write only those that change).
+type loaded struct {
+	f     *hq.AggFacts
+	heads map[string]hq.MemberFact
+}
+
 // loadFacts reads what folding es needs, under the fact locks (unless
 // locked: a rebuild holds everything): the reversals kept of the sales es
-// names, the sale entries its refunds and voids reverse, and the facts of
-// the members involved. One round trip, a second only when a reversed
-// sale names a member its refund did not.
-func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entry, locked bool) (*hq.AggFacts, error) {
+// names, the sale entries its refunds and voids reverse, the heads of the
+// members involved and the month records of their visits that the fold
+// looks at (hq.VisitWindows). One round trip; a second when a reversed
+// sale names a member or a day the batch itself does not.
+func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entry, locked bool) (*loaded, error) {
 	f := hq.NewAggFacts()
+	ld := &loaded{f: f, heads: map[string]hq.MemberFact{}}
 	saleIDs := hq.AggSaleIDs(es)
 	inBatch := map[string]bool{}
 	for i := range es {
@@ -104,18 +123,57 @@ func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entr
 		}
 		stores, tills, seqs = append(stores, st), append(tills, tl), append(seqs, int64(seq))
 	}
-	loaded := map[string]bool{}
-	readMembers := func(b *pgx.Batch, ids []string) {
+	member := func(id string) *hq.MemberFact {
+		m := f.Members[id]
+		if m == nil {
+			m = &hq.MemberFact{}
+			f.Members[id] = m
+		}
+		return m
+	}
+	headRead := map[string]bool{}
+	readHeads := func(b *pgx.Batch, ids []string) {
 		for _, id := range ids {
-			loaded[id] = true
+			headRead[id] = true
 		}
 		b.Queue(`SELECT id, fact FROM agg_members WHERE id = ANY($1)`, ids).Query(func(rows pgx.Rows) error {
 			var id string
 			var raw []byte
 			_, err := pgx.ForEachRow(rows, []any{&id, &raw}, func() error {
-				var m hq.MemberFact
-				f.Members[id] = &m
-				return json.Unmarshal(raw, &m)
+				var h hq.MemberFact
+				if err := json.Unmarshal(raw, &h); err != nil {
+					return err
+				}
+				m := member(id)
+				m.Enrolled, m.EnrolDay, m.Home = h.Enrolled, h.EnrolDay, h.Home
+				ld.heads[id] = m.Head()
+				return nil
+			})
+			return err
+		})
+	}
+	visitsRead := map[string]hq.VisitWindow{}
+	readVisits := func(b *pgx.Batch, wins map[string]hq.VisitWindow) {
+		var ids []string
+		var los, his []int32
+		for id, w := range wins {
+			visitsRead[id] = w
+			lo, hi := int32(w.From), int32(w.To)
+			if w.Whole {
+				lo, hi = math.MinInt32, math.MaxInt32
+			}
+			ids, los, his = append(ids, id), append(los, lo), append(his, hi)
+		}
+		if len(ids) == 0 {
+			return
+		}
+		b.Queue(visitsSQL, ids, los, his).Query(func(rows pgx.Rows) error {
+			var id string
+			var raw []byte
+			_, err := pgx.ForEachRow(rows, []any{&id, &raw}, func() error {
+				mv, err := hq.DecodeMonth(raw)
+				member(id).AddMonth(mv)
+				return err
 			})
 			return err
 		})
@@ -174,40 +232,61 @@ func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entr
 		})
 	}
 	if len(members) > 0 {
-		readMembers(b, members)
+		readHeads(b, members)
 	}
+	// What the batch alone tells; a refund of an earlier sale may widen it.
+	readVisits(b, cfg.VisitWindows(es, nil))
 	if err := q.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
 	}
 	var more []string
 	for _, id := range hq.AggMemberIDs(es, f.Sales) {
-		if !loaded[id] {
+		if !headRead[id] {
 			more = append(more, id)
 		}
 	}
-	if len(more) > 0 {
+	again := map[string]hq.VisitWindow{}
+	for id, w := range cfg.VisitWindows(es, f.Sales) {
+		if r, ok := visitsRead[id]; !ok || !r.Covers(w) {
+			again[id] = w
+			if m := f.Members[id]; m != nil {
+				m.Visits = nil // read again, whole
+			}
+		}
+	}
+	if len(more)+len(again) > 0 {
 		b := &pgx.Batch{}
 		lock(b, nil, more)
-		readMembers(b, more)
+		if len(more) > 0 {
+			readHeads(b, more)
+		}
+		readVisits(b, again)
 		if err := q.SendBatch(ctx, b).Close(); err != nil {
 			return nil, err
 		}
 	}
-	return f, nil
+	for id, m := range f.Members {
+		if !hq.KeepMember(m) {
+			delete(f.Members, id)
+		}
+	}
+	return ld, nil
 }
 
 // foldAgg folds es (stored in this transaction by writer, the uploading
 // store/till) into the aggregates and queues the writes on out, which the
 // caller sends. Of a sale only what refunds and voids wrote is kept; the
-// rest is read from its entry when needed.
+// rest is read from its entry when needed. Of a member, the head when it
+// changed and the month records whose visits changed.
 func foldAgg(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entry, writer string, locked bool, out *pgx.Batch) error {
 	if len(es) == 0 {
 		return nil
 	}
-	f, err := loadFacts(ctx, q, cfg, es, locked)
+	ld, err := loadFacts(ctx, q, cfg, es, locked)
 	if err != nil {
 		return err
 	}
+	f := ld.f
 	r := cfg.Fold(es, "", f)
 	var putIDs []string
 	var puts [][]byte
@@ -227,13 +306,16 @@ func foldAgg(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entry,
 	var delIDs []string
 	putIDs, puts = nil, nil
 	for _, id := range r.Members {
-		if m := f.Members[id]; hq.KeepMember(m) {
-			b, err := json.Marshal(m)
+		h := f.Members[id].Head()
+		was, ok := ld.heads[id]
+		switch {
+		case h.Enrolled && (!ok || was.EnrolDay != h.EnrolDay || was.Home != h.Home || !was.Enrolled):
+			b, err := json.Marshal(h)
 			if err != nil {
 				return err
 			}
 			putIDs, puts = append(putIDs, id), append(puts, b)
-		} else {
+		case !h.Enrolled && ok:
 			delIDs = append(delIDs, id)
 		}
 	}
@@ -244,12 +326,67 @@ func foldAgg(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entry,
 	if len(delIDs) > 0 {
 		out.Queue(`DELETE FROM agg_members WHERE id = ANY($1)`, delIDs)
 	}
+	keys, visits := r.ChangedMonths(f)
+	var putM, delM []string
+	var putMonth, delMonth []int32
+	puts = nil
+	for i, k := range keys {
+		if len(visits[i]) == 0 {
+			delM, delMonth = append(delM, k.Member), append(delMonth, int32(k.Month))
+			continue
+		}
+		putM, putMonth, puts = append(putM, k.Member), append(putMonth, int32(k.Month)), append(puts, hq.EncodeMonth(visits[i]))
+	}
+	if len(putM) > 0 {
+		out.Queue(`INSERT INTO agg_visits (member, month, visits) SELECT * FROM unnest($1::text[], $2::int4[], $3::jsonb[])
+			ON CONFLICT (member, month) DO UPDATE SET visits = excluded.visits`, putM, putMonth, puts)
+	}
+	if len(delM) > 0 {
+		out.Queue(`DELETE FROM agg_visits a USING unnest($1::text[], $2::int4[]) AS u(member, month)
+			WHERE a.member = u.member AND a.month = u.month`, delM, delMonth)
+	}
+	queueTotals(out, hq.EntryTotals(es), writer)
 	days, months := r.Delta.Rows()
 	if len(days) > 0 {
 		out.Queue(aggDaysSQL, rowArgs(days, writer)...)
 		out.Queue(aggMonthsSQL, rowArgs(months, writer)...)
 	}
 	return nil
+}
+
+var totCols = strings.Join(hq.TotalNames[:], ", ")
+
+// totalsSQL adds to the totals records; sums travel as decimal text.
+var totalsSQL = func() string {
+	var args, names, sel, sets []string
+	for i, n := range hq.TotalNames {
+		args = append(args, fmt.Sprintf("$%d::text[]", i+3))
+		names = append(names, fmt.Sprintf("c%d", i))
+		sel = append(sel, fmt.Sprintf("u.c%d::numeric", i))
+		sets = append(sets, fmt.Sprintf("%s = a.%s + excluded.%s", n, n, n))
+	}
+	return fmt.Sprintf(`INSERT INTO agg_totals AS a (store, writer, %s)
+SELECT u.store, $2, %s FROM unnest($1::text[], %s) AS u(store, %s)
+ON CONFLICT (store, writer) DO UPDATE SET %s`, totCols, strings.Join(sel, ", "), strings.Join(args, ", "), strings.Join(names, ", "), strings.Join(sets, ", "))
+}()
+
+func queueTotals(out *pgx.Batch, d map[string]*hq.TotalSums, writer string) {
+	if len(d) == 0 {
+		return
+	}
+	stores := make([]string, 0, len(d))
+	cols := make([][]string, hq.TotCounters)
+	for st, t := range d {
+		stores = append(stores, st)
+		for i, v := range t {
+			cols[i] = append(cols[i], v.String())
+		}
+	}
+	args := []any{stores, writer}
+	for _, c := range cols {
+		args = append(args, c)
+	}
+	out.Queue(totalsSQL, args...)
 }
 
 // foldNow folds es and sends the writes at once (outside ingest's pipeline).
@@ -303,7 +440,10 @@ func (s *Store) rebuild(ctx context.Context, c hq.AggConfig, onlyUnbuilt bool) e
 				return err
 			}
 		}
-		if _, err := tx.Exec(ctx, `TRUNCATE agg_days, agg_months, agg_sales, agg_members`); err != nil {
+		if err := archivedRebuildError(ctx, tx); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `TRUNCATE agg_days, agg_months, agg_sales, agg_members, agg_visits, agg_totals`); err != nil {
 			return err
 		}
 		var after int64
@@ -405,12 +545,69 @@ func (s *Store) AggDump(ctx context.Context) (*hq.AggDump, error) {
 		if err != nil {
 			return err
 		}
-		_, err = pgx.ForEachRow(rows, []any{&id, &b}, func() error {
+		if _, err := pgx.ForEachRow(rows, []any{&id, &b}, func() error {
 			var f hq.MemberFact
 			d.Members[id] = &f
 			return json.Unmarshal(b, &f)
-		})
+		}); err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, `SELECT member, visits FROM agg_visits ORDER BY member, month`)
+		if err != nil {
+			return err
+		}
+		if _, err := pgx.ForEachRow(rows, []any{&id, &b}, func() error {
+			m := d.Members[id]
+			if m == nil {
+				m = &hq.MemberFact{}
+				d.Members[id] = m
+			}
+			mv, err := hq.DecodeMonth(b)
+			m.AddMonth(mv)
+			return err
+		}); err != nil {
+			return err
+		}
+		d.Totals, err = readTotals(ctx, tx)
 		return err
 	})
 	return d, err
+}
+
+func (s *Store) AggTotals(ctx context.Context) (map[string]*hq.TotalSums, error) {
+	return readTotals(ctx, s.pool)
+}
+
+// readTotals sums the totals records per store.
+func readTotals(ctx context.Context, q interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}) (map[string]*hq.TotalSums, error) {
+	var sums []string
+	for _, n := range hq.TotalNames {
+		sums = append(sums, "sum("+n+")::text")
+	}
+	rows, err := q.Query(ctx, `SELECT store, `+strings.Join(sums, ", ")+` FROM agg_totals GROUP BY store`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*hq.TotalSums{}
+	var st string
+	vs := make([]string, hq.TotCounters)
+	dst := []any{&st}
+	for i := range vs {
+		dst = append(dst, &vs[i])
+	}
+	_, err = pgx.ForEachRow(rows, dst, func() error {
+		t := &hq.TotalSums{}
+		for i, v := range vs {
+			n, err := hq.ParseSum(v)
+			if err != nil {
+				return fmt.Errorf("hq: totals of store %s: %w", st, err)
+			}
+			t[i] = n
+		}
+		out[st] = t
+		return nil
+	})
+	return out, err
 }
