@@ -511,12 +511,22 @@ func decodeMember(id string, v []byte, m *entry.Member, bal *balance) (hasBal bo
 	return false, nil
 }
 
-// tokenKey is the card index key of a card token: a keyed hash (64
-// lowercase hex digits) as its 32 bytes, any other token as the SHA-256 of
-// a NUL and its text (also 32 bytes; a token is never chosen to collide).
-// Files of schemas before 5 keyed the index by the token's text; those keys
-// are still read (tokenOwner) and are replaced when the member next changes.
+// tokenKey is the card index key of a card token: the first 16 bytes of a
+// keyed hash (64 lowercase hex digits), or of the SHA-256 of a NUL and any
+// other token's text. 128 bits are plenty: among n tokens the chance that
+// any two share a key is about n²/2¹²⁹, 1.5·10⁻²⁵ at 10 million members,
+// while every key is 16 bytes (a third of the index) smaller than the whole
+// hash. Earlier files keyed the index by the whole 32 bytes (schema 5) or by
+// the token's text (before); those keys are still read (tokenOwner) and are
+// replaced when the member next changes.
 func tokenKey(t string) []byte {
+	return tokenKey32(t)[:tokenKeyLen]
+}
+
+const tokenKeyLen = 16
+
+// tokenKey32 is the card index key of schema 5 files (the whole hash).
+func tokenKey32(t string) []byte {
 	if raw, ok := hex32(t); ok {
 		return raw
 	}
@@ -526,15 +536,24 @@ func tokenKey(t string) []byte {
 	return h.Sum(nil)
 }
 
+// tokenKeyForms are every key token t may have in the card index: today's,
+// then those of earlier files.
+func tokenKeyForms(t string) [][]byte {
+	k := tokenKey32(t)
+	return [][]byte{k[:tokenKeyLen], k, []byte(t)}
+}
+
 // tokenOwner is the member id the card index gives for token t (nil: none).
 func tokenOwner(b *bolt.Bucket, t string) []byte {
 	if t == "" {
 		return nil
 	}
-	if id := b.Get(tokenKey(t)); id != nil {
-		return id
+	for _, k := range tokenKeyForms(t) {
+		if id := b.Get(k); id != nil {
+			return id
+		}
 	}
-	return b.Get([]byte(t))
+	return nil
 }
 
 // couponFormat starts a binary coupon state (schema 5); earlier files hold

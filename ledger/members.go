@@ -38,6 +38,7 @@ func (l *Ledger) Member(id string) (MemberView, error) {
 		v, err = l.view(tx, id)
 		return err
 	})
+	l.noteLookup()
 	return v, err
 }
 
@@ -70,6 +71,7 @@ func (l *Ledger) byIndex(b []byte, k, what string) (MemberView, error) {
 		v, err = l.view(tx, string(id))
 		return err
 	})
+	l.noteLookup()
 	return v, err
 }
 
@@ -170,20 +172,16 @@ func (l *Ledger) applyStates(states []MemberState, direct bool) error {
 				tx.Bucket(b).FillPercent = 0.9
 			}
 		}
-		marks := map[string]uint64{}
-		c := tx.Bucket(bAcked).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			marks[string(k)] = getU64(v)
-		}
+		marks := ackMarks(tx)
 		a := newAlloc(tx)
 		type pend struct {
 			ms  *mstate
-			old *entry.Member
 			rec hqState
 			g   uint64
 			log bool
 		}
 		var todo []pend
+		var ix []indexOp
 		for _, s := range states {
 			ms, err := loadMember(tx, s.Member.ID)
 			var old *entry.Member
@@ -196,35 +194,16 @@ func (l *Ledger) applyStates(states []MemberState, direct bool) error {
 			default:
 				ms = newMState(s.Member.ID)
 			}
-			rec := hqState{Member: s.Member, Points: s.Points, StoredValue: s.StoredValue, Coupons: s.Coupons,
-				Flagged: s.Flagged, Marks: marks}
-			if !s.LastSale.IsZero() {
-				rec.LastSale = s.LastSale.UTC().Format(time.RFC3339)
-			}
 			g := a.nextGlobal()
-			// With nothing local pending the state is the member's whole
-			// state: it stays out of the hq log, and its lot implicit in
-			// the balance record, until a local entry touches the member.
-			quiet := ms.nothingPending(marks)
-			if ms.err != nil {
-				return nil, ms.err
+			rec, log, err := ms.takeHQ(s, marks, g)
+			if err != nil {
+				return nil, err
 			}
-			ms.applyHQ(&rec, g, ms.bal.PendPoints, ms.bal.PendSV)
-			ms.bal.Unlogged, ms.bal.HQLotKey, ms.bal.HQLotRem = 0, 0, 0
-			if quiet {
-				ms.bal.Unlogged = g
-				if len(ms.lots) == 1 {
-					ms.bal.HQLotKey, ms.bal.HQLotRem = g, ms.lots[0].Remaining
-					ms.lots = nil
-				}
-			}
-			todo = append(todo, pend{ms, old, rec, g, !quiet})
+			todo = append(todo, pend{ms, rec, g, log})
+			ix = indexOps(tx, ix, old, &ms.member)
 		}
 		for _, t := range todo {
 			if err := t.ms.save(w); err != nil {
-				return nil, err
-			}
-			if err := indexMember(w, t.old, &t.ms.member); err != nil {
 				return nil, err
 			}
 			if !t.log {
@@ -234,9 +213,107 @@ func (l *Ledger) applyStates(states []MemberState, direct bool) error {
 				return nil, err
 			}
 		}
+		if err := applyIndexOps(w, ix); err != nil {
+			return nil, err
+		}
 		return nil, w.setSeq(bLog, a.global)
 	}})
+	l.releaseMapped()
 	return err
+}
+
+// ackMarks are the acknowledged sequences per till.
+func ackMarks(tx *bolt.Tx) map[string]uint64 {
+	marks := map[string]uint64{}
+	c := tx.Bucket(bAcked).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		marks[string(k)] = getU64(v)
+	}
+	return marks
+}
+
+// takeHQ applies HQ's state s to ms (global order g) and returns the state
+// as the hq log would hold it and whether it must be logged. With nothing
+// local pending the state is the member's whole state: it stays out of the
+// hq log, and its lot implicit in the balance record, until a local entry
+// touches the member.
+func (ms *mstate) takeHQ(s MemberState, marks map[string]uint64, g uint64) (hqState, bool, error) {
+	rec := hqState{Member: s.Member, Points: s.Points, StoredValue: s.StoredValue, Coupons: s.Coupons,
+		Flagged: s.Flagged, Marks: marks}
+	if !s.LastSale.IsZero() {
+		rec.LastSale = s.LastSale.UTC().Format(time.RFC3339)
+	}
+	quiet := ms.nothingPending(marks)
+	if ms.err != nil {
+		return rec, false, ms.err
+	}
+	ms.applyHQ(&rec, g, ms.bal.PendPoints, ms.bal.PendSV)
+	ms.bal.Unlogged, ms.bal.HQLotKey, ms.bal.HQLotRem = 0, 0, 0
+	if quiet {
+		ms.bal.Unlogged = g
+		if len(ms.lots) == 1 {
+			ms.bal.HQLotKey, ms.bal.HQLotRem = g, ms.lots[0].Remaining
+			ms.lots = nil
+		}
+	}
+	return rec, !quiet, nil
+}
+
+// indexOp is one write to the card or mobile index (v nil: delete).
+type indexOp struct {
+	b, k, v []byte
+}
+
+// indexOps appends the index writes that take member old (nil: new) to m:
+// the keys of old that still name it are deleted (every form a card key
+// has had), m's are put. Reads happen here, before any write.
+func indexOps(tx *bolt.Tx, ops []indexOp, old, m *entry.Member) []indexOp {
+	if old != nil {
+		for _, t := range old.CardTokens {
+			for _, k := range tokenKeyForms(t) {
+				if string(tx.Bucket(bByToken).Get(k)) == old.ID {
+					ops = append(ops, indexOp{b: bByToken, k: k})
+				}
+			}
+		}
+		if old.Mobile != "" && string(tx.Bucket(bByMobile).Get([]byte(old.Mobile))) == old.ID {
+			ops = append(ops, indexOp{b: bByMobile, k: []byte(old.Mobile)})
+		}
+	}
+	for _, t := range m.CardTokens {
+		ops = append(ops, indexOp{b: bByToken, k: tokenKey(t), v: []byte(m.ID)})
+	}
+	if m.Mobile != "" {
+		ops = append(ops, indexOp{b: bByMobile, k: []byte(m.Mobile), v: []byte(m.ID)})
+	}
+	return ops
+}
+
+// applyIndexOps writes ops in key order (each index leaf is then visited
+// once, left to right); among writes to one key, deletes go first and puts
+// keep their order, so the last member given a key gets it.
+func applyIndexOps(w *writer, ops []indexOp) error {
+	sort.SliceStable(ops, func(i, j int) bool {
+		if c := bytes.Compare(ops[i].b, ops[j].b); c != 0 {
+			return c < 0
+		}
+		if c := bytes.Compare(ops[i].k, ops[j].k); c != 0 {
+			return c < 0
+		}
+		return ops[i].v == nil && ops[j].v != nil
+	})
+	for _, o := range ops {
+		var err error
+		if o.v == nil {
+			err = w.del(o.b, o.k)
+		} else {
+			err = w.put(o.b, o.k, o.v)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ApplyProgram stores a program version published by HQ; sales at or after

@@ -22,8 +22,8 @@ func tokenKeys(t *testing.T, l *Ledger) map[string]string {
 	return out
 }
 
-// The card index is keyed by 32 bytes: a keyed hash's own bytes, any other
-// token's SHA-256; both are found by their text.
+// The card index is keyed by 16 bytes: of a keyed hash's own bytes, or of
+// any other token's SHA-256; both are found by their text.
 func TestCardIndexKeysRaw(t *testing.T) {
 	l, _ := open(t)
 	card := benchCard(7)
@@ -34,7 +34,7 @@ func TestCardIndexKeysRaw(t *testing.T) {
 	keys := tokenKeys(t, l)
 	require.Len(t, keys, 2)
 	for k := range keys {
-		require.Len(t, k, 32)
+		require.Len(t, k, 16)
 	}
 	v, err := l.MemberByToken(card)
 	require.NoError(t, err)
@@ -47,10 +47,17 @@ func TestCardIndexKeysRaw(t *testing.T) {
 	verifyOK(t, l)
 }
 
-// A file of an earlier schema keyed the card index by the token's text: it
-// is still found, blocks enrolling the card again, and is replaced by the
-// 32-byte key when the member next changes.
+// Files of earlier schemas keyed the card index by the token's text, or
+// (schema 5) by the whole 32-byte hash: such a key is still found, blocks
+// enrolling the card again, and is replaced by the 16-byte key when the
+// member next changes.
 func TestCardIndexLegacyTextKeys(t *testing.T) {
+	for _, legacy := range []func(string) []byte{func(c string) []byte { return []byte(c) }, tokenKey32} {
+		legacyKeys(t, legacy)
+	}
+}
+
+func legacyKeys(t *testing.T, legacy func(string) []byte) {
 	l, _ := open(t)
 	card := benchCard(9)
 	require.NoError(t, l.ApplyMemberStates([]MemberState{{Member: entry.Member{ID: "H1", Tier: "silver", CardTokens: []string{card}}}}))
@@ -58,7 +65,7 @@ func TestCardIndexLegacyTextKeys(t *testing.T) {
 	require.NoError(t, l.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bByToken)
 		require.NoError(t, b.Delete(tokenKey(card)))
-		return b.Put([]byte(card), []byte("H1"))
+		return b.Put(legacy(card), []byte("H1"))
 	}))
 	v, err := l.MemberByToken(card)
 	require.NoError(t, err)
