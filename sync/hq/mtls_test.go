@@ -45,7 +45,7 @@ func newTLSHQ(t *testing.T, withClientCA bool) *tlsHQ {
 	cfg, err := hq.TLSConfig(srvCert, srvKey, clientCA)
 	require.NoError(t, err)
 	e := newEnv(t, hq.Options{RequireClientCert: withClientCA}, nil)
-	ts := httptest.NewUnstartedServer(e.srv)
+	ts := httptest.NewUnstartedServer(contract(t).Handler(t, e.srv))
 	ts.TLS = cfg
 	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected
 	ts.StartTLS()

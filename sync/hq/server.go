@@ -148,6 +148,7 @@ func NewServer(st Store, opts Options) *Server {
 	s.mux.HandleFunc("GET "+wire.PathSnapshot, s.handleSnapshot)
 	s.mux.HandleFunc("GET "+wire.PathExport, s.adminAs(s.handleExport))
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
+	s.mux.Handle("GET /v1/openapi.json", OpenAPI)
 	s.mux.HandleFunc("GET /kpi", s.admin(s.handleKPI))
 	s.mux.HandleFunc("GET /admin/totals", s.admin(s.handleTotals))
 	s.mux.HandleFunc("GET /admin/deadletters", s.admin(s.handleDeadLetters))

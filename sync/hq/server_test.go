@@ -48,7 +48,8 @@ func newEnv(t *testing.T, o hq.Options, wrap func(hq.Store) hq.Store) *env {
 		o.ParseProgram = testParser
 	}
 	srv := hq.NewServer(s, o)
-	ts := httptest.NewServer(srv)
+	// Every request and answer of the tests is checked against openapi.yaml.
+	ts := httptest.NewServer(contract(t).Handler(t, srv))
 	t.Cleanup(ts.Close)
 	e := &env{t: t, srv: srv, st: s, url: ts.URL, store: map[string]string{}}
 	for _, id := range []string{"S1", "S2"} {
