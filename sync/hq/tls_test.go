@@ -28,7 +28,7 @@ func TestMutualTLS(t *testing.T) {
 	require.ErrorContains(t, err, "no PEM certificate")
 
 	e := newEnv(t, hq.Options{}, nil)
-	ts := httptest.NewUnstartedServer(e.srv)
+	ts := httptest.NewUnstartedServer(contract(t).Handler(t, e.srv))
 	ts.TLS = cfg
 	ts.StartTLS()
 	defer ts.Close()
