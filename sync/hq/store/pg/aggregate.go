@@ -212,8 +212,12 @@ func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entr
 		return err
 	})
 	if len(seqs) > 0 {
+		// A sale archived with its month is read from what the archive
+		// kept of it (archived_sales).
 		b.Queue(`SELECT e.body FROM entries e JOIN unnest($1::text[], $2::text[], $3::int8[]) AS u(store, till, seq)
-			ON e.store = u.store AND e.till = u.till AND e.seq = u.seq WHERE e.kind = 'sale'`, stores, tills, seqs).Query(func(rows pgx.Rows) error {
+			ON e.store = u.store AND e.till = u.till AND e.seq = u.seq WHERE e.kind = 'sale'
+			UNION ALL SELECT a.body FROM archived_sales a JOIN unnest($1::text[], $2::text[], $3::int8[]) AS u(store, till, seq)
+			ON a.store = u.store AND a.till = u.till AND a.seq = u.seq`, stores, tills, seqs).Query(func(rows pgx.Rows) error {
 			var raw []byte
 			_, err := pgx.ForEachRow(rows, []any{&raw}, func() error {
 				var e entry.Entry
