@@ -85,7 +85,35 @@ func TestMembersAtChainScale(t *testing.T) {
 	}
 	order := benchOrder(n)
 	page := make([]MemberState, 0, membersPage)
+	if os.Getenv("POSAGENT_MEMBERS_COMPARE") == "1" {
+		// The same pages through ApplyMemberStates, into another ledger.
+		ol, err := Open(filepath.Join(dir, "paged.db"), Options{Store: "S1", Till: "T1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var took time.Duration
+		cpu0 := cpuTime()
+		for i := 0; i < n; i += membersPage {
+			page = page[:0]
+			for _, j := range order[i:min(n, i+membersPage)] {
+				page = append(page, benchMemberState(j))
+			}
+			t0 := time.Now()
+			if err := ol.ApplyMemberStates(page); err != nil {
+				t.Fatal(err)
+			}
+			took += time.Since(t0)
+		}
+		cpu := cpuTime() - cpu0
+		if err := ol.Close(); err != nil {
+			t.Fatal(err)
+		}
+		st, _ := os.Stat(filepath.Join(dir, "paged.db"))
+		t.Logf("for comparison, ApplyMemberStates in pages of %d: %v, %.0f members/s, CPU %v (%.1f µs/member); file %.0f bytes/member",
+			membersPage, took.Round(time.Millisecond), float64(n)/took.Seconds(), cpu.Round(time.Millisecond), float64(cpu.Microseconds())/float64(n), float64(st.Size())/float64(n))
+	}
 	start := time.Now()
+	cpu0 := cpuTime()
 	ld, err := l.LoadMembers()
 	if err != nil {
 		t.Fatal(err)
@@ -107,11 +135,16 @@ func TestMembersAtChainScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	loaded := time.Since(start) - building
+	cpu := cpuTime() - cpu0 // building the pages included: a small part
 	rate := float64(n) / loaded.Seconds()
-	t.Logf("load %d members (LoadMembers, pages of %d, HQ's order): %v (Add %v, Finish %v), %.0f members/s, 1M in %.1f s (target >= 100,000/s)",
-		n, membersPage, loaded.Round(time.Millisecond), added.Round(time.Millisecond), (loaded - added).Round(time.Millisecond), rate, 1e6/rate)
+	t.Logf("load %d members (LoadMembers, pages of %d, HQ's order): %v (Add %v, Finish %v), %.0f members/s, 1M in %.1f s (target >= 100,000/s); CPU %v (%.1f µs/member); CPU pressure now: %s",
+		n, membersPage, loaded.Round(time.Millisecond), added.Round(time.Millisecond), (loaded - added).Round(time.Millisecond), rate, 1e6/rate,
+		cpu.Round(time.Millisecond), float64(cpu.Microseconds())/float64(n), cpuPressure())
 	runtime.GC()
 	t.Logf("RSS of this process after the load: %d KB", rssKB())
+	if st, err := os.Stat(path); err == nil {
+		t.Logf("file after the load: %d bytes, %.0f bytes/member (target < 200)", st.Size(), float64(st.Size())/float64(n))
+	}
 
 	// Incremental pages onto the full ledger, as the feed brings them.
 	r := rand.New(rand.NewPCG(5, 6))
@@ -140,7 +173,7 @@ func TestMembersAtChainScale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("file as built: %d bytes, %.0f bytes/member (target < 200)", st.Size(), float64(st.Size())/float64(n))
+	t.Logf("file after the incremental pages: %d bytes, %.0f bytes/member", st.Size(), float64(st.Size())/float64(n))
 	logBucketStats(t, path, n)
 	cpath := filepath.Join(dir, "compact.db")
 	if err := Compact(path, cpath, nil); err != nil {
@@ -217,6 +250,30 @@ func TestMembersChild(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// cpuTime is the CPU time the process used so far (user and system): on a
+// shared machine the wall time of a run says more about the neighbours.
+func cpuTime() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuPressure is the kernel's share of time some task waited for a CPU
+// (last 10 and 60 s), to tell a busy machine from a slow ledger.
+func cpuPressure() string {
+	b, err := os.ReadFile("/proc/pressure/cpu")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return f[1] + " " + f[2]
 }
 
 func rssKB() int {

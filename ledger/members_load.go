@@ -3,6 +3,7 @@ package ledger
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"container/heap"
 	"context"
 	"encoding/binary"
@@ -11,7 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +42,7 @@ type MemberLoad struct {
 
 type runEntry struct {
 	k, v []byte // k starts with the stream (loadStreamMember, loadStreamCard, loadStreamMobile)
+	seq  int    // order of arrival: among equal keys the later entry wins
 }
 
 // Streams of a run, in the order Finish applies them.
@@ -124,14 +126,29 @@ func (ld *MemberLoad) Add(states []MemberState) error {
 	if ld.direct {
 		return ld.l.ApplyMemberStates(states)
 	}
-	for _, s := range states {
+	for i := range states {
+		s := &states[i]
 		id := s.Member.ID
-		ld.put(append([]byte{loadStreamMember}, id...), encodeLoadState(&s))
+		// One allocation for the member's entries; the id is shared.
+		b := make([]byte, 0, 2*len(id)+len(s.Member.Mobile)+1+(1+tokenKeyLen)*len(s.Member.CardTokens)+1+128)
+		b = append(b, id...)
+		idb := b[:len(id):len(id)]
+		start := len(b)
+		b = append(b, loadStreamMember)
+		b = append(b, id...)
+		k := b[start:len(b):len(b)]
+		start = len(b)
+		b = encodeLoadState(b, s)
+		ld.put(k, b[start:len(b):len(b)])
 		for _, t := range s.Member.CardTokens {
-			ld.put(append([]byte{loadStreamCard}, tokenKey(t)...), []byte(id))
+			start = len(b)
+			b = append(append(b, loadStreamCard), tokenKey(t)...)
+			ld.put(b[start:len(b):len(b)], idb)
 		}
 		if s.Member.Mobile != "" {
-			ld.put(append([]byte{loadStreamMobile}, s.Member.Mobile...), []byte(id))
+			start = len(b)
+			b = append(append(b, loadStreamMobile), s.Member.Mobile...)
+			ld.put(b[start:len(b):len(b)], idb)
 		}
 		ld.added++
 	}
@@ -142,7 +159,7 @@ func (ld *MemberLoad) Add(states []MemberState) error {
 }
 
 func (ld *MemberLoad) put(k, v []byte) {
-	ld.buf = append(ld.buf, runEntry{k, v})
+	ld.buf = append(ld.buf, runEntry{k, v, len(ld.buf)})
 	ld.bytes += len(k) + len(v) + 64
 }
 
@@ -152,7 +169,12 @@ func (ld *MemberLoad) flush() error {
 	if len(ld.buf) == 0 {
 		return nil
 	}
-	sort.SliceStable(ld.buf, func(i, j int) bool { return bytes.Compare(ld.buf[i].k, ld.buf[j].k) < 0 })
+	slices.SortFunc(ld.buf, func(a, b runEntry) int {
+		if c := bytes.Compare(a.k, b.k); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.seq, b.seq)
+	})
 	name := filepath.Join(ld.dir, fmt.Sprintf("run-%05d", len(ld.runs)))
 	f, err := os.Create(name)
 	if err != nil {
@@ -257,7 +279,7 @@ func (ld *MemberLoad) Finish() error {
 		var keys []runEntry
 		for ok && k[0] == stream && len(keys) < loadTxKeys {
 			if _, s := slow[string(v)]; !s {
-				keys = append(keys, runEntry{k[1:], v})
+				keys = append(keys, runEntry{k: k[1:], v: v})
 			}
 			k, v, ok = m.next()
 		}
@@ -331,9 +353,9 @@ func (l *Ledger) appendKeys(b []byte, keys []runEntry) error {
 // encodeLoadState is a member state as a run holds it: the member record
 // (without balance), then points, stored value, last sale, flagged and the
 // coupons.
-func encodeLoadState(s *MemberState) []byte {
+func encodeLoadState(buf []byte, s *MemberState) []byte {
 	rec := encodeMember(s.Member.ID, &s.Member, nil)
-	buf := binary.AppendUvarint(make([]byte, 0, len(rec)+32), uint64(len(rec)))
+	buf = binary.AppendUvarint(buf, uint64(len(rec)))
 	buf = append(buf, rec...)
 	buf = binary.AppendVarint(buf, s.Points)
 	buf = binary.AppendVarint(buf, s.StoredValue)
