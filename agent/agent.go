@@ -50,7 +50,6 @@ type Agent struct {
 	sync    *client.Client   // nil: no HQ configured
 	ln      net.Listener
 	srv     *http.Server
-	session string
 	loc     *time.Location
 
 	mu      sync.Mutex
@@ -85,7 +84,7 @@ func New(cfg config.Config, log *slog.Logger) (a *Agent, err error) {
 	}
 	// After APIToken and TokenKeyBytes, which generate their files.
 	warnSecretPerms(cfg, log)
-	a = &Agent{cfg: cfg, log: log, hub: events.NewHub(EventRing), session: api.NewSessionToken(), loc: loc}
+	a = &Agent{cfg: cfg, log: log, hub: events.NewHub(EventRing), loc: loc}
 	opened := a // a is nil on the error returns below
 	defer func() {
 		if err != nil {
@@ -131,11 +130,18 @@ func New(cfg config.Config, log *slog.Logger) (a *Agent, err error) {
 	}
 
 	a.metrics = api.NewMetrics(a.led.Backlog)
+	sessions, err := newSessions(cfg, a.led)
+	if err != nil {
+		return nil, err
+	}
+	a.warnCashiers()
 	o := api.Options{
 		Ledger: a.led, Hub: a.hub, Metrics: a.metrics, Store: cfg.Store, Till: cfg.Till, Tills: tills,
-		TokenKey: key, Card: cfg.Card, APIToken: apiToken, SessionToken: a.session,
-		DataDir: cfg.DataDir, MinFreeBytes: uint64(cfg.MinFreeMB) << 20, MaxBodyBytes: cfg.API.MaxBodyBytes, BodyTimeout: bodyTimeout,
-		AllowRemote: cfg.API.AllowRemote, Page: web.Handler(a.session), Location: loc,
+		TokenKey: key, Card: cfg.Card, APIToken: apiToken,
+		Sessions: sessions, Cashiers: a.led, POSCashierOptional: cfg.Cashiers.AllowPOSWithoutCashier,
+		Supervisor: supervisorRules(cfg),
+		DataDir:    cfg.DataDir, MinFreeBytes: uint64(cfg.MinFreeMB) << 20, MaxBodyBytes: cfg.API.MaxBodyBytes, BodyTimeout: bodyTimeout,
+		AllowRemote: cfg.API.AllowRemote, Page: web.Handler(), Location: loc,
 		Log: log.With("component", "api"), Sync: a.syncStatus, Offline: a.offline,
 	}
 	if a.dev != nil {

@@ -566,6 +566,8 @@ func startTill(t *testing.T, store, hqURL, hqToken string) *till {
 	cfg.API.Listen = "127.0.0.1:0"
 	cfg.API.Token = cuAPIToken
 	cfg.TokenKey = cuTokenKey
+	// These tests are about other things; cashier accounts have their own.
+	cfg.Cashiers.AllowPOSWithoutCashier = true
 	cfg.HQ.URL, cfg.HQ.Token, cfg.HQ.BatchAge = hqURL, hqToken, 20*time.Millisecond
 	// The simulated week ended up to six weeks ago: its receipts are
 	// sent with their own times, so the till accepts backdating that far.

@@ -85,6 +85,8 @@ func TestOfflineUploadAgentBench(t *testing.T) {
 	cfg.API.Listen = "127.0.0.1:0"
 	cfg.API.Token = ubAPIToken
 	cfg.TokenKey = ubTokenKey
+	// These tests are about other things; cashier accounts have their own.
+	cfg.Cashiers.AllowPOSWithoutCashier = true
 	cfg.HQ.URL, cfg.HQ.Token = px.URL(), tok
 	a := ubStart(t, cfg)
 	led := a.Ledger()

@@ -3,16 +3,15 @@
 // the event stream, health, readiness and metrics.
 //
 // Every /v1 call needs "Authorization: Bearer <token>" (the install's API
-// token, or the cashier page's per-start session token). Bodies and answers
+// token, for POS software) or the session cookie of a cashier signed in at
+// the cashier page (auth.go). Bodies and answers
 // are JSON; errors are {"code","message","message_zh","detail"} with a
 // message a cashier can act on. Money is integer fen, points integers.
 package api
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,6 +26,7 @@ import (
 
 	"posagent/agent/config"
 	"posagent/agent/events"
+	"posagent/agent/session"
 	"posagent/ledger"
 	"posagent/ledger/entry"
 	"posagent/ledger/loyalty"
@@ -80,8 +80,16 @@ type Options struct {
 	TokenKey []byte
 	Card     config.CardRule
 	APIToken string
-	// SessionToken is accepted like APIToken; the cashier page receives it.
-	SessionToken string
+	// Sessions signs cashiers in at the page (nil: bearer token only).
+	Sessions *session.Manager
+	// Cashiers are the store's accounts; with it every write names a known,
+	// enabled cashier (nil: the cashier is recorded as sent).
+	Cashiers Cashiers
+	// POSCashierOptional lets the POS write without naming a cashier
+	// (cashiers.allow_pos_without_cashier, for the install period).
+	POSCashierOptional bool
+	// Supervisor names what a cashier at the page may not do alone.
+	Supervisor SupervisorRules
 	// DataDir is where the readiness probe writes; MinFreeBytes is the
 	// free space below which the agent is not ready.
 	DataDir      string
@@ -159,19 +167,15 @@ func New(o Options) (*Server, error) {
 	return s, nil
 }
 
-// NewSessionToken is a random per-start token for the cashier page.
-func NewSessionToken() string {
-	b := make([]byte, 24)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 func (s *Server) routes() {
 	auth := s.auth
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.Handle("GET /v1/openapi.json", OpenAPI)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", s.m.Handler())
+	s.mux.HandleFunc("POST /v1/session", s.signIn)
+	s.mux.Handle("GET /v1/session", auth(http.HandlerFunc(s.sessionInfo)))
+	s.mux.Handle("DELETE /v1/session", auth(http.HandlerFunc(s.signOut)))
 	s.mux.Handle("GET /v1/events", auth(s.o.Hub.Handler(events.SSEOptions{})))
 	s.mux.Handle("GET /v1/status", auth(http.HandlerFunc(s.status)))
 	s.mux.Handle("POST /v1/members/lookup", auth(http.HandlerFunc(s.lookup)))
@@ -264,20 +268,6 @@ func bearer(h string) (string, bool) {
 	}
 	tok = strings.TrimLeft(tok, " ")
 	return tok, tok != ""
-}
-
-func (s *Server) auth(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := bearer(r.Header.Get("Authorization"))
-		if !ok || !(equal(tok, s.o.APIToken) || (s.o.SessionToken != "" && equal(tok, s.o.SessionToken))) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="posagent"`)
-			s.fail(w, r, http.StatusUnauthorized, "unauthorized",
-				"missing or wrong API token: send Authorization: Bearer <token> (the token is in the agent's data directory, file api.token)",
-				"缺少或错误的接口令牌", nil)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }

@@ -33,7 +33,7 @@ func FuzzWriteCalls(f *testing.F) {
 	loc, _ := time.LoadLocation("Asia/Shanghai")
 	s, err := New(Options{
 		Ledger: l, Hub: events.NewHub(64), Store: "S1", Till: "T1", Tills: []string{"T2"},
-		TokenKey: key, Card: config.CardRule{Luhn: true}, APIToken: apiToken, SessionToken: "session-token-abcdefghij",
+		TokenKey: key, Card: config.CardRule{Luhn: true}, APIToken: apiToken,
 		DataDir: dir, MinFreeBytes: 1, Location: loc,
 	})
 	if err != nil {

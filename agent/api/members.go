@@ -155,6 +155,11 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &q) {
 		return
 	}
+	if need := s.cardNeed(q.Card); need != "" && principalOf(r).sess != nil {
+		if _, ok := s.actor(w, r, "", need); !ok {
+			return
+		}
+	}
 	s.answerLookup(w, r, q)
 }
 
@@ -326,6 +331,10 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request) {
 		s.invalid(w, r, "give referrer_id or referrer, not both", "推荐人只能提供一种")
 		return
 	}
+	a, ok := s.actor(w, r, q.Cashier, s.cardNeed(q.Card))
+	if !ok {
+		return
+	}
 	var cardHash string
 	if q.Card != "" || q.CardHash != "" {
 		if cardHash, ok = s.cardHash(w, r, q.Card, q.CardHash); !ok {
@@ -348,7 +357,7 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request) {
 		referrer = rv.Member.ID
 	}
 	req := ledger.EnrolRequest{
-		Till: till, Key: q.EnrolID, Cashier: q.Cashier, ReferrerID: referrer,
+		Till: till, Key: q.EnrolID, Cashier: a.cashier, Approver: a.approver, ReferrerID: referrer,
 		Member:    entry.Member{ID: q.ID, Name: q.Name, Mobile: q.Mobile, Birthday: q.Birthday},
 		CardToken: cardHash, At: s.o.Now(),
 	}

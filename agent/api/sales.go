@@ -145,10 +145,15 @@ func (s *Server) sale(w http.ResponseWriter, r *http.Request) {
 		s.invalid(w, r, "receipt_id is required (the POS receipt id, at most 128 characters); it makes the sale idempotent", "缺少小票号")
 		return
 	}
+	a, ok := s.actor(w, r, q.Cashier, s.cardNeed(q.Card))
+	if !ok {
+		return
+	}
 	req, ok := s.toLedger(w, r, q)
 	if !ok {
 		return
 	}
+	req.Cashier, req.Approver = a.cashier, a.approver
 	e, err := write(s, "sale", func() (*entry.Entry, error) { return s.o.Ledger.CommitSale(r.Context(), req) })
 	s.answerSale(w, r, e, err)
 }
@@ -237,6 +242,10 @@ type RefundRequest struct {
 	Cashier  string       `json:"cashier,omitempty"`
 	Lines    []RefundItem `json:"lines,omitempty"`
 	Full     bool         `json:"full,omitempty"`
+	// WithoutReceipt: the customer has no receipt (the sale was found
+	// another way); the cashier page then asks for a supervisor when the
+	// config says so.
+	WithoutReceipt bool `json:"without_receipt,omitempty"`
 }
 
 func (s *Server) refund(w http.ResponseWriter, r *http.Request) {
@@ -259,7 +268,15 @@ func (s *Server) refund(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	req := ledger.RefundRequest{Till: till, SaleTill: saleTill, RefundID: q.RefundID, ReceiptID: q.ReceiptID, Cashier: q.Cashier, Full: q.Full, At: s.o.Now()}
+	need := ""
+	if q.WithoutReceipt && s.o.Supervisor.RefundsWithoutReceipt {
+		need = needNoReceipt
+	}
+	a, ok := s.actor(w, r, q.Cashier, need)
+	if !ok {
+		return
+	}
+	req := ledger.RefundRequest{Till: till, SaleTill: saleTill, RefundID: q.RefundID, ReceiptID: q.ReceiptID, Cashier: a.cashier, Approver: a.approver, Full: q.Full, At: s.o.Now()}
 	for i, l := range q.Lines {
 		if l.LineNo <= 0 || l.Qty <= 0 {
 			s.invalid(w, r, fmt.Sprintf("lines[%d]: line_no and qty must be above 0", i), "退货行号和数量必须大于0")
@@ -289,7 +306,15 @@ func (s *Server) void(w http.ResponseWriter, r *http.Request) {
 		s.invalid(w, r, "receipt_id of the sale to void is required", "缺少要作废的小票号")
 		return
 	}
-	req := ledger.VoidRequest{Till: till, ReceiptID: q.ReceiptID, Cashier: q.Cashier, Reason: q.Reason, At: s.o.Now()}
+	need := ""
+	if s.o.Supervisor.Voids {
+		need = needVoid
+	}
+	a, ok := s.actor(w, r, q.Cashier, need)
+	if !ok {
+		return
+	}
+	req := ledger.VoidRequest{Till: till, ReceiptID: q.ReceiptID, Cashier: a.cashier, Approver: a.approver, Reason: q.Reason, At: s.o.Now()}
 	e, err := write(s, "void", func() (*entry.Entry, error) { return s.o.Ledger.Void(r.Context(), req) })
 	s.answer(w, r, e, err)
 }
@@ -317,7 +342,15 @@ func (s *Server) topUp(w http.ResponseWriter, r *http.Request) {
 		s.invalid(w, r, "amount must be 1 to 10000000000 fen", "充值金额无效")
 		return
 	}
-	req := ledger.TopUpRequest{Till: till, TopUpID: q.TopUpID, MemberID: q.MemberID, Cashier: q.Cashier, Amount: q.Amount, At: s.o.Now()}
+	need := ""
+	if s.o.Supervisor.TopUpOver > 0 && q.Amount > s.o.Supervisor.TopUpOver {
+		need = needTopUp
+	}
+	a, ok := s.actor(w, r, q.Cashier, need)
+	if !ok {
+		return
+	}
+	req := ledger.TopUpRequest{Till: till, TopUpID: q.TopUpID, MemberID: q.MemberID, Cashier: a.cashier, Approver: a.approver, Amount: q.Amount, At: s.o.Now()}
 	e, err := write(s, "topup", func() (*entry.Entry, error) { return s.o.Ledger.TopUp(r.Context(), req) })
 	s.answer(w, r, e, err)
 }

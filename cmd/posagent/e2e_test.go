@@ -365,6 +365,7 @@ token_key: 00112233445566778899aabbccddeeff
 api:
   listen: %s
   token: %s
+cashiers: {allow_pos_without_cashier: true}
 devices:
   - name: msr
     transport: serial

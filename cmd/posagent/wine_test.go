@@ -279,7 +279,8 @@ func TestWindowsBuildUnderWine(t *testing.T) {
 	data := filepath.Join(dir, "data")
 	cfgPath := filepath.Join(dir, "posagent.yaml")
 	cfg := fmt.Sprintf("store: s001\ntill: t1\ntimezone: Asia/Shanghai\ndata_dir: '%s'\n"+
-		"token_key: 00112233445566778899aabbccddeeff\napi:\n  listen: 127.0.0.1:0\n", winePath(data))
+		"token_key: 00112233445566778899aabbccddeeff\napi:\n  listen: 127.0.0.1:0\n"+
+		"cashiers: {allow_pos_without_cashier: true}\n", winePath(data))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,10 @@
-// The cashier page: shows the member a card identifies, lets the cashier
-// type a card number, enrol a member and try a quote with points. Talks
-// only to the local agent (no internet). Money is integer fen throughout.
+// The cashier page: a cashier signs in with id and PIN (on-screen keypad),
+// then sees the member a card identifies, types a card number, enrols a
+// member, tries a quote with points, tops up stored value and voids a sale;
+// actions that need a supervisor ask for one's id and PIN at that moment.
+// The session is an HttpOnly cookie the page cannot read; the CSRF token
+// it sends on writes lives only in memory. Talks only to the local agent
+// (no internet). Money is integer fen throughout.
 'use strict';
 
 (function () {
@@ -9,7 +13,13 @@
   // ---- text (zh / en) ----
   const T = {
     zh: {
-      title: '会员收银', stream: '实时连接', apiToken: '接口令牌', connect: '连接', member: '会员',
+      title: '会员收银', stream: '实时连接', member: '会员',
+      signInTitle: '收银员登录', cashierId: '收银员编号', pin: '密码', signIn: '登录', signOut: '退出',
+      supervisorTitle: '需主管批准', supervisorId: '主管编号', approve: '批准', cancel: '取消',
+      topup: '储值充值', amount: '金额(元)', topupGo: '为当前会员充值', void: '作废交易', receipt: '小票号',
+      reason: '原因', voidGo: '作废', signedOutIdle: '长时间未操作，已自动退出，请重新登录',
+      signedOut: '已退出', toppedUp: '充值成功', voided: '已作废', selectMember: '请先刷卡或查询会员',
+      back: '退格', clearKey: '清空', enterIdPin: '请输入收银员编号和密码',
       waiting: '请刷卡，或输入卡号', memberId: '会员号', mobile: '手机', points: '积分', confirmed: '已确认',
       pending: '待同步', storedValue: '储值', negative: '积分为负：退货收回了已使用的积分，请告知顾客',
       coupons: '优惠券', unknownCard: '未登记的卡', enrolThisCard: '用此卡办理入会',
@@ -23,11 +33,17 @@
       active: '活跃', at_risk: '有流失风险', dormant: '沉睡', online: '在线', offline: '离线',
       noDevices: '未配置读卡器', syncOff: '未连接总部', syncOk: '已同步', syncBehind: '待上传',
       enrolled: '入会成功', remove: '删', noCoupons: '无可用券', until: '有效期至', off: '减',
-      from: '满', notFound: '未找到会员', readError: '读卡失败', needToken: '请输入接口令牌',
+      from: '满', notFound: '未找到会员', readError: '读卡失败',
       removeLine: '删除', swipeAgain: '请重新刷卡',
     },
     en: {
-      title: 'Member desk', stream: 'live link', apiToken: 'API token', connect: 'Connect', member: 'Member',
+      title: 'Member desk', stream: 'live link', member: 'Member',
+      signInTitle: 'Cashier sign-in', cashierId: 'Cashier id', pin: 'PIN', signIn: 'Sign in', signOut: 'Sign out',
+      supervisorTitle: 'Supervisor approval', supervisorId: 'Supervisor id', approve: 'Approve', cancel: 'Cancel',
+      topup: 'Stored value top-up', amount: 'Amount (¥)', topupGo: 'Top up this member', void: 'Void a sale',
+      receipt: 'Receipt no.', reason: 'Reason', voidGo: 'Void', signedOutIdle: 'Signed out after a while without use; sign in again',
+      signedOut: 'Signed out', toppedUp: 'Topped up', voided: 'Voided', selectMember: 'Swipe or look up a member first',
+      back: 'Back', clearKey: 'Clear', enterIdPin: 'Enter your cashier id and PIN',
       waiting: 'Swipe a card, or type the card number', memberId: 'Member id', mobile: 'Mobile',
       points: 'Points', confirmed: 'confirmed', pending: 'pending', storedValue: 'Stored value',
       negative: 'Points below zero: a refund took back points already spent; tell the customer',
@@ -43,7 +59,7 @@
       active: 'active', at_risk: 'at risk', dormant: 'dormant', online: 'online', offline: 'offline',
       noDevices: 'no readers configured', syncOff: 'no HQ link', syncOk: 'synced', syncBehind: 'to upload',
       enrolled: 'Enrolled', remove: 'x', noCoupons: 'no usable coupons', until: 'until', off: 'off',
-      from: 'from', notFound: 'No member found', readError: 'Read failed', needToken: 'Enter the API token',
+      from: 'from', notFound: 'No member found', readError: 'Read failed',
       removeLine: 'remove', swipeAgain: 'Swipe the card again',
     },
   };
@@ -55,6 +71,12 @@
     document.querySelectorAll('[data-i18n]').forEach((el) => { el.textContent = t(el.dataset.i18n); });
     document.querySelectorAll('[data-i18n-title]').forEach((el) => { el.title = t(el.dataset.i18nTitle); });
     $('lang').textContent = lang === 'zh' ? 'EN' : '中文';
+    document.querySelectorAll('.keypad').forEach((k) => {
+      k.querySelector('[data-key=back]').textContent = '⌫';
+      k.querySelector('[data-key=back]').title = t('back');
+      k.querySelector('[data-key=clear]').textContent = 'C';
+      k.querySelector('[data-key=clear]').title = t('clearKey');
+    });
     if (current) showMember(current);
     renderStatus();
   }
@@ -71,13 +93,26 @@
     return parseInt(m[1], 10) * 100 + (m[2] ? parseInt(m[2].padEnd(2, '0'), 10) : 0);
   }
 
-  // ---- API ----
-  let token = document.querySelector('meta[name="posagent-token"]').content;
-  if (!token || token.indexOf('{{') === 0) token = sessionStorage.getItem('posagent.token') || '';
+  // ---- session and API ----
+  // csrf is the session's CSRF token: in memory only, sent on writes.
+  let csrf = '';
+  let me = null;
+  let idleMs = 15 * 60 * 1000;
+  let lastTouch = Date.now();
+  let idleTimer = null;
+  let streamCtl = null;
   const till = new URLSearchParams(location.search).get('till') || '';
 
-  async function api(method, path, body) {
-    const opts = { method, headers: { Authorization: 'Bearer ' + token } };
+  function apiError(res, data) {
+    const err = new Error((data && ((lang === 'zh' && data.message_zh) || data.message)) || res.statusText);
+    err.code = data && data.code; err.status = res.status;
+    return err;
+  }
+
+  async function call(method, path, body, extra) {
+    const opts = { method, headers: {}, credentials: 'same-origin', cache: 'no-store' };
+    if (method !== 'GET') opts.headers['X-CSRF-Token'] = csrf;
+    Object.assign(opts.headers, extra || {});
     if (body !== undefined) {
       opts.headers['Content-Type'] = 'application/json';
       opts.body = JSON.stringify(body);
@@ -85,13 +120,39 @@
     const res = await fetch(path, opts);
     let data = null;
     try { data = await res.json(); } catch (e) { data = null; }
-    if (res.status === 401) { askToken(); }
-    if (!res.ok) {
-      const err = new Error((data && ((lang === 'zh' && data.message_zh) || data.message)) || res.statusText);
-      err.code = data && data.code; err.status = res.status;
-      throw err;
-    }
+    if (!res.ok) throw apiError(res, data);
     return data;
+  }
+
+  // api calls the agent as the signed-in cashier. A write that needs a
+  // supervisor opens the approval dialog and is sent again with the
+  // supervisor's id and PIN; a lost session shows the sign-in.
+  async function api(method, path, body) {
+    try {
+      const data = await call(method, path, body);
+      if (method !== 'GET') touched();
+      return data;
+    } catch (e) {
+      if (e.code === 'supervisor_required') {
+        const data = await approveAndSend(e.message, method, path, body);
+        touched();
+        return data;
+      }
+      if (e.status === 401) signedOut(t('signedOutIdle'));
+      throw e;
+    }
+  }
+
+  function touched() {
+    lastTouch = Date.now();
+    clearTimeout(idleTimer);
+    idleTimer = setTimeout(checkIdle, idleMs + 500);
+  }
+  function checkIdle() {
+    if (!me) return;
+    const left = lastTouch + idleMs - Date.now();
+    if (left > 0) { idleTimer = setTimeout(checkIdle, left + 500); return; }
+    signedOut(t('signedOutIdle'));
   }
 
   function say(text, kind) {
@@ -101,8 +162,103 @@
     m.hidden = !text;
   }
 
-  function askToken() {
-    $('login').hidden = false;
+  // ---- keypad ----
+  function keypad(div, fields) {
+    let target = fields[0];
+    fields.forEach((f) => f.addEventListener('focus', () => { target = f; }));
+    ['1', '2', '3', '4', '5', '6', '7', '8', '9', 'clear', '0', 'back'].forEach((k) => {
+      const b = document.createElement('button');
+      b.type = 'button'; b.dataset.key = k; b.textContent = k;
+      b.addEventListener('click', () => {
+        if (k === 'back') target.value = target.value.slice(0, -1);
+        else if (k === 'clear') target.value = '';
+        else target.value += k;
+        target.focus();
+      });
+      div.appendChild(b);
+    });
+  }
+  keypad(document.querySelector('.keypad[data-for=signin]'), [$('signin-id'), $('signin-pin')]);
+  keypad(document.querySelector('.keypad[data-for=supervisor]'), [$('supervisor-id'), $('supervisor-pin')]);
+
+  // ---- sign-in ----
+  function showSignIn(msg) {
+    $('app').hidden = true;
+    $('who').hidden = true;
+    $('signin').hidden = false;
+    $('signin-pin').value = '';
+    const err = $('signin-error');
+    err.textContent = msg || ''; err.hidden = !msg;
+    $('signin-id').focus();
+  }
+  function started(info) {
+    me = info.cashier; csrf = info.csrf; idleMs = info.idle_seconds * 1000;
+    $('signin').hidden = true;
+    $('app').hidden = false;
+    $('who').hidden = false;
+    $('who-name').textContent = me.name + ' (' + me.id + ')';
+    say('');
+    touched();
+    loadStatus();
+    startStream();
+    window.posagentReady = true;
+  }
+  function signedOut(msg) {
+    me = null; csrf = '';
+    clearTimeout(idleTimer);
+    if (streamCtl) { streamCtl.abort(); streamCtl = null; }
+    clearMember();
+    say('');
+    showSignIn(msg);
+  }
+  $('signin-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const id = $('signin-id').value.trim(), pin = $('signin-pin').value;
+    if (!id || !pin) { showSignIn(t('enterIdPin')); return; }
+    try {
+      started(await call('POST', '/v1/session', { cashier: id, pin }));
+    } catch (e) {
+      showSignIn(e.message);
+      $('signin-id').value = id;
+      $('signin-pin').focus();
+    }
+  });
+  $('signout').addEventListener('click', async () => {
+    try { await call('DELETE', '/v1/session'); } catch (e) { /* signed out either way */ }
+    signedOut(t('signedOut'));
+  });
+
+  // ---- supervisor approval ----
+  function approveAndSend(why, method, path, body) {
+    return new Promise((resolve, reject) => {
+      const dlg = $('supervisor');
+      $('supervisor-why').textContent = why;
+      $('supervisor-id').value = ''; $('supervisor-pin').value = '';
+      $('supervisor-error').hidden = true;
+      dlg.hidden = false;
+      $('supervisor-id').focus();
+      const done = () => { dlg.hidden = true; $('supervisor-form').onsubmit = null; $('supervisor-cancel').onclick = null; };
+      $('supervisor-cancel').onclick = () => {
+        done();
+        const e = new Error(why); e.code = 'supervisor_required'; reject(e);
+      };
+      $('supervisor-form').onsubmit = async (ev) => {
+        ev.preventDefault();
+        const hdr = { 'X-Supervisor-Id': $('supervisor-id').value.trim(), 'X-Supervisor-Pin': $('supervisor-pin').value };
+        try {
+          const data = await call(method, path, body, hdr);
+          done(); resolve(data);
+        } catch (e) {
+          if (e.status === 401) { done(); signedOut(t('signedOutIdle')); reject(e); return; }
+          if (['wrong_pin', 'not_supervisor', 'unknown_cashier', 'cashier_locked', 'cashier_disabled'].includes(e.code)) {
+            $('supervisor-pin').value = '';
+            $('supervisor-error').textContent = e.message; $('supervisor-error').hidden = false;
+            return;
+          }
+          done(); reject(e);
+        }
+      };
+    });
   }
 
   // ---- member ----
@@ -255,6 +411,39 @@
     }
   });
 
+  // ---- top-up and void ----
+  $('topup-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!current) { say(t('selectMember'), 'warn'); return; }
+    const fen = toFen($('topup-amount').value);
+    if (!fen) { say(t('amount') + '?', 'error'); return; }
+    const body = { topup_id: newId('web-topup-'), member_id: current.member.id, amount: fen };
+    if (till) body.till = till;
+    try {
+      await api('POST', '/v1/topups', body);
+      showMember(await api('GET', '/v1/members/' + encodeURIComponent(current.member.id)));
+      say(t('toppedUp') + ': ' + yuan(fen), 'ok');
+      $('topup-amount').value = '';
+    } catch (e) {
+      say(e.message, 'error');
+    }
+  });
+  $('void-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const receipt = $('void-receipt').value.trim();
+    if (!receipt) return;
+    const body = { receipt_id: receipt };
+    const reason = $('void-reason').value.trim(); if (reason) body.reason = reason;
+    if (till) body.till = till;
+    try {
+      await api('POST', '/v1/voids', body);
+      say(t('voided') + ': ' + receipt, 'ok');
+      $('void-form').reset();
+    } catch (e) {
+      say(e.message, 'error');
+    }
+  });
+
   // ---- status ----
   let status = null;
   function renderStatus() {
@@ -280,18 +469,23 @@
     try { status = await api('GET', '/v1/status'); renderStatus(); } catch (e) { /* shown on next event */ }
   }
 
-  // ---- event stream: fetch-based SSE so the token goes in a header ----
+  // ---- event stream: fetch-based SSE, ended at sign-out ----
   let lastId = '';
   let backoff = 500;
-  async function stream() {
+  function startStream() {
+    if (streamCtl) streamCtl.abort();
+    streamCtl = new AbortController();
+    stream(streamCtl.signal);
+  }
+  async function stream(signal) {
     const url = '/v1/events' + (till ? '?till=' + encodeURIComponent(till) : '');
-    for (;;) {
-      const headers = { Authorization: 'Bearer ' + token };
+    while (!signal.aborted) {
+      const headers = {};
       if (lastId) headers['Last-Event-ID'] = lastId;
       let resumeNow = false;
       try {
-        const res = await fetch(url, { headers, cache: 'no-store' });
-        if (res.status === 401) { askToken(); $('stream').className = 'dot off'; return; }
+        const res = await fetch(url, { headers, cache: 'no-store', credentials: 'same-origin', signal });
+        if (res.status === 401) { $('stream').className = 'dot off'; if (me) signedOut(t('signedOutIdle')); return; }
         if (!res.ok || !res.body) throw new Error('stream ' + res.status);
         $('stream').className = 'dot on';
         backoff = 500;
@@ -355,18 +549,8 @@
     localStorage.setItem('posagent.lang', lang);
     applyLang();
   });
-  $('login-form').addEventListener('submit', (ev) => {
-    ev.preventDefault();
-    token = $('login-token').value.trim();
-    sessionStorage.setItem('posagent.token', token);
-    $('login').hidden = true;
-    loadStatus();
-    stream();
-  });
 
   applyLang();
-  if (!token) { askToken(); say(t('needToken'), 'warn'); return; }
-  loadStatus();
-  stream();
-  window.posagentReady = true;
+  // A reload keeps the cookie: ask the agent whether it is still signed in.
+  call('GET', '/v1/session').then(started, () => { showSignIn(''); window.posagentReady = true; });
 })();
