@@ -36,6 +36,7 @@ type backend struct {
 	entries atomic.Int64 // newly stored by its uploads
 	refused atomic.Int64 // 429/503 (back-pressure) answers
 	failed  atomic.Int64 // transport errors and other non-2xx answers
+	cut     atomic.Int64 // of them: the client gave up waiting (its 30 s request timeout)
 }
 
 func newBalancer(hosts []string, conns int, keepRanges bool) *balancer {
@@ -58,6 +59,9 @@ func (b *balancer) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := be.tr.RoundTrip(r)
 	if err != nil {
 		be.failed.Add(1)
+		if req.Context().Err() != nil {
+			be.cut.Add(1)
+		}
 		return nil, err
 	}
 	if !upload {
@@ -76,6 +80,9 @@ func (b *balancer) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp.Body.Close()
 	if err != nil {
 		be.failed.Add(1)
+		if req.Context().Err() != nil {
+			be.cut.Add(1)
+		}
 		return nil, err
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))

@@ -64,7 +64,7 @@ func main() {
 	flag.IntVar(&c.Members, "members", 200000, "with -procs: the chain's members")
 	flag.DurationVar(&c.Duration, "duration", 2*time.Minute, "with -procs: the opening hours (10:00-22:00) compressed into this")
 	flag.DurationVar(&c.Poll, "poll", time.Second, "with -procs: the sync client's poll")
-	flag.IntVar(&c.Conns, "conns", 256, "with -procs: connections to the HQ processes, all together")
+	flag.IntVar(&c.Conns, "conns", 0, "with -procs: connections to the HQ processes, all together (default: 2 per store, at most 4096)")
 	flag.DurationVar(&c.Timeout, "timeout", 30*time.Minute, "with -procs: give up when not every entry is acked by then")
 	flag.BoolVar(&c.Compare, "compare", false, "with -procs: afterwards, COPY the same entries in the same batches into a scratch table and compare")
 	hqBin := flag.String("hq-bin", "", "with -procs: a posagent binary to run (default: go build ./cmd/posagent)")
