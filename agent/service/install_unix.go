@@ -264,17 +264,6 @@ func (o *Options) needSystemd() error {
 	return nil
 }
 
-// unitFor points the embedded unit's ExecStart at the installed binary and config.
-func unitFor(unit []byte, bin, cfg string) []byte {
-	lines := strings.Split(string(unit), "\n")
-	for i, l := range lines {
-		if strings.HasPrefix(l, "ExecStart=") {
-			lines[i] = "ExecStart=" + bin + " run --config " + cfg
-		}
-	}
-	return []byte(strings.Join(lines, "\n"))
-}
-
 // copyBinary installs src at dst atomically, unless they are the same file.
 func copyBinary(src, dst string) error {
 	if a, err := os.Stat(src); err != nil {

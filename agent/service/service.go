@@ -13,6 +13,9 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"strings"
+
+	"posagent/scripts"
 )
 
 // Name is the service name on every OS.
@@ -87,4 +90,20 @@ func orDiscard(l *slog.Logger) *slog.Logger {
 		return slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return l
+}
+
+// UnitFile returns the embedded systemd unit with ExecStart running bin with
+// the config file cfg: what install writes, and what the packages ship
+// (scripts/release).
+func UnitFile(bin, cfg string) []byte { return unitFor(scripts.SystemdUnit(), bin, cfg) }
+
+// unitFor points the embedded unit's ExecStart at the installed binary and config.
+func unitFor(unit []byte, bin, cfg string) []byte {
+	lines := strings.Split(string(unit), "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, "ExecStart=") {
+			lines[i] = "ExecStart=" + bin + " run --config " + cfg
+		}
+	}
+	return []byte(strings.Join(lines, "\n"))
 }

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/windows"
 	"golang.org/x/sys/windows/svc"
@@ -33,9 +34,45 @@ func programData() string {
 }
 
 // IsService reports whether the Service Control Manager started the process.
-func IsService() bool {
-	ok, err := svc.IsWindowsService()
-	return err == nil && ok
+func IsService() bool { return isService() }
+
+// isService is decided once: NewLogger and Run both ask, and the answer
+// walks the process list. svc.IsWindowsService wants the parent to be
+// services.exe in session 0; Wine runs every process, its services.exe
+// included, in session 1, so under Wine the parent's name alone decides.
+// Without this the agent started by Wine's SCM ran as a console program,
+// never connected its control dispatcher and `sc start` failed with 1053.
+var isService = sync.OnceValue(func() bool {
+	if ok, err := svc.IsWindowsService(); err == nil && ok {
+		return true
+	}
+	return underWine() && parentIsServicesExe()
+})
+
+// underWine reports whether ntdll is Wine's (it exports wine_get_version).
+func underWine() bool {
+	ntdll := windows.NewLazySystemDLL("ntdll.dll")
+	return ntdll.NewProc("wine_get_version").Find() == nil
+}
+
+func parentIsServicesExe() bool {
+	var pbi windows.PROCESS_BASIC_INFORMATION
+	n := uint32(unsafe.Sizeof(pbi))
+	if err := windows.NtQueryInformationProcess(windows.CurrentProcess(), windows.ProcessBasicInformation,
+		unsafe.Pointer(&pbi), n, &n); err != nil {
+		return false
+	}
+	parent, err := windows.OpenProcess(windows.PROCESS_QUERY_LIMITED_INFORMATION, false, uint32(pbi.InheritedFromUniqueProcessId))
+	if err != nil {
+		return false
+	}
+	defer windows.CloseHandle(parent)
+	buf := make([]uint16, windows.MAX_PATH)
+	size := uint32(len(buf))
+	if err := windows.QueryFullProcessImageName(parent, 0, &buf[0], &size); err != nil {
+		return false
+	}
+	return strings.EqualFold(filepath.Base(windows.UTF16ToString(buf[:size])), "services.exe")
 }
 
 // NewLogger returns the process logger: under the SCM, records go to the
@@ -149,6 +186,10 @@ func (h *handler) Execute(_ []string, req <-chan svc.ChangeRequest, st chan<- sv
 	st <- svc.Status{State: svc.StartPending, WaitHint: 90_000}
 	ctx, cancel := context.WithCancel(h.ctx)
 	defer cancel()
+	// An MSI registers the service without recovery actions or a delayed
+	// start (wixl cannot express them), so the service sets them itself;
+	// after the first start there is nothing left to change.
+	go h.configureSelf()
 	ready := make(chan struct{})
 	var once sync.Once
 	done := make(chan error, 1)
@@ -183,6 +224,70 @@ func (h *handler) Execute(_ []string, req <-chan svc.ChangeRequest, st chan<- sv
 				return false, 0
 			}
 		}
+	}
+}
+
+// recoveryActions restart the agent 5 s, 10 s and 60 s after a failure; the
+// count resets after a day.
+var recoveryActions = []mgr.RecoveryAction{
+	{Type: mgr.ServiceRestart, Delay: 5 * time.Second},
+	{Type: mgr.ServiceRestart, Delay: 10 * time.Second},
+	{Type: mgr.ServiceRestart, Delay: 60 * time.Second},
+}
+
+const recoveryReset = 24 * time.Hour
+
+// configure gives the service its delayed automatic start and recovery
+// actions (a non-zero exit counts as a failure too), leaving what is
+// already set. A setting the service manager does not know
+// (ERROR_INVALID_LEVEL: Wine has neither the delayed start nor the
+// non-crash failure flag) is skipped and reported; the rest still apply.
+// It returns one sentence per change or refusal.
+func configure(s *mgr.Service) []string {
+	var notes []string
+	note := func(what string, err error) {
+		switch {
+		case err == nil:
+			notes = append(notes, "set "+what)
+		case errors.Is(err, windows.ERROR_INVALID_LEVEL):
+			notes = append(notes, fmt.Sprintf("the service manager does not support %s (%v); skipped", what, err))
+		default:
+			notes = append(notes, fmt.Sprintf("could not set %s: %v", what, err))
+		}
+	}
+	if c, err := s.Config(); err == nil && c.StartType == mgr.StartAutomatic && !c.DelayedAutoStart {
+		// Only this one setting: mgr's UpdateConfig rewrites them all.
+		info := windows.SERVICE_DELAYED_AUTO_START_INFO{IsDelayedAutoStartUp: 1}
+		note("the delayed automatic start (so the network is up)", windows.ChangeServiceConfig2(s.Handle,
+			windows.SERVICE_CONFIG_DELAYED_AUTO_START_INFO, (*byte)(unsafe.Pointer(&info))))
+	}
+	if have, err := s.RecoveryActions(); err != nil || len(have) != len(recoveryActions) {
+		note("the recovery actions (restart after 5 s, 10 s, 60 s)",
+			s.SetRecoveryActions(recoveryActions, uint32(recoveryReset.Seconds())))
+	}
+	if on, err := s.RecoveryActionsOnNonCrashFailures(); err != nil || !on {
+		note("recovery on a non-zero exit", s.SetRecoveryActionsOnNonCrashFailures(true))
+	}
+	return notes
+}
+
+// configureSelf runs configure on the service's own registration, with the
+// rights of its account (LocalSystem may change its own service).
+func (h *handler) configureSelf() {
+	m, err := mgr.Connect()
+	if err != nil {
+		h.log.Warn("service settings not checked: cannot connect to the service manager", "err", err)
+		return
+	}
+	defer m.Disconnect()
+	s, err := m.OpenService(Name)
+	if err != nil {
+		h.log.Warn("service settings not checked: cannot open the service", "err", err)
+		return
+	}
+	defer s.Close()
+	for _, n := range configure(s) {
+		h.log.Info("service settings: " + n)
 	}
 }
 
@@ -228,26 +333,19 @@ func Install(ctx context.Context, o Options) error {
 		s.Close()
 		return errors.New("the posagent service is already installed; run `posagent service uninstall` first to reinstall")
 	}
+	// The delayed start is set afterwards, not through mgr.Config: there a
+	// refusal deletes the service again, and Wine refuses it.
 	s, err := m.CreateService(Name, exe, mgr.Config{
-		DisplayName:      "posagent till agent",
-		Description:      "Card and scanner readers, the offline loyalty ledger, HQ sync and the local API for the POS software.",
-		StartType:        mgr.StartAutomatic,
-		DelayedAutoStart: true,
+		DisplayName: "posagent till agent",
+		Description: "Card and scanner readers, the offline loyalty ledger, HQ sync and the local API for the POS software.",
+		StartType:   mgr.StartAutomatic,
 	}, "run", "--config", cfg)
 	if err != nil {
 		return fmt.Errorf("create the service: %w", err)
 	}
 	defer s.Close()
-	actions := []mgr.RecoveryAction{
-		{Type: mgr.ServiceRestart, Delay: 5 * time.Second},
-		{Type: mgr.ServiceRestart, Delay: 10 * time.Second},
-		{Type: mgr.ServiceRestart, Delay: 60 * time.Second},
-	}
-	if err := s.SetRecoveryActions(actions, uint32((24 * time.Hour).Seconds())); err != nil {
-		return fmt.Errorf("set recovery actions: %w", err)
-	}
-	if err := s.SetRecoveryActionsOnNonCrashFailures(true); err != nil {
-		return fmt.Errorf("set recovery actions: %w", err)
+	for _, n := range configure(s) {
+		o.say("%s", n)
 	}
 	if err := eventlog.InstallAsEventCreate(Name, eventlog.Error|eventlog.Warning|eventlog.Info); err != nil &&
 		!strings.Contains(err.Error(), "exists") {
