@@ -298,20 +298,32 @@ func (v *Visit) UnmarshalJSON(b []byte) error {
 }
 
 // MemberFact is what the aggregates know of one member: the enrolment
-// (the earliest stored, so arrival order never matters) and the days they
-// bought, per store.
+// (the earliest stored, so arrival order never matters), the days they
+// bought per store, and the same summed over the stores (Days: the
+// chain's visits), so that a sale's refold reads its store's and the
+// chain's visits, never those of every store the member bought at.
 type MemberFact struct {
 	Enrolled bool               `json:"enrolled,omitempty"`
 	EnrolDay Day                `json:"enrol_day,omitempty"`
 	Home     string             `json:"home,omitempty"`
 	Visits   map[string][]Visit `json:"visits,omitempty"`
+	Days     []Visit            `json:"days,omitempty"`
 }
 
 func (m *MemberFact) visit(store string, day Day, n int32) {
 	if m.Visits == nil {
 		m.Visits = map[string][]Visit{}
 	}
-	vs := m.Visits[store]
+	if vs := addVisit(m.Visits[store], day, n); len(vs) > 0 {
+		m.Visits[store] = vs
+	} else {
+		delete(m.Visits, store)
+	}
+	m.Days = addVisit(m.Days, day, n)
+}
+
+// addVisit adds n visits on day to the sorted vs.
+func addVisit(vs []Visit, day Day, n int32) []Visit {
 	i := sort.Search(len(vs), func(i int) bool { return vs[i].Day >= day })
 	if i < len(vs) && vs[i].Day == day {
 		vs[i].N += n
@@ -321,11 +333,7 @@ func (m *MemberFact) visit(store string, day Day, n int32) {
 	} else if n != 0 {
 		vs = slices.Insert(vs, i, Visit{day, n})
 	}
-	if len(vs) == 0 {
-		delete(m.Visits, store)
-		return
-	}
-	m.Visits[store] = vs
+	return vs
 }
 
 // active adds the active and repurchase counters of one sequence of visit
@@ -363,23 +371,10 @@ func activeIn(vs []Visit, prev, next Day, k AggKey, d AggDelta, sign int64) {
 }
 
 func (c AggConfig) memberContrib(m *MemberFact, shard string, d AggDelta, sign int64) {
-	stores := make([]string, 0, len(m.Visits))
-	for st := range m.Visits {
-		stores = append(stores, st)
+	for st, vs := range m.Visits {
+		active(vs, AggKey{Scope: ScopeStore, Store: st}, d, sign)
 	}
-	sort.Strings(stores)
-	byDay := map[Day]int32{}
-	for _, st := range stores {
-		active(m.Visits[st], AggKey{Scope: ScopeStore, Store: st}, d, sign)
-		for _, v := range m.Visits[st] {
-			byDay[v.Day] += v.N
-		}
-	}
-	chain := make([]Visit, 0, len(byDay))
-	for day, n := range byDay {
-		chain = append(chain, Visit{day, n})
-	}
-	sort.Slice(chain, func(i, j int) bool { return chain[i].Day < chain[j].Day })
+	chain := m.Days
 	active(chain, AggKey{Scope: ScopeChain, Store: shard}, d, sign)
 	if !m.Enrolled {
 		return
@@ -428,42 +423,26 @@ const windowMargin = 62
 // and after is the difference of the whole. With lo and hi beyond every
 // day it is the whole contribution (memberContrib).
 func (c AggConfig) memberContribIn(m *MemberFact, shard string, lo, hi Day, changed map[string]bool, d AggDelta, sign int64) {
-	stores := make([]string, 0, len(m.Visits))
-	for st := range m.Visits {
-		stores = append(stores, st)
-	}
-	sort.Strings(stores)
-	byDay := map[Day]int32{}
-	prev, next := noDay, noDay // the chain's visit days just outside [lo, hi]
-	for _, st := range stores {
-		vs := m.Visits[st]
+	// in is the part of vs in [lo, hi] with the days just outside it.
+	in := func(vs []Visit) (run []Visit, p, n Day) {
 		i0 := sort.Search(len(vs), func(i int) bool { return vs[i].Day >= lo })
 		i1 := sort.Search(len(vs), func(i int) bool { return vs[i].Day > hi })
-		p, n := noDay, noDay
+		p, n = noDay, noDay
 		if i0 > 0 {
 			p = vs[i0-1].Day
-			if prev == noDay || p > prev {
-				prev = p
-			}
 		}
 		if i1 < len(vs) {
 			n = vs[i1].Day
-			if next == noDay || n < next {
-				next = n
-			}
 		}
+		return vs[i0:i1], p, n
+	}
+	for st, vs := range m.Visits {
 		if changed == nil || changed[st] {
-			activeIn(vs[i0:i1], p, n, AggKey{Scope: ScopeStore, Store: st}, d, sign)
-		}
-		for _, v := range vs[i0:i1] {
-			byDay[v.Day] += v.N
+			run, p, n := in(vs)
+			activeIn(run, p, n, AggKey{Scope: ScopeStore, Store: st}, d, sign)
 		}
 	}
-	chain := make([]Visit, 0, len(byDay))
-	for day, n := range byDay {
-		chain = append(chain, Visit{day, n})
-	}
-	sort.Slice(chain, func(i, j int) bool { return chain[i].Day < chain[j].Day })
+	chain, prev, next := in(m.Days) // prev, next: the chain's visit days just outside [lo, hi]
 	activeIn(chain, prev, next, AggKey{Scope: ScopeChain, Store: shard}, d, sign)
 	if !m.Enrolled {
 		return
@@ -593,9 +572,10 @@ type AggFold struct {
 	Delta   AggDelta
 	Sales   []string
 	Members []string
-	// Months lists, per member, the months (first days) whose visits
-	// changed, in order: the month records a store rewrites.
-	Months map[string][]Day
+	// Changed lists, per member, the visit records whose visits changed
+	// (the store's and the chain's of each month), in order: the records a
+	// store rewrites.
+	Changed map[string][]VisitKey
 }
 
 // Fold folds es into f (which must hold the facts AggSaleIDs and
@@ -700,16 +680,16 @@ func (c AggConfig) fold(es []entry.Entry, shard string, f *AggFacts, windowed bo
 		}
 		c.saleContrib(s, d, 1)
 	}
-	months := map[string][]Day{}
+	changedRecs := map[string][]VisitKey{}
 	for _, id := range memberOrder {
 		m, w := f.Members[id], members[id]
 		if len(w.moves) > 0 {
-			var ms []Day
+			var ks []VisitKey
 			for _, mv := range w.moves {
-				ms = append(ms, mv.day.Month())
+				ks = append(ks, VisitKey{Month: mv.day.Month()}, VisitKey{Store: mv.store, Month: mv.day.Month()})
 			}
-			slices.Sort(ms)
-			months[id] = slices.Compact(ms)
+			slices.SortFunc(ks, VisitKey.compare)
+			changedRecs[id] = slices.Compact(ks)
 		}
 		if windowed && w.enrolled == m.Enrolled && w.enrolDay == m.EnrolDay && w.home == m.Home {
 			if len(w.moves) == 0 {
@@ -731,14 +711,14 @@ func (c AggConfig) fold(es []entry.Entry, shard string, f *AggFacts, windowed bo
 			c.memberContribIn(m, shard, lo, hi, changed, d, 1)
 			continue
 		}
-		old := &MemberFact{Enrolled: w.enrolled, EnrolDay: w.enrolDay, Home: w.home, Visits: m.Visits}
+		old := &MemberFact{Enrolled: w.enrolled, EnrolDay: w.enrolDay, Home: w.home, Visits: m.Visits, Days: m.Days}
 		c.memberContrib(old, shard, d, -1)
 		for _, mv := range w.moves {
 			m.visit(mv.store, mv.day, mv.n)
 		}
 		c.memberContrib(m, shard, d, 1)
 	}
-	return AggFold{Delta: d, Sales: saleOrder, Members: memberOrder, Months: months}
+	return AggFold{Delta: d, Sales: saleOrder, Members: memberOrder, Changed: changedRecs}
 }
 
 // Aggregator is the part of a Store that keeps the aggregates.
@@ -812,7 +792,7 @@ func RecomputeAggregates(ctx context.Context, c AggConfig, scan func(context.Con
 	return &AggDump{Config: c, Days: days, Months: months, Sales: f.Sales, Members: f.Members, Totals: totals}, nil
 }
 
-func (m *MemberFact) empty() bool { return !m.Enrolled && len(m.Visits) == 0 }
+func (m *MemberFact) empty() bool { return !m.Enrolled && len(m.Visits) == 0 && len(m.Days) == 0 }
 
 // KeepMember reports whether a member fact is worth storing.
 func KeepMember(m *MemberFact) bool { return !m.empty() }

@@ -15,18 +15,18 @@ import (
 	"posagent/sync/hq/hqtest"
 )
 
-// setMonth replaces m's visits of one month.
-func setMonth(m *hq.MemberFact, month hq.Day, mv map[string][]hq.Visit) {
-	next := month.NextMonth()
-	for st, vs := range m.Visits {
-		vs = slices.DeleteFunc(vs, func(v hq.Visit) bool { return v.Day >= month && v.Day < next })
-		if len(vs) == 0 {
-			delete(m.Visits, st)
-		} else {
-			m.Visits[st] = vs
-		}
+// setRecord replaces the visits of one record of m.
+func setRecord(m *hq.MemberFact, k hq.VisitKey, vs []hq.Visit) {
+	next := k.Month.NextMonth()
+	out := func(v hq.Visit) bool { return v.Day >= k.Month && v.Day < next }
+	if k.Store == "" {
+		m.Days = slices.DeleteFunc(m.Days, out)
+	} else if cur := slices.DeleteFunc(m.Visits[k.Store], out); len(cur) > 0 {
+		m.Visits[k.Store] = cur
+	} else {
+		delete(m.Visits, k.Store)
 	}
-	m.AddMonth(mv)
+	m.AddRecord(k.Store, vs)
 }
 
 func clone[T any](v *T) *T {
@@ -37,8 +37,8 @@ func clone[T any](v *T) *T {
 }
 
 // TestFoldOnMonthRecords: a fold given only what a store reads (each
-// member's head and the months VisitWindows names, from VisitWindows
-// for the batch and its sales' facts) changes the rows
+// member's head and the visit records VisitWindows names for the batch
+// and its sales' facts) changes the rows
 // exactly as the whole-history fold does, and writing back the heads and
 // the months it changed leaves the same facts. Long random histories at
 // several stores, late and repeated enrolments, refunds and voids before
@@ -54,7 +54,7 @@ func TestFoldOnMonthRecords(t *testing.T) {
 	r := rand.New(rand.NewPCG(17, 3))
 	for round := 0; round < 60; round++ {
 		cfg := cfgs[r.IntN(len(cfgs))]
-		stores := []string{"S1", "S2", "S3"}
+		stores := []string{"S1", "S2", "S3", "S4", "S5"}
 		tills := map[string]*hqtest.Till{}
 		for _, st := range stores {
 			tills[st] = &hqtest.Till{Store: st, Till: "T"}
@@ -134,7 +134,7 @@ func TestFoldOnMonthRecords(t *testing.T) {
 					delete(stored.Sales, id)
 				}
 			}
-			keys, visits := got.ChangedMonths(f)
+			keys, visits := got.ChangedRecords(f)
 			for _, id := range got.Members {
 				m := stored.Members[id]
 				if m == nil {
@@ -145,7 +145,7 @@ func TestFoldOnMonthRecords(t *testing.T) {
 				m.Enrolled, m.EnrolDay, m.Home = h.Enrolled, h.EnrolDay, h.Home
 			}
 			for i, k := range keys {
-				setMonth(stored.Members[k.Member], k.Month, visits[i])
+				setRecord(stored.Members[k.Member], k.VisitKey, visits[i])
 			}
 			for id, m := range stored.Members {
 				if !hq.KeepMember(m) {

@@ -21,7 +21,7 @@ var (
 	bAggMonths  = []byte("agg_months")  // the same, per month (its first day)
 	bAggSales   = []byte("agg_sales")   // sale entry id → hq.SaleFact
 	bAggMembers = []byte("agg_members") // member id → head (hq.MemberFact without visits), enrolled members only
-	bAggVisits  = []byte("agg_visits")  // member id \0 month → hq.EncodeMonth: one record per member and month
+	bAggVisits  = []byte("agg_visits")  // member id \0 store \0 month → hq.EncodeVisits (store "": the chain's)
 	bAggTotals  = []byte("agg_totals")  // store → entry totals, hq.TotCounters × 16 bytes
 	aggBuckets  = [][]byte{bAggDays, bAggMonths, bAggSales, bAggMembers, bAggVisits, bAggTotals}
 	kAggConfig  = []byte("agg_config") // in meta: the hq.AggConfig the rows were built with
@@ -145,13 +145,13 @@ func foldWith(tx *bbolt.Tx, cfg hq.AggConfig, es []entry.Entry, shard string) er
 			return err
 		}
 	}
-	keys, visits := r.ChangedMonths(f)
+	keys, visits := r.ChangedRecords(f)
 	for i, k := range keys {
 		var err error
 		if len(visits[i]) > 0 {
-			err = vb.Put(visitKey(k.Member, k.Month), hq.EncodeMonth(visits[i]))
+			err = vb.Put(visitKey(k.Member, k.Store, k.Month), hq.EncodeVisits(visits[i]))
 		} else {
-			err = vb.Delete(visitKey(k.Member, k.Month))
+			err = vb.Delete(visitKey(k.Member, k.Store, k.Month))
 		}
 		if err != nil {
 			return err
@@ -167,48 +167,70 @@ func foldWith(tx *bbolt.Tx, cfg hq.AggConfig, es []entry.Entry, shard string) er
 	return addRows(tx.Bucket(bAggMonths), months)
 }
 
-func visitKey(member string, month hq.Day) []byte {
-	return append(append([]byte(member), 0), aggDay(month)...)
+func visitKey(member, store string, month hq.Day) []byte {
+	return append(visitPrefix(member, store), aggDay(month)...)
 }
 
-// readVisits adds to m the month records of member that w names: those
-// in [w.From, w.To] and the nearest one on either side (every one if
-// w.Whole).
+func visitPrefix(member, store string) []byte {
+	b := append([]byte(member), 0)
+	return append(append(b, store...), 0)
+}
+
+// readVisits adds to m the visit records that w names: of the stores in
+// w, the months in [w.From, w.To]; of the chain, those and the nearest
+// one on either side (every one if w.Whole).
 func readVisits(b *bbolt.Bucket, member string, w hq.VisitWindow, m *hq.MemberFact) error {
-	prefix := append([]byte(member), 0)
-	add := func(v []byte) error {
-		mv, err := hq.DecodeMonth(v)
-		m.AddMonth(mv)
+	c := b.Cursor()
+	add := func(store string, v []byte) error {
+		vs, err := hq.DecodeVisits(v)
+		m.AddRecord(store, vs)
 		return err
 	}
-	c := b.Cursor()
-	if w.Whole {
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			if err := add(v); err != nil {
+	span := func(store string, edges bool) error {
+		prefix := visitPrefix(member, store)
+		start, end := visitKey(member, store, w.From), visitKey(member, store, w.To)
+		if edges {
+			k, _ := c.Seek(start)
+			var pk, pv []byte
+			if k == nil {
+				pk, pv = c.Last()
+			} else {
+				pk, pv = c.Prev()
+			}
+			if pk != nil && bytes.HasPrefix(pk, prefix) {
+				if err := add(store, pv); err != nil {
+					return err
+				}
+			}
+		}
+		for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if bytes.Compare(k, end) > 0 && !edges {
+				break
+			}
+			if err := add(store, v); err != nil {
 				return err
+			}
+			if bytes.Compare(k, end) > 0 {
+				break // the first month after the window
 			}
 		}
 		return nil
 	}
-	start, end := visitKey(member, w.From), visitKey(member, w.To)
-	k, _ := c.Seek(start)
-	var pk, pv []byte
-	if k == nil {
-		pk, pv = c.Last()
-	} else {
-		pk, pv = c.Prev()
-	}
-	if pk != nil && bytes.HasPrefix(pk, prefix) {
-		if err := add(pv); err != nil {
+	if w.Whole {
+		prefix := visitPrefix(member, "")
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if err := add("", v); err != nil {
+				return err
+			}
+		}
+	} else if len(w.Stores) > 0 {
+		if err := span("", true); err != nil {
 			return err
 		}
 	}
-	for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		if err := add(v); err != nil {
+	for _, st := range w.Stores {
+		if err := span(st, false); err != nil {
 			return err
-		}
-		if bytes.Compare(k, end) > 0 {
-			break // the first month after the window
 		}
 	}
 	return nil
@@ -405,19 +427,20 @@ func (s *Store) AggDump(ctx context.Context) (*hq.AggDump, error) {
 		}); err != nil {
 			return err
 		}
-		// Month records in key order: each member's months in order.
+		// Records in key order: each member's months in order.
 		if err := tx.Bucket(bAggVisits).ForEach(func(k, v []byte) error {
-			id, _, ok := bytes.Cut(k, []byte{0})
-			if !ok {
-				return fmt.Errorf("hq store: visit key %x has no month", k)
+			id, rest, ok := bytes.Cut(k, []byte{0})
+			st, _, ok2 := bytes.Cut(rest, []byte{0})
+			if !ok || !ok2 {
+				return fmt.Errorf("hq store: visit key %x has no store or month", k)
 			}
 			m := d.Members[string(id)]
 			if m == nil {
 				m = &hq.MemberFact{}
 				d.Members[string(id)] = m
 			}
-			mv, err := hq.DecodeMonth(v)
-			m.AddMonth(mv)
+			vs, err := hq.DecodeVisits(v)
+			m.AddRecord(string(st), vs)
 			return err
 		}); err != nil {
 			return err

@@ -79,13 +79,16 @@ func rowArgs(rs []hq.AggRow, writer string) []any {
 	return args
 }
 
-// visitsSQL reads the month records windows name: per member, those in
-// [lo, hi] and the nearest one on either side.
-const visitsSQL = `SELECT w.member, v.visits FROM unnest($1::text[], $2::int4[], $3::int4[]) AS w(member, lo, hi)
+// visitsSQL reads the visit records windows name: per member and store,
+// those in [lo, hi] and, with edges, the nearest one on either side.
+const visitsSQL = `SELECT w.member, w.store, v.visits
+	FROM unnest($1::text[], $2::text[], $3::int4[], $4::int4[], $5::bool[]) AS w(member, store, lo, hi, edges)
 	CROSS JOIN LATERAL (
-		(SELECT a.visits FROM agg_visits a WHERE a.member = w.member AND a.month BETWEEN w.lo AND w.hi)
-		UNION ALL (SELECT a.visits FROM agg_visits a WHERE a.member = w.member AND a.month < w.lo ORDER BY a.month DESC LIMIT 1)
-		UNION ALL (SELECT a.visits FROM agg_visits a WHERE a.member = w.member AND a.month > w.hi ORDER BY a.month LIMIT 1)
+		(SELECT a.visits FROM agg_visits a WHERE a.member = w.member AND a.store = w.store AND a.month BETWEEN w.lo AND w.hi)
+		UNION ALL (SELECT a.visits FROM agg_visits a WHERE w.edges AND a.member = w.member AND a.store = w.store AND a.month < w.lo
+			ORDER BY a.month DESC LIMIT 1)
+		UNION ALL (SELECT a.visits FROM agg_visits a WHERE w.edges AND a.member = w.member AND a.store = w.store AND a.month > w.hi
+			ORDER BY a.month LIMIT 1)
 	) AS v`
 
 // loaded is what loadFacts read: the facts, and the members' heads as
@@ -154,25 +157,33 @@ func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entr
 	}
 	visitsRead := map[string]hq.VisitWindow{}
 	readVisits := func(b *pgx.Batch, wins map[string]hq.VisitWindow) {
-		var ids []string
+		var ids, sts []string
 		var los, his []int32
+		var edges []bool
+		row := func(id, st string, lo, hi int32, edge bool) {
+			ids, sts, los, his, edges = append(ids, id), append(sts, st), append(los, lo), append(his, hi), append(edges, edge)
+		}
 		for id, w := range wins {
 			visitsRead[id] = w
-			lo, hi := int32(w.From), int32(w.To)
-			if w.Whole {
-				lo, hi = math.MinInt32, math.MaxInt32
+			switch {
+			case w.Whole:
+				row(id, "", math.MinInt32, math.MaxInt32, false)
+			case len(w.Stores) > 0:
+				row(id, "", int32(w.From), int32(w.To), true)
 			}
-			ids, los, his = append(ids, id), append(los, lo), append(his, hi)
+			for _, st := range w.Stores {
+				row(id, st, int32(w.From), int32(w.To), false)
+			}
 		}
 		if len(ids) == 0 {
 			return
 		}
-		b.Queue(visitsSQL, ids, los, his).Query(func(rows pgx.Rows) error {
-			var id string
+		b.Queue(visitsSQL, ids, sts, los, his, edges).Query(func(rows pgx.Rows) error {
+			var id, st string
 			var raw []byte
-			_, err := pgx.ForEachRow(rows, []any{&id, &raw}, func() error {
-				mv, err := hq.DecodeMonth(raw)
-				member(id).AddMonth(mv)
+			_, err := pgx.ForEachRow(rows, []any{&id, &st, &raw}, func() error {
+				vs, err := hq.DecodeVisits(raw)
+				member(id).AddRecord(st, vs)
 				return err
 			})
 			return err
@@ -251,10 +262,10 @@ func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entr
 	}
 	again := map[string]hq.VisitWindow{}
 	for id, w := range cfg.VisitWindows(es, f.Sales) {
-		if r, ok := visitsRead[id]; !ok || !r.Covers(w) {
+		if r, ok := visitsRead[id]; !ok || !r.Equal(w) {
 			again[id] = w
 			if m := f.Members[id]; m != nil {
-				m.Visits = nil // read again, whole
+				m.Visits, m.Days = nil, nil // read again
 			}
 		}
 	}
@@ -330,24 +341,25 @@ func foldAgg(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entry,
 	if len(delIDs) > 0 {
 		out.Queue(`DELETE FROM agg_members WHERE id = ANY($1)`, delIDs)
 	}
-	keys, visits := r.ChangedMonths(f)
-	var putM, delM []string
+	keys, visits := r.ChangedRecords(f)
+	var putM, putS, delM, delS []string
 	var putMonth, delMonth []int32
 	puts = nil
 	for i, k := range keys {
 		if len(visits[i]) == 0 {
-			delM, delMonth = append(delM, k.Member), append(delMonth, int32(k.Month))
+			delM, delS, delMonth = append(delM, k.Member), append(delS, k.Store), append(delMonth, int32(k.Month))
 			continue
 		}
-		putM, putMonth, puts = append(putM, k.Member), append(putMonth, int32(k.Month)), append(puts, hq.EncodeMonth(visits[i]))
+		putM, putS, putMonth = append(putM, k.Member), append(putS, k.Store), append(putMonth, int32(k.Month))
+		puts = append(puts, hq.EncodeVisits(visits[i]))
 	}
 	if len(putM) > 0 {
-		out.Queue(`INSERT INTO agg_visits (member, month, visits) SELECT * FROM unnest($1::text[], $2::int4[], $3::jsonb[])
-			ON CONFLICT (member, month) DO UPDATE SET visits = excluded.visits`, putM, putMonth, puts)
+		out.Queue(`INSERT INTO agg_visits (member, store, month, visits) SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::jsonb[])
+			ON CONFLICT (member, store, month) DO UPDATE SET visits = excluded.visits`, putM, putS, putMonth, puts)
 	}
 	if len(delM) > 0 {
-		out.Queue(`DELETE FROM agg_visits a USING unnest($1::text[], $2::int4[]) AS u(member, month)
-			WHERE a.member = u.member AND a.month = u.month`, delM, delMonth)
+		out.Queue(`DELETE FROM agg_visits a USING unnest($1::text[], $2::text[], $3::int4[]) AS u(member, store, month)
+			WHERE a.member = u.member AND a.store = u.store AND a.month = u.month`, delM, delS, delMonth)
 	}
 	queueTotals(out, hq.EntryTotals(es), writer)
 	days, months := r.Delta.Rows()
@@ -556,18 +568,19 @@ func (s *Store) AggDump(ctx context.Context) (*hq.AggDump, error) {
 		}); err != nil {
 			return err
 		}
-		rows, err = tx.Query(ctx, `SELECT member, visits FROM agg_visits ORDER BY member, month`)
+		rows, err = tx.Query(ctx, `SELECT member, store, visits FROM agg_visits ORDER BY member, store, month`)
 		if err != nil {
 			return err
 		}
-		if _, err := pgx.ForEachRow(rows, []any{&id, &b}, func() error {
+		var st string
+		if _, err := pgx.ForEachRow(rows, []any{&id, &st, &b}, func() error {
 			m := d.Members[id]
 			if m == nil {
 				m = &hq.MemberFact{}
 				d.Members[id] = m
 			}
-			mv, err := hq.DecodeMonth(b)
-			m.AddMonth(mv)
+			vs, err := hq.DecodeVisits(b)
+			m.AddRecord(st, vs)
 			return err
 		}); err != nil {
 			return err

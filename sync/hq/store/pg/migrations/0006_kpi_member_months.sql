@@ -1,27 +1,36 @@
--- KPI member facts in month records, and entry totals kept at ingest.
+-- KPI member facts in visit records, and entry totals kept at ingest.
 --
--- A member's fact held every day they ever bought (agg_members.fact
--- "visits"), and every sale rewrote it whole: ingest slowed as histories
--- grew. Now agg_members keeps only the enrolment (enrolled members only)
--- and agg_visits one record per member and month, {"store": [[day, n],
--- ...]}; a sale reads and rewrites the months its refold looks at.
+-- A member's fact held every day they ever bought at every store
+-- (agg_members.fact "visits"), and every sale rewrote it whole: ingest
+-- slowed as histories grew. Now agg_members keeps only the enrolment
+-- (enrolled members only) and agg_visits one record per member, store and
+-- month ([[day, n], ...]) and one per member and month for the chain (store
+-- '': the visits of every store summed). A sale reads and rewrites only
+-- the records its refold looks at.
 CREATE TABLE agg_visits (
     member text    NOT NULL,
+    store  text    NOT NULL, -- '': the chain's
     month  integer NOT NULL, -- first day of the month, days since 1970-01-01
     visits jsonb   NOT NULL,
-    PRIMARY KEY (member, month)
+    PRIMARY KEY (member, store, month)
 );
 
-INSERT INTO agg_visits (member, month, visits)
-SELECT id, month, jsonb_object_agg(store, vs)
+INSERT INTO agg_visits (member, store, month, visits)
+SELECT m.id, s.key,
+       date_trunc('month', date '1970-01-01' + (v->>0)::integer)::date - date '1970-01-01',
+       jsonb_agg(v ORDER BY (v->>0)::integer)
+FROM agg_members m, jsonb_each(m.fact->'visits') AS s, jsonb_array_elements(s.value) AS v
+GROUP BY 1, 2, 3;
+
+INSERT INTO agg_visits (member, store, month, visits)
+SELECT id, '', date_trunc('month', date '1970-01-01' + day)::date - date '1970-01-01',
+       jsonb_agg(jsonb_build_array(day, n) ORDER BY day)
 FROM (
-    SELECT m.id, s.key AS store,
-           date_trunc('month', date '1970-01-01' + (v->>0)::integer)::date - date '1970-01-01' AS month,
-           jsonb_agg(v ORDER BY (v->>0)::integer) AS vs
+    SELECT m.id, (v->>0)::integer AS day, sum((v->>1)::integer) AS n
     FROM agg_members m, jsonb_each(m.fact->'visits') AS s, jsonb_array_elements(s.value) AS v
-    GROUP BY m.id, s.key, 3
+    GROUP BY 1, 2
 ) AS x
-GROUP BY id, month;
+GROUP BY 1, 3;
 
 UPDATE agg_members SET fact = fact - 'visits' WHERE fact ? 'visits';
 DELETE FROM agg_members WHERE NOT coalesce((fact->>'enrolled')::boolean, false);
