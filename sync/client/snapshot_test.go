@@ -2,6 +2,8 @@ package client_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -120,4 +122,142 @@ func TestSnapshotCutMidwayIsTakenAgain(t *testing.T) {
 		require.Equal(t, hm.State(), got)
 		return nil
 	}))
+}
+
+// snapshotHQ is a bbolt HQ holding n enrolled members and a store
+// credential for S1.
+func snapshotHQ(t *testing.T, n int) (*hq.Server, hq.Store, string) {
+	ctx := context.Background()
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "hq.db"), bolt.Options{NoSync: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	srv := hq.NewServer(st, hq.Options{})
+	tok, err := srv.IssueCredential(ctx, hq.RoleStore, "S1", "Store S1", "Asia/Shanghai")
+	require.NoError(t, err)
+	hqTill := &hqtest.Till{Store: "S2", Till: "T1"}
+	for b := 0; b < n; b += 500 {
+		var es []entry.Entry
+		for i := b; i < min(b+500, n); i++ {
+			es = append(es, hqTill.Enrol(fmt.Sprintf("M%05d", i), hqtest.T0))
+		}
+		_, err := st.Ingest(ctx, hqtest.Batch(es...))
+		require.NoError(t, err)
+	}
+	_, err = st.Ingest(ctx, hqtest.Batch(hqTill.TopUp("M00003", hqtest.T0, 250, 0)))
+	require.NoError(t, err)
+	return srv, st, tok
+}
+
+// requireHQMembers: the till holds exactly HQ's member states.
+func requireHQMembers(t *testing.T, st hq.Store, in *memstore.Store) {
+	n := 0
+	require.NoError(t, st.Members(context.Background(), func(hm hq.Member) error {
+		got, ok := in.Member(hm.ID)
+		require.True(t, ok, hm.ID)
+		require.Equal(t, hm.State(), got)
+		n++
+		return nil
+	}))
+	require.Equal(t, n, in.Members())
+}
+
+// The binary stream and the JSON one of an HQ that predates it give a
+// till the same members; a client that does not ask for binary gets JSON.
+func TestSnapshotBinaryAndJSON(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	srv, st, tok := snapshotHQ(t, 2500)
+	var types []string
+	oldHQ := false
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == wire.PathSnapshot && oldHQ {
+			r.Header.Del("Accept")
+		}
+		rec := &typeRecorder{ResponseWriter: w}
+		srv.ServeHTTP(rec, r)
+		if r.URL.Path == wire.PathSnapshot {
+			types = append(types, rec.Header().Get("Content-Type"))
+		}
+	})
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	for _, old := range []bool{false, true} {
+		oldHQ = old
+		in := memstore.New("S1")
+		c, err := client.New(client.Config{URL: ts.URL, Token: tok, Store: "S1"}, in, in, nil)
+		require.NoError(t, err)
+		require.NoError(t, c.SyncNow(ctx))
+		requireHQMembers(t, st, in)
+	}
+	require.Equal(t, []string{wire.SnapshotBinary, "application/x-ndjson"}, types)
+
+	// An older till, asking for nothing in particular.
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ts.URL+wire.PathSnapshot, nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req) // the transport asks for gzip and inflates
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, "application/x-ndjson", resp.Header.Get("Content-Type"))
+	dec := json.NewDecoder(resp.Body)
+	n := 0
+	for {
+		var l wire.SnapshotLine
+		require.NoError(t, dec.Decode(&l))
+		if l.End != nil {
+			require.EqualValues(t, n, l.End.Members)
+			break
+		}
+		n++
+	}
+	require.Equal(t, 2500, n)
+}
+
+type typeRecorder struct{ http.ResponseWriter }
+
+func (r *typeRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// slowInbox takes its time over each bulk apply, or fails it.
+type slowInbox struct {
+	*memstore.Store
+	delay time.Duration
+	fail  error
+}
+
+func (s slowInbox) ApplyMemberStates(ms []wire.MemberState) error {
+	time.Sleep(s.delay)
+	if s.fail != nil {
+		return s.fail
+	}
+	return s.Store.ApplyMemberStates(ms)
+}
+
+// The read stops while the apply catches up; that pause is not HQ's
+// silence, so an apply slower than RequestTimeout does not cut the
+// snapshot. A failed apply ends it cleanly with no cursor.
+func TestSnapshotSlowAndFailingApply(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	defer client.SetSnapshotApply(1000)()
+	srv, st, tok := snapshotHQ(t, 2500)
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+
+	in := memstore.New("S1")
+	c, err := client.New(client.Config{URL: ts.URL, Token: tok, Store: "S1", RequestTimeout: 2 * time.Second}, in, slowInbox{Store: in, delay: 3 * time.Second}, nil)
+	require.NoError(t, err)
+	require.NoError(t, c.SyncNow(ctx))
+	requireHQMembers(t, st, in)
+	cur, err := in.SyncCursor()
+	require.NoError(t, err)
+	require.NotEmpty(t, cur)
+
+	in = memstore.New("S1")
+	c, err = client.New(client.Config{URL: ts.URL, Token: tok, Store: "S1"}, in, slowInbox{Store: in, fail: errors.New("disk full")}, nil)
+	require.NoError(t, err)
+	err = c.SyncNow(ctx)
+	require.ErrorContains(t, err, "disk full")
+	cur, err = in.SyncCursor()
+	require.NoError(t, err)
+	require.Empty(t, cur)
 }

@@ -3,7 +3,10 @@ package hq
 import (
 	"compress/gzip"
 	"encoding/json"
+	"mime"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"posagent/sync/wire"
@@ -18,12 +21,13 @@ const maxSnapshots = 4
 // a stalled one cannot hold its snapshot open.
 const snapshotWriteTimeout = 30 * time.Second
 
-// handleSnapshot streams every member as one consistent snapshot: one
-// SnapshotLine per member, newline-delimited JSON, gzip-compressed, then
-// the end line with the count and the changes cursor to continue from.
-// Nothing is held in memory beyond the compressor's window. A failure
-// after the first byte can only cut the stream; the missing end line tells
-// the till to throw it away.
+// handleSnapshot streams every member as one consistent snapshot,
+// gzip-compressed: wire.SnapshotBinary records when the till asks for
+// them in Accept, else one SnapshotLine per member, newline-delimited
+// JSON; then the end with the count and the changes cursor to continue
+// from. Nothing is held in memory beyond a buffer and the compressor's
+// window. A failure after the first byte can only cut the stream; the
+// missing end tells the till to throw it away.
 func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.authorize(w, r, "", ""); !ok {
 		return
@@ -36,20 +40,57 @@ func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "busy", "HQ is sending as many snapshots as it can; retry")
 		return
 	}
+	bin := acceptsSnapshotBinary(r)
 	h := w.Header()
-	h.Set("Content-Type", "application/x-ndjson")
+	if bin {
+		h.Set("Content-Type", wire.SnapshotBinary)
+	} else {
+		h.Set("Content-Type", "application/x-ndjson")
+	}
 	h.Set("Content-Encoding", "gzip")
 	h.Set("Cache-Control", "no-store")
+	h.Set("Vary", "Accept")
 	dw := &deadlineWriter{w: w, rc: http.NewResponseController(w)}
 	zw, _ := gzip.NewWriterLevel(dw, gzip.BestSpeed) // a valid level: no error
-	enc := json.NewEncoder(zw)
 	var n int64
+	var member func(*wire.MemberState) error
+	var end func(wire.SnapshotEnd) error
+	if bin {
+		// Records gather in buf and go to the compressor in large writes.
+		buf := []byte(wire.SnapshotMagic)
+		flush := func() error {
+			_, err := zw.Write(buf)
+			buf = buf[:0]
+			return err
+		}
+		member = func(m *wire.MemberState) error {
+			var err error
+			if buf, err = wire.AppendSnapshotMember(buf, m); err != nil {
+				return err
+			}
+			if len(buf) >= snapshotChunk {
+				return flush()
+			}
+			return nil
+		}
+		end = func(e wire.SnapshotEnd) error {
+			var err error
+			if buf, err = wire.AppendSnapshotEnd(buf, e); err != nil {
+				return err
+			}
+			return flush()
+		}
+	} else {
+		enc := json.NewEncoder(zw)
+		member = func(m *wire.MemberState) error { return enc.Encode(wire.SnapshotLine{Member: m}) }
+		end = func(e wire.SnapshotEnd) error { return enc.Encode(wire.SnapshotLine{End: &e}) }
+	}
 	cursor, err := s.st.Snapshot(r.Context(), func(m wire.MemberState) error {
 		n++
-		return enc.Encode(wire.SnapshotLine{Member: &m})
+		return member(&m)
 	})
 	if err == nil {
-		err = enc.Encode(wire.SnapshotLine{End: &wire.SnapshotEnd{Members: n, Cursor: cursor}})
+		err = end(wire.SnapshotEnd{Members: n, Cursor: cursor})
 	}
 	if err != nil {
 		if n == 0 && dw.n == 0 {
@@ -61,6 +102,27 @@ func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) {
 		s.o.Log.Warn("snapshot cut", "members_sent", n, "err", err)
 	}
 	_ = zw.Close()
+}
+
+// snapshotChunk is how many bytes of binary records go to the compressor
+// at once.
+const snapshotChunk = 64 << 10
+
+// acceptsSnapshotBinary: the till named wire.SnapshotBinary in Accept.
+func acceptsSnapshotBinary(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept") {
+		for _, t := range strings.Split(v, ",") {
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(t))
+			if err != nil || mt != wire.SnapshotBinary {
+				continue
+			}
+			if q, err := strconv.ParseFloat(params["q"], 64); err == nil && q == 0 {
+				return false // explicitly refused
+			}
+			return true
+		}
+	}
+	return false
 }
 
 // deadlineWriter sets a write deadline before each write, so only a till
