@@ -14,7 +14,49 @@ import (
 
 	"posagent/agent/api"
 	"posagent/devices/token"
+	"posagent/ledger/entry"
+	"posagent/ledger/pin"
+	"posagent/ledger/staff"
 )
+
+// addCashier gives the running agent's till a cashier account.
+func addCashier(t *testing.T, rn *running, id, role, p string) {
+	t.Helper()
+	h, err := pin.Hash(p)
+	require.NoError(t, err)
+	require.NoError(t, rn.a.led.PutCashier(context.Background(), staff.Cashier{ID: id, Name: "Cashier " + id, Role: role, PINHash: h}))
+}
+
+// keys types digits on the on-screen keypad of form ("signin" or
+// "supervisor"), as a finger on a touch till does.
+func keys(form, digits string) chromedp.Action[chromedp.Void] {
+	var acts []chromedp.Action[chromedp.Void]
+	for _, d := range digits {
+		acts = append(acts, chromedp.Click(chromedp.CSS(`.keypad[data-for=`+form+`] button[data-key="`+string(d)+`"]`)))
+	}
+	return chromedp.Steps(acts...)
+}
+
+// setField sets a form field's value as a script would (SetValue sets the
+// attribute, which a field the user already typed in ignores).
+func setField(sel, v string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Evaluate[bool](`(() => { const e = document.querySelector(`+jsString(sel)+`); e.value = `+jsString(v)+`; return true; })()`)(ctx, tg)
+		return err
+	})
+}
+
+// signIn signs a cashier in at the page: the id typed, the PIN on the keypad.
+func signIn(id, p string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(
+		chromedp.WaitVisible(chromedp.CSS(`#signin-id`)),
+		setField(`#signin-id`, ""),
+		chromedp.SendKeys(chromedp.CSS(`#signin-id`), id),
+		chromedp.Click(chromedp.CSS(`#signin-pin`)),
+		keys("signin", p),
+		chromedp.Click(chromedp.CSS(`#signin-go`)),
+	)
+}
 
 const chromium = "/usr/bin/chromium"
 
@@ -84,12 +126,15 @@ func TestCashierPageInChromium(t *testing.T) {
 	var en api.EnrolResponse
 	rn.post(t, "/v1/members", map[string]any{"enrol_id": "E1", "name": "张三", "mobile": "13800001111", "card": pan}, &en)
 	rn.waitOnline(t)
+	addCashier(t, rn, "c1", staff.RoleCashier, "2468")
 
-	// Open the page in English; wait for the live stream to connect.
+	// Open the page in English, sign in; wait for the live stream to connect.
 	require.NoError(t, chromedp.Do(ctx,
 		chromedp.Navigate(rn.base+"/?lang=en&till=T1"),
+		signIn("c1", "2468"),
 		chromedp.WaitReady(chromedp.CSS(`#stream.on`)),
 		textHas(`#devices`, "msr1: online"),
+		textHas(`#who-name`, "c1"),
 	))
 
 	// A swipe on the reader makes the member appear.
@@ -160,6 +205,18 @@ func TestCashierPageInChromium(t *testing.T) {
 	v, err = rn.a.led.MemberByToken(token.Hash(key, "8800123"))
 	require.NoError(t, err)
 	require.Equal(t, "王五", v.Member.Name)
+
+	// Every write through the page names the signed-in cashier.
+	es, err := rn.a.led.Pending("T1", 0, 100)
+	require.NoError(t, err)
+	pageWrites := 0
+	for _, e := range es {
+		if e.Kind == entry.KindEnrol && e.Key != "E1" {
+			require.Equal(t, "c1", e.Cashier, "entry %s", e.ID())
+			pageWrites++
+		}
+	}
+	require.Equal(t, 2, pageWrites)
 
 	// POSAGENT_SCREENSHOT=page.png keeps a picture of the page for a look.
 	if out := os.Getenv("POSAGENT_SCREENSHOT"); out != "" {
