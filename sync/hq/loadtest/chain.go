@@ -25,6 +25,7 @@ import (
 	"posagent/sync/client/memstore"
 	"posagent/sync/hq"
 	"posagent/sync/hq/hqrun"
+	"posagent/sync/hq/hqtest"
 	"posagent/sync/hq/store/pg"
 )
 
@@ -93,8 +94,11 @@ func (o outbox) Ack(till string, upTo uint64) error {
 
 func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 	out := c.Out
-	if c.Procs < 1 || c.Stores < 1 || c.Tills < 1 || c.PerTill < 1 || c.Members < 1 || c.Duration <= 0 {
-		return res, errors.New("-procs, -stores, -tills, -per-till, -members and -duration must be above 0")
+	if c.Procs < 1 || c.Stores < 1 || c.Tills < 1 || c.PerTill < 1 || c.Members < 1 || c.Duration < 0 {
+		return res, errors.New("-procs, -stores, -tills, -per-till and -members must be above 0, -duration 0 or more")
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = time.Hour
 	}
 	if c.PG == "" {
 		return res, errors.New("several HQ processes share one PostgreSQL database: give -pg URL")
@@ -203,45 +207,94 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 	}
 	evs := schedule(c.Stores, c.Tills, c.PerTill, c.Seed)
 	written := int64(len(evs))
-	fmt.Fprintf(out, "chain: %d stores × %d tills × %d entries = %d entries, the day (10:00-22:00) in %v (%.0f entries/s offered on average, %.0f at the peak hour); %d HQ process(es) %s; %d connections\n",
-		c.Stores, c.Tills, c.PerTill, written, c.Duration, float64(written)/c.Duration.Seconds(),
-		float64(written)*float64(hourWeights[2])/float64(sum(hourWeights[:]))*float64(len(hourWeights))/c.Duration.Seconds(), c.Procs, via, c.Conns)
+	day := "written before the stores come online (a day's backlog synced at once)"
+	if c.Duration > 0 {
+		day = fmt.Sprintf("the day (10:00-22:00) in %v (%.0f entries/s offered on average, %.0f at the peak hour)", c.Duration, float64(written)/c.Duration.Seconds(),
+			float64(written)*float64(hourWeights[2])/float64(sum(hourWeights[:]))*float64(len(hourWeights))/c.Duration.Seconds())
+	}
+	fmt.Fprintf(out, "chain: %d stores × %d tills × %d entries = %d entries, %s; %d HQ process(es) %s; %d connections\n",
+		c.Stores, c.Tills, c.PerTill, written, day, c.Procs, via, c.Conns)
+
+	// The day's entries are built before the clock starts (the figure is
+	// HQ's, not the builders'); writing stamps them with the wall clock, so
+	// the clients' batch age works as it does in a store.
+	built := make([][]entry.Entry, c.Stores*c.Tills)
+	for i := range built {
+		t := tills[i/c.Tills][i%c.Tills]
+		built[i] = make([]entry.Entry, c.PerTill)
+		for j := range built[i] {
+			built[i][j] = t.next(time.Now())
+		}
+	}
+	write := func(ev event, next []int) error {
+		i := int(ev.store)*c.Tills + int(ev.till)
+		e := built[i][next[i]]
+		next[i]++
+		now := time.Now()
+		if c.Duration == 0 { // written over the opening hours just past
+			now = now.Add(-time.Duration((1 - ev.at) * float64(12*time.Hour)))
+		}
+		e.At, e.Local = now.UTC(), now.In(hqtest.Shanghai).Format(time.RFC3339)
+		if _, err := stores[ev.store].Append(e.Till, e); err != nil {
+			return fmt.Errorf("store %s till %s: %w", e.Store, e.Till, err)
+		}
+		return nil
+	}
+	next := make([]int, len(built))
+	if c.Duration == 0 {
+		// The stores were offline all day and come back at once.
+		for _, ev := range evs {
+			if err := write(ev, next); err != nil {
+				return res, err
+			}
+		}
+	}
 
 	cpu0 := cpuNow(procs)
 	runCtx, stopClients := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	start := time.Now()
 	for _, cl := range clients {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = cl.Run(runCtx) }()
 	}
 	defer func() { stopClients(); wg.Wait() }()
 
-	// The tills write on schedule; entries carry their wall-clock time, so
-	// the clients' batch age works as it does in a store.
-	start := time.Now()
-	var writeErr error
-	for i := 0; i < len(evs) && writeErr == nil; {
-		due := time.Duration(evs[i].at * float64(c.Duration))
-		if wait := due - time.Since(start); wait > 0 {
-			select {
-			case <-ctx.Done():
-				writeErr = fmt.Errorf("writing the day: %w", ctx.Err())
-				continue
-			case <-time.After(max(wait, 2*time.Millisecond)):
+	// Two writers on schedule, each with its half of the stores, so a
+	// till's entries stay in order and one slow writer does not hold up
+	// the other's stores.
+	const writers = 2
+	werrs := make([]error, writers)
+	var wwg sync.WaitGroup
+	for w := 0; w < writers && c.Duration > 0; w++ {
+		wwg.Add(1)
+		go func() {
+			defer wwg.Done()
+			for i := 0; i < len(evs) && werrs[w] == nil; {
+				due := time.Duration(evs[i].at * float64(c.Duration))
+				if wait := due - time.Since(start); wait > 0 {
+					select {
+					case <-ctx.Done():
+						werrs[w] = fmt.Errorf("writing the day: %w", ctx.Err())
+						continue
+					case <-time.After(max(wait, 2*time.Millisecond)):
+					}
+				}
+				now := time.Since(start)
+				for ; i < len(evs) && time.Duration(evs[i].at*float64(c.Duration)) <= now; i++ {
+					if int(evs[i].store)%writers != w {
+						continue
+					}
+					if werrs[w] = write(evs[i], next); werrs[w] != nil {
+						break
+					}
+				}
 			}
-		}
-		now := time.Since(start)
-		for ; i < len(evs) && time.Duration(evs[i].at*float64(c.Duration)) <= now; i++ {
-			ev := evs[i]
-			t := tills[ev.store][ev.till]
-			if _, err := stores[ev.store].Append(t.b.Till, t.next(time.Now())); err != nil {
-				writeErr = fmt.Errorf("store %s till %s: %w", t.b.Store, t.b.Till, err)
-				break
-			}
-		}
+		}()
 	}
-	if writeErr != nil {
-		return res, writeErr
+	wwg.Wait()
+	if err := errors.Join(werrs...); err != nil {
+		return res, err
 	}
 	wroteIn := time.Since(start)
 	tick := time.NewTicker(20 * time.Millisecond)

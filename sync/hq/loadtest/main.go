@@ -34,12 +34,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"posagent/ledger/entry"
@@ -62,7 +64,7 @@ func main() {
 	flag.IntVar(&c.Tills, "tills", 5, "with -procs: tills per store")
 	flag.IntVar(&c.PerTill, "per-till", 40, "with -procs: entries each till writes in the day")
 	flag.IntVar(&c.Members, "members", 200000, "with -procs: the chain's members")
-	flag.DurationVar(&c.Duration, "duration", 2*time.Minute, "with -procs: the opening hours (10:00-22:00) compressed into this")
+	flag.DurationVar(&c.Duration, "duration", 2*time.Minute, "with -procs: the opening hours (10:00-22:00) compressed into this; 0: the whole day is written before the stores sync")
 	flag.DurationVar(&c.Poll, "poll", time.Second, "with -procs: the sync client's poll")
 	flag.IntVar(&c.Conns, "conns", 0, "with -procs: connections to the HQ processes, all together (default: 2 per store, at most 4096)")
 	flag.DurationVar(&c.Timeout, "timeout", 30*time.Minute, "with -procs: give up when not every entry is acked by then")
@@ -76,7 +78,11 @@ func main() {
 		if *hqBin != "" {
 			c.HQ = []string{*hqBin, "hq"}
 		}
-		_, err = runChain(context.Background(), c)
+		// Interrupted, the run still stops its processes and drops its
+		// schema.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		_, err = runChain(ctx, c)
+		stop()
 	} else {
 		err = run(*stores, *batches, *size, *pgURL, *inflight)
 	}
