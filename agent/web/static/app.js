@@ -31,7 +31,7 @@
       cardNo: '卡号', cardSwiped: '已刷卡', referrer: '推荐人 (会员号或手机)', enrolGo: '入会',
       offlineNote: '本页面由收银机本地代理提供，断网也可使用。',
       active: '活跃', at_risk: '有流失风险', dormant: '沉睡', online: '在线', offline: '离线',
-      noDevices: '未配置读卡器', syncOff: '未连接总部', syncOk: '已同步', syncBehind: '待上传',
+      noDevices: '未配置读卡器', syncOk: '已同步', syncBehind: '待上传',
       enrolled: '入会成功', remove: '删', noCoupons: '无可用券', until: '有效期至', off: '减',
       from: '满', notFound: '未找到会员', readError: '读卡失败',
       removeLine: '删除', swipeAgain: '请重新刷卡',
@@ -57,7 +57,7 @@
       cardNo: 'Card no.', cardSwiped: 'Card swiped', referrer: 'Referrer (member id or mobile)',
       enrolGo: 'Enrol', offlineNote: 'Served by the till agent; works without internet.',
       active: 'active', at_risk: 'at risk', dormant: 'dormant', online: 'online', offline: 'offline',
-      noDevices: 'no readers configured', syncOff: 'no HQ link', syncOk: 'synced', syncBehind: 'to upload',
+      noDevices: 'no readers configured', syncOk: 'synced', syncBehind: 'to upload',
       enrolled: 'Enrolled', remove: 'x', noCoupons: 'no usable coupons', until: 'until', off: 'off',
       from: 'from', notFound: 'No member found', readError: 'Read failed',
       removeLine: 'remove', swipeAgain: 'Swipe the card again',
@@ -461,9 +461,13 @@
     });
     const sy = status.sync || {};
     const el = $('sync');
-    if (!sy.configured) el.textContent = t('syncOff') + (sy.backlog ? ' · ' + sy.backlog + ' ' + t('syncBehind') : '');
-    else el.textContent = (sy.online ? t('syncOk') : t('offline')) + (sy.backlog ? ' · ' + sy.backlog + ' ' + t('syncBehind') : '');
-    el.className = sy.configured && sy.online ? 'on' : 'off';
+    // A standalone till (no HQ configured) uploads nothing: its entries are
+    // not waiting for anything, so there is no link to show, let alone a
+    // red one.
+    el.hidden = !sy.configured;
+    if (!sy.configured) { el.textContent = ''; return; }
+    el.textContent = (sy.online ? t('syncOk') : t('offline')) + (sy.backlog ? ' · ' + sy.backlog + ' ' + t('syncBehind') : '');
+    el.className = sy.online ? 'on' : 'off';
   }
   async function loadStatus() {
     try { status = await api('GET', '/v1/status'); renderStatus(); } catch (e) { /* shown on next event */ }
