@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"posagent/ledger/entry"
 )
 
@@ -150,43 +148,93 @@ func (r *reader) uvarint() uint64 {
 }
 
 // Balance record formats: 1 has no HQ fields; 2 (schema 5) adds the global
-// order of an HQ state kept out of the hq log and the implicit HQ lot. A
-// balance without them is still written as format 1.
+// order of an HQ state kept out of the hq log and the implicit HQ lot; 3
+// (schema 6, the one written) starts with a byte of flags that says which
+// fields are not zero or implied, so a member as HQ sent it, with nothing
+// local yet, spends a byte on the five local figures and none on its HQ
+// lot's key and points (usually its state's order and its points). All
+// three are read.
 const (
-	balanceFormat   = 1
-	balanceFormatHQ = 2
+	balanceFormat      = 1
+	balanceFormatHQ    = 2
+	balanceFormatFlags = 3
+)
+
+const (
+	balPending  = 1 << iota // PendPoints, PendSV
+	balOffline              // OffDay, OffRedeemed
+	balRecent               // Recent
+	balUnlogged             // Unlogged
+	balLot                  // HQLotKey, when not Unlogged
+	balLotSame              // HQLotKey == Unlogged (not 0)
+	balLotRem               // HQLotRem, when not lotRemImplied
 )
 
 func (b *balance) encode(buf []byte) []byte {
-	f := byte(balanceFormat)
-	if b.Unlogged != 0 || b.HQLotKey != 0 {
-		f = balanceFormatHQ
+	var f byte
+	if b.PendPoints != 0 || b.PendSV != 0 {
+		f |= balPending
 	}
-	buf = append(buf, f)
-	for _, v := range []int64{b.Points, b.StoredValue, b.PendPoints, b.PendSV, b.LastSale, int64(b.OffDay), b.OffRedeemed} {
-		buf = binary.AppendVarint(buf, v)
+	if b.OffDay != 0 || b.OffRedeemed != 0 {
+		f |= balOffline
 	}
-	buf = binary.AppendUvarint(buf, uint64(len(b.Recent)))
-	for _, s := range b.Recent {
-		buf = binary.AppendVarint(buf, int64(s.Day))
-		buf = binary.AppendVarint(buf, s.Amount)
-		buf = binary.AppendVarint(buf, int64(s.Sales))
+	if len(b.Recent) > 0 {
+		f |= balRecent
 	}
-	if f == balanceFormatHQ {
+	if b.Unlogged != 0 {
+		f |= balUnlogged
+	}
+	switch {
+	case b.HQLotKey != 0 && b.HQLotKey == b.Unlogged:
+		f |= balLotSame
+	case b.HQLotKey != 0:
+		f |= balLot
+	}
+	if b.HQLotRem != b.lotRemImplied() {
+		f |= balLotRem
+	}
+	buf = append(buf, balanceFormatFlags, f)
+	buf = binary.AppendVarint(buf, b.Points)
+	buf = binary.AppendVarint(buf, b.StoredValue)
+	buf = binary.AppendVarint(buf, b.LastSale)
+	if f&balPending != 0 {
+		buf = binary.AppendVarint(buf, b.PendPoints)
+		buf = binary.AppendVarint(buf, b.PendSV)
+	}
+	if f&balOffline != 0 {
+		buf = binary.AppendVarint(buf, int64(b.OffDay))
+		buf = binary.AppendVarint(buf, b.OffRedeemed)
+	}
+	if f&balRecent != 0 {
+		buf = binary.AppendUvarint(buf, uint64(len(b.Recent)))
+		for _, s := range b.Recent {
+			buf = binary.AppendVarint(buf, int64(s.Day))
+			buf = binary.AppendVarint(buf, s.Amount)
+			buf = binary.AppendVarint(buf, int64(s.Sales))
+		}
+	}
+	if f&balUnlogged != 0 {
 		buf = binary.AppendUvarint(buf, b.Unlogged)
+	}
+	if f&balLot != 0 {
 		buf = binary.AppendUvarint(buf, b.HQLotKey)
+	}
+	if f&balLotRem != 0 {
 		buf = binary.AppendVarint(buf, b.HQLotRem)
 	}
 	return buf
 }
 
-func decodeBalance(v []byte, b *balance) error {
-	if len(v) == 0 || (v[0] != balanceFormat && v[0] != balanceFormatHQ) {
-		return fmt.Errorf("%w: balance record of unknown format; run posagent ledger verify", ErrCorrupt)
+// lotRemImplied is the HQ lot's points format 3 leaves out: the balance's,
+// as HQ's state set it, when there is a lot.
+func (b *balance) lotRemImplied() int64 {
+	if b.HQLotKey == 0 {
+		return 0
 	}
-	r := reader{b: v[1:]}
-	b.Points, b.StoredValue, b.PendPoints, b.PendSV = r.varint(), r.varint(), r.varint(), r.varint()
-	b.LastSale, b.OffDay, b.OffRedeemed = r.varint(), int32(r.varint()), r.varint()
+	return b.Points
+}
+
+func (r *reader) recent(b *balance) {
 	n := r.uvarint()
 	if n > uint64(len(r.b)) {
 		r.err = true
@@ -198,9 +246,46 @@ func decodeBalance(v []byte, b *balance) error {
 			b.Recent[i] = spend{Day: int32(r.varint()), Amount: r.varint(), Sales: int(r.varint())}
 		}
 	}
-	b.Unlogged, b.HQLotKey, b.HQLotRem = 0, 0, 0
-	if !r.err && v[0] == balanceFormatHQ {
-		b.Unlogged, b.HQLotKey, b.HQLotRem = r.uvarint(), r.uvarint(), r.varint()
+}
+
+func decodeBalance(v []byte, b *balance) error {
+	if len(v) == 0 || v[0] < balanceFormat || v[0] > balanceFormatFlags {
+		return fmt.Errorf("%w: balance record of unknown format; run posagent ledger verify", ErrCorrupt)
+	}
+	r := reader{b: v[1:]}
+	*b = balance{}
+	if v[0] == balanceFormatFlags {
+		f := r.byte1()
+		b.Points, b.StoredValue, b.LastSale = r.varint(), r.varint(), r.varint()
+		if f&balPending != 0 {
+			b.PendPoints, b.PendSV = r.varint(), r.varint()
+		}
+		if f&balOffline != 0 {
+			b.OffDay, b.OffRedeemed = int32(r.varint()), r.varint()
+		}
+		if f&balRecent != 0 {
+			r.recent(b)
+		}
+		if f&balUnlogged != 0 {
+			b.Unlogged = r.uvarint()
+		}
+		switch {
+		case f&balLotSame != 0:
+			b.HQLotKey = b.Unlogged
+		case f&balLot != 0:
+			b.HQLotKey = r.uvarint()
+		}
+		b.HQLotRem = b.lotRemImplied()
+		if f&balLotRem != 0 {
+			b.HQLotRem = r.varint()
+		}
+	} else {
+		b.Points, b.StoredValue, b.PendPoints, b.PendSV = r.varint(), r.varint(), r.varint(), r.varint()
+		b.LastSale, b.OffDay, b.OffRedeemed = r.varint(), int32(r.varint()), r.varint()
+		r.recent(b)
+		if !r.err && v[0] == balanceFormatHQ {
+			b.Unlogged, b.HQLotKey, b.HQLotRem = r.uvarint(), r.uvarint(), r.varint()
+		}
 	}
 	if r.err || len(r.b) != 0 {
 		return fmt.Errorf("%w: balance record unreadable; run posagent ledger verify", ErrCorrupt)
@@ -511,21 +596,10 @@ func decodeMember(id string, v []byte, m *entry.Member, bal *balance) (hasBal bo
 	return false, nil
 }
 
-// tokenKey is the card index key of a card token: the first 16 bytes of a
-// keyed hash (64 lowercase hex digits), or of the SHA-256 of a NUL and any
-// other token's text. 128 bits are plenty: among n tokens the chance that
-// any two share a key is about n²/2¹²⁹, 1.5·10⁻²⁵ at 10 million members,
-// while every key is 16 bytes (a third of the index) smaller than the whole
-// hash. Earlier files keyed the index by the whole 32 bytes (schema 5) or by
-// the token's text (before); those keys are still read (tokenOwner) and are
-// replaced when the member next changes.
-func tokenKey(t string) []byte {
-	return tokenKey32(t)[:tokenKeyLen]
-}
-
-const tokenKeyLen = 16
-
-// tokenKey32 is the card index key of schema 5 files (the whole hash).
+// tokenKey32 is the card index key of schema 5 files: a keyed hash (64
+// lowercase hex digits) as its 32 bytes, any other token as the SHA-256 of
+// a NUL and its text. Schema 6 indexes cards by its first 8 bytes
+// (members_index.go).
 func tokenKey32(t string) []byte {
 	if raw, ok := hex32(t); ok {
 		return raw
@@ -536,24 +610,10 @@ func tokenKey32(t string) []byte {
 	return h.Sum(nil)
 }
 
-// tokenKeyForms are every key token t may have in the card index: today's,
-// then those of earlier files.
+// tokenKeyForms are the keys token t may have in the card index of earlier
+// schemas: 32 bytes (schema 5), its text (before).
 func tokenKeyForms(t string) [][]byte {
-	k := tokenKey32(t)
-	return [][]byte{k[:tokenKeyLen], k, []byte(t)}
-}
-
-// tokenOwner is the member id the card index gives for token t (nil: none).
-func tokenOwner(b *bolt.Bucket, t string) []byte {
-	if t == "" {
-		return nil
-	}
-	for _, k := range tokenKeyForms(t) {
-		if id := b.Get(k); id != nil {
-			return id
-		}
-	}
-	return nil
+	return [][]byte{tokenKey32(t), []byte(t)}
 }
 
 // couponFormat starts a binary coupon state (schema 5); earlier files hold

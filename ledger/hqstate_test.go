@@ -115,22 +115,23 @@ func TestPendingMemberStateLogged(t *testing.T) {
 	verifyOK(t, l)
 }
 
-// The balance record keeps format 1 when it holds no HQ fields, and reads
-// both formats.
+// The balance record is written in format 3 with or without HQ fields, and
+// reads back (formats 1 and 2 of earlier files: TestBalanceRecord).
 func TestBalanceFormats(t *testing.T) {
 	b := balance{Points: 5, Recent: []spend{{Day: 20260101, Amount: 3, Sales: 1}}}
 	raw := b.encode(nil)
-	require.Equal(t, byte(balanceFormat), raw[0])
+	require.Equal(t, byte(balanceFormatFlags), raw[0])
 	b.Unlogged, b.HQLotKey, b.HQLotRem = 7, 7, 5
 	raw = b.encode(nil)
-	require.Equal(t, byte(balanceFormatHQ), raw[0])
+	require.Equal(t, byte(balanceFormatFlags), raw[0])
 	var got balance
 	require.NoError(t, decodeBalance(raw, &got))
 	require.Equal(t, b, got)
 	require.Error(t, decodeBalance(raw[:len(raw)-1], &got))
 }
 
-// A schema 4 file is marked 5 at Open without rewriting anything.
+// A schema 4 file is marked with the current schema at Open without
+// rewriting anything.
 func TestSchema4Upgrade(t *testing.T) {
 	l, _ := open(t)
 	enrol(t, l, "M1")

@@ -41,7 +41,14 @@ import (
 // has touched since stay out of the hq log, its points lot implicit in the
 // balance record (format 2); a schema 4 file is marked 5 at Open, nothing
 // in it is rewritten, and a posagent that knows only schema 4 refuses it.
-const SchemaVersion = 5
+// Schema 6 finds members by card and mobile through the packed member index
+// (memberix, members_index.go); a schema 4 or 5 file gets the empty bucket
+// at Open, its card and mobile keys are still read and are moved to the new
+// index member by member as each next changes.
+const SchemaVersion = 6
+
+// schemaMemberIndex is the first layout with the packed member index.
+const schemaMemberIndex = 6
 
 // schemaLotIndex is the first layout with the lot-expiry index.
 const schemaLotIndex = 4
@@ -66,8 +73,9 @@ var (
 	bSales    = []byte("sales")    // (till, seq) of a sale → refund/void state
 	bPrograms = []byte("programs") // version → program source from HQ
 	bLotExp   = []byte("lotexp")   // expiry(8) + member id → nothing: who holds a lot expiring then
+	bIndex    = []byte("memberix") // kind + card or mobile hash[0:2] → packed entries (members_index.go)
 
-	allBuckets = [][]byte{bMeta, bLog, bHQLog, bAcked, bKeys, bMembers, bByToken, bByMobile, bSales, bPrograms, bLotExp}
+	allBuckets = [][]byte{bMeta, bLog, bHQLog, bAcked, bKeys, bMembers, bByToken, bByMobile, bSales, bPrograms, bLotExp, bIndex}
 )
 
 // Options configures a ledger.
@@ -383,7 +391,7 @@ func (l *Ledger) checkFile() (schema uint64, err error) {
 			return fmt.Errorf("%w: %s has schema %d, written by a development build; this posagent reads schemas %d to %d. Export its entries with the build that wrote it if you need them, then move it aside (mv %s %s.old) and start a new ledger; HQ resends member data (the file is left untouched)", ErrOlderSchema, l.path, s, schemaNoWAL, SchemaVersion, l.path, l.path)
 		}
 		for _, b := range allBuckets {
-			if bytes.Equal(b, bLotExp) && schema < schemaLotIndex {
+			if bytes.Equal(b, bLotExp) && schema < schemaLotIndex || bytes.Equal(b, bIndex) && schema < schemaMemberIndex {
 				continue // made by upgrade
 			}
 			if tx.Bucket(b) == nil {
@@ -411,6 +419,9 @@ func (l *Ledger) checkFile() (schema uint64, err error) {
 // the ledger reads all members at Open; later Opens read no member.
 func (l *Ledger) upgrade(from uint64) error {
 	err := l.db.Update(func(tx *bolt.Tx) error {
+		if _, err := tx.CreateBucketIfNotExists(bIndex); err != nil {
+			return err
+		}
 		if from >= schemaLotIndex {
 			return tx.Bucket(bMeta).Put([]byte("schema"), u64(SchemaVersion))
 		}

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"testing"
 	"time"
@@ -115,4 +116,49 @@ func TestCouponRecord(t *testing.T) {
 			require.Less(t, len(raw), 40, "binary %d bytes, JSON %d", len(raw), len(js))
 		}
 	}
+}
+
+// Balances read back exactly from format 3 whatever their fields hold,
+// truncated records are errors, and the formats of earlier schemas are
+// still read.
+func TestBalanceRecord(t *testing.T) {
+	legacy := func(f byte, b *balance) []byte {
+		buf := []byte{f}
+		for _, v := range []int64{b.Points, b.StoredValue, b.PendPoints, b.PendSV, b.LastSale, int64(b.OffDay), b.OffRedeemed} {
+			buf = binary.AppendVarint(buf, v)
+		}
+		buf = binary.AppendUvarint(buf, uint64(len(b.Recent)))
+		for _, s := range b.Recent {
+			buf = binary.AppendVarint(binary.AppendVarint(binary.AppendVarint(buf, int64(s.Day)), s.Amount), int64(s.Sales))
+		}
+		if f == balanceFormatHQ {
+			buf = binary.AppendVarint(binary.AppendUvarint(binary.AppendUvarint(buf, b.Unlogged), b.HQLotKey), b.HQLotRem)
+		}
+		return buf
+	}
+	for _, b := range []balance{
+		{},
+		{Points: 4999, StoredValue: 6000, LastSale: 1.75e9, Unlogged: 123456, HQLotKey: 123456, HQLotRem: 4999},
+		{Points: -40, Unlogged: 7},
+		{Points: 10, HQLotKey: 9, HQLotRem: 10},
+		{Points: 10, Unlogged: 3, HQLotKey: 9, HQLotRem: 4},
+		{Points: 10, HQLotRem: 0, PendPoints: -5, PendSV: 7, OffDay: 20260301, OffRedeemed: 100,
+			Recent: []spend{{Day: 20260301, Amount: 1000, Sales: 1}, {Day: 20260302, Amount: -5, Sales: -1}}},
+	} {
+		raw := b.encode(nil)
+		var got balance
+		require.NoError(t, decodeBalance(raw, &got))
+		require.Equal(t, b, got)
+		for i := range raw {
+			require.Error(t, decodeBalance(raw[:i], &got), "truncated at %d", i)
+		}
+		if b.Unlogged == 0 && b.HQLotKey == 0 && b.HQLotRem == 0 {
+			require.NoError(t, decodeBalance(legacy(balanceFormat, &b), &got))
+			require.Equal(t, b, got)
+		}
+		require.NoError(t, decodeBalance(legacy(balanceFormatHQ, &b), &got))
+		require.Equal(t, b, got)
+	}
+	hq := balance{Points: 4999, StoredValue: 6000, LastSale: 1.75e9, Unlogged: 123456, HQLotKey: 123456, HQLotRem: 4999}
+	require.LessOrEqual(t, len(hq.encode(nil)), 14, "a member as HQ sent it")
 }

@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -44,26 +43,18 @@ func (l *Ledger) Member(id string) (MemberView, error) {
 
 // MemberByToken looks a member up by the keyed hash of a card token.
 func (l *Ledger) MemberByToken(tokenHash string) (MemberView, error) {
-	return l.byIndex(bByToken, tokenHash, "card")
-}
-
-// indexGet reads the member id an index gives for k (nil: none).
-func indexGet(tx *bolt.Tx, b []byte, k string) []byte {
-	if bytes.Equal(b, bByToken) {
-		return tokenOwner(tx.Bucket(b), k)
-	}
-	return tx.Bucket(b).Get([]byte(k))
+	return l.byIndex(ixCard, tokenHash, "card")
 }
 
 // MemberByMobile looks a member up by mobile number (forgotten card).
 func (l *Ledger) MemberByMobile(mobile string) (MemberView, error) {
-	return l.byIndex(bByMobile, mobile, "mobile "+loyalty.MaskMobile(mobile))
+	return l.byIndex(ixMobile, mobile, "mobile "+loyalty.MaskMobile(mobile))
 }
 
-func (l *Ledger) byIndex(b []byte, k, what string) (MemberView, error) {
+func (l *Ledger) byIndex(kind byte, k, what string) (MemberView, error) {
 	var v MemberView
 	err := l.read(func(tx *bolt.Tx) error {
-		id := indexGet(tx, b, k)
+		id := ixOwner(tx, kind, k)
 		if id == nil || k == "" {
 			return wrapErr(ErrNotFound, "no member with this %s at this till; enrol them, or wait for the next sync from HQ", what)
 		}
@@ -257,63 +248,6 @@ func (ms *mstate) takeHQ(s MemberState, marks map[string]uint64, g uint64) (hqSt
 		}
 	}
 	return rec, !quiet, nil
-}
-
-// indexOp is one write to the card or mobile index (v nil: delete).
-type indexOp struct {
-	b, k, v []byte
-}
-
-// indexOps appends the index writes that take member old (nil: new) to m:
-// the keys of old that still name it are deleted (every form a card key
-// has had), m's are put. Reads happen here, before any write.
-func indexOps(tx *bolt.Tx, ops []indexOp, old, m *entry.Member) []indexOp {
-	if old != nil {
-		for _, t := range old.CardTokens {
-			for _, k := range tokenKeyForms(t) {
-				if string(tx.Bucket(bByToken).Get(k)) == old.ID {
-					ops = append(ops, indexOp{b: bByToken, k: k})
-				}
-			}
-		}
-		if old.Mobile != "" && string(tx.Bucket(bByMobile).Get([]byte(old.Mobile))) == old.ID {
-			ops = append(ops, indexOp{b: bByMobile, k: []byte(old.Mobile)})
-		}
-	}
-	for _, t := range m.CardTokens {
-		ops = append(ops, indexOp{b: bByToken, k: tokenKey(t), v: []byte(m.ID)})
-	}
-	if m.Mobile != "" {
-		ops = append(ops, indexOp{b: bByMobile, k: []byte(m.Mobile), v: []byte(m.ID)})
-	}
-	return ops
-}
-
-// applyIndexOps writes ops in key order (each index leaf is then visited
-// once, left to right); among writes to one key, deletes go first and puts
-// keep their order, so the last member given a key gets it.
-func applyIndexOps(w *writer, ops []indexOp) error {
-	sort.SliceStable(ops, func(i, j int) bool {
-		if c := bytes.Compare(ops[i].b, ops[j].b); c != 0 {
-			return c < 0
-		}
-		if c := bytes.Compare(ops[i].k, ops[j].k); c != 0 {
-			return c < 0
-		}
-		return ops[i].v == nil && ops[j].v != nil
-	})
-	for _, o := range ops {
-		var err error
-		if o.v == nil {
-			err = w.del(o.b, o.k)
-		} else {
-			err = w.put(o.b, o.k, o.v)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // ApplyProgram stores a program version published by HQ; sales at or after

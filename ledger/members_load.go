@@ -87,7 +87,7 @@ func (l *Ledger) LoadMembers() (*MemberLoad, error) {
 	}
 	ld := &MemberLoad{l: l}
 	err := l.read(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMembers, bByToken, bByMobile} {
+		for _, b := range [][]byte{bMembers, bIndex, bByToken, bByMobile} {
 			if k, _ := tx.Bucket(b).Cursor().First(); k != nil {
 				ld.direct = true
 			}
@@ -130,7 +130,7 @@ func (ld *MemberLoad) Add(states []MemberState) error {
 		s := &states[i]
 		id := s.Member.ID
 		// One allocation for the member's entries; the id is shared.
-		b := make([]byte, 0, 2*len(id)+len(s.Member.Mobile)+1+(1+tokenKeyLen)*len(s.Member.CardTokens)+1+128)
+		b := make([]byte, 0, 2*len(id)+10*(1+len(s.Member.CardTokens))+128)
 		b = append(b, id...)
 		idb := b[:len(id):len(id)]
 		start := len(b)
@@ -142,12 +142,12 @@ func (ld *MemberLoad) Add(states []MemberState) error {
 		ld.put(k, b[start:len(b):len(b)])
 		for _, t := range s.Member.CardTokens {
 			start = len(b)
-			b = append(append(b, loadStreamCard), tokenKey(t)...)
+			b = append(append(b, loadStreamCard), ixKeyOf(ixCard, t)...)
 			ld.put(b[start:len(b):len(b)], idb)
 		}
 		if s.Member.Mobile != "" {
 			start = len(b)
-			b = append(append(b, loadStreamMobile), s.Member.Mobile...)
+			b = append(append(b, loadStreamMobile), ixKeyOf(ixMobile, s.Member.Mobile)...)
 			ld.put(b[start:len(b):len(b)], idb)
 		}
 		ld.added++
@@ -272,10 +272,6 @@ func (ld *MemberLoad) Finish() error {
 	// The indexes; keys of members left to ApplyMemberStates are its to write.
 	for ok {
 		stream := k[0]
-		b := bByToken
-		if stream == loadStreamMobile {
-			b = bByMobile
-		}
 		var keys []runEntry
 		for ok && k[0] == stream && len(keys) < loadTxKeys {
 			if _, s := slow[string(v)]; !s {
@@ -283,7 +279,7 @@ func (ld *MemberLoad) Finish() error {
 			}
 			k, v, ok = m.next()
 		}
-		if err := ld.l.appendKeys(b, keys); err != nil {
+		if err := ld.l.appendKeys(keys); err != nil {
 			return err
 		}
 	}
@@ -336,16 +332,11 @@ func (l *Ledger) appendMembers(states []MemberState) ([]MemberState, error) {
 	return exists, err
 }
 
-// appendKeys puts index keys (sorted) in one direct commit.
-func (l *Ledger) appendKeys(b []byte, keys []runEntry) error {
+// appendKeys adds index entries (sorted) in one direct commit.
+func (l *Ledger) appendKeys(keys []runEntry) error {
 	_, err := l.submitReq(context.Background(), &request{done: make(chan struct{}), direct: true, fn: func(tx *bolt.Tx, w *writer) (any, error) {
-		tx.Bucket(b).FillPercent = 1.0
-		for _, e := range keys {
-			if err := w.put(b, e.k, e.v); err != nil {
-				return nil, err
-			}
-		}
-		return nil, nil
+		tx.Bucket(bIndex).FillPercent = 1.0 // slots in key order: full leaves
+		return nil, appendSlots(w, keys)
 	}})
 	return err
 }

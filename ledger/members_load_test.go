@@ -79,6 +79,8 @@ func TestMemberLoadMatchesApply(t *testing.T) {
 	_, err = got.MemberByToken(benchCard(11))
 	require.ErrorIs(t, err, ErrNotFound, "the card of the earlier state of a member sent twice")
 	require.Equal(t, indexes(t, want), indexes(t, got))
+	require.Equal(t, ixEntries(t, want), ixEntries(t, got))
+	require.Len(t, ixEntries(t, got), 600, "300 cards (the shared one once) and 300 mobiles")
 	verifyOK(t, got)
 
 	// The loaded members take sales like any other.

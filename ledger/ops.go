@@ -855,12 +855,12 @@ func (l *Ledger) Enrol(ctx context.Context, r EnrolRequest) ([]*entry.Entry, err
 			return nil, wrapErr(ErrInvalid, "tier %q is not in program v%d", m.Tier, p.Version)
 		}
 		if m.Mobile != "" {
-			if other := tx.Bucket(bByMobile).Get([]byte(m.Mobile)); other != nil {
+			if other := mobileOwner(tx, m.Mobile); other != nil {
 				return nil, wrapErr(ErrKeyConflict, "mobile %s already belongs to member %s; find them by mobile instead", loyalty.MaskMobile(m.Mobile), other)
 			}
 		}
 		if r.CardToken != "" {
-			if other := tokenOwner(tx.Bucket(bByToken), r.CardToken); other != nil {
+			if other := tokenOwner(tx, r.CardToken); other != nil {
 				return nil, wrapErr(ErrKeyConflict, "this card already belongs to member %s", other)
 			}
 			m.CardTokens = appendUnique(m.CardTokens, r.CardToken)
@@ -949,36 +949,6 @@ func appendUnique(s []string, v string) []string {
 		}
 	}
 	return append(s, v)
-}
-
-// indexMember keeps the token and mobile indexes in step with a member
-// record that changed from old (nil: new) to m.
-func indexMember(w *writer, old, m *entry.Member) error {
-	if old != nil {
-		for _, t := range old.CardTokens {
-			for _, k := range [][]byte{tokenKey(t), []byte(t)} { // and the text key of earlier schemas
-				if string(w.tx.Bucket(bByToken).Get(k)) == old.ID {
-					if err := w.del(bByToken, k); err != nil {
-						return err
-					}
-				}
-			}
-		}
-		if old.Mobile != "" && string(w.tx.Bucket(bByMobile).Get([]byte(old.Mobile))) == old.ID {
-			if err := w.del(bByMobile, []byte(old.Mobile)); err != nil {
-				return err
-			}
-		}
-	}
-	for _, t := range m.CardTokens {
-		if err := w.put(bByToken, tokenKey(t), []byte(m.ID)); err != nil {
-			return err
-		}
-	}
-	if m.Mobile != "" {
-		return w.put(bByMobile, []byte(m.Mobile), []byte(m.ID))
-	}
-	return nil
 }
 
 // ExpireLots writes off every lot expired at now (points_expired entries on

@@ -411,6 +411,21 @@ func (l *Ledger) verifyTx(tx *bolt.Tx, w io.Writer) bool {
 			return nil
 		})
 	}
+	if ix := tx.Bucket(bIndex); ix != nil {
+		ix.ForEach(func(k, v []byte) error {
+			es, err := decodeSlot(v)
+			if err != nil || len(k) != 3 {
+				brk("member index slot %x: %v", k, err)
+				return nil
+			}
+			for _, e := range es {
+				if members[e.id] == nil {
+					brk("member index slot %x points at unknown member %s", k, e.id)
+				}
+			}
+			return nil
+		})
+	}
 	tx.Bucket(bLotExp).ForEach(func(k, _ []byte) error {
 		if !lotExp[string(k)] {
 			brk("lot-expiry index lists member %q at %d, who holds no lot expiring then", k[min(8, len(k)):], getU64(k[:min(8, len(k))]))
