@@ -314,4 +314,3 @@ func TestPartitionsOnDemand(t *testing.T) {
 	defer st2.Close()
 	ingest(t, st2, received(old.Add(time.Hour), a.Sale("M1", old, 100, 1, 0, 0, "")))
 }
-

@@ -1,12 +1,20 @@
 package pg_test
 
 import (
+	"context"
+	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+
+	"posagent/sync/hq/store/pg"
 )
 
 // latestMigration is the number of the newest migration file, the schema
@@ -22,4 +30,101 @@ func latestMigration(t *testing.T) int {
 		v = max(v, n)
 	}
 	return v
+}
+
+// TestPartitionCost (POSAGENT_HQ_BENCH=1) isolates what partitioning
+// changes in ingest from the rest (the KPI fold dominates the ingest
+// benchmark and its noise): COPY of 500-row batches by 4 writers into the
+// partitioned entries and into an unpartitioned copy, in alternating
+// pairs, and the sale lookup by (store, till, seq) a refund makes, across
+// 24 monthly partitions against one table. Target: COPY into partitions
+// within 10% of the plain table (median of pairs). The lookup has no
+// target: it plans and opens every partition (a sale's month is not known
+// from a refund), so it grows with the months kept; it is printed.
+func TestPartitionCost(t *testing.T) {
+	if os.Getenv("POSAGENT_HQ_BENCH") != "1" {
+		t.Skip("benchmark: set POSAGENT_HQ_BENCH=1")
+	}
+	ctx, u := freshSchema(t)
+	st, err := pg.Open(ctx, u, pg.Options{})
+	require.NoError(t, err)
+	defer st.Close()
+	ctx = context.Background()
+	p := st.Pool()
+	_, err = p.Exec(ctx, `CREATE TABLE plain_entries (LIKE entries INCLUDING ALL)`)
+	require.NoError(t, err)
+	// 24 months of partitions, as a database that archives yearly holds.
+	start := time.Date(time.Now().Year()-2, time.Now().Month(), 1, 0, 0, 0, 0, time.UTC)
+	for m := range 24 {
+		at := start.AddDate(0, m, 0)
+		_, err := p.Exec(ctx, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS entries_%s PARTITION OF entries FOR VALUES FROM ('%s') TO ('%s')`,
+			at.Format("2006_01"), at.Format(time.RFC3339), at.AddDate(0, 1, 0).Format(time.RFC3339)))
+		require.NoError(t, err)
+	}
+	cols := []string{"store", "till", "seq", "kind", "member_id", "at", "received_at", "body"}
+	body := []byte(`{"store":"S","kind":"sale","sale":{"due":1000,"points_earned":10,"lines":[{"line_no":1,"sku":"SKU1","qty":1}]}}`)
+	const writers, batches, size = 4, 25, 500
+	round := 0
+	copyAll := func(table string) time.Duration {
+		round++
+		now := time.Now()
+		var wg sync.WaitGroup
+		errs := make(chan error, writers)
+		begin := time.Now()
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for b := range batches {
+					rows := make([][]any, size)
+					for i := range rows {
+						seq := int64(b*size + i + 1)
+						rows[i] = []any{fmt.Sprintf("S%d", round), fmt.Sprintf("T%d", w), seq, "sale", "M1", now, now, body}
+					}
+					if err := pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
+						_, err := tx.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromRows(rows))
+						return err
+					}); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+		return time.Since(begin)
+	}
+	lookup := func(table string) time.Duration {
+		begin := time.Now()
+		for i := range 200 {
+			var n int
+			require.NoError(t, p.QueryRow(ctx, `SELECT count(*) FROM `+table+` e JOIN unnest($1::text[], $2::text[], $3::int8[]) AS u(store, till, seq)
+				ON e.store = u.store AND e.till = u.till AND e.seq = u.seq WHERE e.kind = 'sale'`,
+				[]string{"S1", "S1"}, []string{"T0", "T1"}, []int64{int64(i + 1), int64(i + 2)}).Scan(&n))
+		}
+		return time.Since(begin)
+	}
+	const pairs = 5
+	var copyRatios, lookupP, lookupQ []float64
+	for r := range pairs {
+		var dp, dq time.Duration
+		if r%2 == 0 {
+			dp, dq = copyAll("entries"), copyAll("plain_entries")
+		} else {
+			dq, dp = copyAll("plain_entries"), copyAll("entries")
+		}
+		copyRatios = append(copyRatios, dq.Seconds()/dp.Seconds())
+		lp, lq := lookup("entries"), lookup("plain_entries")
+		lookupP, lookupQ = append(lookupP, lp.Seconds()/200*1000), append(lookupQ, lq.Seconds()/200*1000)
+		t.Logf("pair %d: COPY partitioned %.0f rows/s, plain %.0f rows/s; 200 lookups partitioned %v, plain %v",
+			r, writers*batches*size/dp.Seconds(), writers*batches*size/dq.Seconds(), lp.Round(time.Millisecond), lq.Round(time.Millisecond))
+	}
+	median := func(v []float64) float64 { v = slices.Clone(v); slices.Sort(v); return v[len(v)/2] }
+	fmt.Printf("partitioned/plain COPY speed %.2f× (median of %d pairs; target ≥ 0.90×); refund's sale lookup %.2f ms over 25 partitions, %.2f ms on one table (medians)\n",
+		median(copyRatios), pairs, median(lookupP), median(lookupQ))
+	require.GreaterOrEqual(t, median(copyRatios), 0.90, "COPY into the partitioned entries is slower than the target")
 }
