@@ -138,7 +138,7 @@ func New(cfg config.Config, log *slog.Logger) (a *Agent, err error) {
 	o := api.Options{
 		Ledger: a.led, Hub: a.hub, Metrics: a.metrics, Store: cfg.Store, Till: cfg.Till, Tills: tills,
 		TokenKey: key, Card: cfg.Card, APIToken: apiToken,
-		Sessions: sessions, Cashiers: a.led, POSCashierOptional: cfg.Cashiers.AllowPOSWithoutCashier,
+		Sessions: sessions, Cashiers: a.led, CashiersFromHQ: cfg.HQ.URL != "", POSCashierOptional: cfg.Cashiers.AllowPOSWithoutCashier,
 		Supervisor: supervisorRules(cfg),
 		DataDir:    cfg.DataDir, MinFreeBytes: uint64(cfg.MinFreeMB) << 20, MaxBodyBytes: cfg.API.MaxBodyBytes, BodyTimeout: bodyTimeout,
 		AllowRemote: cfg.API.AllowRemote, Page: web.Handler(), Location: loc,

@@ -85,6 +85,9 @@ type Options struct {
 	// Cashiers are the store's accounts; with it every write names a known,
 	// enabled cashier (nil: the cashier is recorded as sent).
 	Cashiers Cashiers
+	// CashiersFromHQ: the till takes its cashiers from HQ and refuses local
+	// changes.
+	CashiersFromHQ bool
 	// POSCashierOptional lets the POS write without naming a cashier
 	// (cashiers.allow_pos_without_cashier, for the install period).
 	POSCashierOptional bool
@@ -176,6 +179,11 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /v1/session", s.signIn)
 	s.mux.Handle("GET /v1/session", auth(http.HandlerFunc(s.sessionInfo)))
 	s.mux.Handle("DELETE /v1/session", auth(http.HandlerFunc(s.signOut)))
+	s.mux.Handle("GET /v1/cashiers", auth(http.HandlerFunc(s.listCashiers)))
+	s.mux.Handle("PUT /v1/cashiers/{id}", auth(http.HandlerFunc(s.putCashier)))
+	s.mux.Handle("POST /v1/cashiers/{id}/disable", auth(http.HandlerFunc(s.disableCashier)))
+	s.mux.Handle("POST /v1/cashiers/{id}/enable", auth(http.HandlerFunc(s.enableCashier)))
+	s.mux.Handle("POST /v1/cashiers/{id}/pin", auth(http.HandlerFunc(s.setPIN)))
 	s.mux.Handle("GET /v1/events", auth(s.o.Hub.Handler(events.SSEOptions{})))
 	s.mux.Handle("GET /v1/status", auth(http.HandlerFunc(s.status)))
 	s.mux.Handle("POST /v1/members/lookup", auth(http.HandlerFunc(s.lookup)))

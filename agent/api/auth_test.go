@@ -51,7 +51,7 @@ type authFixture struct {
 }
 
 func newAuthFixture(t *testing.T, mod func(*Options)) *authFixture {
-	clock := &fakeClock{t: time.Date(2026, 3, 18, 2, 0, 0, 0, time.UTC)}
+	clock := &fakeClock{t: time.Now()}
 	f := newFixture(t, func(o *Options) {
 		o.Cashiers = o.Ledger.(*ledger.Ledger)
 		m, err := session.New(session.Options{Store: o.Ledger.(*ledger.Ledger), Idle: 10 * time.Minute, MaxTries: 3, Lockout: 5 * time.Minute, Now: clock.Now})
@@ -297,4 +297,51 @@ func TestPOSNamesTheCashier(t *testing.T) {
 	g := newAuthFixture(t, func(o *Options) { o.POSCashierOptional = true })
 	code, raw = g.call(t, "POST", "/v1/members", apiToken, map[string]any{"enrol_id": "e1", "name": "Wang"})
 	require.Equal(t, http.StatusOK, code, string(raw))
+}
+
+func TestCashierAdminEndpoints(t *testing.T) {
+	f := newAuthFixture(t, nil)
+	var v CashierView
+	f.ok(t, "PUT", "/v1/cashiers/c1", PutCashierRequest{Name: "Li Na", Role: "supervisor", PINHash: cheapHash(t, "1234")}, &v)
+	require.Equal(t, CashierView{ID: "c1", Name: "Li Na", Role: "supervisor", Source: staff.SourceLocal}, v)
+	code, raw := f.call(t, "PUT", "/v1/cashiers/c2", apiToken, PutCashierRequest{Name: "X", Role: "supervisor", PINHash: "1234"})
+	require.Equal(t, http.StatusBadRequest, code, "a PIN is no hash: %s", raw)
+
+	// Wrong PINs lock c1; a new PIN ends the lock.
+	p := f.page(t)
+	for range 3 {
+		p.signIn(t, "c1", "0000")
+	}
+	var l CashierList
+	f.ok(t, "GET", "/v1/cashiers", nil, &l)
+	require.Len(t, l.Cashiers, 1)
+	require.False(t, l.Cashiers[0].LockedUntil.IsZero())
+	var reset CashierView
+	f.ok(t, "POST", "/v1/cashiers/c1/pin", PINRequest{PINHash: cheapHash(t, "5678")}, &reset)
+	require.True(t, reset.LockedUntil.IsZero())
+	code, raw = p.signIn(t, "c1", "5678")
+	require.Equal(t, http.StatusOK, code, string(raw))
+
+	// The page cannot manage accounts, even a supervisor's.
+	code, raw, _ = p.do(t, "POST", "/v1/cashiers/c1/disable", nil, nil)
+	require.Equal(t, http.StatusForbidden, code)
+	require.Equal(t, "forbidden", errCode(t, raw).Code)
+
+	// Disabling ends the session at its next request.
+	f.ok(t, "POST", "/v1/cashiers/c1/disable", nil, &v)
+	require.True(t, v.Disabled)
+	code, _, _ = p.do(t, "GET", "/v1/status", nil, nil)
+	require.Equal(t, http.StatusUnauthorized, code)
+	code, raw = p.signIn(t, "c1", "5678")
+	require.Equal(t, http.StatusForbidden, code)
+	require.Equal(t, "cashier_disabled", errCode(t, raw).Code)
+	var en CashierView
+	f.ok(t, "POST", "/v1/cashiers/c1/enable", nil, &en)
+	require.False(t, en.Disabled)
+
+	// A till that takes its cashiers from HQ refuses local changes.
+	g := newAuthFixture(t, func(o *Options) { o.CashiersFromHQ = true })
+	code, raw = g.call(t, "PUT", "/v1/cashiers/c1", apiToken, PutCashierRequest{Name: "Li Na", Role: "cashier", PINHash: cheapHash(t, "1234")})
+	require.Equal(t, http.StatusConflict, code)
+	require.Equal(t, "managed_by_hq", errCode(t, raw).Code)
 }

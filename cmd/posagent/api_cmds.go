@@ -33,7 +33,7 @@ const (
 func apiCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		newMemberCmd(g), newQuoteCmd(g), newSaleCmd(g), newRefundCmd(g),
-		newVoidCmd(g), newTopUpCmd(g), newSyncCmd(g),
+		newVoidCmd(g), newTopUpCmd(g), newSyncCmd(g), newCashierCmd(g),
 	}
 }
 
