@@ -226,4 +226,3 @@ func printCashiers(w io.Writer, cs []api.CashierView) {
 	}
 	tw.Flush()
 }
-
