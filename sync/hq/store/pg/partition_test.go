@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"posagent/sync/hq/hqtest"
 	"posagent/sync/hq/store/pg"
 )
 
@@ -128,3 +130,67 @@ func TestPartitionCost(t *testing.T) {
 		median(copyRatios), pairs, median(lookupP), median(lookupQ))
 	require.GreaterOrEqual(t, median(copyRatios), 0.90, "COPY into the partitioned entries is slower than the target")
 }
+
+// TestMigrationPartitionsExistingEntries: a database whose entries predate
+// migration 7 keeps every row (ids, transaction ids, bodies) in monthly
+// partitions, its tills' acks stand, and uploads go on from there.
+func TestMigrationPartitionsExistingEntries(t *testing.T) {
+	ctx, u := freshSchema(t)
+	c, err := pgx.Connect(ctx, u)
+	require.NoError(t, err)
+	defer c.Close(ctx)
+	des, err := os.ReadDir("migrations")
+	require.NoError(t, err)
+	_, err = c.Exec(ctx, `CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`)
+	require.NoError(t, err)
+	for _, d := range des {
+		n, err := strconv.Atoi(strings.SplitN(d.Name(), "_", 2)[0])
+		require.NoError(t, err)
+		if n >= 7 {
+			continue
+		}
+		sql, err := os.ReadFile(filepath.Join("migrations", d.Name()))
+		require.NoError(t, err)
+		_, err = c.Exec(ctx, string(sql))
+		require.NoError(t, err, d.Name())
+		_, err = c.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, n, d.Name())
+		require.NoError(t, err)
+	}
+	_, err = c.Exec(ctx, `INSERT INTO tills (store, till, acked) VALUES ('S1', 'T1', 3);
+		INSERT INTO entries (store, till, seq, kind, at, received_at, body) VALUES
+		('S1', 'T1', 1, 'topup', '2025-11-30T23:00:00Z', '2025-11-30T23:59:59Z', '{"store":"S1","till":"T1","seq":1,"kind":"topup"}'),
+		('S1', 'T1', 2, 'topup', '2025-12-01T00:00:00Z', '2025-12-01T00:00:01Z', '{"store":"S1","till":"T1","seq":2,"kind":"topup"}'),
+		('S1', 'T1', 3, 'topup', '2026-02-01T00:00:00Z', '2026-02-03T00:00:00Z', '{"store":"S1","till":"T1","seq":3,"kind":"topup"}')`)
+	require.NoError(t, err)
+	rows := func() string {
+		var s string
+		require.NoError(t, c.QueryRow(ctx, `SELECT string_agg(format('%s %s %s/%s/%s %s %s', id, xid, store, till, seq, received_at, body), E'\n' ORDER BY id) FROM entries`).Scan(&s))
+		return s
+	}
+	before := rows()
+
+	st, err := pg.Open(ctx, u, pg.Options{})
+	require.NoError(t, err)
+	defer st.Close()
+	require.Equal(t, before, rows())
+	var parts []string
+	r, err := c.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'entries'::regclass ORDER BY 1`)
+	require.NoError(t, err)
+	parts, err = pgx.CollectRows(r, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Subset(t, parts, []string{"entries_2025_11", "entries_2025_12", "entries_2026_01", "entries_2026_02", partitionOf(time.Now())})
+	var n int
+	require.NoError(t, c.QueryRow(ctx, `SELECT count(*) FROM entries_2025_11`).Scan(&n))
+	require.Equal(t, 1, n, "23:59:59 UTC on 30 November is November's")
+
+	acked, err := st.TillAcked(ctx, "S1", "T1")
+	require.NoError(t, err)
+	require.EqualValues(t, 3, acked)
+	a := &hqtest.Till{Store: "S1", Till: "T1", Seq: 3}
+	ingest(t, st, received(time.Now(), a.Sale("M1", time.Now(), 100, 1, 0, 0, "")))
+	var maxID int64
+	require.NoError(t, c.QueryRow(ctx, `SELECT max(id) FROM entries`).Scan(&maxID))
+	require.EqualValues(t, 4, maxID, "ids go on from the old table's sequence")
+}
+
+func partitionOf(t time.Time) string { return "entries_" + t.UTC().Format("2006_01") }
