@@ -3,6 +3,7 @@ package hqtest
 import (
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -127,7 +128,9 @@ func testSnapshotConcurrent(t *testing.T, st hq.Store) {
 		if len(held) != len(want) {
 			t.Logf("held %d of %d, cursor %s", len(held), len(want), cur)
 		}
-		return len(held) == len(want)
+		// Every member, not just the count: the last enrolment can come
+		// through while later top-ups are still held back.
+		return reflect.DeepEqual(held, want)
 	})
 	require.Equal(t, want, held, "after the snapshot and the feed the till must hold exactly HQ's members")
 }
