@@ -145,6 +145,7 @@ func TestMembersAtChainScale(t *testing.T) {
 	if st, err := os.Stat(path); err == nil {
 		t.Logf("file after the load: %d bytes, %.0f bytes/member (target < 200)", st.Size(), float64(st.Size())/float64(n))
 	}
+	logDBStats(t, l.db, n)
 
 	// Incremental pages onto the full ledger, as the feed brings them.
 	r := rand.New(rand.NewPCG(5, 6))
@@ -309,6 +310,10 @@ func logBucketStats(t *testing.T, path string, n int) {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	logDBStats(t, db, n)
+}
+
+func logDBStats(t *testing.T, db *bolt.DB, n int) {
 	db.View(func(tx *bolt.Tx) error {
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
 			s := b.Stats()
@@ -316,9 +321,13 @@ func logBucketStats(t *testing.T, path string, n int) {
 			if s.KeyN == 0 {
 				return nil
 			}
-			t.Logf("  bucket %-9s keys %8d  leaf in use %11d  allocated %11d  = %.0f bytes/member",
-				name, s.KeyN, s.LeafInuse+s.BranchInuse, alloc, float64(alloc)/float64(n))
+			t.Logf("  bucket %-9s keys %8d  in use %11d  allocated %11d  = %.0f bytes/member (%.0f%% full)",
+				name, s.KeyN, s.LeafInuse+s.BranchInuse, alloc, float64(alloc)/float64(n), 100*float64(s.LeafInuse+s.BranchInuse)/float64(max(alloc, 1)))
 			return nil
 		})
+	})
+	db.View(func(tx *bolt.Tx) error {
+		t.Logf("  data %d bytes (pages in use or free below the high-water mark), %d free pages of %d bytes", tx.Size(), db.Stats().FreePageN, db.Info().PageSize)
+		return nil
 	})
 }

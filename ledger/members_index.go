@@ -238,7 +238,8 @@ func applyIndexOps(w *writer, ops []indexOp) error {
 	slices.Sort(keys)
 	b := w.tx.Bucket(bIndex)
 	for _, k := range keys {
-		es, err := decodeSlot(b.Get([]byte(k)))
+		was := b.Get([]byte(k))
+		es, err := decodeSlot(was)
 		if err != nil {
 			return err
 		}
@@ -259,10 +260,14 @@ func applyIndexOps(w *writer, ops []indexOp) error {
 				es = slices.Insert(es, i, e)
 			}
 		}
-		if len(es) == 0 {
+		switch v := encodeSlot(es); {
+		case bytes.Equal(v, was):
+			// Unchanged (a member whose cards and mobile stay): no
+			// write, so the leaf is not copied.
+		case len(es) == 0:
 			err = w.del(bIndex, []byte(k))
-		} else {
-			err = w.put(bIndex, []byte(k), encodeSlot(es))
+		default:
+			err = w.put(bIndex, []byte(k), v)
 		}
 		if err != nil {
 			return err

@@ -241,25 +241,25 @@ func (ld *MemberLoad) Finish() error {
 	k, v, ok := m.next()
 	// Members.
 	for ok && k[0] == loadStreamMember {
-		var batch []MemberState
+		var batch []runEntry
 		for ok && k[0] == loadStreamMember && len(batch) < loadTxMembers {
-			id := string(k[1:])
-			var s MemberState
-			if err := decodeLoadState(id, v, &s); err != nil {
-				return fmt.Errorf("ledger: member load: %w", err)
-			}
+			e := runEntry{k: k[1:], v: v}
 			n := 1
-			for k, v, ok = m.next(); ok && k[0] == loadStreamMember && string(k[1:]) == id; k, v, ok = m.next() {
-				if err := decodeLoadState(id, v, &s); err != nil {
-					return fmt.Errorf("ledger: member load: %w", err)
-				}
+			for k, v, ok = m.next(); ok && k[0] == loadStreamMember && bytes.Equal(k[1:], e.k); k, v, ok = m.next() {
+				e.v = v
 				n++
 			}
 			if n > 1 {
-				slow[id] = s
+				// Sent more than once: the last state wins, applied
+				// by ApplyMemberStates so no earlier card stays indexed.
+				var s MemberState
+				if err := decodeLoadState(string(e.k), e.v, &s); err != nil {
+					return fmt.Errorf("ledger: member load: %w", err)
+				}
+				slow[s.Member.ID] = s
 				continue
 			}
-			batch = append(batch, s)
+			batch = append(batch, e)
 		}
 		exists, err := ld.l.appendMembers(batch)
 		if err != nil {
@@ -299,37 +299,100 @@ func (ld *MemberLoad) Finish() error {
 	return nil
 }
 
-// appendMembers writes new members in key order in one direct commit, as
-// ApplyMemberStates would (nothing local is pending on a new member), and
+// appendMembers writes new members (id, load state) in key order in one
+// direct commit, as ApplyMemberStates would write them (newMember), and
 // returns those the ledger already holds, untouched.
-func (l *Ledger) appendMembers(states []MemberState) ([]MemberState, error) {
+func (l *Ledger) appendMembers(batch []runEntry) ([]MemberState, error) {
 	var exists []MemberState
 	_, err := l.submitReq(context.Background(), &request{done: make(chan struct{}), direct: true, fn: func(tx *bolt.Tx, w *writer) (any, error) {
 		exists = exists[:0]
 		mb := tx.Bucket(bMembers)
 		mb.FillPercent = 1.0 // appended in key order: full leaves
-		marks := ackMarks(tx)
-		a := newAlloc(tx)
-		var mss []*mstate
-		for _, s := range states {
-			if mb.Get(memberKey(s.Member.ID, tagMember)) != nil {
+		g := tx.Bucket(bLog).Sequence()
+		var puts []runEntry
+		for _, e := range batch {
+			id := string(e.k)
+			if mb.Get(memberKey(id, tagMember)) != nil {
+				var s MemberState
+				if err := decodeLoadState(id, e.v, &s); err != nil {
+					return nil, err
+				}
 				exists = append(exists, s)
 				continue
 			}
-			ms := newMState(s.Member.ID)
-			if _, _, err := ms.takeHQ(s, marks, a.nextGlobal()); err != nil {
+			g++
+			kvs, err := newMember(id, e.v, g)
+			if err != nil {
 				return nil, err
 			}
-			mss = append(mss, ms)
+			puts = append(puts, kvs...)
 		}
-		for _, ms := range mss {
-			if err := ms.save(w); err != nil {
+		for _, p := range puts {
+			if err := w.put(bMembers, p.k, p.v); err != nil {
 				return nil, err
 			}
 		}
-		return nil, w.setSeq(bLog, a.global)
+		return nil, w.setSeq(bLog, g)
 	}})
 	return exists, err
+}
+
+// newMember is what ApplyMemberStates stores for a member new to the ledger
+// from its load state v, applied with global order g (nothing local is
+// pending on a new member, so its state stays out of the hq log): the
+// coupons, then the member record with its balance, in key order.
+// TestMemberLoadMatchesApply holds the two to the same result.
+func newMember(id string, v []byte, g uint64) ([]runEntry, error) {
+	bad := fmt.Errorf("%w: member %q in a load run unreadable", ErrCorrupt, id)
+	r := reader{b: v}
+	n := r.uvarint()
+	if r.err || n == 0 || n > uint64(len(r.b)) {
+		return nil, bad
+	}
+	rec := r.b[:n]
+	r.b = r.b[n:]
+	bal := balance{Points: r.varint(), StoredValue: r.varint(), Unlogged: g}
+	if r.byte1() == 1 {
+		bal.LastSale = max(r.varint(), 0)
+	}
+	r.byte1() // flagged: HQ's alone
+	if bal.Points > 0 {
+		bal.HQLotKey, bal.HQLotRem = g, bal.Points
+	}
+	nc := r.uvarint()
+	if r.err || nc > uint64(len(r.b)) {
+		return nil, bad
+	}
+	var out []runEntry
+	if nc > 0 {
+		byID := map[string]*couponState{}
+		for range nc {
+			n := r.uvarint()
+			if r.err || n > uint64(len(r.b)) {
+				return nil, bad
+			}
+			var cs couponState
+			if err := decodeCoupon(id, "", r.b[:n], &cs); err != nil {
+				return nil, bad
+			}
+			r.b = r.b[n:]
+			byID[cs.Coupon.ID] = &cs // a coupon listed twice: the last
+		}
+		ids := make([]string, 0, len(byID))
+		for cid := range byID {
+			ids = append(ids, cid)
+		}
+		slices.Sort(ids)
+		for _, cid := range ids {
+			out = append(out, runEntry{k: memberKey(id, tagCoupon, []byte(cid)...), v: encodeCoupon(id, cid, byID[cid])})
+		}
+	}
+	if r.err || len(r.b) != 0 || rec[0] != memberFormat {
+		return nil, bad
+	}
+	full := make([]byte, 0, len(rec)+16)
+	full = append(append(full, memberFormatBal), rec[1:]...)
+	return append(out, runEntry{k: memberKey(id, tagMember), v: bal.encode(full)}), nil
 }
 
 // appendKeys adds index entries (sorted) in one direct commit.

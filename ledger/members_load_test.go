@@ -153,3 +153,43 @@ func TestMemberLoadAbort(t *testing.T) {
 	require.ErrorIs(t, err, ErrNotFound)
 	verifyOK(t, l)
 }
+
+// Without repeated members both paths number the states in id order, so
+// the members bucket is the same byte for byte.
+func TestMemberLoadSameBytes(t *testing.T) {
+	var states []MemberState
+	for i := range 500 {
+		s := benchMemberState(i)
+		if i%7 == 0 {
+			s.Coupons = append(s.Coupons, entry.MemberCoupon{ID: "b-" + s.Member.ID, MemberID: s.Member.ID, Name: "B", Value: 100, SKUs: []string{"x"}})
+		}
+		if i%11 == 0 {
+			s.Points = -int64(i)
+		}
+		states = append(states, s)
+	}
+	want, _ := open(t)
+	require.NoError(t, want.ApplyMemberStates(states))
+	got, _ := open(t)
+	ld, err := got.LoadMembers()
+	require.NoError(t, err)
+	require.NoError(t, ld.Add(states[:200]))
+	require.NoError(t, ld.flush())
+	require.NoError(t, ld.Add(states[200:]))
+	require.NoError(t, ld.Finish())
+	dump := func(l *Ledger) map[string]string {
+		out := map[string]string{}
+		require.NoError(t, l.read(func(tx *bolt.Tx) error {
+			for _, b := range [][]byte{bMembers, bIndex, bLotExp, bHQLog} {
+				tx.Bucket(b).ForEach(func(k, v []byte) error {
+					out[string(b)+"/"+string(k)] = string(v)
+					return nil
+				})
+			}
+			out["global"] = string(u64(tx.Bucket(bLog).Sequence()))
+			return nil
+		}))
+		return out
+	}
+	require.Equal(t, dump(want), dump(got))
+}
