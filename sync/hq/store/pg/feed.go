@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"posagent/ledger/entry"
 	"posagent/sync/hq"
 	"posagent/sync/wire"
 )
@@ -201,17 +202,18 @@ func (s *Store) Snapshot(ctx context.Context, fn func(wire.MemberState) error) (
 			FROM pg_current_snapshot() AS s`).Scan(&xmin, &xmax, &xip); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT `+feedCols+` FROM members`)
+		rows, err := tx.Query(ctx, snapshotSQL)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
+		var sm snapMember
 		for rows.Next() {
-			m, err := scanFeedMember(rows, nil)
+			st, err := sm.scan(rows)
 			if err != nil {
 				return err
 			}
-			if err := fn(m.State()); err != nil {
+			if err := fn(st); err != nil {
 				return err
 			}
 		}
@@ -229,4 +231,119 @@ func (s *Store) Snapshot(ctx context.Context, fn func(wire.MemberState) error) (
 		return nil
 	})
 	return cursor, err
+}
+
+// snapshotSQL reads every member as the snapshot sends it. PostgreSQL
+// takes the member's fields out of its data (a lookup in the binary jsonb,
+// no text rendering of the whole document) so HQ parses no JSON for
+// them. Only the card tokens come as a JSON array, nearly always of plain
+// strings, and coupons as JSON when a member holds any.
+const snapshotSQL = `SELECT id, data->>'name', data->>'mobile', data->>'birthday', data->>'tier',
+	data->>'referrer_id', data->>'enrolled_at', data->'card_tokens',
+	points, stored_value, flagged, last_sale, coupons
+	FROM members`
+
+// snapMember holds the scan targets of snapshotSQL across rows.
+type snapMember struct {
+	id                                                 string
+	name, mobile, birthday, tier, referrer, enrolledAt pgtype.Text
+	tokens, coupons                                    []byte
+	lastSale                                           pgtype.Timestamptz
+	m                                                  hq.Member
+}
+
+// scan reads a row of snapshotSQL into the state it sends: the same as
+// scanFeedMember followed by hq.Member.State.
+func (s *snapMember) scan(r pgx.Row) (wire.MemberState, error) {
+	s.m = hq.Member{}
+	if err := r.Scan(&s.id, &s.name, &s.mobile, &s.birthday, &s.tier, &s.referrer, &s.enrolledAt, &s.tokens,
+		&s.m.Points, &s.m.StoredValue, &s.m.Flagged, &s.lastSale, &s.coupons); err != nil {
+		return wire.MemberState{}, err
+	}
+	s.m.ID = s.id
+	d := &entry.Member{Name: s.name.String, Mobile: s.mobile.String, Birthday: s.birthday.String, Tier: s.tier.String,
+		ReferrerID: s.referrer.String, EnrolledAt: s.enrolledAt.String}
+	var err error
+	if d.CardTokens, err = jsonStrings(s.tokens); err != nil {
+		return wire.MemberState{}, fmt.Errorf("hq: member %s: card tokens: %w", s.id, err)
+	}
+	s.m.Data = d
+	if s.lastSale.Valid {
+		s.m.LastSale = s.lastSale.Time.UTC()
+	}
+	if len(s.coupons) > 0 && string(s.coupons) != "[]" && string(s.coupons) != "null" {
+		if err := json.Unmarshal(s.coupons, &s.m.Coupons); err != nil {
+			return wire.MemberState{}, fmt.Errorf("hq: member %s: coupons: %w", s.id, err)
+		}
+	}
+	return s.m.State(), nil
+}
+
+// jsonStrings reads a JSON array of strings (nil or JSON null: none). An
+// array of strings without escapes, as card tokens are, is split by hand;
+// anything else goes to encoding/json.
+func jsonStrings(b []byte) ([]string, error) {
+	if len(b) == 0 || string(b) == "null" {
+		return nil, nil
+	}
+	if out, ok := plainStrings(b); ok {
+		return out, nil
+	}
+	var out []string
+	err := json.Unmarshal(b, &out)
+	return out, err
+}
+
+// plainStrings splits ["a", "b"] whose strings hold no backslash; ok is
+// false for anything else.
+func plainStrings(b []byte) (out []string, ok bool) {
+	i := 0
+	ws := func() {
+		for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+			i++
+		}
+	}
+	ws()
+	if i >= len(b) || b[i] != '[' {
+		return nil, false
+	}
+	i++
+	ws()
+	if i < len(b) && b[i] == ']' {
+		i++
+		ws()
+		return []string{}, i == len(b) // as encoding/json reads []
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return nil, false
+		}
+		j := i + 1
+		for j < len(b) && b[j] != '"' {
+			if b[j] == '\\' || b[j] < 0x20 {
+				return nil, false
+			}
+			j++
+		}
+		if j >= len(b) {
+			return nil, false
+		}
+		out = append(out, string(b[i+1:j]))
+		i = j + 1
+		ws()
+		if i >= len(b) {
+			return nil, false
+		}
+		switch b[i] {
+		case ',':
+			i++
+			ws()
+		case ']':
+			i++
+			ws()
+			return out, i == len(b)
+		default:
+			return nil, false
+		}
+	}
 }

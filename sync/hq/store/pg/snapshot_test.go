@@ -82,3 +82,37 @@ func TestSnapshotAroundTransactionsInFlight(t *testing.T) {
 	require.Len(t, got, 1)
 	require.EqualValues(t, 250, got[0].StoredValue)
 }
+
+// The snapshot reads members' fields out of their data in SQL; every
+// state must equal the one HQ makes from the whole record, whatever the
+// data holds (no data yet, escapes, other text, coupons used or not).
+func TestSnapshotStatesEqualMembers(t *testing.T) {
+	ctx, u := freshSchema(t)
+	st, err := pg.Open(ctx, u, pg.Options{PruneEvery: -1})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	coupons := `[{"id":"C1","member_id":"M3","name":"满100减10","threshold":10000,"value":1000,"skus":["A","B"],"valid_from":"2026-01-01T00:00:00Z","valid_until":"2026-12-31T00:00:00Z","known":true,"uses":0,"restores":0},
+		{"id":"C2","member_id":"M3","name":"used","threshold":0,"value":500,"valid_from":"2026-01-01T00:00:00Z","valid_until":"2026-12-31T00:00:00Z","known":true,"uses":1,"restores":0},
+		{"id":"C3","member_id":"M3","name":"unknown","threshold":0,"value":500,"valid_from":"2026-01-01T00:00:00Z","valid_until":"2026-12-31T00:00:00Z","known":false,"uses":0,"restores":0}]`
+	for _, r := range []struct{ id, data, coupons string }{
+		{"M1", `{"id":"M1","name":"Ann","tier":"gold","card_tokens":["aa","bb"],"enrolled_at":"2026-01-01T00:00:00Z"}`, `[]`},
+		{"M2", ``, `[]`}, // no enrolment yet
+		{"M3", `{"id":"M3","name":"王 \"q\" \\ \u0001","mobile":"13800000000","birthday":"02-29","tier":"silver","referrer_id":"M1","card_tokens":["a\"b","c\\d","\u00e9"],"enrolled_at":"2026-01-01T08:00:00+08:00","extra":1}`, coupons},
+		{"M4", `{"id":"M4","name":"","card_tokens":[],"birthday":null}`, `[]`},
+		{"M5", `{"id":"M5","name":"x","card_tokens":null}`, `[]`},
+		{"M6", `{"id":"M6","name":"y","card_tokens":[ "p" , "q" ]}`, `[]`},
+	} {
+		_, err := st.Pool().Exec(ctx, `INSERT INTO members (id, data, points, stored_value, flagged, last_sale, coupons)
+			VALUES ($1, nullif($2, '')::jsonb, 7, -3, $1 = 'M3', CASE WHEN $1 = 'M1' THEN '2026-03-01T10:00:00+08:00'::timestamptz END, $3::jsonb)`, r.id, r.data, r.coupons)
+		require.NoError(t, err, r.id)
+	}
+	want := map[string]wire.MemberState{}
+	require.NoError(t, st.Members(ctx, func(m hq.Member) error { want[m.ID] = m.State(); return nil }))
+	got := map[string]wire.MemberState{}
+	_, err = st.Snapshot(ctx, func(m wire.MemberState) error { got[m.Member.ID] = m; return nil })
+	require.NoError(t, err)
+	require.Len(t, want, 6)
+	require.Equal(t, want, got)
+	require.Len(t, got["M3"].Coupons, 1, "only the known, unused coupon")
+	require.Equal(t, []string{"a\"b", "c\\d", "é"}, got["M3"].Member.CardTokens)
+}
