@@ -29,6 +29,23 @@ var errNoSnapshot = errors.New("HQ serves no snapshot")
 // three batches however large the chain.
 const snapshotQueue = 1
 
+// SnapshotLoader is implemented by an Inbox that takes a whole snapshot
+// faster as one bulk load (the ledger's LoadMembers) than as a run of
+// ApplyMemberStates calls. The snapshot then goes to one SnapshotLoad.
+type SnapshotLoader interface {
+	LoadSnapshot() (SnapshotLoad, error)
+}
+
+// SnapshotLoad takes one snapshot: Add every batch of states as it
+// arrives, then Finish once the whole snapshot is in, or Abort if it
+// was cut. The states need not be visible before Finish returns; what an
+// aborted load applied is harmless (HQ's truth, applied again later).
+type SnapshotLoad interface {
+	Add(states []wire.MemberState) error
+	Finish() error
+	Abort()
+}
+
 // snapBatch is a run of decoded member states, the end (last), or the
 // error that ended the read.
 type snapBatch struct {
@@ -96,11 +113,20 @@ func (c *Client) snapshot(ctx context.Context) (string, error) {
 		}
 	}()
 
+	apply, finish := c.in.ApplyMemberStates, func() error { return nil }
+	if sl, ok := c.in.(SnapshotLoader); ok {
+		ld, err := sl.LoadSnapshot()
+		if err != nil {
+			return "", fmt.Errorf("sync client: start loading HQ's snapshot: %w", err)
+		}
+		defer ld.Abort() // after Finish: nothing left to do
+		apply, finish = ld.Add, ld.Finish
+	}
 	var applied int64
 	for b := range batches {
 		finished = b.end != nil || b.err != nil
 		if len(b.states) > 0 {
-			if err := c.in.ApplyMemberStates(b.states); err != nil {
+			if err := apply(b.states); err != nil {
 				return "", fmt.Errorf("sync client: apply %d member states from HQ's snapshot: %w", len(b.states), err)
 			}
 			applied += int64(len(b.states))
@@ -117,6 +143,9 @@ func (c *Client) snapshot(ctx context.Context) (string, error) {
 			}
 			if b.end.Cursor == "" {
 				return "", errors.New("read HQ snapshot: HQ sent no cursor to continue from")
+			}
+			if err := finish(); err != nil {
+				return "", fmt.Errorf("sync client: load %d member states from HQ's snapshot: %w", applied, err)
 			}
 			return b.end.Cursor, nil
 		}

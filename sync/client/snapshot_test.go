@@ -261,3 +261,63 @@ func TestSnapshotSlowAndFailingApply(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, cur)
 }
+
+// loaderInbox takes snapshots as one bulk load, held back until Finish.
+type loaderInbox struct {
+	*memstore.Store
+	finished, aborted *atomic.Int32
+}
+
+type memLoad struct {
+	in      loaderInbox
+	pending []wire.MemberState
+	done    bool
+}
+
+func (in loaderInbox) LoadSnapshot() (client.SnapshotLoad, error) { return &memLoad{in: in}, nil }
+
+func (l *memLoad) Add(ms []wire.MemberState) error {
+	l.pending = append(l.pending, ms...)
+	return nil
+}
+
+func (l *memLoad) Finish() error {
+	l.done = true
+	l.in.finished.Add(1)
+	return l.in.Store.ApplyMemberStates(l.pending)
+}
+
+func (l *memLoad) Abort() {
+	if !l.done {
+		l.in.aborted.Add(1)
+	}
+}
+
+// An inbox that loads snapshots in bulk gets the whole snapshot through
+// its load and Finish; a cut one is aborted, not finished.
+func TestSnapshotBulkLoad(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	defer client.SetSnapshotApply(1000)()
+	srv, st, tok := snapshotHQ(t, 2500)
+	var snapshots atomic.Int32
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == wire.PathSnapshot && snapshots.Add(1) == 1 {
+			w = &cutWriter{ResponseWriter: w, max: 2 << 10}
+		}
+		srv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	in := loaderInbox{Store: memstore.New("S1"), finished: new(atomic.Int32), aborted: new(atomic.Int32)}
+	c, err := client.New(client.Config{URL: ts.URL, Token: tok, Store: "S1", RequestTimeout: 5 * time.Second}, in, in, nil)
+	require.NoError(t, err)
+	require.Error(t, c.SyncNow(ctx))
+	require.EqualValues(t, 0, in.finished.Load())
+	require.EqualValues(t, 1, in.aborted.Load())
+	require.Zero(t, in.Members())
+
+	require.NoError(t, c.SyncNow(ctx))
+	require.EqualValues(t, 1, in.finished.Load())
+	require.EqualValues(t, 1, in.aborted.Load())
+	requireHQMembers(t, st, in.Store)
+}

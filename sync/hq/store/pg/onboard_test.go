@@ -27,7 +27,8 @@ import (
 	"posagent/sync/wire"
 )
 
-// ledgerInbox hands pulled states to a till ledger, as the agent does.
+// ledgerInbox hands pulled states to a till ledger, as the agent does; a
+// snapshot goes through the ledger's bulk load.
 type ledgerInbox struct {
 	l     *ledger.Ledger
 	spent *time.Duration // time in ApplyMemberStates, when set
@@ -37,20 +38,56 @@ func (in ledgerInbox) ApplyMemberStates(states []wire.MemberState) error {
 	if in.spent != nil {
 		defer func(t time.Time) { *in.spent += time.Since(t) }(time.Now())
 	}
+	out, err := ledgerStates(states)
+	if err != nil {
+		return err
+	}
+	return in.l.ApplyMemberStates(out)
+}
+
+// LoadSnapshot takes a snapshot through the ledger's bulk load.
+func (in ledgerInbox) LoadSnapshot() (client.SnapshotLoad, error) {
+	ld, err := in.l.LoadMembers()
+	return ledgerLoad{ld: ld, spent: in.spent}, err
+}
+
+type ledgerLoad struct {
+	ld    *ledger.MemberLoad
+	spent *time.Duration
+}
+
+func (l ledgerLoad) Add(states []wire.MemberState) error {
+	defer func(t time.Time) { *l.spent += time.Since(t) }(time.Now())
+	out, err := ledgerStates(states)
+	if err != nil {
+		return err
+	}
+	return l.ld.Add(out)
+}
+
+func (l ledgerLoad) Finish() error {
+	defer func(t time.Time) { *l.spent += time.Since(t) }(time.Now())
+	return l.ld.Finish()
+}
+
+func (l ledgerLoad) Abort() { l.ld.Abort() }
+
+func ledgerStates(states []wire.MemberState) ([]ledger.MemberState, error) {
 	out := make([]ledger.MemberState, 0, len(states))
 	for _, s := range states {
 		ms := ledger.MemberState{Member: s.Member, Points: s.Points, StoredValue: s.StoredValue, Coupons: s.Coupons, Flagged: s.Flagged}
 		if s.LastSale != "" {
 			t, err := time.Parse(time.RFC3339, s.LastSale)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			ms.LastSale = t
 		}
 		out = append(out, ms)
 	}
-	return in.l.ApplyMemberStates(out)
+	return out, nil
 }
+
 func (in ledgerInbox) ApplyProgram(src []byte) error     { return in.l.ApplyProgram(src) }
 func (in ledgerInbox) SyncCursor() (string, error)       { return in.l.SyncCursor() }
 func (in ledgerInbox) SetSyncCursor(cursor string) error { return in.l.SetSyncCursor(cursor) }
