@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,6 +44,8 @@ type chainConfig struct {
 	Conns    int           // connections to the HQ processes, all together
 	Timeout  time.Duration // give up when not all is acked by then
 	Compare  bool          // replay the stored batches as raw COPY afterwards
+	// MaxInFlight is each process's --max-inflight (0: hq serve's default).
+	MaxInFlight int
 	// HQ is the hq command line before "serve"; empty: build
 	// ./cmd/posagent once and run its "hq".
 	HQ    []string
@@ -151,7 +154,11 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 	}
 	procs := make([]*hqrun.Proc, c.Procs)
 	for i := range procs {
-		p, err := hqrun.StartHQ(hqrun.HQ{Command: cmd, PG: hqURL, Env: c.HQEnv, AdminToken: loadAdminToken})
+		var args []string
+		if c.MaxInFlight > 0 {
+			args = []string{"--max-inflight", strconv.Itoa(c.MaxInFlight)}
+		}
+		p, err := hqrun.StartHQ(hqrun.HQ{Command: cmd, PG: hqURL, Env: c.HQEnv, AdminToken: loadAdminToken, Args: args})
 		if err != nil {
 			return res, err
 		}
@@ -212,8 +219,12 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 		day = fmt.Sprintf("the day (10:00-22:00) in %v (%.0f entries/s offered on average, %.0f at the peak hour)", c.Duration, float64(written)/c.Duration.Seconds(),
 			float64(written)*float64(hourWeights[2])/float64(sum(hourWeights[:]))*float64(len(hourWeights))/c.Duration.Seconds())
 	}
-	fmt.Fprintf(out, "chain: %d stores × %d tills × %d entries = %d entries, %s; %d HQ process(es) %s; %d connections\n",
-		c.Stores, c.Tills, c.PerTill, written, day, c.Procs, via, c.Conns)
+	inflight := "64 (default)"
+	if c.MaxInFlight > 0 {
+		inflight = strconv.Itoa(c.MaxInFlight)
+	}
+	fmt.Fprintf(out, "chain: %d stores × %d tills × %d entries = %d entries, %s; %d HQ process(es) %s, --max-inflight %s each; %d connections\n",
+		c.Stores, c.Tills, c.PerTill, written, day, c.Procs, via, inflight, c.Conns)
 
 	// The day's entries are built before the clock starts (the figure is
 	// HQ's, not the builders'); writing stamps them with the wall clock, so

@@ -57,7 +57,7 @@ func main() {
 	batches := flag.Int("batches", 5, "without -procs: batches each store uploads")
 	size := flag.Int("batch", 100, "without -procs: entries per batch")
 	pgURL := flag.String("pg", "", "PostgreSQL URL (without -procs, default: a temporary bbolt file)")
-	inflight := flag.Int("max-inflight", 64, "without -procs: HQ's bound on uploads processed at once")
+	inflight := flag.Int("max-inflight", 64, "HQ's bound on uploads processed at once (with -procs: each process's --max-inflight)")
 	var c chainConfig
 	flag.IntVar(&c.Procs, "procs", 0, "run a chain's day against this many hq serve processes (needs -pg)")
 	flag.BoolVar(&c.Bouncer, "bouncer", false, "with -procs: HQ connects through a PgBouncer (transaction pooling) started for the run")
@@ -74,7 +74,7 @@ func main() {
 	flag.Parse()
 	var err error
 	if c.Procs > 0 {
-		c.PG, c.Stores, c.Out = *pgURL, *stores, os.Stdout
+		c.PG, c.Stores, c.MaxInFlight, c.Out = *pgURL, *stores, *inflight, os.Stdout
 		if *hqBin != "" {
 			c.HQ = []string{*hqBin, "hq"}
 		}
