@@ -2,8 +2,13 @@ package pg_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -16,6 +21,7 @@ import (
 	"posagent/sync/hq"
 	"posagent/sync/hq/hqtest"
 	"posagent/sync/hq/store/pg"
+	"posagent/sync/wire"
 )
 
 // received is a batch of es as HQ received it at at.
@@ -402,4 +408,49 @@ func TestArchiveUnderLoad(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.Empty(t, verifyNone(t, st, dir))
+}
+
+// TestArchivedExportOverHTTP: over the API a reader behind archived rows
+// gets 410 "archived" with what to read and the cursor to go on with, and
+// that cursor then pages.
+func TestArchivedExportOverHTTP(t *testing.T) {
+	st := open(t)
+	ctx := context.Background()
+	a, b := &hqtest.Till{Store: "S1", Till: "T1"}, &hqtest.Till{Store: "S2", Till: "T1"}
+	history(t, st, a, b)
+	visible(t, st, len(storedIDs(t, st)))
+	require.NoError(t, st.AddCredential(ctx, hq.Credential{Role: hq.RoleAdmin, ID: "erp", TokenHash: hq.HashToken("tok-erp"), CreatedAt: time.Now()}))
+	_, err := hq.ArchiveBefore(ctx, st, time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), t.TempDir(), time.Now())
+	require.NoError(t, err)
+	srv := httptest.NewServer(hq.NewServer(st, hq.Options{}))
+	defer srv.Close()
+	get := func(cursor string) (int, []byte) {
+		req, err := http.NewRequest("GET", srv.URL+wire.PathExport+"?limit=100&cursor="+url.QueryEscape(cursor), nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer tok-erp")
+		res, err := srv.Client().Do(req)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		body, err := io.ReadAll(res.Body)
+		require.NoError(t, err)
+		return res.StatusCode, body
+	}
+	code, body := get("")
+	require.Equal(t, http.StatusGone, code, string(body))
+	var we wire.Error
+	require.NoError(t, json.Unmarshal(body, &we))
+	require.Equal(t, "archived", we.Code)
+	require.Contains(t, we.Message, "entries-2026-01.ndjson.gz")
+	var ae *hq.ArchivedError
+	_, err = st.Export(ctx, "", 100)
+	require.ErrorAs(t, err, &ae)
+	require.Contains(t, we.Message, ae.Continue)
+	code, body = get(ae.Continue)
+	require.Equal(t, http.StatusOK, code, string(body))
+	var p wire.ExportPage
+	require.NoError(t, json.Unmarshal(body, &p))
+	require.NotEmpty(t, p.Entries)
+	for _, e := range p.Entries {
+		require.NotEqual(t, time.January, e.At.Month(), "January is in the file, not the feed")
+	}
 }
