@@ -21,6 +21,7 @@ import (
 	"posagent/agent/web"
 	"posagent/devices"
 	"posagent/ledger"
+	"posagent/ledger/staff"
 	"posagent/sync/client"
 	"posagent/sync/wire"
 )
@@ -389,6 +390,12 @@ func (in inbox) ApplyMemberStates(states []wire.MemberState) error {
 		out = append(out, ms)
 	}
 	return in.l.ApplyMemberStates(out)
+}
+
+// The till keeps the store's cashiers from HQ (client.CashierInbox).
+func (in inbox) CashiersVersion() (string, error) { return in.l.CashiersVersion() }
+func (in inbox) ApplyCashiers(version string, list []staff.Cashier) error {
+	return in.l.ApplyCashiers(version, list)
 }
 
 func (in inbox) ApplyProgram(src []byte) error     { return in.l.ApplyProgram(src) }

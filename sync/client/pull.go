@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 
+	"posagent/ledger/staff"
 	"posagent/sync/wire"
 )
 
@@ -34,8 +35,19 @@ func (c *Client) pull(ctx context.Context) error {
 		}
 	}
 	reset := false
+	cashiers, askCashiers := c.in.(CashierInbox)
 	for page := 0; page < maxPages; page++ {
-		ch, err := c.fetchChanges(ctx, cursor)
+		q := url.Values{}
+		if askCashiers && page == 0 {
+			// Once a pull: the store's cashier list, when HQ holds
+			// another version than ours.
+			v, err := cashiers.CashiersVersion()
+			if err != nil {
+				return fmt.Errorf("sync client: read the cashier list version: %w", err)
+			}
+			q.Set(wire.QueryCashiers, v)
+		}
+		ch, err := c.fetchChanges(ctx, cursor, q)
 		var he *hqError
 		if errors.As(err, &he) && he.code == "bad_cursor" && cursor != "" && !reset {
 			// HQ no longer knows our cursor (its store was rebuilt): take a
@@ -52,6 +64,12 @@ func (c *Client) pull(ctx context.Context) error {
 		}
 		if err != nil {
 			return fmt.Errorf("sync client: pull changes after cursor %q: %w", cursor, err)
+		}
+		if askCashiers && ch.CashiersVersion != "" {
+			if err := cashiers.ApplyCashiers(ch.CashiersVersion, ch.Cashiers); err != nil {
+				return fmt.Errorf("sync client: apply %d cashiers from HQ: %w", len(ch.Cashiers), err)
+			}
+			c.log.Info("cashiers from HQ applied", "cashiers", len(ch.Cashiers), "version", ch.CashiersVersion)
 		}
 		if len(ch.Members) > 0 {
 			if err := c.in.ApplyMemberStates(ch.Members); err != nil {
@@ -101,10 +119,16 @@ func (c *Client) startFromSnapshot(ctx context.Context) (string, error) {
 	return next, nil
 }
 
-func (c *Client) fetchChanges(ctx context.Context, cursor string) (wire.Changes, error) {
+// CashierInbox is an Inbox that also keeps the store's cashiers from HQ
+// (the till's ledger); the client then asks for them with the feed.
+type CashierInbox interface {
+	CashiersVersion() (string, error)
+	ApplyCashiers(version string, list []staff.Cashier) error
+}
+
+func (c *Client) fetchChanges(ctx context.Context, cursor string, q url.Values) (wire.Changes, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
-	q := url.Values{}
 	q.Set("cursor", cursor)
 	q.Set("limit", strconv.Itoa(c.cfg.PullLimit))
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.URL+wire.PathChanges+"?"+q.Encode(), nil)

@@ -162,6 +162,11 @@ func NewServer(st Store, opts Options) *Server {
 	s.mux.HandleFunc("GET /admin/members/{id}", s.adminAs(s.handleMember))
 	s.mux.HandleFunc("GET /admin/members", s.adminAs(s.handleFlagged))
 	s.mux.HandleFunc("POST /admin/members/{id}/review", s.handleReview)
+	s.mux.HandleFunc("GET /admin/cashiers", s.admin(s.handleCashiers))
+	s.mux.HandleFunc("POST /admin/cashiers", s.admin(s.handleAddCashier))
+	s.mux.HandleFunc("POST /admin/cashiers/{store}/{id}/disable", s.admin(s.handleCashierState(true)))
+	s.mux.HandleFunc("POST /admin/cashiers/{store}/{id}/enable", s.admin(s.handleCashierState(false)))
+	s.mux.HandleFunc("POST /admin/cashiers/{store}/{id}/pin", s.admin(s.handleCashierPIN))
 	return s
 }
 
@@ -592,12 +597,23 @@ func (s *Server) limit(r *http.Request) (int, error) {
 }
 
 func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.authorize(w, r, "", ""); !ok {
+	c, ok := s.authorize(w, r, "", "")
+	if !ok {
 		return
 	}
-	if ch, ok := page(s, w, r, s.st.Changes); ok {
-		writeJSON(w, http.StatusOK, ch)
+	ch, ok := page(s, w, r, s.st.Changes)
+	if !ok {
+		return
 	}
+	// The store's cashiers come with the feed, when the till asks.
+	if q := r.URL.Query(); q.Has(wire.QueryCashiers) && c.Role == RoleStore {
+		if err := s.attachCashiers(r.Context(), &ch, c.ID, q.Get(wire.QueryCashiers)); err != nil {
+			s.o.Log.Error("reading the store's cashiers", "store", c.ID, "err", err)
+			writeError(w, http.StatusServiceUnavailable, "unavailable", "HQ could not read the store's cashiers; retry")
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, ch)
 }
 
 // page fetches the page that ?cursor= and ?limit= ask for; it answers the

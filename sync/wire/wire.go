@@ -5,6 +5,7 @@ package wire
 
 import (
 	"posagent/ledger/entry"
+	"posagent/ledger/staff"
 )
 
 // Paths of the HQ API for stores. Every request carries the store's
@@ -97,6 +98,11 @@ type Changes struct {
 	Programs []ProgramVersion `json:"programs,omitempty"`
 	Cursor   string           `json:"cursor"`
 	More     bool             `json:"more"`
+	// Cashiers is the store's whole cashier list (PIN hashes, never PINs)
+	// as of CashiersVersion, sent when the till asked (QueryCashiers) with
+	// another version. No CashiersVersion: the till's list is current.
+	Cashiers        []staff.Cashier `json:"cashiers,omitempty"`
+	CashiersVersion string          `json:"cashiers_version,omitempty"`
 }
 
 // ExportedEntry is an entry as HQ systems pull it, with when HQ stored it.
