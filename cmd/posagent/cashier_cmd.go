@@ -43,7 +43,9 @@ would stay in the shell history) and only its argon2id hash is kept.`,
 	add := &cobra.Command{
 		Use:   "add",
 		Short: "Add a cashier (or replace one of the same id); the PIN is read from standard input",
-		Args:  cobra.NoArgs,
+		Example: `  posagent cashier add --id c07 --name "Li Na" --role supervisor
+  echo 482913 | posagent cashier add --id c08 --name "Wang Fang"`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if c.ID == "" || c.Name == "" {
 				return errors.New("--id and --name are required")
@@ -65,9 +67,10 @@ would stay in the shell history) and only its argon2id hash is kept.`,
 
 	change := func(use, short, action string, f func(*staff.Cashier)) *cobra.Command {
 		return &cobra.Command{
-			Use:   use + " <id>",
-			Short: short,
-			Args:  cobra.ExactArgs(1),
+			Use:     use + " <id>",
+			Short:   short,
+			Example: "  posagent cashier " + use + " c08",
+			Args:    cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				id := args[0]
 				return cashierDo(cmd, g, &af, http.MethodPost, pathCashiers+"/"+id+"/"+action, nil,
@@ -85,9 +88,10 @@ would stay in the shell history) and only its argon2id hash is kept.`,
 	disable := change("disable", "Disable a cashier: sign-in and POS writes in their name are refused", "disable", func(c *staff.Cashier) { c.Disabled = true })
 	enable := change("enable", "Enable a disabled cashier again", "enable", func(c *staff.Cashier) { c.Disabled = false })
 	reset := &cobra.Command{
-		Use:   "reset-pin <id>",
-		Short: "Set a new PIN (read from standard input); it also ends a lock after wrong PINs",
-		Args:  cobra.ExactArgs(1),
+		Use:     "reset-pin <id>",
+		Short:   "Set a new PIN (read from standard input); it also ends a lock after wrong PINs",
+		Example: `  posagent cashier reset-pin c08`,
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
 			h, err := readPINHash(cmd, id)
@@ -111,7 +115,9 @@ would stay in the shell history) and only its argon2id hash is kept.`,
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List the till's cashiers",
-		Args:  cobra.NoArgs,
+		Example: `  posagent cashier list
+  posagent cashier list --json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client(&af)
 			if err != nil {
