@@ -28,7 +28,8 @@ const (
 
 // browserWithFonts starts headless Chromium that sees only the fonts in
 // dir, through a fontconfig file of its own, as a till with only those
-// fonts installed would.
+// fonts installed would. The system's font cache is read when it is there
+// (scanning the CJK fonts afresh takes seconds).
 func browserWithFonts(t *testing.T, dir string) context.Context {
 	t.Helper()
 	path := chromium
@@ -44,6 +45,7 @@ func browserWithFonts(t *testing.T, dir string) context.Context {
 <!DOCTYPE fontconfig SYSTEM "urn:fontconfig:fonts.dtd">
 <fontconfig>
   <dir>%s</dir>
+  <cachedir>/var/cache/fontconfig</cachedir>
   <cachedir>%s</cachedir>
 </fontconfig>
 `, dir, filepath.Join(tmp, "cache"))), 0o644))
