@@ -43,6 +43,7 @@ type MemberLoad struct {
 type runEntry struct {
 	k, v []byte // k starts with the stream (loadStreamMember, loadStreamCard, loadStreamMobile)
 	seq  int    // order of arrival: among equal keys the later entry wins
+	pre  uint64 // the first 8 bytes of k, big-endian: most comparisons end here
 }
 
 // Streams of a run, in the order Finish applies them.
@@ -159,7 +160,9 @@ func (ld *MemberLoad) Add(states []MemberState) error {
 }
 
 func (ld *MemberLoad) put(k, v []byte) {
-	ld.buf = append(ld.buf, runEntry{k, v, len(ld.buf)})
+	var p [8]byte
+	copy(p[:], k)
+	ld.buf = append(ld.buf, runEntry{k, v, len(ld.buf), binary.BigEndian.Uint64(p[:])})
 	ld.bytes += len(k) + len(v) + 64
 }
 
@@ -170,6 +173,9 @@ func (ld *MemberLoad) flush() error {
 		return nil
 	}
 	slices.SortFunc(ld.buf, func(a, b runEntry) int {
+		if a.pre != b.pre {
+			return cmp.Compare(a.pre, b.pre)
+		}
 		if c := bytes.Compare(a.k, b.k); c != 0 {
 			return c
 		}
@@ -241,7 +247,7 @@ func (ld *MemberLoad) Finish() error {
 	k, v, ok := m.next()
 	// Members.
 	for ok && k[0] == loadStreamMember {
-		var batch []runEntry
+		batch := make([]runEntry, 0, loadTxMembers)
 		for ok && k[0] == loadStreamMember && len(batch) < loadTxMembers {
 			e := runEntry{k: k[1:], v: v}
 			n := 1
@@ -272,7 +278,7 @@ func (ld *MemberLoad) Finish() error {
 	// The indexes; keys of members left to ApplyMemberStates are its to write.
 	for ok {
 		stream := k[0]
-		var keys []runEntry
+		keys := make([]runEntry, 0, loadTxKeys)
 		for ok && k[0] == stream && len(keys) < loadTxKeys {
 			if _, s := slow[string(v)]; !s {
 				keys = append(keys, runEntry{k: k[1:], v: v})
@@ -309,7 +315,7 @@ func (l *Ledger) appendMembers(batch []runEntry) ([]MemberState, error) {
 		mb := tx.Bucket(bMembers)
 		mb.FillPercent = 1.0 // appended in key order: full leaves
 		g := tx.Bucket(bLog).Sequence()
-		var puts []runEntry
+		puts := make([]runEntry, 0, len(batch)+len(batch)/4)
 		for _, e := range batch {
 			id := string(e.k)
 			if mb.Get(memberKey(id, tagMember)) != nil {

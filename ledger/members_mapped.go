@@ -17,9 +17,14 @@ import (
 // Linux) every releaseEvery member lookups and after each bulk write.
 
 // releaseEvery is how many member lookups may add to the mapped pages
-// between releases: each maps a few pages (the card or mobile index and the
-// members bucket, a leaf and branches each), so at most a few tens of MB.
-const releaseEvery = 1024
+// between releases. A lookup faults in a few pages (a leaf and branches of
+// the member index and of the members bucket), and once the page cache is
+// warm the kernel maps up to 16 cached neighbours with each fault
+// (fault-around, 64 KiB), which MADV_RANDOM does not stop: 256 lookups add
+// at most about 256 × 4 × 64 KiB = 64 MiB, usually a fraction of it. A
+// release costs a madvise over the file's range and, after it, a minor
+// fault per page touched again (the hot branch pages).
+const releaseEvery = 256
 
 // lookups counts member lookups of every ledger of the process (normally
 // one); a release is due when it passes a multiple of releaseEvery.
