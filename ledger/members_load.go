@@ -13,7 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -62,9 +62,9 @@ const (
 	loadTxKeys    = 250_000
 )
 
-// loading is set while a MemberLoad of the process is open (runs are named
-// by the ledger file, so two at once would share them).
-var loading atomic.Bool
+// loading holds the ledger paths with a MemberLoad open (a new load removes
+// the runs it finds next to the file, which would be another load's).
+var loading sync.Map
 
 // LoadMembers starts a bulk load of member states from HQ (a new till's
 // snapshot): Add them in any number of calls, then Finish. The result is
@@ -83,8 +83,8 @@ func (l *Ledger) LoadMembers() (*MemberLoad, error) {
 	if l.closed.Load() {
 		return nil, ErrClosed
 	}
-	if !loading.CompareAndSwap(false, true) {
-		return nil, wrapErr(ErrInvalid, "a member load is already running in this process; finish or abort it first")
+	if _, busy := loading.LoadOrStore(l.path, true); busy {
+		return nil, wrapErr(ErrInvalid, "a member load of %s is already running; finish or abort it first", l.path)
 	}
 	ld := &MemberLoad{l: l}
 	err := l.read(func(tx *bolt.Tx) error {
@@ -96,7 +96,7 @@ func (l *Ledger) LoadMembers() (*MemberLoad, error) {
 		return nil
 	})
 	if err != nil {
-		loading.Store(false)
+		loading.Delete(l.path)
 		return nil, err
 	}
 	if ld.direct {
@@ -108,7 +108,7 @@ func (l *Ledger) LoadMembers() (*MemberLoad, error) {
 	}
 	ld.dir, err = os.MkdirTemp(filepath.Dir(l.path), filepath.Base(l.path)+".load-*")
 	if err != nil {
-		loading.Store(false)
+		loading.Delete(l.path)
 		return nil, storageErr(l.path, fmt.Errorf("ledger: member load: %w", err))
 	}
 	return ld, nil
@@ -218,7 +218,7 @@ func (ld *MemberLoad) Abort() {
 	if ld.dir != "" {
 		os.RemoveAll(ld.dir)
 	}
-	loading.Store(false)
+	loading.Delete(ld.l.path)
 }
 
 // Finish applies what was added: members, then the card index, then the
