@@ -16,6 +16,9 @@ import (
 
 var _ hq.Archiver = (*Store)(nil)
 
+// archiveLock keys the advisory lock the drop transaction holds.
+const archiveLock = 0x61726368 // "arch"
+
 // ArchiveMonths lists the months before before that have a partition.
 func (s *Store) ArchiveMonths(ctx context.Context, before time.Time) ([]time.Time, error) {
 	rows, err := s.pool.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -98,6 +101,9 @@ func (s *Store) ArchiveMonth(ctx context.Context, month time.Time, write func(hq
 		}
 		return rows.Err()
 	})
+	if pgCode(err) == "42P01" { // dropped while being read
+		return ar, errArchivedMeanwhile(month)
+	}
 	if err != nil {
 		return ar, err
 	}
@@ -107,6 +113,18 @@ func (s *Store) ArchiveMonth(ctx context.Context, month time.Time, write func(hq
 	}
 	for i := 0; ; i++ {
 		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			// One archiver at a time; another may have dropped the month
+			// while this one wrote it.
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1::int4, hashtext(current_schema()))`, int32(archiveLock)); err != nil {
+				return err
+			}
+			var there bool
+			if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, partitionName(month)).Scan(&there); err != nil {
+				return err
+			}
+			if !there {
+				return errArchivedMeanwhile(month)
+			}
 			// SHARE: no row can be added to the month from here on.
 			if _, err := tx.Exec(ctx, `LOCK TABLE `+part+` IN SHARE MODE`); err != nil {
 				return err
@@ -141,10 +159,17 @@ func (s *Store) ArchiveMonth(ctx context.Context, month time.Time, write func(hq
 		if c := pgCode(err); (c == "55P03" || c == "40P01") && i < 10 {
 			continue
 		}
+		if pgCode(err) == "42P01" { // dropped by another archiver (catalog seen late)
+			err = errArchivedMeanwhile(month)
+		}
 		break
 	}
 	s.months.Delete(month)
 	return ar, err
+}
+
+func errArchivedMeanwhile(month time.Time) error {
+	return fmt.Errorf("hq: month %s was archived meanwhile by another hq archive, which recorded it; nothing more to do", month.Format("2006-01"))
 }
 
 // Archives lists the archived months' manifests, in archiving order.

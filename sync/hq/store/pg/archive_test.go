@@ -454,3 +454,35 @@ func TestArchivedExportOverHTTP(t *testing.T) {
 		require.NotEqual(t, time.January, e.At.Month(), "January is in the file, not the feed")
 	}
 }
+
+// TestArchiveTwiceAtOnce: two hq archive runs at the same time record each
+// month once; the other is told it was archived meanwhile.
+func TestArchiveTwiceAtOnce(t *testing.T) {
+	st := open(t)
+	ctx := context.Background()
+	history(t, st, &hqtest.Till{Store: "S1", Till: "T1"}, &hqtest.Till{Store: "S2", Till: "T1"})
+	dir := t.TempDir()
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = hq.ArchiveBefore(ctx, st, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), dir, time.Now())
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			require.Regexp(t, "archived meanwhile|no entries partition", err.Error())
+		}
+	}
+	as, err := st.Archives(ctx)
+	require.NoError(t, err)
+	var months []string
+	for _, a := range as {
+		months = append(months, a.Month)
+	}
+	require.Equal(t, []string{"2026-01", "2026-02"}, months)
+	require.Empty(t, verifyNone(t, st, dir))
+}
