@@ -44,7 +44,7 @@ type CashierRequest struct {
 	Store string `json:"store"`
 	ID    string `json:"id"`
 	Name  string `json:"name"`
-	Role  string `json:"role"`
+	Role  string `json:"role,omitempty"` // default cashier
 	PIN   string `json:"pin"`
 }
 

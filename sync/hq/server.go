@@ -609,7 +609,7 @@ func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
 	if q := r.URL.Query(); q.Has(wire.QueryCashiers) && c.Role == RoleStore {
 		if err := s.attachCashiers(r.Context(), &ch, c.ID, q.Get(wire.QueryCashiers)); err != nil {
 			s.o.Log.Error("reading the store's cashiers", "store", c.ID, "err", err)
-			writeError(w, http.StatusServiceUnavailable, "unavailable", "HQ could not read the store's cashiers; retry")
+			writeError(w, http.StatusServiceUnavailable, "storage", "HQ could not read the store's cashiers; retry")
 			return
 		}
 	}
