@@ -310,10 +310,11 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 	wroteIn := time.Since(start)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for acked.Load() < written {
+	var short error // the run ended before every entry was acked
+	for acked.Load() < written && short == nil {
 		select {
 		case <-ctx.Done():
-			return res, fmt.Errorf("%d of %d entries acked when the time ran out (-timeout %v)", acked.Load(), written, c.Timeout)
+			short = fmt.Errorf("%d of %d entries acked when the run ended (%v; -timeout %v)", acked.Load(), written, ctx.Err(), c.Timeout)
 		case <-tick.C:
 		}
 	}
@@ -328,6 +329,11 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 
 	res.Written, res.Elapsed = written, elapsed
 	rate := func(n int64) float64 { return float64(n) / elapsed.Seconds() }
+	if short != nil {
+		// A run cut short still shows what it reached.
+		written = acked.Load()
+		fmt.Fprintf(out, "run ended early: %v\n", short)
+	}
 	fmt.Fprintf(out, "written in %v, all acked after %v: %.0f entries/s overall\n", wroteIn.Round(time.Millisecond), elapsed.Round(time.Millisecond), rate(written))
 	var uploads, refused, failed, cut int64
 	for i, be := range lb.backends {
@@ -349,6 +355,9 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 	}
 	printCPU(out, cpu0, cpu1, elapsed)
 
+	if short != nil {
+		return res, short
+	}
 	if err := dbSize(ctx, out, st, schema, written); err != nil {
 		return res, err
 	}
