@@ -27,14 +27,15 @@ archived sales need, and the manifest. The current month is never archived.
 
 A crash or failure before the drop loses nothing: run it again, and months
 not yet dropped are written again. /admin/totals and the KPI reports do not
-change. hq verify then needs --archive DIR to read the files. An export
+change. hq verify then needs --archive DIR to read the files; sha256sum of
+a file gives the manifest's sha256. An export
 reader still behind archived rows is answered 410 with the files to read
 and the cursor to go on with.
 
 PostgreSQL only (--pg): a bbolt file never shrinks, so the embedded store
 refuses.`,
 		Example: `  posagent hq archive --pg postgres://hq@db/hq --before 2026-01 --dir /srv/hq-archive
-  sha256sum /srv/hq-archive/entries-2025-12.ndjson.gz   # compare with the manifest`,
+  posagent hq verify --pg postgres://hq@db/hq --archive /srv/hq-archive`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.url != "" {
