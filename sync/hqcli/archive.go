@@ -27,7 +27,8 @@ archived sales need, and the manifest. The current month is never archived.
 
 A crash or failure before the drop loses nothing: run it again, and months
 not yet dropped are written again. /admin/totals and the KPI reports do not
-change. hq verify then needs --archive DIR to read the files; sha256sum of
+change. hq verify then needs --archive DIR to read the files (posagent hq
+verify --pg URL --archive DIR); sha256sum of
 a file gives the manifest's sha256. An export
 reader still behind archived rows is answered 410 with the files to read
 and the cursor to go on with.
@@ -35,7 +36,7 @@ and the cursor to go on with.
 PostgreSQL only (--pg): a bbolt file never shrinks, so the embedded store
 refuses.`,
 		Example: `  posagent hq archive --pg postgres://hq@db/hq --before 2026-01 --dir /srv/hq-archive
-  posagent hq verify --pg postgres://hq@db/hq --archive /srv/hq-archive`,
+  posagent hq archive --before 2025-07 --dir ./archive   # --pg from $HQ_PG`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.url != "" {
