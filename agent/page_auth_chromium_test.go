@@ -54,9 +54,9 @@ func TestPageSignInLockoutSupervisorIdleInChromium(t *testing.T) {
 		signIn("c1", "1111"),
 		textHas(`#signin-error`, "1 tries left"),
 		signIn("c1", "2222"),
-		textHas(`#signin-error`, "locked"),
+		textHas(`#signin-error`, "cashier c1 is locked"),
 		signIn("c1", "1357"),
-		textHas(`#signin-error`, "locked"),
+		textHas(`#signin-error`, "cashier c1 is locked"),
 	))
 	lo, err := rn.a.led.CashierLockout("c1")
 	require.NoError(t, err)

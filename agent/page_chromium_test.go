@@ -50,6 +50,11 @@ func setField(sel, v string) chromedp.Action[chromedp.Void] {
 func signIn(id, p string) chromedp.Action[chromedp.Void] {
 	return chromedp.Steps(
 		chromedp.WaitVisible(chromedp.CSS(`#signin-id`)),
+		// An earlier answer's text must not pass for this one's.
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool](`(() => { document.getElementById('signin-error').textContent = ''; return true; })()`)(ctx, tg)
+			return err
+		}),
 		setField(`#signin-id`, ""),
 		chromedp.SendKeys(chromedp.CSS(`#signin-id`), id),
 		chromedp.Click(chromedp.CSS(`#signin-pin`)),
