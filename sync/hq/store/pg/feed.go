@@ -54,27 +54,32 @@ func (s *Store) Changes(ctx context.Context, cursor string, limit int) (wire.Cha
 	return ch, nil
 }
 
-// feedPageSQL reads one page of the member feed after ($1, $2): each change
-// log row in xid order, its ids (deduplicated, in byte order), and the
-// member only where this is its last change (members.xid), so a member is
-// handed out once however often it changed and a later change hands it
-// out again further on. Only transactions below the snapshot's xmin are
-// read, so nothing can commit behind the cursor. A page reads the log rows
-// it hands out (plus the stale ids among them) through the log's primary
-// key and looks each id up by the members' primary key; the incremental
-// sort orders one log row at a time, so the LIMIT stops the scan: a page
-// costs the same however long the log is. Rows a snapshot already
-// delivered (below $4 and not among the transactions in flight then, $5)
-// are passed over.
-const feedPageSQL = `SELECT c.xid, m.id, m.data, m.points, m.stored_value, m.flagged, m.last_sale, m.tier_at, m.coupons
-	FROM member_changes c
+// feedPageSQL reads one page of the member feed after ($1, $2): the next
+// $3 positions of the change log — each log row in xid order, its ids
+// (deduplicated, in byte order) — and, for each, the member only where
+// this is its last change (members.xid; live is false elsewhere), so a
+// member is handed out once however often it changed and a later change
+// hands it out again further on. Only transactions below the snapshot's
+// xmin are read, so nothing can commit behind the cursor. The LIMIT is on
+// log positions, before any member is looked up: the incremental sort
+// orders one log row's ids at a time in memory, and only the $3 positions
+// of the page are looked up by the members' primary key, so a page costs
+// the same however long the log is and however many stale ids it holds.
+// A page may hold fewer members than positions (stale ones) while more
+// follow. Rows a snapshot already delivered (below $4 and not among the
+// transactions in flight then, $5) are passed over.
+const feedPageSQL = `WITH pos AS MATERIALIZED (
+	SELECT c.xid, u.id FROM member_changes c
 	CROSS JOIN LATERAL (SELECT DISTINCT u.id FROM unnest(c.ids) AS u(id)) u
-	JOIN members m ON m.id = u.id AND m.xid = c.xid
 	WHERE c.xid >= $1::xid8 AND c.xid < pg_snapshot_xmin(pg_current_snapshot())
 		AND (c.xid > $1::xid8 OR u.id COLLATE "C" > $2)
 		AND NOT (c.xid < $4::xid8 AND c.xid <> ALL($5::xid8[]))
 	ORDER BY c.xid, u.id COLLATE "C"
-	LIMIT $3`
+	LIMIT $3)
+SELECT pos.xid, m.id IS NOT NULL AS live, pos.id, m.data, coalesce(m.points, 0), coalesce(m.stored_value, 0),
+	coalesce(m.flagged, false), m.last_sale, m.tier_at, coalesce(m.coupons, '[]')
+	FROM pos LEFT JOIN members m ON m.id = pos.id AND m.xid = pos.xid
+	ORDER BY pos.xid, pos.id COLLATE "C"`
 
 // snapSkip names what a snapshot delivered beyond its xmin: every
 // transaction below Xmax except those in flight when it was taken (Xip).
@@ -123,28 +128,30 @@ func (s *Store) memberChanges(ctx context.Context, pos feedPos, skip *snapSkip, 
 		if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())`).Scan(&xmin); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, feedPageSQL, from, pos.K, limit+1, xmax, xip)
+		rows, err := tx.Query(ctx, feedPageSQL, from, pos.K, limit, xmax, xip)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
+		read := 0
 		for rows.Next() {
-			if len(out) == limit {
-				more = true
-				break
-			}
 			var x uint64
-			m, err := scanFeedMember(rows, &x)
+			var live bool
+			m, err := scanFeedMember(rows, &x, &live)
 			if err != nil {
 				return err
 			}
-			out = append(out, m.State())
+			read++
+			if live {
+				out = append(out, m.State())
+			}
 			next = feedPos{X: xidPos(x), K: m.ID}
 		}
 		if err := rows.Err(); err != nil {
 			return err
 		}
 		rows.Close()
+		more = read == limit // the next page may be empty
 		if !more && xmin > from {
 			// Every log row below xmin after pos was read: continue from
 			// xmin itself, which may still be running.
@@ -160,21 +167,13 @@ func (s *Store) memberChanges(ctx context.Context, pos feedPos, skip *snapSkip, 
 	return out, next, nextSkip, more, err
 }
 
-// feedCols are the member columns the feed and the snapshot send (no
-// reviews: stores do not get them).
-const feedCols = `id, data, points, stored_value, flagged, last_sale, tier_at, coupons`
-
-// scanFeedMember reads a row of feedPageSQL (x: the log row's xid) or,
-// with x nil, of feedCols.
-func scanFeedMember(r pgx.Row, x *uint64) (hq.Member, error) {
+// scanFeedMember reads a row of feedPageSQL (x: the log row's xid, live:
+// whether this is the member's last change; only then is the rest read).
+func scanFeedMember(r pgx.Row, x *uint64, live *bool) (hq.Member, error) {
 	var m hq.Member
 	var ls, ta pgtype.Timestamptz
 	var coupons []byte
-	dst := []any{&m.ID, &m.Data, &m.Points, &m.StoredValue, &m.Flagged, &ls, &ta, &coupons}
-	if x != nil {
-		dst = append([]any{x}, dst...)
-	}
-	if err := r.Scan(dst...); err != nil {
+	if err := r.Scan(x, live, &m.ID, &m.Data, &m.Points, &m.StoredValue, &m.Flagged, &ls, &ta, &coupons); err != nil {
 		return m, err
 	}
 	if ls.Valid {
