@@ -71,7 +71,10 @@ type Options struct {
 	// thresholds in days without a sale [60, 180].
 	TimeZone                string
 	AtRiskDays, DormantDays int
-	Now                     func() time.Time
+	// Fraud: thresholds of the enrolment fraud signals (FraudSettings
+	// gives the defaults); a request's parameters override them.
+	Fraud FraudSettings
+	Now   func() time.Time
 }
 
 func (o *Options) defaults() {
@@ -150,6 +153,7 @@ func NewServer(st Store, opts Options) *Server {
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
 	s.mux.Handle("GET /v1/openapi.json", OpenAPI)
 	s.mux.HandleFunc("GET /kpi", s.admin(s.handleKPI))
+	s.mux.HandleFunc("GET /kpi/fraud", s.adminAs(s.handleFraud))
 	s.mux.HandleFunc("GET /admin/totals", s.admin(s.handleTotals))
 	s.mux.HandleFunc("GET /admin/deadletters", s.admin(s.handleDeadLetters))
 	s.mux.HandleFunc("POST /admin/deadletters/retry", s.admin(s.handleRetry))

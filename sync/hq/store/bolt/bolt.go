@@ -290,6 +290,9 @@ func (s *Store) ResolveDeadLetter(_ context.Context, store, till string, seq uin
 		if err := fold(tx, []entry.Entry{e}, store); err != nil {
 			return err
 		}
+		if err := fraudFold(tx, []entry.Entry{e}); err != nil {
+			return err
+		}
 		return applyDeltas(tx, ds) // ErrOverflow rolls back: it stays a dead letter
 	})
 }

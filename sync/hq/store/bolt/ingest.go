@@ -234,6 +234,9 @@ func apply(tx *bbolt.Tx, ms *memberSet, r *ingestReq) (wire.Ack, error) {
 		if err := fold(tx, stored, b.Store); err != nil {
 			return wire.Ack{}, err
 		}
+		if err := fraudFold(tx, stored); err != nil {
+			return wire.Ack{}, err
+		}
 		if err := tills.Put(tk, boltjs.U64(b.Last)); err != nil {
 			return wire.Ack{}, err
 		}
