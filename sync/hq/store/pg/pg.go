@@ -461,6 +461,9 @@ func ingest(ctx context.Context, q querier, b hq.Batch, own bool, pre *prepared,
 	if err := foldAgg(ctx, q, aggCfg, pre.es, b.Store+"/"+b.Till, false, last); err != nil {
 		return wire.Ack{}, err
 	}
+	if err := queueFraud(last, pre.es); err != nil {
+		return wire.Ack{}, err
+	}
 	for _, d := range fresh {
 		last.Queue(`INSERT INTO dead_letters (store, till, seq, reason, raw, received_at) VALUES ($1,$2,$3,$4,$5,$6)`,
 			d.Store, d.Till, int64(d.Seq), d.Reason, d.Raw, d.ReceivedAt)
@@ -656,6 +659,9 @@ func (s *Store) ResolveDeadLetter(ctx context.Context, store, till string, seq u
 			return err
 		}
 		if err := foldNow(ctx, tx, []entry.Entry{e}, store+"/"+till); err != nil {
+			return err
+		}
+		if err := fraudNow(ctx, tx, []entry.Entry{e}); err != nil {
 			return err
 		}
 		err = applyDeltas(ctx, tx, &pgx.Batch{}, ds, false)
