@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -182,12 +183,13 @@ func TestOnboardBench(t *testing.T) {
 
 		// HQ's share alone: every member read from PostgreSQL and made a
 		// state, nothing sent.
-		s0 := time.Now()
+		s0, c0 := time.Now(), cpuTime()
 		var produced int
 		_, err = st.Snapshot(ctx, func(wire.MemberState) error { produced++; return nil })
 		require.NoError(t, err)
 		require.Equal(t, n, produced)
-		t.Logf("%d members: HQ produce (read from PostgreSQL, scanned into states) %v", n, time.Since(s0).Round(time.Millisecond))
+		t.Logf("%d members: HQ produce (read from PostgreSQL, scanned into states) %v, CPU in this process %v",
+			n, time.Since(s0).Round(time.Millisecond), (cpuTime() - c0).Round(time.Millisecond))
 		if n > onboardMax {
 			t.Logf("%d members: onboarding skipped (above POSAGENT_HQ_BENCH_ONBOARD_MAX=%d)", n, onboardMax)
 			require.NoError(t, st.Close())
@@ -208,11 +210,11 @@ func TestOnboardBench(t *testing.T) {
 			formats = append(formats, "application/x-ndjson")
 		}
 		for _, f := range formats {
-			s0 := time.Now()
+			s0, c0 := time.Now(), cpuTime()
 			got, wireBytes := readSnapshot(ctx, t, ts.URL, tok, f)
 			require.Equal(t, n, got)
-			t.Logf("%d members: stream %s (HQ produce+encode, transfer, till decode) %v, %.1f MB on the wire (%d bytes/member)",
-				n, f, time.Since(s0).Round(time.Millisecond), float64(wireBytes)/1e6, wireBytes/int64(n))
+			t.Logf("%d members: stream %s (HQ produce+encode, transfer, till decode) %v, CPU in this process (HQ and till) %v, %.1f MB on the wire (%d bytes/member)",
+				n, f, time.Since(s0).Round(time.Millisecond), (cpuTime() - c0).Round(time.Millisecond), float64(wireBytes)/1e6, wireBytes/int64(n))
 		}
 		// The snapshot alone, into memory: HQ's and the wire's share.
 		mem := memstore.New("S1")
@@ -300,6 +302,16 @@ func (c *countReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// cpuTime is the CPU time (user+system) this process has used: work done,
+// whatever else the box runs.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // md5s is PostgreSQL's md5(prefix || i).
