@@ -96,6 +96,10 @@ const visitsSQL = `SELECT w.member, w.store, v.visits
 type loaded struct {
 	f     *hq.AggFacts
 	heads map[string]hq.MemberFact
+	// have holds the visit records read: those a fold changes are updated,
+	// the others inserted (cheaper than an upsert's conflict path; the
+	// fact locks make what was read the truth until commit).
+	have map[hq.VisitRecord]bool
 }
 
 // loadFacts reads what folding es needs, under the fact locks (unless
@@ -106,7 +110,7 @@ type loaded struct {
 // sale names a member or a day the batch itself does not.
 func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entry, locked bool) (*loaded, error) {
 	f := hq.NewAggFacts()
-	ld := &loaded{f: f, heads: map[string]hq.MemberFact{}}
+	ld := &loaded{f: f, heads: map[string]hq.MemberFact{}, have: map[hq.VisitRecord]bool{}}
 	saleIDs := hq.AggSaleIDs(es)
 	inBatch := map[string]bool{}
 	for i := range es {
@@ -183,6 +187,9 @@ func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entr
 			var raw []byte
 			_, err := pgx.ForEachRow(rows, []any{&id, &st, &raw}, func() error {
 				vs, err := hq.DecodeVisits(raw)
+				if len(vs) > 0 {
+					ld.have[hq.VisitRecord{Member: id, VisitKey: hq.VisitKey{Store: st, Month: vs[0].Day.Month()}}] = true
+				}
 				member(id).AddRecord(st, vs)
 				return err
 			})
@@ -342,24 +349,28 @@ func foldAgg(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entry,
 		out.Queue(`DELETE FROM agg_members WHERE id = ANY($1)`, delIDs)
 	}
 	keys, visits := r.ChangedRecords(f)
-	var putM, putS, delM, delS []string
-	var putMonth, delMonth []int32
-	puts = nil
+	var ins, upd, del visitRows
 	for i, k := range keys {
-		if len(visits[i]) == 0 {
-			delM, delS, delMonth = append(delM, k.Member), append(delS, k.Store), append(delMonth, int32(k.Month))
-			continue
+		switch {
+		case len(visits[i]) > 0 && ld.have[k]:
+			upd.add(k, hq.EncodeVisits(visits[i]))
+		case len(visits[i]) > 0:
+			ins.add(k, hq.EncodeVisits(visits[i]))
+		case ld.have[k]:
+			del.add(k, nil)
 		}
-		putM, putS, putMonth = append(putM, k.Member), append(putS, k.Store), append(putMonth, int32(k.Month))
-		puts = append(puts, hq.EncodeVisits(visits[i]))
 	}
-	if len(putM) > 0 {
-		out.Queue(`INSERT INTO agg_visits (member, store, month, visits) SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::jsonb[])
-			ON CONFLICT (member, store, month) DO UPDATE SET visits = excluded.visits`, putM, putS, putMonth, puts)
+	if len(ins.member) > 0 {
+		out.Queue(`INSERT INTO agg_visits (member, store, month, visits)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::bytea[])`, ins.member, ins.store, ins.month, ins.visits)
 	}
-	if len(delM) > 0 {
+	if len(upd.member) > 0 {
+		out.Queue(`UPDATE agg_visits a SET visits = u.visits FROM unnest($1::text[], $2::text[], $3::int4[], $4::bytea[]) AS u(member, store, month, visits)
+			WHERE a.member = u.member AND a.store = u.store AND a.month = u.month`, upd.member, upd.store, upd.month, upd.visits)
+	}
+	if len(del.member) > 0 {
 		out.Queue(`DELETE FROM agg_visits a USING unnest($1::text[], $2::text[], $3::int4[]) AS u(member, store, month)
-			WHERE a.member = u.member AND a.store = u.store AND a.month = u.month`, delM, delS, delMonth)
+			WHERE a.member = u.member AND a.store = u.store AND a.month = u.month`, del.member, del.store, del.month)
 	}
 	queueTotals(out, hq.EntryTotals(es), writer)
 	days, months := r.Delta.Rows()
@@ -368,6 +379,17 @@ func foldAgg(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entry,
 		out.Queue(aggMonthsSQL, rowArgs(months, writer)...)
 	}
 	return nil
+}
+
+// visitRows are visit records as statement arguments.
+type visitRows struct {
+	member, store []string
+	month         []int32
+	visits        [][]byte
+}
+
+func (r *visitRows) add(k hq.VisitRecord, b []byte) {
+	r.member, r.store, r.month, r.visits = append(r.member, k.Member), append(r.store, k.Store), append(r.month, int32(k.Month)), append(r.visits, b)
 }
 
 var totCols = strings.Join(hq.TotalNames[:], ", ")

@@ -1,10 +1,16 @@
 package pg_test
 
 import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"posagent/ledger/entry"
 	"posagent/sync/hq"
 	"posagent/sync/hq/hqtest"
 	"posagent/sync/hq/store/pg"
@@ -36,4 +42,99 @@ func TestAggregatesBuiltOnUpgrade(t *testing.T) {
 	require.Len(t, rs, 1)
 	require.EqualValues(t, 1, rs[0].N[hq.AggMemberSales], "the voided sale is not counted")
 	require.EqualValues(t, 700, rs[0].N[hq.AggMemberAmount])
+}
+
+// TestMigration6MovesVisits: a database at migration 5, whose member facts
+// hold every visit in one jsonb value and which has no entry totals, is
+// brought to month records and totals by migration 6, and the aggregates
+// then agree exactly with a recomputation from the entries.
+func TestMigration6MovesVisits(t *testing.T) {
+	ctx, ua := freshSchema(t)
+	a, err := pg.Open(ctx, ua, pg.Options{})
+	require.NoError(t, err)
+	defer a.Close()
+	tills := []*hqtest.Till{{Store: "S1", Till: "T1"}, {Store: "S2", Till: "T1"}, {Store: "S3", Till: "T2"}}
+	var es []entry.Entry
+	for m := 0; m < 6; m++ {
+		id := fmt.Sprint("M", m)
+		if m%3 > 0 {
+			es = append(es, tills[m%3].Enrol(id, hqtest.T0.AddDate(0, -2, m)))
+		}
+		for k := 0; k < 25; k++ {
+			tl := tills[(m+k)%3]
+			s := tl.Sale(id, hqtest.T0.AddDate(0, 0, k*7+m), 1000+int64(k), 10, 0, 0, "")
+			es = append(es, s)
+			if k%5 == 0 {
+				es = append(es, tl.Refund(s, hqtest.T0.AddDate(0, 0, k*7+m+1), 1000+int64(k), 10, 0, true))
+			}
+		}
+	}
+	by := map[string][]entry.Entry{}
+	for _, e := range es {
+		by[e.Store+"/"+e.Till] = append(by[e.Store+"/"+e.Till], e)
+	}
+	for _, tes := range by {
+		_, err := a.Ingest(ctx, hqtest.Batch(tes...))
+		require.NoError(t, err)
+	}
+	hqtest.VerifyAggregates(t, a)
+	dump, err := a.AggDump(ctx)
+	require.NoError(t, err)
+	wantTotals, err := a.AggTotals(ctx)
+	require.NoError(t, err)
+
+	// A database at migration 5 holding the same entries and aggregates,
+	// member facts in the form of migration 5.
+	_, ub := freshSchema(t)
+	c, err := pgx.Connect(ctx, ub)
+	require.NoError(t, err)
+	defer c.Close(ctx)
+	var schemaA string
+	require.NoError(t, a.Pool().QueryRow(ctx, `SELECT current_schema()`).Scan(&schemaA))
+	_, err = c.Exec(ctx, `CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`)
+	require.NoError(t, err)
+	files, err := filepath.Glob("migrations/000[1-5]_*.sql")
+	require.NoError(t, err)
+	require.Len(t, files, 5)
+	for i, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		_, err = c.Exec(ctx, string(b))
+		require.NoError(t, err, f)
+		_, err = c.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, i+1, filepath.Base(f))
+		require.NoError(t, err)
+	}
+	from := pgx.Identifier{schemaA}.Sanitize()
+	for _, q := range []string{
+		`INSERT INTO entries (store, till, seq, kind, member_id, at, received_at, body)
+			SELECT store, till, seq, kind, member_id, at, received_at, body FROM ` + from + `.entries`,
+		`INSERT INTO agg_days SELECT * FROM ` + from + `.agg_days`,
+		`INSERT INTO agg_months SELECT * FROM ` + from + `.agg_months`,
+		`INSERT INTO agg_sales SELECT * FROM ` + from + `.agg_sales`,
+		`UPDATE agg_config SET config = (SELECT config FROM ` + from + `.agg_config), built = true`,
+	} {
+		_, err := c.Exec(ctx, q)
+		require.NoError(t, err, q)
+	}
+	moved := 0
+	for id, m := range dump.Members {
+		old := hq.MemberFact{Enrolled: m.Enrolled, EnrolDay: m.EnrolDay, Home: m.Home, Visits: m.Visits}
+		b, err := json.Marshal(old)
+		require.NoError(t, err)
+		_, err = c.Exec(ctx, `INSERT INTO agg_members (id, fact) VALUES ($1, $2)`, id, b)
+		require.NoError(t, err)
+		moved += len(m.Visits)
+	}
+	require.Positive(t, moved)
+
+	b, err := pg.Open(ctx, ub, pg.Options{})
+	require.NoError(t, err)
+	defer b.Close()
+	hqtest.VerifyAggregates(t, b)
+	got, err := b.AggDump(ctx)
+	require.NoError(t, err)
+	require.Empty(t, hq.CompareAggregates(dump, got))
+	gotTotals, err := b.AggTotals(ctx)
+	require.NoError(t, err)
+	require.Equal(t, wantTotals, gotTotals)
 }

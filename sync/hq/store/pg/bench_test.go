@@ -8,7 +8,9 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"posagent/ledger/entry"
 	"posagent/sync/hq"
 	"posagent/sync/hq/hqtest"
+	"posagent/sync/hq/store/pg"
 )
 
 // TestIngestVsCopy prints HQ's ingest rate into PostgreSQL next to a raw
@@ -40,8 +43,15 @@ func TestIngestVsCopy(t *testing.T) {
 		require.NoError(t, err, "POSAGENT_HQ_BENCH_ROUNDS")
 		rounds = n
 	}
-	st := open(t)
 	ctx := context.Background()
+	// The store's connections carry a name, so the CPU their PostgreSQL
+	// backends use can be told from other clients'.
+	_, u := freshSchema(t)
+	app := fmt.Sprintf("hqbench%d", os.Getpid())
+	st, err := pg.Open(ctx, u+"&application_name="+app, pg.Options{MaxConns: 8})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	cpu := func() map[int]time.Duration { return benchCPU(t, st, app) }
 	const tills, perTill, batchSize, members, writers = 40, 1250, 500, 5000, 4 // 50,000 entries a round
 	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 	// round r's uploads: per till, its batches in order.
@@ -64,7 +74,7 @@ func TestIngestVsCopy(t *testing.T) {
 	// Raw COPY: the same rows (JSON encoding included, as ingest does it)
 	// into a copy of the entries table, one transaction per 500 rows, the
 	// same number of writers.
-	_, err := st.Pool().Exec(ctx, `CREATE TABLE raw_entries (LIKE entries INCLUDING ALL)`)
+	_, err = st.Pool().Exec(ctx, `CREATE TABLE raw_entries (LIKE entries INCLUDING ALL)`)
 	require.NoError(t, err)
 	cols := []string{"store", "till", "seq", "kind", "member_id", "at", "received_at", "body"}
 	rawCopy := func(b hq.Batch) error {
@@ -86,7 +96,10 @@ func TestIngestVsCopy(t *testing.T) {
 		_, err := st.Ingest(ctx, b)
 		return err
 	}
+	var spent time.Duration // CPU of the last run: this process and the store's backends
 	run := func(byTill [][]hq.Batch, fn func(hq.Batch) error) time.Duration {
+		c0 := cpu()
+		defer func() { spent = cpuSince(c0, cpu()) }()
 		start := time.Now()
 		work := make(chan []hq.Batch)
 		var wg sync.WaitGroup
@@ -117,16 +130,16 @@ func TestIngestVsCopy(t *testing.T) {
 		return time.Since(start)
 	}
 	rate := func(d time.Duration) float64 { return float64(total) / d.Seconds() }
-	var ratios, copyRates, ingestRates []float64
+	var ratios, copyRates, ingestRates, cpuRatios []float64
 	for r := 0; r <= rounds; r++ {
 		data := round(r)
-		var dCopy, dIngest time.Duration
+		var dCopy, dIngest, cCopy, cIngest time.Duration
 		if r%2 == 0 {
-			dCopy = run(data, rawCopy)
-			dIngest = run(data, ingest)
+			dCopy, cCopy = run(data, rawCopy), spent
+			dIngest, cIngest = run(data, ingest), spent
 		} else {
-			dIngest = run(data, ingest)
-			dCopy = run(data, rawCopy)
+			dIngest, cIngest = run(data, ingest), spent
+			dCopy, cCopy = run(data, rawCopy), spent
 		}
 		if r == 0 {
 			continue // warm-up: plans, pool, first member rows
@@ -134,7 +147,10 @@ func TestIngestVsCopy(t *testing.T) {
 		ratios = append(ratios, rate(dIngest)/rate(dCopy))
 		copyRates = append(copyRates, rate(dCopy))
 		ingestRates = append(ingestRates, rate(dIngest))
-		t.Logf("round %d: raw COPY %6.0f/s, HQ ingest %6.0f/s, ratio %.2f×", r, rate(dCopy), rate(dIngest), ratios[len(ratios)-1])
+		cpuRatios = append(cpuRatios, float64(cCopy)/float64(cIngest))
+		per := func(c time.Duration) float64 { return float64(c.Microseconds()) / float64(total) }
+		t.Logf("round %d: raw COPY %6.0f/s, HQ ingest %6.0f/s, ratio %.2f×; CPU per entry (client + backends): COPY %.0f µs, ingest %.0f µs, ratio %.2f×",
+			r, rate(dCopy), rate(dIngest), ratios[len(ratios)-1], per(cCopy), per(cIngest), cpuRatios[len(cpuRatios)-1])
 	}
 	var n int64
 	require.NoError(t, st.Pool().QueryRow(ctx, `SELECT count(*) FROM entries`).Scan(&n))
@@ -154,5 +170,46 @@ func TestIngestVsCopy(t *testing.T) {
 	t.Logf("raw COPY:   %8.0f entries/s (median)", median(copyRates))
 	t.Logf("HQ ingest:  %8.0f entries/s (median)  (dedupe + COPY + balances + till ack)", median(ingestRates))
 	t.Logf("ratio ingest/COPY: %.2f× median of pairs, min %.2f×, max %.2f× (target ≥ 0.70×)", median(ratios), slices.Min(ratios), slices.Max(ratios))
-	fmt.Printf("HQ ingest vs raw COPY: %.0f vs %.0f entries/s, median ratio of %d pairs %.2f×\n", median(ingestRates), median(copyRates), rounds, median(ratios))
+	t.Logf("CPU ratio COPY/ingest (the rate ratio a box with CPU to spare would show): %.2f× median, min %.2f×, max %.2f×", median(cpuRatios), slices.Min(cpuRatios), slices.Max(cpuRatios))
+	fmt.Printf("HQ ingest vs raw COPY: %.0f vs %.0f entries/s, median ratio of %d pairs %.2f×; by CPU per entry %.2f×\n", median(ingestRates), median(copyRates), rounds, median(ratios), median(cpuRatios))
+}
+
+// benchCPU reads the CPU time used so far by this process (key 0) and by
+// each PostgreSQL backend serving connections named app (key: its pid),
+// from /proc. Linux only; elsewhere only this process is counted.
+func benchCPU(t *testing.T, st *pg.Store, app string) map[int]time.Duration {
+	out := map[int]time.Duration{}
+	var ru syscall.Rusage
+	require.NoError(t, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	out[0] = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	rows, err := st.Pool().Query(context.Background(), `SELECT pid FROM pg_stat_activity WHERE application_name = $1`, app)
+	require.NoError(t, err)
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	require.NoError(t, err)
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue // another host, or gone
+		}
+		// Fields after the command (which may hold spaces): utime and stime
+		// are the 12th and 13th, in clock ticks (100 a second).
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		stt, _ := strconv.ParseInt(f[12], 10, 64)
+		out[int(pid)] = time.Duration(ut+stt) * 10 * time.Millisecond
+	}
+	return out
+}
+
+// cpuSince sums the CPU used between two benchCPU readings (a backend
+// that started in between counts from 0).
+func cpuSince(a, b map[int]time.Duration) time.Duration {
+	var d time.Duration
+	for k, v := range b {
+		d += v - a[k]
+	}
+	return d
 }
