@@ -183,6 +183,7 @@ func serveCmd(f *flags) *cobra.Command {
 	var listen, cert, key, clientCA, addrFile string
 	var maxInFlight, maxPerStore int
 	var bodyTimeout time.Duration
+	var fraudSet hq.FraudSettings
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the HQ server",
@@ -215,6 +216,7 @@ admin's has posagent:admin:<name>. Otherwise HQ answers 403.`,
 			o.MaxPerCredential = maxPerStore
 			o.BodyTimeout = bodyTimeout
 			o.RequireClientCert = clientCA != ""
+			o.Fraud = fraudSet
 			// Uploads set their own body deadline; ReadTimeout bounds every
 			// other request's body the same way.
 			hs := &http.Server{Handler: hq.NewServer(st, o), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10*time.Second + bodyTimeout,
@@ -263,6 +265,7 @@ admin's has posagent:admin:<name>. Otherwise HQ answers 403.`,
 	c.Flags().IntVar(&maxInFlight, "max-inflight", 64, "uploads processed at once (once their body is read); more wait 2 s, then get 503 + Retry-After")
 	c.Flags().IntVar(&maxPerStore, "max-per-store", 8, "uploads one credential (store) may have open at once; more get 429 + Retry-After")
 	c.Flags().DurationVar(&bodyTimeout, "body-timeout", 30*time.Second, "time an upload's body may take to arrive; a slower one gets 408")
+	addFraudFlags(c, &fraudSet)
 	return c
 }
 
@@ -363,6 +366,8 @@ func storeCmd(f *flags) *cobra.Command {
 
 func kpiCmd(f *flags) *cobra.Command {
 	var format, month, out string
+	var fraud, pii bool
+	var fraudSet hq.FraudSettings
 	c := &cobra.Command{
 		Use:   "kpi",
 		Short: "Member KPIs per store and chain-wide",
@@ -372,12 +377,19 @@ month), member average ticket, points redemption rate (redeemed/issued),
 at-risk and dormant counts at month end, and enrolments and points issued per
 cashier. Formats: text, json, html (a self-contained page with SVG charts).`,
 		Example: `  posagent hq kpi --month 2026-03
-  posagent hq kpi --format html --out kpi.html --url http://127.0.0.1:8080 --token $HQ_TOKEN`,
+  posagent hq kpi --format html --out kpi.html --url http://127.0.0.1:8080 --token $HQ_TOKEN
+  posagent hq kpi --fraud --month 2026-03 --fraud-burst-minutes 15`,
 		Args: cobra.NoArgs,
 	}
 	c.RunE = func(cmd *cobra.Command, args []string) error {
 		return withOps(f, func(ctx context.Context, o ops) error {
-			rep, err := o.kpi(ctx, month)
+			var rep kpiReport
+			var err error
+			if fraud {
+				rep, err = fraudReport(ctx, o, month, fraudSet, pii)
+			} else {
+				rep, err = o.kpi(ctx, month)
+			}
 			if err != nil {
 				return err
 			}
@@ -408,6 +420,9 @@ cashier. Formats: text, json, html (a self-contained page with SVG charts).`,
 	c.Flags().StringVar(&format, "format", "text", "text, json or html")
 	c.Flags().StringVar(&month, "month", "", "YYYY-MM (default: this month)")
 	c.Flags().StringVarP(&out, "out", "o", "", "write to this file instead of stdout")
+	c.Flags().BoolVar(&fraud, "fraud", false, "the enrolment fraud signals per store and cashier instead (see docs/hq.md)")
+	c.Flags().BoolVar(&pii, "pii", false, "with --fraud: mobiles unmasked (through --url the token needs the pii right)")
+	addFraudFlags(c, &fraudSet)
 	return c
 }
 
