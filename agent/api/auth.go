@@ -181,6 +181,15 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusNotFound, "not_found", "this agent has no cashier sign-in", "本代理没有收银员登录", nil)
 		return
 	}
+	if o := r.Header.Get("Origin"); o != "" {
+		// A page of another site must not sign the till in as anyone
+		// (login CSRF); a browser names the page's origin.
+		if u, err := url.Parse(o); err != nil || u.Host != r.Host {
+			s.fail(w, r, http.StatusForbidden, "csrf",
+				"sign in from the cashier page of this till", "请在本收银机的收银页面登录", nil)
+			return
+		}
+	}
 	var q SignInRequest
 	if !s.decode(w, r, &q) {
 		return

@@ -137,6 +137,9 @@ func TestSignInSessionAndCSRF(t *testing.T) {
 	require.Equal(t, http.StatusForbidden, code)
 	require.Equal(t, "unknown_cashier", errCode(t, raw).Code)
 
+	code, raw, _ = p.do(t, "POST", "/v1/session", SignInRequest{Cashier: "c1", PIN: "1234"}, map[string]string{"Origin": "http://evil.example"})
+	require.Equal(t, http.StatusForbidden, code, "a sign-in posted by another site's page")
+	require.Equal(t, "csrf", errCode(t, raw).Code)
 	code, raw, hdr := p.do(t, "POST", "/v1/session", SignInRequest{Cashier: "c1", PIN: "1234"}, nil)
 	require.Equal(t, http.StatusOK, code, string(raw))
 	ck := hdr.Get("Set-Cookie")
