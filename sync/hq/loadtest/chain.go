@@ -355,11 +355,17 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 	}
 	printCPU(out, cpu0, cpu1, elapsed)
 
+	post := ctx
+	if short != nil { // the run's context is over; the size is still worth having
+		var cancel context.CancelFunc
+		post, cancel = context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+	}
+	if err := dbSize(post, out, st, schema, written); err != nil {
+		return res, err
+	}
 	if short != nil {
 		return res, short
-	}
-	if err := dbSize(ctx, out, st, schema, written); err != nil {
-		return res, err
 	}
 	for _, p := range procs[1:] {
 		p.Stop() // the checks below and the COPY run with one process left
