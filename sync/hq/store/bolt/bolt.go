@@ -108,6 +108,11 @@ func Open(path string, o Options) (*Store, error) {
 				return fmt.Errorf("hq store %s: building KPI aggregates: %w", path, err)
 			}
 		}
+		if n == 0 { // a new file keeps the fraud facts from its first upload
+			if err := fraudBuild(tx); err != nil {
+				return err
+			}
+		}
 		return meta.Put([]byte("schema"), boltjs.U64(schemaVersion))
 	})
 	if err != nil {

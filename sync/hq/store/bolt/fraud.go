@@ -13,10 +13,10 @@ import (
 )
 
 // Enrolment facts for the fraud signals (hq.EnrolFact), kept at ingest.
-// The buckets are made, from every stored entry, by the first report (or
-// RebuildFraudFacts); until then ingest keeps nothing, so a file from
-// before them is folded exactly once. Both run in write transactions, one
-// at a time, so none is folded twice or missed.
+// A new file has the buckets from the start; in a file from before them
+// the first report (or RebuildFraudFacts) makes them from every stored
+// entry, and until then ingest keeps nothing, so each entry is folded
+// exactly once: both run in write transactions, one at a time.
 var (
 	bFraudMembers  = []byte("fraud_members")  // member id → EnrolFact
 	bFraudMonths   = []byte("fraud_months")   // month\x00store\x00cashier\x00member → ""
