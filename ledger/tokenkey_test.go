@@ -136,3 +136,20 @@ func TestSchema5Upgrade(t *testing.T) {
 	require.Equal(t, "H1", v.Member.ID)
 	verifyOK(t, l)
 }
+
+// Verify reports a card or mobile missing from the member index.
+func TestVerifyMemberIndex(t *testing.T) {
+	l, _ := open(t)
+	card := benchCard(6)
+	require.NoError(t, l.ApplyMemberStates([]MemberState{{Member: entry.Member{ID: "H1", Tier: "silver", CardTokens: []string{card}, Mobile: "13900000006"}}}))
+	verifyOK(t, l)
+	require.NoError(t, l.snapshot(func(*bolt.Tx) error { return nil }))
+	require.NoError(t, l.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bIndex).Delete(ixSlot(ixCard, cardHash(card)))
+	}))
+	var out bytesBuf
+	ok, err := l.Verify(&out)
+	require.NoError(t, err)
+	require.False(t, ok)
+	require.Contains(t, out.String(), "member H1: a card of the member is not in the member index")
+}

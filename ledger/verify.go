@@ -376,6 +376,14 @@ func (l *Ledger) verifyTx(tx *bolt.Tx, w io.Writer) bool {
 		if c.member.Tier != r.member.Tier {
 			brk("member %s: cached tier %q, entries give %q", id, c.member.Tier, r.member.Tier)
 		}
+		for _, t := range c.member.CardTokens {
+			if ixOwner(tx, ixCard, t) == nil {
+				brk("member %s: a card of the member is not in the member index", id)
+			}
+		}
+		if m := c.member.Mobile; m != "" && ixOwner(tx, ixMobile, m) == nil {
+			brk("member %s: the mobile is not in the member index", id)
+		}
 		c.ensureLots()
 		if c.err != nil {
 			brk("member %s: %v", id, c.err)
