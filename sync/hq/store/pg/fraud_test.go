@@ -1,0 +1,42 @@
+package pg_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+)
+
+// TestFraudQueriesUseIndexes: the month's enrolments and the lookups by
+// mobile and card token can be read by index (sequential scans off, so the
+// plan shows what the planner can use on a table of any size), never by
+// reading every member.
+func TestFraudQueriesUseIndexes(t *testing.T) {
+	st := open(t)
+	ctx := t.Context()
+	plan := func(q string, args ...any) string {
+		var out []string
+		err := pgx.BeginFunc(ctx, st.Pool(), func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
+				return err
+			}
+			rows, err := tx.Query(ctx, "EXPLAIN "+q, args...)
+			if err != nil {
+				return err
+			}
+			out, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			return err
+		})
+		require.NoError(t, err)
+		return strings.Join(out, "\n")
+	}
+	p := plan(`SELECT member_id FROM fraud_enrolments WHERE month = $1 AND month <> ''`, "2026-02")
+	require.Contains(t, p, "fraud_enrolments_month", p)
+	p = plan(`SELECT member_id FROM fraud_enrolments WHERE mobile = ANY($1::text[]) OR card_tokens && $2::text[]`,
+		[]string{"13800001234"}, []string{"tok"})
+	require.Contains(t, p, "fraud_enrolments_mobile", p)
+	require.Contains(t, p, "fraud_enrolments_cards", p)
+	p = plan(`SELECT sales FROM fraud_cashier_months WHERE month = $1`, "2026-02")
+	require.Contains(t, p, "fraud_cashier_months_pkey", p)
+}
