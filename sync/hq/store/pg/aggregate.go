@@ -229,29 +229,26 @@ func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entr
 		})
 		return err
 	})
-	if len(seqs) > 0 {
-		// A sale archived with its month is read from what the archive
-		// kept of it (archived_sales).
-		b.Queue(`SELECT e.body FROM entries e JOIN unnest($1::text[], $2::text[], $3::int8[]) AS u(store, till, seq)
-			ON e.store = u.store AND e.till = u.till AND e.seq = u.seq WHERE e.kind = 'sale'
-			UNION ALL SELECT a.body FROM archived_sales a JOIN unnest($1::text[], $2::text[], $3::int8[]) AS u(store, till, seq)
-			ON a.store = u.store AND a.till = u.till AND a.seq = u.seq`, stores, tills, seqs).Query(func(rows pgx.Rows) error {
-			var raw []byte
-			_, err := pgx.ForEachRow(rows, []any{&raw}, func() error {
-				var e entry.Entry
-				if err := json.Unmarshal(raw, &e); err != nil || e.Sale == nil {
-					return err
-				}
-				s := f.Sales[e.ID()]
-				if s == nil {
-					s = &hq.SaleFact{}
-					f.Sales[e.ID()] = s
-				}
-				cfg.See(s, &e)
-				return nil
-			})
-			return err
+	seeSales := func(rows pgx.Rows) error {
+		var raw []byte
+		_, err := pgx.ForEachRow(rows, []any{&raw}, func() error {
+			var e entry.Entry
+			if err := json.Unmarshal(raw, &e); err != nil || e.Sale == nil {
+				return err
+			}
+			s := f.Sales[e.ID()]
+			if s == nil {
+				s = &hq.SaleFact{}
+				f.Sales[e.ID()] = s
+			}
+			cfg.See(s, &e)
+			return nil
 		})
+		return err
+	}
+	if len(seqs) > 0 {
+		// Recent months and archived sales first (partition.go).
+		b.Queue(recentSalesSQL, stores, tills, seqs, recentFrom()).Query(seeSales)
 	}
 	if len(members) > 0 {
 		readHeads(b, members)
@@ -260,6 +257,13 @@ func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entr
 	readVisits(b, cfg.VisitWindows(es, nil))
 	if err := q.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
+	}
+	if st, tl, sq := unseen(f.Sales, stores, tills, seqs); len(sq) > 0 {
+		b := &pgx.Batch{}
+		b.Queue(allSalesSQL, st, tl, sq).Query(seeSales)
+		if err := q.SendBatch(ctx, b).Close(); err != nil {
+			return nil, err
+		}
 	}
 	var more []string
 	for _, id := range hq.AggMemberIDs(es, f.Sales) {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"posagent/sync/hq"
 )
 
 // Entries are partitioned by the month received, UTC (migration 7). hq
@@ -89,4 +91,33 @@ func (s *Store) partitionMissing(ctx context.Context, err error, t time.Time) bo
 	}
 	s.months.Delete(monthOf(t))
 	return s.ensurePartitions(ctx, t) == nil
+}
+
+// The sale entries refunds and voids reverse are read by id, which does
+// not say the month received: a lookup over every partition plans and
+// opens each of them. So it looks among the months a refund is likely to
+// follow its sale by first (this month and the last, pruned when planned)
+// and what archiving kept, and over every month only for the ids not found
+// there (a refund long after its sale, or one that came before it).
+const (
+	recentSalesSQL = `SELECT e.body FROM entries e JOIN unnest($1::text[], $2::text[], $3::int8[]) AS u(store, till, seq)
+	ON e.store = u.store AND e.till = u.till AND e.seq = u.seq WHERE e.kind = 'sale' AND e.received_at >= $4
+	UNION ALL SELECT a.body FROM archived_sales a JOIN unnest($1::text[], $2::text[], $3::int8[]) AS u(store, till, seq)
+	ON a.store = u.store AND a.till = u.till AND a.seq = u.seq`
+	allSalesSQL = `SELECT e.body FROM entries e JOIN unnest($1::text[], $2::text[], $3::int8[]) AS u(store, till, seq)
+	ON e.store = u.store AND e.till = u.till AND e.seq = u.seq WHERE e.kind = 'sale'`
+)
+
+// recentFrom is where recentSalesSQL looks from: the start of last month.
+func recentFrom() time.Time { return monthOf(time.Now()).AddDate(0, -1, 0) }
+
+// unseen are the ids (as store, till, seq) whose sale entry is not in
+// sales yet.
+func unseen(sales map[string]*hq.SaleFact, stores, tills []string, seqs []int64) (ss, ts []string, qs []int64) {
+	for i := range seqs {
+		if s := sales[fmt.Sprintf("%s/%s/%d", stores[i], tills[i], seqs[i])]; s == nil || !s.Seen {
+			ss, ts, qs = append(ss, stores[i]), append(ts, tills[i]), append(qs, seqs[i])
+		}
+	}
+	return ss, ts, qs
 }
