@@ -165,6 +165,16 @@ func Run(ctx context.Context, log *slog.Logger, r Runner) error {
 		defer stop()
 		return r(ctx, func(string) {})
 	}
+	// The config's default data directory follows %ProgramData%, and so does
+	// the MSI's [CommonAppDataFolder], through the known folder. Under Wine
+	// the service manager hands its services ProgramData=C:\users\Public
+	// while the folder is C:\ProgramData, so the agent would keep its ledger
+	// apart from the installed config; the known folder settles it.
+	if p, err := windows.KnownFolderPath(windows.FOLDERID_ProgramData, 0); err == nil && p != "" {
+		if err := os.Setenv("ProgramData", p); err != nil {
+			log.Warn("could not set ProgramData", "path", p, "err", err)
+		}
+	}
 	h := &handler{ctx: ctx, run: r, log: log}
 	if err := svc.Run(Name, h); err != nil {
 		return fmt.Errorf("run as a Windows service: %w", err)

@@ -81,6 +81,20 @@ func build(ctx context.Context, root, dir string, t target, st stamp) (built, er
 	return b, nil
 }
 
+// prebuilt takes a posagent.exe built (and signed) elsewhere; its version
+// is whatever it was stamped with.
+func prebuilt(exe, dir string, t target) (built, error) {
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		return built{}, fmt.Errorf("-windows-exe: %w", err)
+	}
+	b := built{target: t, dir: dir, bin: filepath.Join(dir, "posagent.exe"), hid: "prebuilt " + exe}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return b, err
+	}
+	return b, os.WriteFile(b.bin, data, 0o755)
+}
+
 // minGlibc is the newest GLIBC_x.y symbol version the binary imports: the
 // oldest C library it runs with.
 func minGlibc(bin string) (string, error) {

@@ -117,7 +117,7 @@ func tarball(root, out string, b built, st stamp) (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	gz, err := gzip.NewWriterLevel(f, gzip.BestCompression)
+	gz, err := gzip.NewWriterLevel(f, gzip.DefaultCompression)
 	if err != nil {
 		return "", err
 	}

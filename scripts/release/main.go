@@ -31,6 +31,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "dist", "directory for the artifacts (created; existing artifacts of the same names are replaced)")
 	flag.StringVar(&o.version, "version", "", "version to stamp and package (default: git describe --tags --always --dirty)")
 	flag.StringVar(&o.targets, "targets", strings.Join(allTargets, ","), "comma-separated GOOS/GOARCH list to build")
+	flag.StringVar(&o.windowsExe, "windows-exe", "", "package this posagent.exe (e.g. one signed elsewhere) into the .msi instead of building it")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "release: unexpected argument %q (flags only; see -h)\n", flag.Arg(0))
@@ -47,13 +48,14 @@ func main() {
 	for _, a := range arts {
 		fmt.Printf("%-60s %10d bytes\n", a.rel, a.size)
 	}
-	fmt.Printf("%d artifacts and SHA256SUMS in %s (%v)\n", len(arts), o.out, time.Since(started).Round(time.Second))
+	fmt.Printf("%d artifacts and SHA256SUMS in %s (%v)\n", len(arts)-1, o.out, time.Since(started).Round(time.Second))
 }
 
 var allTargets = []string{"linux/amd64", "linux/arm64", "windows/amd64"}
 
 type options struct {
 	out, version, targets string
+	windowsExe            string // prebuilt posagent.exe for the .msi
 }
 
 type artifact struct {
@@ -98,7 +100,12 @@ func run(ctx context.Context, o options) ([]artifact, error) {
 
 	var files []string
 	for _, t := range targets {
-		b, err := build(ctx, root, filepath.Join(work, t.os+"-"+t.arch), t, st)
+		var b built
+		if t.os == "windows" && o.windowsExe != "" {
+			b, err = prebuilt(o.windowsExe, filepath.Join(work, t.os+"-"+t.arch), t)
+		} else {
+			b, err = build(ctx, root, filepath.Join(work, t.os+"-"+t.arch), t, st)
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -9,7 +9,12 @@ import (
 	"path/filepath"
 )
 
-const wxsFile = "scripts/packaging/posagent.wxs"
+const (
+	wxsFile = "scripts/packaging/posagent.wxs"
+	// upgradeCode is the Product UpgradeCode in the .wxs: every posagent
+	// MSI replaces any earlier one.
+	upgradeCode = "{6C2E4B1A-6F0D-4C7E-9B8A-2F51D3A7C9E4}"
+)
 
 // msi builds posagent-VERSION-windows-amd64.msi with wixl, then sets with
 // msibuild what wixl cannot express: the data directory's component is
@@ -49,9 +54,13 @@ func msi(ctx context.Context, root, out string, b built, st stamp) (string, erro
 		upgradeMigrate     = 1   // msidbUpgradeAttributesMigrateFeatures
 		upgradeMaxIncl     = 512 // msidbUpgradeAttributesVersionMaxInclusive
 	)
+	// Attributes is part of the Upgrade table's key, which libmsi does not
+	// update: the row is replaced instead.
 	for _, q := range []string{
 		fmt.Sprintf("UPDATE `Component` SET `Attributes` = %d WHERE `Component` = 'DataDir'", attr64bit|attrPermanent|attrNeverOverwrite),
-		fmt.Sprintf("UPDATE `Upgrade` SET `Attributes` = %d WHERE `ActionProperty` = 'WIX_UPGRADE_DETECTED'", upgradeMigrate|upgradeMaxIncl),
+		"DELETE FROM `Upgrade` WHERE `ActionProperty` = 'WIX_UPGRADE_DETECTED'",
+		fmt.Sprintf("INSERT INTO `Upgrade` (`UpgradeCode`, `VersionMax`, `Attributes`, `ActionProperty`) VALUES ('%s', '%s', %d, 'WIX_UPGRADE_DETECTED')",
+			upgradeCode, st.msiVersion, upgradeMigrate|upgradeMaxIncl),
 	} {
 		if err := runIn(ctx, stage, "msibuild", tmp, "-q", q); err != nil {
 			return "", err
