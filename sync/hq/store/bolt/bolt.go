@@ -38,9 +38,9 @@ var (
 	allBuckets = append([][]byte{bCreds, bTokens, bTills, bEntries, bDead, bMembers, bMemData, bMemLog, bPrograms, bMeta}, aggBuckets...)
 )
 
-// schemaVersion 4: KPI member facts as one record per member and month,
-// and entry totals (rebuilt from the entries when an older file is
-// opened); 3: KPI aggregates, built from the stored entries once
+// schemaVersion 4: KPI member facts as visit records per member, store and
+// month (and the chain's per member and month), and entry totals (rebuilt
+// from the entries when an older file is opened); 3: KPI aggregates, built from the stored entries once
 // when an older file is opened; 2: members split into hot and cold parts
 // (1: one JSON record), a version-1 file is migrated on open.
 const schemaVersion = 4
