@@ -506,8 +506,29 @@ func DetectFraud(month, related []EnrolFact, s FraudSettings, asOf time.Time) ma
 			}
 		}
 	}
+	// Candidates by mobile and card token, so each enrolment looks only at
+	// the facts it shares one with.
+	byKey := map[string][]int{}
+	for i, r := range related {
+		if r.Mobile != "" {
+			byKey["m"+r.Mobile] = append(byKey["m"+r.Mobile], i)
+		}
+		for _, t := range r.CardTokens {
+			byKey["c"+t] = append(byKey["c"+t], i)
+		}
+	}
 	for _, f := range month {
-		if e := ReenrolledAfterVoid(f, related); len(e) > 0 {
+		var cand []EnrolFact
+		keys := []string{"m" + f.Mobile}
+		for _, t := range f.CardTokens {
+			keys = append(keys, "c"+t)
+		}
+		for _, k := range keys {
+			for _, i := range byKey[k] {
+				cand = append(cand, related[i])
+			}
+		}
+		if e := ReenrolledAfterVoid(f, cand); len(e) > 0 {
 			fire(f.Member, SignalReenrol)
 			out[f.Member].Earlier = e
 		}
