@@ -65,7 +65,18 @@ type Config struct {
 	// Debounce drops the same token from this device while it repeats
 	// within this window (RFID readers resend while a card lies on them).
 	Debounce time.Duration `yaml:"debounce" json:"debounce"`
+	// PaymentCodes is what becomes of a customer's payment code (WeChat
+	// Pay, Alipay, UnionPay) read by this scanner: "pos" (default) hands it
+	// to the POS of the till, "drop" discards it. Either way it is never
+	// taken for a member code.
+	PaymentCodes string `yaml:"payment_codes" json:"payment_codes"`
 }
+
+// What becomes of payment codes (Config.PaymentCodes).
+const (
+	PaymentCodesPOS  = "pos"
+	PaymentCodesDrop = "drop"
+)
 
 // normalize fills defaults and validates; it returns a copy.
 func (c Config) normalize() (Config, error) {
@@ -94,6 +105,13 @@ func (c Config) normalize() (Config, error) {
 	}
 	if c.Debounce < 0 {
 		return c, fmt.Errorf("debounce %v is negative", c.Debounce)
+	}
+	switch c.PaymentCodes = strings.ToLower(strings.TrimSpace(c.PaymentCodes)); c.PaymentCodes {
+	case "":
+		c.PaymentCodes = PaymentCodesPOS
+	case PaymentCodesPOS, PaymentCodesDrop:
+	default:
+		return c, fmt.Errorf("payment_codes %q unknown; use pos (hand them to the POS) or drop", c.PaymentCodes)
 	}
 	keyboard := false
 	switch c.Transport {

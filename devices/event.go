@@ -11,9 +11,12 @@ const (
 	KindData   = "data"
 	KindError  = "error"
 	KindStatus = "status"
+	// KindPayment: a customer's payment code was scanned (Payment).
+	KindPayment = "payment"
 )
 
-// Event is one thing a device did. Exactly one of Data, Error, Status is set.
+// Event is one thing a device did. Exactly one of Data, Error, Status,
+// Payment is set.
 type Event struct {
 	Device string    // Config.Name
 	Till   string    // the till the device belongs to
@@ -22,6 +25,20 @@ type Event struct {
 	Data   *Data
 	Error  *Error
 	Status *Status
+	// Payment is a payment code; it never becomes Data (no token, no
+	// hash, no member lookup).
+	Payment *Payment
+}
+
+// Payment is a customer's payment code read by a scanner. Code prints as
+// its scheme only (decode.PayCode); it is the zero PayCode when the
+// device's payment_codes setting is drop, so the digits leave the device
+// layer only for the POS.
+type Payment struct {
+	Scheme    decode.PayScheme
+	Code      decode.PayCode
+	Dropped   bool   // payment_codes: drop
+	Symbology string // barcode symbology, when the scanner names it
 }
 
 // Data is a good read. It never holds a full card number or track:

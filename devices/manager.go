@@ -460,6 +460,12 @@ func (d *device) frame(ctx context.Context, f []byte, c chunk, first time.Time) 
 	at := c.at
 	rd, err := d.decode(f)
 	if err == nil {
+		// Before the card rule: a payment code must never be hashed,
+		// looked up or reported as a card that no member holds.
+		if pc, ok := decode.PayCodeOf(rd); ok {
+			d.payment(ctx, rd, pc, c)
+			return
+		}
 		var tok string
 		if tok, err = d.cfg.Rule.Token(rd); err == nil {
 			d.deliver(ctx, rd, tok, len(f), c, first)
@@ -504,5 +510,31 @@ func (d *device) deliver(ctx context.Context, rd decode.Read, tok string, rawLen
 	d.m.log.Debug("read", "device", d.cfg.Name, "kind", rd.Kind, "token", data.Masked)
 	e := d.event(KindData, c.at)
 	e.Data = data
+	d.m.emit(ctx, e)
+}
+
+// payment hands a payment code on (or, with payment_codes: drop, only the
+// fact that one was read). Logs carry the scheme, never the digits.
+func (d *device) payment(ctx context.Context, rd decode.Read, pc decode.PayCode, c chunk) {
+	// The same phone held under a presentation scanner is read again and
+	// again; the debounce key is keyed like a card token and kept in
+	// memory only.
+	hash := tokenHash(d.key, "payment:"+pc.Reveal())
+	if d.cfg.Debounce > 0 && hash == d.lastHash && c.at.Sub(d.lastAt) < d.cfg.Debounce {
+		d.lastAt = c.at
+		return
+	}
+	d.lastHash, d.lastAt = hash, c.at
+	d.m.count(d.cfg.Name, true, c.at)
+	p := &Payment{Scheme: pc.Scheme(), Code: pc, Symbology: rd.Symbology}
+	if p.Symbology == "" {
+		p.Symbology = c.symbology
+	}
+	if d.cfg.PaymentCodes == PaymentCodesDrop {
+		p.Code, p.Dropped = decode.PayCode{}, true
+	}
+	d.m.log.Info("payment code read", "device", d.cfg.Name, "scheme", string(p.Scheme), "dropped", p.Dropped)
+	e := d.event(KindPayment, c.at)
+	e.Payment = p
 	d.m.emit(ctx, e)
 }

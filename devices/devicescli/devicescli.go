@@ -331,6 +331,9 @@ func render(e devices.Event, start time.Time) string {
 		return fmt.Sprintf("%s\tREAD\t%s\t%s\thash=%s…\t%dB in %s\tdelivered +%s", head, what, d.Masked, d.TokenHash[:12], d.RawLen, d.Duration.Round(time.Microsecond), time.Since(e.At).Round(time.Microsecond))
 	case e.Error != nil:
 		return fmt.Sprintf("%s\tERROR\t%s\t%s\t→ %s", head, e.Error.Code, e.Error.Message, dash(e.Error.Hint))
+	case e.Payment != nil:
+		// A payment code is a bearer credential: its scheme only.
+		return fmt.Sprintf("%s\tPAYMENT\t%s\t(code not shown)", head, e.Payment.Scheme)
 	case e.Status != nil:
 		st := "OFFLINE"
 		if e.Status.Online {
