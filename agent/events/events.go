@@ -23,6 +23,12 @@ const (
 	TypeSync        = "sync"         // the HQ sync state changed
 	TypeReset       = "reset"        // the events after the client's Last-Event-ID are gone: refresh state
 	TypeResume      = "resume"       // the client fell behind: reconnect with Last-Event-ID
+	// TypePaymentCode carries a customer's payment code to the POS of the
+	// till (PublishLive): never kept in the ring, never sent to a page.
+	TypePaymentCode = "payment_code"
+	// TypePaymentCodeRead tells the till's clients that a payment code was
+	// read, and whether a POS took it; without the code.
+	TypePaymentCodeRead = "payment_code_read"
 )
 
 // Event is one record of the stream. Data is encoded once when published.
@@ -76,6 +82,7 @@ type Sub struct {
 	C       <-chan Event
 	c       chan Event
 	till    string
+	pos     bool // the POS software (API token), not a cashier page
 	dropped bool
 	// Start is the newest id when the subscription began: the resume
 	// point for a client that has received nothing yet.
@@ -123,6 +130,42 @@ func (h *Hub) Publish(typ, till string, data any) (Event, error) {
 	return e, nil
 }
 
+// PublishLive offers an event only to the POS subscribers of till (those
+// that subscribed with exactly that till) connected now, and keeps nothing:
+// it is not in the ring, so no resume or replay hands it out again, and a
+// page's subscription never sees it. It takes an id like any event, so a
+// client's Last-Event-ID stays a valid resume point. delivered is how many
+// subscribers took it; 0 when no POS of the till is connected.
+func (h *Hub) PublishLive(typ, till string, data any) (delivered int, err error) {
+	if till == "" {
+		return 0, fmt.Errorf("events: %s needs a till", typ)
+	}
+	raw, err := json.Marshal(data)
+	if err != nil {
+		// The error names the type only: the data is a credential.
+		return 0, fmt.Errorf("events: encoding %s failed", typ)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.next++
+	e := Event{ID: h.next, Type: typ, Till: till, At: h.now().UTC(), Data: raw}
+	e.encode()
+	for s := range h.subs {
+		if !s.pos || s.till != till {
+			continue
+		}
+		select {
+		case s.c <- e:
+			delivered++
+		default:
+			s.dropped = true
+			delete(h.subs, s)
+			close(s.c)
+		}
+	}
+	return delivered, nil
+}
+
 // LastID is the id of the newest event (or the starting point when none
 // was published yet).
 func (h *Hub) LastID() uint64 {
@@ -136,11 +179,21 @@ func (h *Hub) LastID() uint64 {
 // the ring are returned as backlog; gap is true when some of them are gone
 // (the client must refresh its state). Without resume only new events come.
 func (h *Hub) Subscribe(till string, after uint64, resume bool, buf int) (s *Sub, backlog []Event, gap bool) {
+	return h.subscribe(till, false, after, resume, buf)
+}
+
+// SubscribePOS is Subscribe for the POS software: it also gets the live
+// events of its till (PublishLive).
+func (h *Hub) SubscribePOS(till string, after uint64, resume bool, buf int) (s *Sub, backlog []Event, gap bool) {
+	return h.subscribe(till, true, after, resume, buf)
+}
+
+func (h *Hub) subscribe(till string, pos bool, after uint64, resume bool, buf int) (s *Sub, backlog []Event, gap bool) {
 	if buf < 1 {
 		buf = 1
 	}
 	c := make(chan Event, buf)
-	s = &Sub{C: c, c: c, till: till}
+	s = &Sub{C: c, c: c, till: till, pos: pos}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if resume {

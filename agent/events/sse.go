@@ -13,6 +13,9 @@ type SSEOptions struct {
 	Heartbeat    time.Duration // comment line sent when idle, keeps proxies open (default 15 s)
 	WriteTimeout time.Duration // a client that does not take a write in this time is dropped (default 10 s)
 	Retry        time.Duration // reconnect delay suggested to EventSource clients (default 1 s)
+	// POS tells whether a request comes from the POS software, which also
+	// gets the live events of its till (Hub.PublishLive); nil: none does.
+	POS func(*http.Request) bool
 }
 
 // Handler serves GET /v1/events?till=T as text/event-stream. A client
@@ -54,7 +57,11 @@ func (h *Hub) Handler(o SSEOptions) http.Handler {
 			}
 			after, resume = v, true
 		}
-		sub, backlog, gap := h.Subscribe(till, after, resume, o.Buffer)
+		subscribe := h.Subscribe
+		if o.POS != nil && o.POS(r) {
+			subscribe = h.SubscribePOS
+		}
+		sub, backlog, gap := subscribe(till, after, resume, o.Buffer)
 		defer h.Unsubscribe(sub)
 
 		rc := http.NewResponseController(w)
