@@ -184,7 +184,8 @@ func (s *Server) routes() {
 	s.mux.Handle("POST /v1/cashiers/{id}/disable", auth(http.HandlerFunc(s.disableCashier)))
 	s.mux.Handle("POST /v1/cashiers/{id}/enable", auth(http.HandlerFunc(s.enableCashier)))
 	s.mux.Handle("POST /v1/cashiers/{id}/pin", auth(http.HandlerFunc(s.setPIN)))
-	s.mux.Handle("GET /v1/events", auth(s.o.Hub.Handler(events.SSEOptions{})))
+	// Only the POS (API token) gets payment codes; a cashier page never.
+	s.mux.Handle("GET /v1/events", auth(s.o.Hub.Handler(events.SSEOptions{POS: func(r *http.Request) bool { return principalOf(r).pos }})))
 	s.mux.Handle("GET /v1/status", auth(http.HandlerFunc(s.status)))
 	s.mux.Handle("POST /v1/members/lookup", auth(http.HandlerFunc(s.lookup)))
 	s.mux.Handle("GET /v1/members", auth(http.HandlerFunc(s.membersQuery)))
