@@ -107,7 +107,7 @@ func New(cfg config.Config, log *slog.Logger) (a *Agent, err error) {
 		for _, d := range cfg.Devices {
 			tills = append(tills, d.Till)
 		}
-		a.dev, err = devices.NewManager(DeviceConfigs(cfg), key, log.With("component", "devices"))
+		a.dev, err = devices.NewManager(DeviceConfigs(cfg), key, log.With("component", "devices"), deviceOptions...)
 		if err != nil {
 			return nil, err
 		}

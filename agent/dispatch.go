@@ -39,6 +39,37 @@ type ReadErrorEvent struct {
 	HintZH  string `json:"hint_zh"` // the same in Chinese
 }
 
+// PaymentCodeEvent is the data of a "payment_code" event: a customer's
+// payment code, for the POS of the till to charge. It is published live
+// only (events.Hub.PublishLive): never kept in the ring, never sent to a
+// cashier page, never logged.
+type PaymentCodeEvent struct {
+	Device    string `json:"device"`
+	Scheme    string `json:"scheme"` // wechat | alipay | unionpay
+	Code      string `json:"code"`   // the digits, as the wallet's "auth_code"
+	Symbology string `json:"symbology,omitempty"`
+}
+
+// String redacts, so the event printed by mistake shows no code.
+func (e PaymentCodeEvent) String() string {
+	return "payment_code device=" + e.Device + " scheme=" + e.Scheme + " code=(redacted)"
+}
+
+// GoString redacts too.
+func (e PaymentCodeEvent) GoString() string { return e.String() }
+
+// PaymentCodeReadEvent is the data of a "payment_code_read" event, kept in
+// the ring for the till's clients (the cashier page among them): that a
+// payment code was read and what became of it, without any of its digits.
+type PaymentCodeReadEvent struct {
+	Device    string `json:"device"`
+	Scheme    string `json:"scheme"`
+	Delivered bool   `json:"delivered"` // a POS of the till took it
+	Dropped   bool   `json:"dropped"`   // payment_codes: drop
+	Message   string `json:"message"`   // what to tell the cashier (English)
+	MessageZH string `json:"message_zh"`
+}
+
 // DeviceEvent is the data of a "device" event: a reader came or went.
 type DeviceEvent struct {
 	Device string `json:"device"`
@@ -46,6 +77,10 @@ type DeviceEvent struct {
 	State  string `json:"state"`
 	Detail string `json:"detail,omitempty"`
 }
+
+// deviceOptions are added to the device manager's options; tests set them
+// to replay recorded HID reports through a real agent.
+var deviceOptions []devices.Option
 
 // dispatch turns reader events into stream events until the manager closes
 // its channel (after ctx is done).
@@ -77,6 +112,8 @@ func (a *Agent) handleDeviceEvent(ev devices.Event) {
 				Message: "the member could not be looked up", Hint: "type the card number, or call support if it repeats",
 				HintZH: "无法查询会员，请手动输入卡号；如反复出现请联系技术支持"})
 		}
+	case ev.Payment != nil:
+		a.handlePayment(ev)
 	case ev.Error != nil:
 		a.metrics.Read(ev.Device, "error")
 		hint, zh := ev.Error.Hint, ev.Error.HintZH
@@ -94,6 +131,37 @@ func (a *Agent) handleDeviceEvent(ev devices.Event) {
 			State: ev.Status.State, Detail: ev.Status.Detail})
 	}
 	if err != nil {
+		a.log.Warn("publishing a reader event", "device", ev.Device, "err", err)
+	}
+}
+
+// handlePayment hands a payment code to the POS of the till only, and
+// tells the till's clients (without the code) what became of it. Nothing
+// here writes the code anywhere: not the ledger, not a log line, not the
+// metrics (their labels are the device and "payment_code"), not the ring.
+func (a *Agent) handlePayment(ev devices.Event) {
+	p := ev.Payment
+	a.metrics.Read(ev.Device, "payment_code")
+	read := PaymentCodeReadEvent{Device: ev.Device, Scheme: string(p.Scheme), Dropped: p.Dropped}
+	if !p.Dropped && p.Code.Valid() {
+		n, err := a.hub.PublishLive(events.TypePaymentCode, ev.Till, PaymentCodeEvent{Device: ev.Device,
+			Scheme: string(p.Scheme), Code: p.Code.Reveal(), Symbology: p.Symbology})
+		if err != nil {
+			a.log.Warn("handing a payment code to the POS", "device", ev.Device, "scheme", string(p.Scheme), "err", err)
+		}
+		read.Delivered = n > 0
+	}
+	switch {
+	case read.Delivered:
+		read.Message, read.MessageZH = "payment code sent to the POS — finish the payment there", "付款码已发送到收银系统，请在收银系统完成收款"
+	case p.Dropped:
+		read.Message, read.MessageZH = "payment code read — this scanner does not take payments; charge it in the POS", "已读取付款码，本扫码枪不用于收款，请在收银系统扫码收款"
+	default:
+		read.Message, read.MessageZH = "payment code read — charge it in the POS", "已读取付款码，请在收银系统收款"
+	}
+	a.log.Info("payment code read", "device", ev.Device, "till", ev.Till, "scheme", string(p.Scheme),
+		"delivered", read.Delivered, "dropped", read.Dropped)
+	if _, err := a.hub.Publish(events.TypePaymentCodeRead, ev.Till, read); err != nil {
 		a.log.Warn("publishing a reader event", "device", ev.Device, "err", err)
 	}
 }

@@ -105,6 +105,9 @@ type Device struct {
 	Layout      string        `yaml:"layout"`
 	HIDReport   string        `yaml:"hid_report"`
 	Debounce    time.Duration `yaml:"debounce"`
+	// PaymentCodes: pos (default) hands a customer's payment code scanned
+	// here to the POS of the till; drop discards it (docs/devices.md).
+	PaymentCodes string `yaml:"payment_codes"`
 }
 
 // HQ is the central server; empty URL means no sync (standalone till).
@@ -502,6 +505,11 @@ func (c Config) Validate() error {
 		}
 		if d.Debounce < 0 || d.Framer.Gap < 0 {
 			bad(p+".debounce", "durations must not be negative")
+		}
+		switch strings.ToLower(strings.TrimSpace(d.PaymentCodes)) {
+		case "", "pos", "drop":
+		default:
+			bad(p+".payment_codes", "%q: use pos (hand payment codes to the POS) or drop", d.PaymentCodes)
 		}
 	}
 	if c.HQ.URL != "" {
