@@ -134,6 +134,11 @@ func run(path string) ([]byte, error) {
 			b.WriteString("\n")
 			continue
 		}
+		if pc, ok := decode.PayCodeOf(rd); ok {
+			// As the device manager does: no card rule, no digits.
+			fmt.Fprintf(&b, "  %v symbology=%q, not a member code\n", pc, rd.Symbology)
+			continue
+		}
 		fmt.Fprintf(&b, "  read %v\n", rd)
 		if rl == nil {
 			continue
