@@ -36,7 +36,8 @@ func TestPageSignInLockoutSupervisorIdleInChromium(t *testing.T) {
 		c.Cashiers.AllowPOSWithoutCashier = false
 		c.Cashiers.MaxPINTries = 3
 		c.Cashiers.Lockout = time.Hour
-		c.Cashiers.IdleTimeout = 4 * time.Second
+		// Long enough for the steps before the idle wait on a loaded machine.
+		c.Cashiers.IdleTimeout = 15 * time.Second
 	})
 	addCashier(t, rn, "c1", staff.RoleCashier, "1357")
 	addCashier(t, rn, "c2", staff.RoleCashier, "2468")
