@@ -533,7 +533,7 @@ func (d *device) payment(ctx context.Context, rd decode.Read, pc decode.PayCode,
 	if d.cfg.PaymentCodes == PaymentCodesDrop {
 		p.Code, p.Dropped = decode.PayCode{}, true
 	}
-	d.m.log.Info("payment code read", "device", d.cfg.Name, "scheme", string(p.Scheme), "dropped", p.Dropped)
+	d.m.log.Debug("payment code read", "device", d.cfg.Name, "scheme", string(p.Scheme), "dropped", p.Dropped)
 	e := d.event(KindPayment, c.at)
 	e.Payment = p
 	d.m.emit(ctx, e)
