@@ -35,6 +35,7 @@
       enrolled: '入会成功', remove: '删', noCoupons: '无可用券', until: '有效期至', off: '减',
       from: '满', notFound: '未找到会员', readError: '读卡失败',
       removeLine: '删除', swipeAgain: '请重新刷卡',
+      paymentCode: '已读取付款码，请在收银系统收款',
     },
     en: {
       title: 'Member desk', stream: 'live link', member: 'Member',
@@ -61,6 +62,7 @@
       enrolled: 'Enrolled', remove: 'x', noCoupons: 'no usable coupons', until: 'until', off: 'off',
       from: 'from', notFound: 'No member found', readError: 'Read failed',
       removeLine: 'remove', swipeAgain: 'Swipe the card again',
+      paymentCode: 'Payment code read — charge it in the POS',
     },
   };
   let lang = localStorage.getItem('posagent.lang') || (new URLSearchParams(location.search).get('lang')) || 'zh';
@@ -539,6 +541,11 @@
         break;
       case 'read_error':
         say(t('readError') + ': ' + ((lang === 'zh' ? d.hint_zh : d.hint) || d.hint || t('swipeAgain')), 'error');
+        break;
+      case 'payment_code_read':
+        // A customer's payment code, not a member: the page never gets
+        // the digits, only where the payment goes on.
+        say((lang === 'zh' ? d.message_zh : d.message) || t('paymentCode'), 'warn');
         break;
       case 'device':
       case 'sync':
