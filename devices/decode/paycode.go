@@ -95,7 +95,9 @@ func PayCodeOf(rd Read) (PayCode, bool) {
 //   - Alipay: 16–24 digits beginning 25–30 (Alipay alipay.trade.pay,
 //     "auth_code": 25~30开头的长度为16~24位的数字);
 //   - UnionPay: 19 digits beginning 62 (UnionPay QR code payment, C2B
-//     付款码: 62开头的19位数字).
+//     付款码: 62开头的19位数字; UnionPay's QR specification is given to
+//     acquirers, not published: check it against the acquirer's API
+//     documentation when adding a scheme or length).
 //
 // Anything else, including a near miss (17 digits beginning 13, a space or
 // a letter in the digits), is not a payment code.
