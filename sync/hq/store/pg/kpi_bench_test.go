@@ -123,8 +123,8 @@ func TestKPIBench(t *testing.T) {
 		r.procFull, r.rssFull = proc("2025-06")
 		r.procEmpty, r.rssEmpty = proc("2024-06")
 		results = append(results, r)
-		t.Logf("%d entries: /kpi full month %v, empty month %v, month after %v; heap during the report: peak %d MB, allocated %d KB; hq kpi process %v (peak RSS %d MB), empty %v (%d MB); rows: %d month, %d day, %d facts",
-			n, r.full, r.empty, r.after, r.heapPeak>>20, r.alloc>>10, r.procFull.Round(time.Millisecond), r.rssFull/1024, r.procEmpty.Round(time.Millisecond), r.rssEmpty/1024, r.aggRows, r.dayRows, r.factRow)
+		t.Logf("%d entries: /kpi full month %v, empty month %v, month after %v; heap during the report: peak %d KB, allocated %d KB; hq kpi process %v (peak RSS %d MB), empty %v (%d MB); rows: %d month, %d day, %d facts",
+			n, r.full, r.empty, r.after, r.heapPeak>>10, r.alloc>>10, r.procFull.Round(time.Millisecond), r.rssFull/1024, r.procEmpty.Round(time.Millisecond), r.rssEmpty/1024, r.aggRows, r.dayRows, r.factRow)
 		st.Close()
 		require.NoError(t, drop())
 		cancel()
@@ -132,8 +132,8 @@ func TestKPIBench(t *testing.T) {
 	fmt.Println("KPI report on PostgreSQL (before aggregates: 1.7 s at 100k entries, 15-18 s and HQ RSS 785 MB at 1M)")
 	fmt.Println("entries     full month  empty month  month after  heap peak  allocated  hq kpi process  peak RSS  stored and built in")
 	for _, r := range results {
-		fmt.Printf("%-10d  %10v  %11v  %11v  %6d MB  %6d KB  %14v  %5d MB  %v\n", r.entries, r.full.Round(10*time.Microsecond), r.empty.Round(10*time.Microsecond),
-			r.after.Round(10*time.Microsecond), r.heapPeak>>20, r.alloc>>10, r.procFull.Round(time.Millisecond), r.rssFull/1024, r.rebuild.Round(time.Second))
+		fmt.Printf("%-10d  %10v  %11v  %11v  %6d KB  %6d KB  %14v  %5d MB  %v\n", r.entries, r.full.Round(10*time.Microsecond), r.empty.Round(10*time.Microsecond),
+			r.after.Round(10*time.Microsecond), r.heapPeak>>10, r.alloc>>10, r.procFull.Round(time.Millisecond), r.rssFull/1024, r.rebuild.Round(time.Second))
 	}
 	first, last := results[0], results[len(results)-1]
 	maxRSS := int64(0)
