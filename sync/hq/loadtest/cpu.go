@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -92,11 +91,5 @@ func boxCPU() time.Duration {
 	return time.Duration(busy) * time.Second / clockTick
 }
 
-// selfCPU is this process's user+system time.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+// selfCPU is this process's user+system time (0 where there is no /proc).
+func selfCPU() time.Duration { return procCPU(os.Getpid(), false) }
