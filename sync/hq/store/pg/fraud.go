@@ -15,8 +15,9 @@ import (
 
 // Enrolment facts for the fraud signals (migration 9): ingest queues two
 // upserts into its last pipeline, so they cost no round trip of their own.
-// Rows are upserted in member (and month, store, cashier) order, the same
-// in every transaction, so concurrent uploads never deadlock on them.
+// Member rows are upserted in member order, the same in every transaction,
+// so concurrent uploads never deadlock on them; cashier counts are per till,
+// which uploads one batch at a time, so uploads never wait on them.
 
 var _ hq.FraudStore = (*Store)(nil)
 
@@ -71,14 +72,14 @@ ON CONFLICT (member_id) DO UPDATE SET
 const fraudTake = `(excluded.month <> '' AND (f.month = '' OR excluded.at < f.at OR (excluded.at = f.at AND
     (excluded.store COLLATE "C", excluded.till COLLATE "C", excluded.seq) < (f.store COLLATE "C", f.till COLLATE "C", f.seq))))`
 
-const fraudCountSQL = `INSERT INTO fraud_cashier_months AS c (month, store, cashier, sales, voids)
-SELECT x.month, x.store, x.cashier, x.sales, x.voids
+const fraudCountSQL = `INSERT INTO fraud_cashier_months AS c (month, store, cashier, till, sales, voids)
+SELECT x.month, x.store, x.cashier, $2, x.sales, x.voids
 FROM jsonb_to_recordset($1::jsonb) AS x(month text, store text, cashier text, sales bigint, voids bigint)
 ORDER BY x.month COLLATE "C", x.store COLLATE "C", x.cashier COLLATE "C"
-ON CONFLICT (month, store, cashier) DO UPDATE SET sales = c.sales + excluded.sales, voids = c.voids + excluded.voids`
+ON CONFLICT (month, store, cashier, till) DO UPDATE SET sales = c.sales + excluded.sales, voids = c.voids + excluded.voids`
 
-// queueFraud queues the entries' fact changes into out.
-func queueFraud(out *pgx.Batch, es []entry.Entry) error {
+// queueFraud queues the fact changes of the entries of till into out.
+func queueFraud(out *pgx.Batch, till string, es []entry.Entry) error {
 	if len(es) == 0 {
 		return nil
 	}
@@ -104,15 +105,15 @@ func queueFraud(out *pgx.Batch, es []entry.Entry) error {
 		if err != nil {
 			return err
 		}
-		out.Queue(fraudCountSQL, string(b))
+		out.Queue(fraudCountSQL, string(b), till)
 	}
 	return nil
 }
 
 // fraudNow applies the entries' fact changes through q at once.
-func fraudNow(ctx context.Context, q querier, es []entry.Entry) error {
+func fraudNow(ctx context.Context, q querier, till string, es []entry.Entry) error {
 	b := &pgx.Batch{}
-	if err := queueFraud(b, es); err != nil {
+	if err := queueFraud(b, till, es); err != nil {
 		return err
 	}
 	if b.Len() == 0 {
@@ -153,7 +154,8 @@ func (s *Store) FraudMonth(ctx context.Context, month string) ([]hq.EnrolFact, [
 	if err != nil {
 		return nil, nil, err
 	}
-	rows, err = s.pool.Query(ctx, `SELECT month, store, cashier, sales, voids FROM fraud_cashier_months WHERE month = $1`, month)
+	rows, err = s.pool.Query(ctx, `SELECT month, store, cashier, sum(sales)::bigint, sum(voids)::bigint FROM fraud_cashier_months
+		WHERE month = $1 GROUP BY month, store, cashier`, month)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -204,7 +206,7 @@ func (s *Store) FraudDump(ctx context.Context) (*hq.FraudFacts, error) {
 	for i := range facts {
 		d.Members[facts[i].Member] = &facts[i]
 	}
-	rows, err = s.pool.Query(ctx, `SELECT month, store, cashier, sales, voids FROM fraud_cashier_months`)
+	rows, err = s.pool.Query(ctx, `SELECT month, store, cashier, sales, voids FROM fraud_cashier_months`) // AddCounts sums the tills
 	if err != nil {
 		return nil, err
 	}

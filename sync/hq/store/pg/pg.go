@@ -461,7 +461,7 @@ func ingest(ctx context.Context, q querier, b hq.Batch, own bool, pre *prepared,
 	if err := foldAgg(ctx, q, aggCfg, pre.es, b.Store+"/"+b.Till, false, last); err != nil {
 		return wire.Ack{}, err
 	}
-	if err := queueFraud(last, pre.es); err != nil {
+	if err := queueFraud(last, b.Till, pre.es); err != nil {
 		return wire.Ack{}, err
 	}
 	for _, d := range fresh {
@@ -661,7 +661,7 @@ func (s *Store) ResolveDeadLetter(ctx context.Context, store, till string, seq u
 		if err := foldNow(ctx, tx, []entry.Entry{e}, store+"/"+till); err != nil {
 			return err
 		}
-		if err := fraudNow(ctx, tx, []entry.Entry{e}); err != nil {
+		if err := fraudNow(ctx, tx, till, []entry.Entry{e}); err != nil {
 			return err
 		}
 		err = applyDeltas(ctx, tx, &pgx.Batch{}, ds, false)

@@ -25,14 +25,16 @@ CREATE INDEX fraud_enrolments_mobile ON fraud_enrolments (mobile);
 CREATE INDEX fraud_enrolments_cards ON fraud_enrolments USING gin (card_tokens);
 
 -- Sales and voids each cashier rang per store-local month, shown beside
--- their enrolments.
+-- their enrolments. One row per till as well: a till's uploads take turns
+-- (its tills row is locked), so no two uploads wait on one counter row.
 CREATE TABLE fraud_cashier_months (
     month   text   NOT NULL,
     store   text   NOT NULL,
     cashier text   NOT NULL,
+    till    text   NOT NULL,
     sales   bigint NOT NULL DEFAULT 0,
     voids   bigint NOT NULL DEFAULT 0,
-    PRIMARY KEY (month, store, cashier)
+    PRIMARY KEY (month, store, cashier, till)
 );
 
 -- backfill: the same facts from the entries stored so far.
@@ -57,10 +59,10 @@ GROUP BY member_id
 ON CONFLICT (member_id) DO UPDATE SET first_sale = excluded.first_sale, sales = excluded.sales,
     first_void = excluded.first_void, voids = excluded.voids;
 
-INSERT INTO fraud_cashier_months (month, store, cashier, sales, voids)
+INSERT INTO fraud_cashier_months (month, store, cashier, till, sales, voids)
 SELECT CASE WHEN body->>'local' ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T' THEN left(body->>'local', 7)
             ELSE to_char(at AT TIME ZONE 'UTC', 'YYYY-MM') END AS month,
-    store, coalesce(body->>'cashier', '') AS cashier,
+    store, coalesce(body->>'cashier', '') AS cashier, till,
     count(*) FILTER (WHERE kind = 'sale'), count(*) FILTER (WHERE kind = 'void')
 FROM entries WHERE kind IN ('sale', 'void')
-GROUP BY 1, 2, 3;
+GROUP BY 1, 2, 3, 4;
