@@ -204,6 +204,9 @@ admin's has posagent:admin:<name>. Otherwise HQ answers 403.`,
 			if bodyTimeout <= 0 || maxPerStore <= 0 || maxInFlight <= 0 {
 				return errors.New("--body-timeout, --max-per-store and --max-inflight must be above 0")
 			}
+			if err := fraudSet.Validate(); err != nil {
+				return fmt.Errorf("fraud thresholds (--fraud-*): %w", err)
+			}
 			log := slog.New(slog.NewJSONHandler(f.errw, nil))
 			st, err := f.openStore(ctx)
 			if err != nil {
