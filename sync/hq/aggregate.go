@@ -225,11 +225,17 @@ type SaleFact struct {
 	Voided   bool   `json:"voided,omitempty"`
 }
 
-// Keep reports whether the fact can still change a figure: a member sale,
-// one that moved points, or reversals whose sale has not arrived yet.
-// Stores keep only these.
+// Keep reports whether a store keeps the fact: a member sale, one that
+// moved points, reversals whose sale has not arrived yet, and reversals of
+// any sale. The last are kept even for a walk-in sale that gave no points,
+// whose reversals change no figure (saleContrib): a store cannot always
+// tell whether such a sale has arrived (bbolt finds entries only in upload
+// order; an archived walk-in sale leaves no trace in PostgreSQL), so it
+// must keep their reversals as it keeps those of a sale still to come, and
+// a recomputation keeps them too, to hold exactly what the stores hold
+// whatever order the entries came in.
 func (f *SaleFact) Keep() bool {
-	return !f.Seen || f.Member != "" || f.Earned != 0 || f.Redeem != 0
+	return !f.Seen || f.Member != "" || f.Earned != 0 || f.Redeem != 0 || f.HasReversal()
 }
 
 // HasReversal reports whether a refund or void of the sale is known.
@@ -264,9 +270,9 @@ func (c AggConfig) saleContrib(f *SaleFact, d AggDelta, sign int64) {
 		return
 	}
 	sk := AggKey{Scope: ScopeStore, Store: f.Store, Day: f.Day}
-	issued := f.Earned - f.Reversed
+	issued := left(f.Earned, f.Reversed)
 	d.add(sk, AggPointsIssued, sign*issued)
-	d.add(sk, AggPointsRedeemed, sign*(f.Redeem-f.Restored))
+	d.add(sk, AggPointsRedeemed, sign*left(f.Redeem, f.Restored))
 	if issued != 0 {
 		d.add(AggKey{Scope: ScopeCashier, Store: f.Store, Cashier: f.Cashier, Day: f.Day}, AggPointsIssued, sign*issued)
 	}
@@ -275,6 +281,14 @@ func (c AggConfig) saleContrib(f *SaleFact, d AggDelta, sign int64) {
 		d.add(sk, AggMemberAmount, sign*(f.Due-f.Refunded))
 	}
 }
+
+// left is what remains of given points after back of them were given
+// back: never below none, since refunds cannot take back more than their
+// sale moved. A till never writes more; bounding it also makes the
+// reversals of a sale that moved no points contribute nothing, so a store
+// that cannot tell whether that sale has arrived (Keep) still holds the
+// figures a recomputation gives.
+func left(given, back int64) int64 { return given - min(back, given) }
 
 // Visit is a day a member bought, with the number of visits that day.
 type Visit struct {
