@@ -266,12 +266,14 @@ func addTotals(b *bbolt.Bucket, d map[string]*hq.TotalSums) error {
 	return nil
 }
 
-// upgradeAggregates brings the aggregates of a file of schema n (1..3) to
-// this one: schema 3 kept each member's visits in its fact and had no entry
-// totals; older ones had no aggregates. They are rebuilt from the entries
-// (with the configuration the file's rows were built with).
+// upgradeAggregates brings the aggregates of a file of schema n (1..4) to
+// this one: schema 4 dropped the reversals of walk-in sales that arrived
+// with or before their sale and took back whatever points a refund named;
+// schema 3 kept each member's visits in its fact and had no entry totals;
+// older ones had no aggregates. They are rebuilt from the entries (with the
+// configuration the file's rows were built with).
 func upgradeAggregates(tx *bbolt.Tx, n uint64) error {
-	if n < 1 || n >= 4 {
+	if n < 1 || n >= 5 {
 		return nil
 	}
 	cfg, err := aggConfigTx(tx)

@@ -38,12 +38,14 @@ var (
 	allBuckets = append([][]byte{bCreds, bTokens, bTills, bEntries, bDead, bMembers, bMemData, bMemLog, bPrograms, bMeta}, aggBuckets...)
 )
 
-// schemaVersion 4: KPI member facts as visit records per member, store and
-// month (and the chain's per member and month), and entry totals (rebuilt
+// schemaVersion 5: KPI reversal facts of walk-in sales kept, and refunds
+// taking back at most the points their sale moved (aggregates rebuilt from
+// the entries when an older file is opened); 4: KPI member facts as visit
+// records per member, store and month (and the chain's per member and month), and entry totals (rebuilt
 // from the entries when an older file is opened); 3: KPI aggregates, built from the stored entries once
 // when an older file is opened; 2: members split into hot and cold parts
 // (1: one JSON record), a version-1 file is migrated on open.
-const schemaVersion = 4
+const schemaVersion = 5
 
 // Options tune the store.
 type Options struct {
@@ -103,7 +105,7 @@ func Open(path string, o Options) (*Store, error) {
 				return fmt.Errorf("hq store %s: upgrading members to schema %d: %w", path, schemaVersion, err)
 			}
 		}
-		if n >= 1 && n < 4 {
+		if n >= 1 && n < 5 {
 			if err := upgradeAggregates(tx, n); err != nil {
 				return fmt.Errorf("hq store %s: building KPI aggregates: %w", path, err)
 			}
