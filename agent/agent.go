@@ -377,19 +377,55 @@ func (a *Agent) expireLots(ctx context.Context) {
 type inbox struct{ l *ledger.Ledger }
 
 func (in inbox) ApplyMemberStates(states []wire.MemberState) error {
+	out, err := memberStates(states)
+	if err != nil {
+		return err
+	}
+	return in.l.ApplyMemberStates(out)
+}
+
+// LoadSnapshot takes HQ's member snapshot through the ledger's bulk load
+// (client.SnapshotLoader): a new till onboards several times faster than
+// applying it batch by batch.
+func (in inbox) LoadSnapshot() (client.SnapshotLoad, error) {
+	ld, err := in.l.LoadMembers()
+	if err != nil {
+		return nil, err
+	}
+	return snapshotLoad{ld}, nil
+}
+
+var _ client.SnapshotLoader = inbox{}
+
+// snapshotLoad adapts a ledger.MemberLoad to client.SnapshotLoad.
+type snapshotLoad struct{ ld *ledger.MemberLoad }
+
+func (s snapshotLoad) Add(states []wire.MemberState) error {
+	out, err := memberStates(states)
+	if err != nil {
+		return err
+	}
+	return s.ld.Add(out)
+}
+
+func (s snapshotLoad) Finish() error { return s.ld.Finish() }
+func (s snapshotLoad) Abort()        { s.ld.Abort() }
+
+// memberStates converts HQ's member states to the ledger's.
+func memberStates(states []wire.MemberState) ([]ledger.MemberState, error) {
 	out := make([]ledger.MemberState, 0, len(states))
 	for _, s := range states {
 		ms := ledger.MemberState{Member: s.Member, Points: s.Points, StoredValue: s.StoredValue, Coupons: s.Coupons, Flagged: s.Flagged}
 		if s.LastSale != "" {
 			t, err := time.Parse(time.RFC3339, s.LastSale)
 			if err != nil {
-				return fmt.Errorf("member %s from HQ: last_sale %q is not RFC 3339", s.Member.ID, s.LastSale)
+				return nil, fmt.Errorf("member %s from HQ: last_sale %q is not RFC 3339", s.Member.ID, s.LastSale)
 			}
 			ms.LastSale = t
 		}
 		out = append(out, ms)
 	}
-	return in.l.ApplyMemberStates(out)
+	return out, nil
 }
 
 // The till keeps the store's cashiers from HQ (client.CashierInbox).
