@@ -47,7 +47,8 @@ func (s *Store) ArchiveMonths(ctx context.Context, before time.Time) ([]time.Tim
 const archiveRowsSQL = `SELECT id, xid, body, received_at FROM %s ORDER BY xid, id`
 
 // keepSalesSQL keeps, of a partition's sales, what a later refund or void
-// needs (hq.SaleFact.Keep: member sales and sales that moved points), cut
+// needs (hq.SaleFact.Keep: member sales and sales that moved points; a
+// walk-in sale's reversal needs no body of it, its fact is kept apart), cut
 // to the fields the fold reads (hq.AggConfig.See).
 const keepSalesSQL = `INSERT INTO archived_sales (store, till, seq, body)
 SELECT store, till, seq, jsonb_strip_nulls(jsonb_build_object(

@@ -53,8 +53,7 @@ func history(t *testing.T, st hq.Store, a, b *hqtest.Till) []entry.Entry {
 		sales = append(sales, s)
 		ingest(t, st, received(at, en, s))
 	}
-	// (A walk-in sale voided: the store keeps {"voided":true} of it, which
-	// a recomputation drops, so verify reports it whatever archiving does.)
+	// A sale voided in the same upload.
 	w := b.Sale("M4", jan, 500, 5, 0, 0, "")
 	ingest(t, st, received(jan, w, b.Void(w, jan.Add(time.Minute))))
 	ingest(t, st, received(jan.Add(48*time.Hour), a.Sale("M1", jan.Add(48*time.Hour), 700, 7, 5, 0, "")))
