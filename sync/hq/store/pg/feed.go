@@ -54,13 +54,57 @@ func (s *Store) Changes(ctx context.Context, cursor string, limit int) (wire.Cha
 	return ch, nil
 }
 
+// feedLock ("feed") is the class of the advisory lock every transaction
+// that adds to the feeds (entries, member_changes) holds, shared, from
+// before it has an xid until it ends (feedWriterSQL, its first statement).
+// The feeds wait only for those (feedHorizon): waiting for every
+// transaction on the server, as the snapshot's xmin does, let one long
+// transaction anywhere on it (another database, a bulk load, an archive)
+// hold every till's member feed back for as long as it ran.
+const feedLock = 0x66656564
+
+// feedWriterSQL starts a transaction that writes entries or
+// member_changes: the feed lock, then the xid, in one statement.
+const feedWriterSQL = `SELECT pg_advisory_xact_lock_shared($1::int4, hashtext(current_schema())), pg_current_xact_id()`
+
+// feedHorizonSQL is the xid below which every feed writer has ended: the
+// least of the statement snapshot's xmax and the xids of the transactions
+// holding the feed lock when pg_locks is read (after the snapshot was
+// taken), their 32-bit xids widened next to xmax. A holder without an xid
+// yet gets one at or above xmax, except in the instant between its xid and
+// the lock on it, where xmin stands in. A writer that does not hold the lock
+// then either ended before (it takes the lock before its xid) or gets its
+// xid after: its rows are at or above the horizon.
+const feedHorizonSQL = `WITH snap AS MATERIALIZED (
+	SELECT pg_snapshot_xmin(s)::text::int8 AS xmin, pg_snapshot_xmax(s)::text::int8 AS xmax FROM pg_current_snapshot() AS s),
+locks AS MATERIALIZED (
+	SELECT locktype, database, classid, objid, objsubid, virtualtransaction, transactionid::text::int8 AS x32, mode FROM pg_locks),
+w AS (
+	SELECT (SELECT min(CASE WHEN d < 2147483648 THEN snap.xmax + d ELSE snap.xmax + d - 4294967296 END)
+		FROM locks t, snap, LATERAL (SELECT ((t.x32 - snap.xmax % 4294967296) % 4294967296 + 4294967296) % 4294967296 AS d) dd
+		WHERE t.locktype = 'transactionid' AND t.mode = 'ExclusiveLock' AND t.virtualtransaction = h.virtualtransaction) AS x
+	FROM locks h
+	WHERE h.locktype = 'advisory' AND h.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		AND h.classid = $1::int4::oid AND h.objid = hashtext(current_schema())::oid AND h.objsubid = 2)
+SELECT least(snap.xmax, (SELECT min(x) FROM w), CASE WHEN EXISTS (SELECT FROM w WHERE x IS NULL) THEN snap.xmin END) FROM snap`
+
+// feedHorizon is feedHorizonSQL's xid. Read it before the snapshot that
+// reads the feed: a writer that ends in between is then visible to it.
+func (s *Store) feedHorizon(ctx context.Context) (uint64, error) {
+	var h int64
+	if err := s.pool.QueryRow(ctx, feedHorizonSQL, int32(feedLock)).Scan(&h); err != nil {
+		return 0, fmt.Errorf("hq: feed horizon: %w", err)
+	}
+	return uint64(h), nil
+}
+
 // feedPageSQL reads one page of the member feed after ($1, $2): the next
 // $3 positions of the change log — each log row in xid order, its ids
 // (deduplicated, in byte order) — and, for each, the member only where
 // this is its last change (members.xid; live is false elsewhere), so a
 // member is handed out once however often it changed and a later change
-// hands it out again further on. Only transactions below the snapshot's
-// xmin are read, so nothing can commit behind the cursor. The LIMIT is on
+// hands it out again further on. Only transactions below the feed horizon
+// ($6, feedHorizon) are read, so nothing can commit behind the cursor. The LIMIT is on
 // log positions, before any member is looked up: the incremental sort
 // orders one log row's ids at a time in memory, and only the $3 positions
 // of the page are looked up by the members' primary key, so a page costs
@@ -71,7 +115,7 @@ func (s *Store) Changes(ctx context.Context, cursor string, limit int) (wire.Cha
 const feedPageSQL = `WITH pos AS MATERIALIZED (
 	SELECT c.xid, u.id FROM member_changes c
 	CROSS JOIN LATERAL (SELECT DISTINCT u.id FROM unnest(c.ids) AS u(id)) u
-	WHERE c.xid >= $1::xid8 AND c.xid < pg_snapshot_xmin(pg_current_snapshot())
+	WHERE c.xid >= $1::xid8 AND c.xid < $6::xid8
 		AND (c.xid > $1::xid8 OR u.id COLLATE "C" > $2)
 		AND NOT (c.xid < $4::xid8 AND c.xid <> ALL($5::xid8[]))
 	ORDER BY c.xid, u.id COLLATE "C"
@@ -111,8 +155,8 @@ func (k *snapSkip) bounds() (xmax uint64, xip []uint64, err error) {
 
 // memberChanges reads one page of the member feed after pos (feedPageSQL),
 // one repeatable-read snapshot serving the log and the member rows. At the
-// end of the feed the position moves on to the snapshot's xmin, so the
-// stale ids behind it are not read again by the next poll.
+// end of the feed the position moves on to the horizon, so the stale ids
+// behind it are not read again by the next poll.
 func (s *Store) memberChanges(ctx context.Context, pos feedPos, skip *snapSkip, limit int) (out []wire.MemberState, next feedPos, nextSkip *snapSkip, more bool, err error) {
 	from, err := pos.norm()
 	if err != nil {
@@ -122,13 +166,13 @@ func (s *Store) memberChanges(ctx context.Context, pos feedPos, skip *snapSkip, 
 	if err != nil {
 		return nil, pos, skip, false, err
 	}
+	horizon, err := s.feedHorizon(ctx)
+	if err != nil {
+		return nil, pos, skip, false, err
+	}
 	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		out, next, nextSkip, more = nil, pos, skip, false
-		var xmin uint64
-		if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())`).Scan(&xmin); err != nil {
-			return err
-		}
-		rows, err := tx.Query(ctx, feedPageSQL, from, pos.K, limit, xmax, xip)
+		rows, err := tx.Query(ctx, feedPageSQL, from, pos.K, limit, xmax, xip, horizon)
 		if err != nil {
 			return err
 		}
@@ -152,10 +196,10 @@ func (s *Store) memberChanges(ctx context.Context, pos feedPos, skip *snapSkip, 
 		}
 		rows.Close()
 		more = read == limit // the next page may be empty
-		if !more && xmin > from {
-			// Every log row below xmin after pos was read: continue from
-			// xmin itself, which may still be running.
-			next = feedPos{X: xidPos(xmin)}
+		if !more && horizon > from {
+			// Every log row below the horizon after pos was read:
+			// continue from the horizon itself, which may still be running.
+			next = feedPos{X: xidPos(horizon)}
 		}
 		if nextSkip != nil {
 			if n, _ := next.norm(); n >= xmax {

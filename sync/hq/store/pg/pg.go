@@ -392,6 +392,7 @@ func ingest(ctx context.Context, q querier, b hq.Batch, own bool, pre *prepared,
 	if own {
 		first.Queue("BEGIN")
 	}
+	first.Queue(feedWriterSQL, int32(feedLock))
 	// Locks the till's row: uploads of one till go one at a time.
 	first.Queue(`INSERT INTO tills (store, till) VALUES ($1, $2)
 		ON CONFLICT (store, till) DO UPDATE SET acked = tills.acked RETURNING acked`, b.Store, b.Till).QueryRow(func(r pgx.Row) error {
@@ -639,6 +640,9 @@ func (s *Store) ResolveDeadLetter(ctx context.Context, store, till string, seq u
 		return err
 	}
 	return s.retry(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, feedWriterSQL, int32(feedLock)); err != nil {
+			return err
+		}
 		t, err := tx.Exec(ctx, `UPDATE dead_letters SET resolved_at = $4 WHERE store = $1 AND till = $2 AND seq = $3 AND resolved_at IS NULL`,
 			store, till, int64(seq), at)
 		if err != nil {
@@ -791,11 +795,15 @@ func (s *Store) Export(ctx context.Context, cursor string, limit int) (wire.Expo
 		return wire.ExportPage{}, err
 	}
 	var p wire.ExportPage
+	horizon, err := s.feedHorizon(ctx)
+	if err != nil {
+		return p, err
+	}
 	// The xid8 column itself in the select list, the order and the
 	// comparison (pgx maps it to uint64): rows and cursor both go by number.
 	rows, err := s.pool.Query(ctx, `SELECT e.id, e.xid, e.body, e.received_at FROM entries e
-		WHERE (e.xid, e.id) > ($1::xid8, $2) AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
-		ORDER BY e.xid, e.id LIMIT $3`, from, cur.N, limit+1)
+		WHERE (e.xid, e.id) > ($1::xid8, $2) AND e.xid < $4::xid8
+		ORDER BY e.xid, e.id LIMIT $3`, from, cur.N, limit+1, horizon)
 	if err != nil {
 		return p, err
 	}
@@ -873,6 +881,9 @@ func (s *Store) FlaggedMembers(ctx context.Context) ([]hq.Member, error) {
 func (s *Store) ReviewMember(ctx context.Context, id string, r hq.Review) (hq.Member, error) {
 	var m hq.Member
 	err := s.retry(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, feedWriterSQL, int32(feedLock)); err != nil {
+			return err
+		}
 		var err error
 		// The row lock keeps an ingest from changing the member between the
 		// check and the write.
@@ -918,7 +929,11 @@ func (s *Store) members(ctx context.Context, query string, fn func(hq.Member) er
 }
 
 func (s *Store) ApplyDeltas(ctx context.Context, ds []hq.Delta) error {
-	return s.retry(ctx, func(tx pgx.Tx) error { return applyDeltas(ctx, tx, &pgx.Batch{}, ds, false) })
+	return s.retry(ctx, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		b.Queue(feedWriterSQL, int32(feedLock))
+		return applyDeltas(ctx, tx, b, ds, false)
+	})
 }
 
 func (s *Store) PublishProgram(ctx context.Context, p wire.ProgramVersion) error {
