@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"posagent/scripts"
 )
@@ -87,7 +88,13 @@ func Install(ctx context.Context, o Options) error {
 	}
 	cfgPath := filepath.Join(root, cfg)
 	wroteConfig := false
-	if len(o.DefaultConfig) > 0 {
+	if o.ConfigFile != "" {
+		wrote, err := installConfig(o, o.ConfigFile, cfgPath)
+		if err != nil {
+			return err
+		}
+		wroteConfig = wrote
+	} else if len(o.DefaultConfig) > 0 {
 		if _, err := os.Stat(cfgPath); errors.Is(err, os.ErrNotExist) {
 			// The config holds the API token and HQ credentials: root may
 			// write it, the service's group may read it, nobody else.
@@ -309,4 +316,41 @@ func writeFile(path string, data []byte, mode os.FileMode) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// installConfig copies the operator's config file src to dst. An identical
+// dst is left alone; a different one is kept beside it as dst.previous-TIME
+// and the operator is told, so no edited config silently disappears.
+func installConfig(o Options, src, dst string) (bool, error) {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return false, fmt.Errorf("--config: read the config to install: %w", err)
+	}
+	if a, err := os.Stat(src); err == nil {
+		if b, err := os.Stat(dst); err == nil && os.SameFile(a, b) {
+			o.say("the service uses %s", dst)
+			return false, nil
+		}
+	}
+	old, err := os.ReadFile(dst)
+	switch {
+	case err == nil && bytes.Equal(old, data):
+		o.say("kept %s: it already matches %s", dst, src)
+		return false, nil
+	case err == nil:
+		bak := dst + ".previous-" + time.Now().UTC().Format("20060102T150405Z")
+		if err := writeFile(bak, old, 0o600); err != nil {
+			return false, err
+		}
+		o.say("replaced the existing, different config %s; the previous one is saved as %s", dst, bak)
+	case !errors.Is(err, os.ErrNotExist):
+		return false, fmt.Errorf("check %s: %w", dst, err)
+	}
+	// The config holds the API token and HQ credentials: root may write
+	// it, the service's group may read it, nobody else.
+	if err := writeFile(dst, data, 0o640); err != nil {
+		return false, err
+	}
+	o.say("installed %s as %s", src, dst)
+	return true, nil
 }

@@ -36,6 +36,10 @@ type Options struct {
 	// Config is the config path the service passes to `posagent run`;
 	// empty means the OS default.
 	Config string
+	// ConfigFile, when set, is the operator's config file: Install copies
+	// it to Config (default the system location) instead of writing
+	// DefaultConfig. A different file already there is kept beside it.
+	ConfigFile string
 	// DefaultConfig is written to Config when no file is there yet.
 	DefaultConfig []byte
 	// Out receives progress messages; nil discards them.

@@ -257,3 +257,57 @@ func TestIsServiceFromSystemdEnvironment(t *testing.T) {
 		t.Errorf("service logs must be JSON, got %q", buf.String())
 	}
 }
+
+func TestInstallCopiesTheGivenConfig(t *testing.T) {
+	root := t.TempDir()
+	src := filepath.Join(t.TempDir(), "mine.yaml")
+	if err := os.WriteFile(src, []byte("store: s42\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	o := Options{Root: root, Binary: fakeBinary(t), ConfigFile: src, DefaultConfig: []byte("store: default\n"), Out: &out}
+	if err := Install(context.Background(), o); err != nil {
+		t.Fatalf("install: %v", err)
+	}
+	dst := filepath.Join(root, DefaultConfigPath)
+	if b, err := os.ReadFile(dst); err != nil || string(b) != "store: s42\n" {
+		t.Fatalf("installed config %q %v, want the given one", b, err)
+	}
+	unit, _ := os.ReadFile(filepath.Join(root, "etc/systemd/system", scripts.UnitName))
+	if !strings.Contains(string(unit), "run --config "+DefaultConfigPath+"\n") {
+		t.Errorf("unit not pointed at the installed config:\n%s", unit)
+	}
+
+	// The same file again: nothing replaced, no backup.
+	out.Reset()
+	if err := Install(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "already matches") {
+		t.Errorf("want a note that the config matches:\n%s", out.String())
+	}
+
+	// A different config already there is saved, and the operator told.
+	if err := os.WriteFile(dst, []byte("store: edited\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := Install(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	baks, _ := filepath.Glob(dst + ".previous-*")
+	if len(baks) != 1 || !strings.Contains(out.String(), baks[0]) {
+		t.Fatalf("backups %v, output:\n%s", baks, out.String())
+	}
+	if b, _ := os.ReadFile(baks[0]); string(b) != "store: edited\n" {
+		t.Errorf("backup holds %q", b)
+	}
+	if b, _ := os.ReadFile(dst); string(b) != "store: s42\n" {
+		t.Errorf("config now %q", b)
+	}
+
+	o.ConfigFile = filepath.Join(t.TempDir(), "missing.yaml")
+	if err := Install(context.Background(), o); err == nil || !strings.Contains(err.Error(), "--config") {
+		t.Errorf("missing file: %v", err)
+	}
+}

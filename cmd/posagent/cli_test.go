@@ -191,3 +191,29 @@ func TestCompletion(t *testing.T) {
 		}
 	}
 }
+
+func TestServiceInstallGivenConfig(t *testing.T) {
+	root := t.TempDir()
+	bin := filepath.Join(t.TempDir(), "posagent")
+	if err := os.WriteFile(bin, []byte("binary"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mine := filepath.Join(t.TempDir(), "store42.yaml")
+	if err := os.WriteFile(mine, []byte("# store 42\nstore: s42\ntill: t7\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "service", "install", "--root", root, "--binary", bin, "--config", mine)
+	if code != 0 {
+		t.Fatalf("install: %s %s", out, errOut)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "etc/posagent/posagent.yaml")); err != nil || string(b) != "# store 42\nstore: s42\ntill: t7\n" {
+		t.Fatalf("installed config %q %v, want the given file", b, err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("store: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCLI(t, "service", "install", "--root", t.TempDir(), "--binary", bin, "--config", bad); code == 0 || !strings.Contains(errOut, "invalid config") {
+		t.Fatalf("an invalid config was installed: %d %s", code, errOut)
+	}
+}

@@ -3,9 +3,12 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"runtime"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"posagent/agent/config"
 	"posagent/agent/service"
 )
 
@@ -14,6 +17,19 @@ func newServiceCmd(g *globals) *cobra.Command {
 	opts := func(cmd *cobra.Command) (service.Options, error) {
 		o := service.Options{Root: root, Binary: binary, Out: cmd.OutOrStdout(), DefaultConfig: defaultConfigYAML}
 		if p := g.path(); p != "" {
+			if runtime.GOOS != "windows" && !strings.HasPrefix(filepath.Clean(p), filepath.Dir(service.DefaultConfigPath)+"/") {
+				// A config elsewhere (a home directory the hardened unit
+				// cannot read) is checked, then copied to the system location.
+				abs, err := filepath.Abs(p)
+				if err != nil {
+					return o, err
+				}
+				if _, err := config.Load(abs); err != nil && cmd.Name() == "install" {
+					return o, fmt.Errorf("--config: not installing an invalid config: %w", err)
+				}
+				o.ConfigFile = abs
+				return o, nil
+			}
 			// A relative path inside the sandbox of --root stays relative
 			// to /, otherwise it is taken from the current directory.
 			if root == "" {
