@@ -231,20 +231,67 @@ func programData() string {
 }
 
 // DefaultPath is where the config file is looked for when none is named:
-// /etc/posagent/posagent.yaml for a Linux service or root,
+// /etc/posagent/posagent.yaml for a Linux service or root (unless
+// $XDG_CONFIG_HOME is set and holds posagent/posagent.yaml),
 // %ProgramData%\posagent\posagent.yaml on Windows, the user config
 // directory otherwise.
-func DefaultPath() string {
+func DefaultPath() string { p, _ := defaultPath(); return p }
+
+// defaultPath returns DefaultPath and why it was chosen.
+func defaultPath() (string, string) {
 	switch {
 	case runtime.GOOS == "windows":
-		return filepath.Join(programData(), "posagent", FileName)
+		return filepath.Join(programData(), "posagent", FileName), "the Windows default (%ProgramData%)"
 	case runtime.GOOS == "linux" && asService():
-		return "/etc/posagent/" + FileName
+		// Root honours a config the user put under an explicit
+		// XDG_CONFIG_HOME; otherwise the system location applies.
+		if d := os.Getenv("XDG_CONFIG_HOME"); d != "" && filepath.IsAbs(d) {
+			p := filepath.Join(d, "posagent", FileName)
+			if _, err := os.Stat(p); err == nil {
+				return p, "$XDG_CONFIG_HOME is set and holds posagent/" + FileName
+			}
+		}
+		who := "running as root"
+		if os.Geteuid() != 0 {
+			who = "running under systemd"
+		}
+		return "/etc/posagent/" + FileName, "the system location (" + who + ")"
 	}
 	if d, err := os.UserConfigDir(); err == nil {
-		return filepath.Join(d, "posagent", FileName)
+		why := "the user config directory (~/.config)"
+		if x := os.Getenv("XDG_CONFIG_HOME"); x != "" && filepath.IsAbs(x) {
+			why = "the user config directory ($XDG_CONFIG_HOME)"
+		}
+		return filepath.Join(d, "posagent", FileName), why
 	}
-	return FileName
+	return FileName, "the current directory (no user config directory)"
+}
+
+// Origin says which config file a command uses and why.
+type Origin struct {
+	// Path is the file; "" when the built-in defaults apply.
+	Path string
+	// LookedFor is the default file that did not exist, with built-in defaults.
+	LookedFor string
+	// Why is a short reason for the log line.
+	Why string
+}
+
+// Locate picks the config file: flag (--config) first, then
+// $POSAGENT_CONFIG, then DefaultPath when that file exists, else the
+// built-in defaults. Load(o.Path) then reads what Locate chose.
+func Locate(flag string) Origin {
+	if flag != "" {
+		return Origin{Path: flag, Why: "--config"}
+	}
+	if e := os.Getenv("POSAGENT_CONFIG"); e != "" {
+		return Origin{Path: e, Why: "$POSAGENT_CONFIG"}
+	}
+	p, why := defaultPath()
+	if _, err := os.Stat(p); err != nil {
+		return Origin{LookedFor: p, Why: "built-in defaults: no file at " + p + " (" + why + ")"}
+	}
+	return Origin{Path: p, Why: why}
 }
 
 // DefaultDataDir is /var/lib/posagent for a Linux service or root,

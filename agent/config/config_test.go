@@ -216,3 +216,31 @@ func TestProgramsFromProgramFile(t *testing.T) {
 	_, err = c.Programs()
 	require.ErrorContains(t, err, c.Ledger.ProgramFile, "the error names the file")
 }
+
+func TestLocateSaysWhichFileAndWhy(t *testing.T) {
+	xdg := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", xdg)
+	t.Setenv("POSAGENT_CONFIG", "")
+
+	o := Locate("/x/flag.yaml")
+	require.Equal(t, Origin{Path: "/x/flag.yaml", Why: "--config"}, o)
+
+	t.Setenv("POSAGENT_CONFIG", "/x/env.yaml")
+	require.Equal(t, Origin{Path: "/x/env.yaml", Why: "$POSAGENT_CONFIG"}, Locate(""))
+	require.Equal(t, "--config", Locate("/x/flag.yaml").Why, "the flag wins over the environment")
+	t.Setenv("POSAGENT_CONFIG", "")
+
+	// Nothing under XDG_CONFIG_HOME: built-in defaults, naming the file looked for.
+	o = Locate("")
+	require.Empty(t, o.Path)
+	require.Contains(t, o.Why, "built-in defaults")
+	require.Contains(t, o.Why, o.LookedFor)
+
+	// A file under an explicit XDG_CONFIG_HOME is used, as root too.
+	p := filepath.Join(xdg, "posagent", FileName)
+	require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+	require.NoError(t, os.WriteFile(p, []byte("store: s1\n"), 0o600))
+	o = Locate("")
+	require.Equal(t, p, o.Path)
+	require.Contains(t, o.Why, "XDG_CONFIG_HOME")
+}

@@ -217,3 +217,37 @@ func TestServiceInstallGivenConfig(t *testing.T) {
 		t.Fatalf("an invalid config was installed: %d %s", code, errOut)
 	}
 }
+
+func TestRunFirstLogLineNamesTheConfig(t *testing.T) {
+	// An unparsable config makes run stop right after the first line.
+	bad := filepath.Join(t.TempDir(), "till.yaml")
+	if err := os.WriteFile(bad, []byte("store: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	first := func(errOut string) string { return strings.SplitN(errOut, "\n", 2)[0] }
+
+	t.Setenv("POSAGENT_CONFIG", "")
+	code, _, errOut := runCLI(t, "run", "--config", bad)
+	if code == 0 || !strings.Contains(first(errOut), "file="+bad) || !strings.Contains(first(errOut), "why=--config") {
+		t.Fatalf("flag: %d, first line %q", code, first(errOut))
+	}
+	t.Setenv("POSAGENT_CONFIG", bad)
+	code, _, errOut = runCLI(t, "run")
+	if code == 0 || !strings.Contains(first(errOut), "file="+bad) || !strings.Contains(first(errOut), "why=$POSAGENT_CONFIG") {
+		t.Fatalf("env: %d, first line %q", code, first(errOut))
+	}
+	t.Setenv("POSAGENT_CONFIG", "")
+	xdg := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", xdg)
+	p := filepath.Join(xdg, "posagent", "posagent.yaml")
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("store: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = runCLI(t, "run")
+	if code == 0 || !strings.Contains(first(errOut), "file="+p) || !strings.Contains(first(errOut), "XDG_CONFIG_HOME") {
+		t.Fatalf("XDG (as uid %d): %d, first line %q", os.Geteuid(), code, first(errOut))
+	}
+}

@@ -44,16 +44,22 @@ is reported once the API serves.`,
 			}
 			log, closeLog := service.NewLogger(cmd.ErrOrStderr(), lvl)
 			defer closeLog()
+			// The first line says which file applies and why, so a config
+			// that is not the one being edited shows at once.
+			origin := config.Locate(g.configPath)
+			if origin.Path == "" {
+				log.Info("config: none, running on built-in defaults", "why", origin.Why,
+					"hint", "posagent config init --output "+origin.LookedFor)
+			} else {
+				log.Info("config: "+origin.Path, "file", origin.Path, "why", origin.Why)
+			}
 			err := service.Run(cmd.Context(), log, func(ctx context.Context, ready func(string)) error {
-				cfg, err := g.load()
+				cfg, err := config.Load(origin.Path)
 				if err != nil {
 					return err
 				}
 				if cfg.Source == "" {
-					log.Info("no config file: running on embedded defaults", "looked_for", config.DefaultPath(),
-						"data_dir", cfg.DataDir, "hint", "posagent config init --output "+config.DefaultPath())
-				} else {
-					log.Info("config loaded", "file", cfg.Source)
+					log.Info("data directory for the built-in defaults", "data_dir", cfg.DataDir)
 				}
 				a, err := agent.New(cfg, log)
 				if err != nil {
