@@ -4,6 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"posagent/agent"
+	"posagent/agent/config"
 	"posagent/devices"
 	"posagent/devices/devicescli"
 	"posagent/ledger"
@@ -14,16 +15,28 @@ import (
 // externalCommands are the command groups other packages provide, given
 // what they need from the config file.
 func externalCommands(g *globals) []*cobra.Command {
-	dev := devicescli.NewCommand(func() ([]devices.Config, []byte, error) {
-		cfg, err := g.load()
-		if err != nil {
-			return nil, nil, err
-		}
-		key, err := cfg.TokenKeyBytes()
-		if err != nil {
-			return nil, nil, err
-		}
-		return agent.DeviceConfigs(cfg), key, nil
+	dev := devicescli.New(devicescli.Config{
+		Load: func() ([]devices.Config, []byte, error) {
+			cfg, err := g.load()
+			if err != nil {
+				return nil, nil, err
+			}
+			key, err := cfg.TokenKeyBytes()
+			if err != nil {
+				return nil, nil, err
+			}
+			return agent.DeviceConfigs(cfg), key, nil
+		},
+		// No token key here: as root (packages, service install) it would
+		// be created with an owner the service cannot read.
+		Devices: func() ([]devices.Config, error) {
+			cfg, err := g.load()
+			if err != nil {
+				return nil, err
+			}
+			return agent.DeviceConfigs(cfg), nil
+		},
+		File: func() string { return config.Locate(g.configPath).Path },
 	})
 	led := ledgercli.NewCommand(func() (string, ledger.Options, error) {
 		cfg, err := g.load()

@@ -38,6 +38,24 @@ func NewCommand(loadDevices func() ([]devices.Config, []byte, error)) *cobra.Com
 	return newCommand(loadDevices, system, nil)
 }
 
+// Config is what the `devices` commands need from the agent's config.
+type Config struct {
+	// Load returns the configured devices and the token hash key (list, monitor).
+	Load func() ([]devices.Config, []byte, error)
+	// Devices returns the configured devices only, creating no key (udev).
+	Devices func() ([]devices.Config, error)
+	// File returns the config file `list --add` edits ("" when none is named
+	// and none exists).
+	File func() string
+}
+
+// New returns the `devices` command with udev and list --add.
+func New(c Config) *cobra.Command {
+	root := newCommand(c.Load, system, nil)
+	root.AddCommand(udevCommand(c.Devices))
+	return root
+}
+
 func newCommand(load func() ([]devices.Config, []byte, error), src sources, opts []devices.Option) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "devices",
