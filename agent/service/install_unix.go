@@ -83,7 +83,14 @@ func Install(ctx context.Context, o Options) error {
 		}
 		o.say("installed %s", p)
 	}
-	if len(rules) == 0 {
+	if o.ReaderRules.Name != "" {
+		p := filepath.Join(root, udevDir, filepath.Base(o.ReaderRules.Name))
+		if err := writeFile(p, o.ReaderRules.Data, 0o644); err != nil {
+			return err
+		}
+		o.say("installed %s (the configured readers)", p)
+	}
+	if len(rules) == 0 && o.ReaderRules.Name == "" {
 		o.say("note: this build carries no udev rules; HID readers need their own permissions")
 	}
 	cfgPath := filepath.Join(root, cfg)
@@ -146,7 +153,7 @@ func (o *Options) activate(ctx context.Context, cfgPath string, wroteConfig bool
 			}
 		}
 	}
-	if _, err := o.look("udevadm"); err == nil && len(scripts.UdevRules()) > 0 {
+	if _, err := o.look("udevadm"); err == nil && (len(scripts.UdevRules()) > 0 || o.ReaderRules.Name != "") {
 		for _, args := range [][]string{{"control", "--reload-rules"}, {"trigger", "--action=add", "--subsystem-match=tty", "--subsystem-match=hidraw", "--subsystem-match=usb", "--subsystem-match=input"}} {
 			if out, err := o.run(ctx, "udevadm", args...); err != nil {
 				// Rules still apply at the next plug-in or boot.

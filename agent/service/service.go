@@ -40,6 +40,10 @@ type Options struct {
 	// it to Config (default the system location) instead of writing
 	// DefaultConfig. A different file already there is kept beside it.
 	ConfigFile string
+	// ReaderRules, when its Name is set, are udev rules generated from the
+	// configured readers (`posagent devices udev`), installed beside the
+	// fixed rules (Linux).
+	ReaderRules scripts.File
 	// DefaultConfig is written to Config when no file is there yet.
 	DefaultConfig []byte
 	// Out receives progress messages; nil discards them.

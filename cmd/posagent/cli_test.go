@@ -199,15 +199,26 @@ func TestServiceInstallGivenConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	mine := filepath.Join(t.TempDir(), "store42.yaml")
-	if err := os.WriteFile(mine, []byte("# store 42\nstore: s42\ntill: t7\n"), 0o600); err != nil {
+	const given = "# store 42\nstore: s42\ntill: t7\ndevices:\n  - name: msr1\n    transport: hid\n    hid_report: msr\n    vid: \"0801\"\n    pid: \"0002\"\n    serial: B0A1\n    decoder: msr\n"
+	if err := os.WriteFile(mine, []byte(given), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	code, out, errOut := runCLI(t, "service", "install", "--root", root, "--binary", bin, "--config", mine)
 	if code != 0 {
 		t.Fatalf("install: %s %s", out, errOut)
 	}
-	if b, err := os.ReadFile(filepath.Join(root, "etc/posagent/posagent.yaml")); err != nil || string(b) != "# store 42\nstore: s42\ntill: t7\n" {
+	if b, err := os.ReadFile(filepath.Join(root, "etc/posagent/posagent.yaml")); err != nil || string(b) != given {
 		t.Fatalf("installed config %q %v, want the given file", b, err)
+	}
+	rules, err := os.ReadFile(filepath.Join(root, "etc/udev/rules.d/99-posagent-readers.rules"))
+	if err != nil || !strings.Contains(string(rules), `SUBSYSTEM=="hidraw", ATTRS{idVendor}=="0801", ATTRS{idProduct}=="0002", ATTRS{serial}=="B0A1", GROUP="posagent", MODE="0660"`) {
+		t.Fatalf("reader rules %v:\n%s", err, rules)
+	}
+	if code, out, errOut := runCLI(t, "service", "uninstall", "--root", root); code != 0 {
+		t.Fatalf("uninstall: %s %s", out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/udev/rules.d/99-posagent-readers.rules")); !os.IsNotExist(err) {
+		t.Errorf("uninstall left the reader rules: %v", err)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	if err := os.WriteFile(bad, []byte("store: [\n"), 0o600); err != nil {

@@ -2,14 +2,18 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"posagent/agent"
 	"posagent/agent/config"
 	"posagent/agent/service"
+	"posagent/devices/devicescli"
+	"posagent/scripts"
 )
 
 func newServiceCmd(g *globals) *cobra.Command {
@@ -71,6 +75,9 @@ enables the unit. On Windows it registers a service with the Service Control Man
 			if err != nil {
 				return err
 			}
+			if err := readerRules(&o, root); err != nil {
+				return err
+			}
 			return service.Install(cmd.Context(), o)
 		},
 	}
@@ -125,4 +132,37 @@ enables the unit. On Windows it registers a service with the Service Control Man
 	}
 	cmd.AddCommand(install, uninstall, start, stop, status)
 	return cmd
+}
+
+// readerRules generates the udev rules for the readers of the config the
+// service will use: the one being installed, else the one already in place.
+// Without a config there are no readers, and nothing to generate.
+func readerRules(o *service.Options, root string) error {
+	if runtime.GOOS != "linux" {
+		return nil
+	}
+	src := o.ConfigFile
+	if src == "" {
+		src = o.Config
+		if src == "" {
+			src = service.DefaultConfigPath
+		}
+		src = filepath.Join(root, src)
+		if root == "" {
+			src = filepath.Clean(src)
+		}
+		if _, err := os.Stat(src); err != nil {
+			return nil
+		}
+	}
+	cfg, err := config.Load(src)
+	if err != nil {
+		return fmt.Errorf("read the readers for the udev rules: %w", err)
+	}
+	rules, err := devicescli.UdevRules(agent.DeviceConfigs(cfg))
+	if err != nil {
+		return fmt.Errorf("udev rules for the readers in %s: %w", src, err)
+	}
+	o.ReaderRules = scripts.File{Name: devicescli.UdevRulesName, Data: rules}
+	return nil
 }
