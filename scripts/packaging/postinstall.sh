@@ -37,6 +37,9 @@ if [ -f "$cfg" ] && [ "$(stat -c %G "$cfg")" = root ]; then
   chmod 0640 "$cfg"
 fi
 
+# Rules for the configured readers, so the service account may open them.
+[ -f "$cfg" ] && { /usr/bin/posagent devices udev --config "$cfg" >/etc/udev/rules.d/99-posagent-readers.rules.tmp && mv /etc/udev/rules.d/99-posagent-readers.rules.tmp /etc/udev/rules.d/99-posagent-readers.rules || { rm -f /etc/udev/rules.d/99-posagent-readers.rules.tmp; echo "posagent: no udev rules for the readers; fix $cfg, then: posagent devices udev > /etc/udev/rules.d/99-posagent-readers.rules" >&2; }; }
+
 if command -v udevadm >/dev/null 2>&1 && [ -d /run/udev ]; then
   udevadm control --reload-rules || true
   udevadm trigger --action=add --subsystem-match=tty --subsystem-match=hidraw \
