@@ -37,6 +37,10 @@ func externalCommands(g *globals) []*cobra.Command {
 			return agent.DeviceConfigs(cfg), nil
 		},
 		File: func() string { return config.Locate(g.configPath).Path },
+		Check: func(b []byte) error {
+			_, err := config.Parse(b)
+			return err
+		},
 	})
 	led := ledgercli.NewCommand(func() (string, ledger.Options, error) {
 		cfg, err := g.load()

@@ -35,7 +35,7 @@ var system = sources{serial: serialdev.List, hid: hiddev.System, input: evdev.Li
 // configured devices and the token hash key (from the agent's config file);
 // it may be nil when there is no config, and monitor then needs flags.
 func NewCommand(loadDevices func() ([]devices.Config, []byte, error)) *cobra.Command {
-	return newCommand(loadDevices, system, nil)
+	return newCommand(loadDevices, system, nil, nil)
 }
 
 // Config is what the `devices` commands need from the agent's config.
@@ -47,16 +47,18 @@ type Config struct {
 	// File returns the config file `list --add` edits ("" when none is named
 	// and none exists).
 	File func() string
+	// Check validates a whole config file's bytes before list --add writes them.
+	Check func([]byte) error
 }
 
 // New returns the `devices` command with udev and list --add.
 func New(c Config) *cobra.Command {
-	root := newCommand(c.Load, system, nil)
+	root := newCommand(c.Load, system, nil, &addTarget{file: c.File, check: c.Check})
 	root.AddCommand(udevCommand(c.Devices))
 	return root
 }
 
-func newCommand(load func() ([]devices.Config, []byte, error), src sources, opts []devices.Option) *cobra.Command {
+func newCommand(load func() ([]devices.Config, []byte, error), src sources, opts []devices.Option, add *addTarget) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "devices",
 		Short: "Find card readers and scanners and watch their reads",
@@ -67,25 +69,46 @@ decoded and masked, with timing.`,
 		Example: `  posagent devices list
   posagent devices monitor --device msr1`,
 	}
-	root.AddCommand(listCommand(load, src), monitorCommand(load, opts))
+	root.AddCommand(listCommand(load, src, add), monitorCommand(load, opts))
 	return root
 }
 
-func listCommand(load func() ([]devices.Config, []byte, error), src sources) *cobra.Command {
-	return &cobra.Command{
+func listCommand(load func() ([]devices.Config, []byte, error), src sources, add *addTarget) *cobra.Command {
+	var f addFlags
+	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List serial ports, HID devices and input devices with VID/PID/serial/product",
 		Example: `  posagent devices list
   # then match a reader in the config by path, or by vid/pid (+ serial):
-  #   devices: [{name: msr1, till: T1, vid: "0801", pid: "0002", serial: "B0A1", decoder: msr}]`,
+  #   devices: [{name: msr1, till: T1, vid: "0801", pid: "0002", serial: "B0A1", decoder: msr}]
+  # or let list add row 2 to the config file (comments kept):
+  posagent devices list --add 2 --decoder msr --name msr1 --config /etc/posagent/posagent.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return list(cmd.OutOrStdout(), cmd.ErrOrStderr(), load, src)
+			rows, err := list(cmd.OutOrStdout(), cmd.ErrOrStderr(), load, src)
+			if err != nil || f.row == 0 {
+				return err
+			}
+			if f.row < 0 || f.row > len(rows) {
+				return fmt.Errorf("--add %d: the list has rows 1 to %d", f.row, len(rows))
+			}
+			return addToConfig(cmd.OutOrStdout(), add, rows[f.row-1], f)
 		},
 	}
+	cmd.Flags().IntVar(&f.row, "add", 0, "append the reader in this row (the # column) to the config file")
+	cmd.Flags().StringVar(&f.name, "name", "", "with --add: the reader's name (default reader<N>)")
+	cmd.Flags().StringVar(&f.decoder, "decoder", "", "with --add: msr, msr:lrc, em4100, parallax, pn532, barcode or uid:<format>")
+	cmd.Flags().StringVar(&f.hidReport, "hid-report", "", "with --add of a HID device: pos, msr or keyboard (default pos for a POS scanner)")
+	return cmd
 }
 
-func list(out, errw io.Writer, load func() ([]devices.Config, []byte, error), src sources) error {
+// row is one attached device as list shows it.
+type row struct {
+	transport, path, vid, pid, serial, product, usage, configured string
+	posScanner                                                    bool
+}
+
+func list(out, errw io.Writer, load func() ([]devices.Config, []byte, error), src sources) ([]row, error) {
 	var cfgs []devices.Config
 	if load != nil {
 		if c, _, err := load(); err == nil {
@@ -111,15 +134,14 @@ func list(out, errw io.Writer, load func() ([]devices.Config, []byte, error), sr
 		}
 		return strings.Join(names, ",")
 	}
-	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TRANSPORT\tPATH\tVID\tPID\tSERIAL\tPRODUCT\tUSAGE\tCONFIGURED")
+	var rows []row
 	var problems []string
 	ports, err := src.serial()
 	if err != nil {
 		problems = append(problems, "serial: "+err.Error())
 	}
 	for _, p := range ports {
-		fmt.Fprintf(tw, "serial\t%s\t%s\t%s\t%s\t%s\t\t%s\n", p.Path, dash(p.VID), dash(p.PID), dash(p.Serial), dash(join(p.Manufacturer, p.Product)), configured("serial", p.Path, p.VID, p.PID, p.Serial))
+		rows = append(rows, row{transport: "serial", path: p.Path, vid: p.VID, pid: p.PID, serial: p.Serial, product: join(p.Manufacturer, p.Product)})
 	}
 	if be, err := src.hid(); err != nil {
 		problems = append(problems, "hid: "+err.Error())
@@ -127,8 +149,8 @@ func list(out, errw io.Writer, load func() ([]devices.Config, []byte, error), sr
 		problems = append(problems, "hid: "+err.Error())
 	} else {
 		for _, h := range hs {
-			vid, pid := fmt.Sprintf("%04x", h.VID), fmt.Sprintf("%04x", h.PID)
-			fmt.Fprintf(tw, "hid\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Path, vid, pid, dash(h.Serial), dash(join(h.Manufacturer, h.Product)), usage(h), configured("hid", h.Path, vid, pid, h.Serial))
+			rows = append(rows, row{transport: "hid", path: h.Path, vid: fmt.Sprintf("%04x", h.VID), pid: fmt.Sprintf("%04x", h.PID),
+				serial: h.Serial, product: join(h.Manufacturer, h.Product), usage: usage(h), posScanner: h.UsagePage == hiddev.UsagePagePOS})
 		}
 	}
 	if ins, err := src.input(); err != nil {
@@ -140,16 +162,23 @@ func list(out, errw io.Writer, load func() ([]devices.Config, []byte, error), sr
 			if !d.Keyboard || d.Bus != "0003" {
 				continue // wedge readers are USB keyboards
 			}
-			fmt.Fprintf(tw, "evdev\t%s\t%s\t%s\t%s\t%s\tkeyboard\t%s\n", d.Path, dash(d.VID), dash(d.PID), dash(d.Serial), dash(d.Name), configured("evdev", d.Path, d.VID, d.PID, d.Serial))
+			rows = append(rows, row{transport: "evdev", path: d.Path, vid: d.VID, pid: d.PID, serial: d.Serial, product: d.Name, usage: "keyboard"})
 		}
 	}
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "#\tTRANSPORT\tPATH\tVID\tPID\tSERIAL\tPRODUCT\tUSAGE\tCONFIGURED")
+	for i := range rows {
+		r := &rows[i]
+		r.configured = configured(r.transport, r.path, r.vid, r.pid, r.serial)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i+1, r.transport, r.path, dash(r.vid), dash(r.pid), dash(r.serial), dash(r.product), r.usage, r.configured)
+	}
 	if err := tw.Flush(); err != nil {
-		return err
+		return nil, err
 	}
 	for _, p := range problems {
 		fmt.Fprintln(errw, "note:", p)
 	}
-	return nil
+	return rows, nil
 }
 
 func hexEq(a, b string) bool {

@@ -33,7 +33,7 @@ func TestList(t *testing.T) {
 		return []devices.Config{{Name: "rfid1", VID: "0403", PID: "6001", Decoder: "em4100"}}, nil, nil
 	}
 	var out, errw bytes.Buffer
-	cmd := newCommand(load, src, nil)
+	cmd := newCommand(load, src, nil, nil)
 	cmd.SetArgs([]string{"list"})
 	cmd.SetOut(&out)
 	cmd.SetErr(&errw)
@@ -49,7 +49,7 @@ func TestList(t *testing.T) {
 	src.hid = func() (hiddev.Backend, error) { return nil, hiddev.ErrNotCompiled }
 	out.Reset()
 	errw.Reset()
-	cmd = newCommand(nil, src, nil)
+	cmd = newCommand(nil, src, nil, nil)
 	cmd.SetArgs([]string{"list"})
 	cmd.SetOut(&out)
 	cmd.SetErr(&errw)
@@ -61,7 +61,7 @@ func TestList(t *testing.T) {
 func TestMonitorAdHoc(t *testing.T) {
 	p := devtest.NewPty(t)
 	var out, errw devtest.Buffer
-	cmd := newCommand(nil, system, []devices.Option{devices.WithBackoff(5*time.Millisecond, 50*time.Millisecond)})
+	cmd := newCommand(nil, system, []devices.Option{devices.WithBackoff(5*time.Millisecond, 50*time.Millisecond)}, nil)
 	cmd.SetArgs([]string{"monitor", "--path", p.Path, "--decoder", "msr", "--till", "T9", "--count", "1"})
 	cmd.SetOut(&out)
 	cmd.SetErr(&errw)
@@ -93,7 +93,7 @@ func TestMonitorAdHoc(t *testing.T) {
 }
 
 func TestMonitorNeedsADevice(t *testing.T) {
-	cmd := newCommand(nil, system, nil)
+	cmd := newCommand(nil, system, nil, nil)
 	cmd.SetArgs([]string{"monitor"})
 	cmd.SetOut(&bytes.Buffer{})
 	cmd.SetErr(&bytes.Buffer{})
@@ -103,7 +103,7 @@ func TestMonitorNeedsADevice(t *testing.T) {
 	load := func() ([]devices.Config, []byte, error) {
 		return []devices.Config{{Name: "a", Path: "/dev/null", Decoder: "msr"}}, []byte("0123456789abcdef"), nil
 	}
-	cmd = newCommand(load, system, nil)
+	cmd = newCommand(load, system, nil, nil)
 	cmd.SetArgs([]string{"monitor", "--device", "b"})
 	cmd.SetOut(&bytes.Buffer{})
 	cmd.SetErr(&bytes.Buffer{})
