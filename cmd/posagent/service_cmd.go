@@ -52,9 +52,11 @@ func newServiceCmd(g *globals) *cobra.Command {
 		Short: "Install, remove, start, stop and inspect the OS service (systemd or Windows SCM)",
 		Long: `On Linux, install puts the binary in /usr/local/bin, the systemd unit (Type=notify,
 restart on failure, hardened, serial and HID access) in /etc/systemd/system, the udev
-rules for HID readers in /etc/udev/rules.d and a sysusers entry for the posagent
-account, writes a default config when there is none, then reloads udev and systemd and
-enables the unit. On Windows it registers a service with the Service Control Manager
+rules for HID readers in /etc/udev/rules.d (the fixed list, and rules for the readers in
+the config from ` + "`posagent devices udev`" + `) and a sysusers entry for the posagent account;
+with --config FILE it installs that file as /etc/posagent/posagent.yaml (a different
+existing one is saved beside it), otherwise writes a default config when there is none;
+then reloads udev and systemd and enables the unit. On Windows it registers a service with the Service Control Manager
 (automatic start, restart on failure) and an event-log source.`,
 		Example: `  sudo posagent service install
   sudo posagent service start

@@ -64,8 +64,9 @@ func newCommand(load func() ([]devices.Config, []byte, error), src sources, opts
 		Short: "Find card readers and scanners and watch their reads",
 		Long: `Card readers (magnetic stripe, RFID/NFC) and barcode/QR scanners attach over
 serial (RS-232 or USB virtual COM), USB HID or, on Linux, as keyboard wedges
-through evdev. "list" shows what is attached; "monitor" shows live reads,
-decoded and masked, with timing.`,
+through evdev. "list" shows what is attached (and --add puts one in the config);
+"udev" prints the udev rules that let the service open the configured readers;
+"monitor" shows live reads, decoded and masked, with timing.`,
 		Example: `  posagent devices list
   posagent devices monitor --device msr1`,
 	}
