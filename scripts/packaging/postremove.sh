@@ -15,6 +15,7 @@ esac
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemctl daemon-reload || true
 fi
+rm -f /etc/udev/rules.d/99-posagent-readers.rules # written by postinst from the config's readers
 if command -v udevadm >/dev/null 2>&1 && [ -d /run/udev ]; then
   udevadm control --reload-rules || true
 fi
