@@ -2,11 +2,13 @@ package hq
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/bits"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -70,7 +72,7 @@ func (s *Server) KPIs(ctx context.Context, month string) (*KPIReport, error) {
 	}
 	start, err := time.ParseInLocation("2006-01", month, s.loc)
 	if err != nil {
-		return nil, fmt.Errorf("hq: month %q: want YYYY-MM", month)
+		return nil, fmt.Errorf("%w: month %q: want YYYY-MM", errBadRequest, month)
 	}
 	end := start.AddDate(0, 1, 0)
 	asOf := end.Add(-time.Nanosecond)
@@ -237,8 +239,14 @@ func ratio(num, mul, den int64) int64 {
 
 func (s *Server) handleKPI(w http.ResponseWriter, r *http.Request) {
 	rep, err := s.KPIs(r.Context(), r.URL.Query().Get("month"))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+	switch {
+	case errors.Is(err, errBadRequest):
+		writeError(w, http.StatusBadRequest, "bad_request", strings.TrimPrefix(err.Error(), errBadRequest.Error()+": "))
+		return
+	case err != nil:
+		// A storage failure is HQ's, not the caller's: worth a retry.
+		s.o.Log.Error("kpi report", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "storage", "reading the KPI aggregates failed; try again")
 		return
 	}
 	switch f := r.URL.Query().Get("format"); f {

@@ -263,6 +263,12 @@ func (s *Server) auth(r *http.Request) (Credential, int, error) {
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, role, forbidden string) (Credential, bool) {
 	c, code, err := s.auth(r)
 	if err != nil {
+		if code == http.StatusServiceUnavailable {
+			// Storage failed: the credential may be good, so say retry, not re-issue.
+			s.o.Log.Error("credential check", "err", err)
+			writeError(w, code, "storage", "checking the credential failed; try again")
+			return c, false
+		}
 		writeError(w, code, "unauthorized", err.Error())
 		return c, false
 	}
