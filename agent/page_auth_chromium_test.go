@@ -59,6 +59,11 @@ func TestPageSignInLockoutSupervisorIdleInChromium(t *testing.T) {
 		signIn("c1", "1357"),
 		textHas(`#signin-error`, "cashier c1 is locked"),
 	))
+	// Signed out, the till's panels and the sign-out button are not drawn
+	// (the hidden attribute alone is not enough: a display rule beats it).
+	drawn, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`['app', 'who'].some((id) => document.getElementById(id).getClientRects().length > 0)`))
+	require.NoError(t, err)
+	require.False(t, drawn, "a signed-out page draws no till panel and no sign-out button")
 	lo, err := rn.a.led.CashierLockout("c1")
 	require.NoError(t, err)
 	require.True(t, lo.Locked(time.Now()), "the lock is in the ledger, so a restart keeps it")
@@ -117,7 +122,7 @@ func TestPageSignInLockoutSupervisorIdleInChromium(t *testing.T) {
 		textHas(`#signin-error`, "Signed out after a while"),
 		chromedp.WaitReady(chromedp.CSS(`#stream.off`)),
 	))
-	hidden, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById('app').hidden && document.getElementById('member').hidden`))
+	hidden, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById('app').getClientRects().length === 0 && document.getElementById('member').hidden`))
 	require.NoError(t, err)
 	require.True(t, hidden, "no member data stays on screen")
 	code, err := chromedp.Run(ctx, chromedp.Evaluate[int](`fetch('/v1/status').then((r) => r.status)`, chromedp.EvalAwaitPromise))
