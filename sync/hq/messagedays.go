@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"posagent/ledger/loyalty"
 	"posagent/sync/hq/messages"
 )
 
@@ -102,4 +103,33 @@ func (m MessageDays) Run(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// HasCoupon reports whether cs holds the issued coupon id.
+func HasCoupon(cs []CouponState, id string) bool {
+	for _, c := range cs {
+		if c.ID == id && c.Known {
+			return true
+		}
+	}
+	return false
+}
+
+// MessageSettings makes the triggers' settings from the program in force
+// and the stores' time zones (from their credentials).
+func MessageSettings(ctx context.Context, st Store, p *loyalty.Program) (*messages.Settings, error) {
+	cs, err := st.Credentials(ctx)
+	if err != nil {
+		return nil, err
+	}
+	zones := map[string]*time.Location{}
+	for _, c := range cs {
+		if c.Role != RoleStore || c.TimeZone == "" {
+			continue
+		}
+		if l, err := time.LoadLocation(c.TimeZone); err == nil {
+			zones[c.ID] = l
+		}
+	}
+	return messages.NewSettings(p, zones)
 }

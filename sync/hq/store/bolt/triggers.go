@@ -22,12 +22,12 @@ import (
 // The reminder triggers' indexes, kept in the ingest transaction so the
 // per-day jobs read only the members a day concerns.
 var (
-	bTrigMembers   = []byte("msg_members")    // member → trigMember
-	bTrigBirthdays = []byte("msg_birthdays")  // MM-DD \x00 member → ""
-	bTrigLots      = []byte("msg_lots")       // member \x00 YYYY-MM-DD → points earned for that date (varint)
-	bTrigLotDates  = []byte("msg_lot_dates")  // YYYY-MM-DD \x00 member → ""
-	bTrigActive    = []byte("msg_active")     // last activity (be64 unix s) \x00 member → ""
-	bTrigDays      = []byte("msg_days")       // YYYY-MM-DD → hq.MessageDay: the day's job ran
+	bTrigMembers   = []byte("msg_members")   // member → trigMember
+	bTrigBirthdays = []byte("msg_birthdays") // MM-DD \x00 member → ""
+	bTrigLots      = []byte("msg_lots")      // member \x00 YYYY-MM-DD → points earned for that date (varint)
+	bTrigLotDates  = []byte("msg_lot_dates") // YYYY-MM-DD \x00 member → ""
+	bTrigActive    = []byte("msg_active")    // last activity (be64 unix s) \x00 member → ""
+	bTrigDays      = []byte("msg_days")      // YYYY-MM-DD → hq.MessageDay: the day's job ran
 	trigBuckets    = [][]byte{bTrigMembers, bTrigBirthdays, bTrigLots, bTrigLotDates, bTrigActive, bTrigDays}
 )
 
@@ -199,7 +199,7 @@ func trigIngest(tx *bbolt.Tx, ms *memberSet, es []entry.Entry) error {
 		if v := lots.Get(k); v != nil {
 			cur, _ = binary.Varint(v)
 		}
-		if err := lots.Put(k, binary.AppendVarint(nil, cur+ea.Points)); err != nil {
+		if err := lots.Put(k, binary.AppendVarint(nil, messages.AddPoints(cur, ea.Points))); err != nil {
 			return err
 		}
 		if err := dates.Put(trigKey(d, ea.Member), nil); err != nil {
@@ -301,9 +301,9 @@ func (s *Store) RunMessageDay(ctx context.Context, st *messages.Settings, day me
 				for k, v := c.Seek(trigKey(id, t)); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 					n, _ := binary.Varint(v)
 					if string(k[len(prefix):]) == t {
-						at += n
+						at = messages.AddPoints(at, n)
 					} else {
-						later += n
+						later = messages.AddPoints(later, n)
 					}
 				}
 				msg, ok := st.PointsExpiring(day, m, messages.Expiring(m.Points, at, later), now)
@@ -332,7 +332,7 @@ func (s *Store) RunMessageDay(ctx context.Context, st *messages.Settings, day me
 					return err
 				}
 				msg, cp, ok := st.Recall(day, state, m, now)
-				if !ok || hasCoupon(rec, cp.ID) {
+				if !ok || hq.HasCoupon(rec.Coupons, cp.ID) {
 					continue
 				}
 				msgs = append(msgs, msg)
@@ -353,15 +353,6 @@ func (s *Store) RunMessageDay(ctx context.Context, st *messages.Settings, day me
 	return res, err
 }
 
-func hasCoupon(m hq.Member, id string) bool {
-	for _, c := range m.Coupons {
-		if c.ID == id && c.Known {
-			return true
-		}
-	}
-	return false
-}
-
 // eachUnder calls fn with the second part of every key "prefix\x00…".
 func eachUnder(b *bbolt.Bucket, prefix string, fn func(string) error) error {
 	p := trigKey(prefix, "")
@@ -373,3 +364,5 @@ func eachUnder(b *bbolt.Bucket, prefix string, fn func(string) error) error {
 	}
 	return nil
 }
+
+var _ hq.MessageDayStore = (*Store)(nil)
