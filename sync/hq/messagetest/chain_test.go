@@ -28,10 +28,12 @@ var shanghai = func() *time.Location {
 type day struct{ t time.Time } // 00:00 local
 
 func dayOf(y int, m time.Month, d int) day { return day{time.Date(y, m, d, 0, 0, 0, 0, shanghai)} }
-func (d day) add(n int) day              { return day{d.t.AddDate(0, 0, n)} }
-func (d day) before(e day) bool          { return d.t.Before(e.t) }
-func (d day) String() string             { return d.t.Format(time.DateOnly) }
-func (d day) at(h, m int) time.Time      { return d.t.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute) }
+func (d day) add(n int) day                { return day{d.t.AddDate(0, 0, n)} }
+func (d day) before(e day) bool            { return d.t.Before(e.t) }
+func (d day) String() string               { return d.t.Format(time.DateOnly) }
+func (d day) at(h, m int) time.Time {
+	return d.t.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute)
+}
 
 type genMember struct {
 	id, name, mobile, birthday string
