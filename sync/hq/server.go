@@ -74,7 +74,10 @@ type Options struct {
 	// Fraud: thresholds of the enrolment fraud signals (FraudSettings
 	// gives the defaults); a request's parameters override them.
 	Fraud FraudSettings
-	Now   func() time.Time
+	// GatewaySecret signs the message gateway's opt-out callback
+	// (POST /gateway/opt-out); none: the endpoint answers 404.
+	GatewaySecret []byte
+	Now           func() time.Time
 }
 
 func (o *Options) defaults() {
@@ -171,6 +174,7 @@ func NewServer(st Store, opts Options) *Server {
 	s.mux.HandleFunc("POST /admin/cashiers/{store}/{id}/disable", s.admin(s.handleCashierState(true)))
 	s.mux.HandleFunc("POST /admin/cashiers/{store}/{id}/enable", s.admin(s.handleCashierState(false)))
 	s.mux.HandleFunc("POST /admin/cashiers/{store}/{id}/pin", s.admin(s.handleCashierPIN))
+	s.outboxRoutes()
 	return s
 }
 
