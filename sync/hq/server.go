@@ -74,7 +74,10 @@ type Options struct {
 	// Fraud: thresholds of the enrolment fraud signals (FraudSettings
 	// gives the defaults); a request's parameters override them.
 	Fraud FraudSettings
-	Now   func() time.Time
+	// GatewaySecret signs the message gateway's opt-out callback
+	// (POST /gateway/opt-out); none: the endpoint answers 404.
+	GatewaySecret []byte
+	Now           func() time.Time
 }
 
 func (o *Options) defaults() {
@@ -178,6 +181,7 @@ func NewServer(st Store, opts Options) *Server {
 	s.mux.HandleFunc("POST "+wire.PathMemberCodeClaims, s.handleMemberCodeClaims)
 	s.mux.HandleFunc("POST "+wire.PathMemberCodeShort, s.handleMemberCodeShort)
 	s.mux.HandleFunc("GET /admin/member-codes/repeats", s.admin(s.handleMemberCodeRepeats))
+	s.outboxRoutes()
 	return s
 }
 
