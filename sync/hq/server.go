@@ -74,6 +74,8 @@ type Options struct {
 	// Fraud: thresholds of the enrolment fraud signals (FraudSettings
 	// gives the defaults); a request's parameters override them.
 	Fraud FraudSettings
+	// Enrol configures self-enrolment and the card page (enrolweb.go).
+	Enrol EnrolOptions
 	Now   func() time.Time
 }
 
@@ -135,6 +137,8 @@ type Server struct {
 	holds  map[string]int // open uploads per credential ("role/id")
 
 	snaps chan struct{} // snapshots being sent (maxSnapshots)
+
+	enrol *enrolState
 }
 
 // NewServer serves st. It does not own st: the caller closes it.
@@ -171,6 +175,7 @@ func NewServer(st Store, opts Options) *Server {
 	s.mux.HandleFunc("POST /admin/cashiers/{store}/{id}/disable", s.admin(s.handleCashierState(true)))
 	s.mux.HandleFunc("POST /admin/cashiers/{store}/{id}/enable", s.admin(s.handleCashierState(false)))
 	s.mux.HandleFunc("POST /admin/cashiers/{store}/{id}/pin", s.admin(s.handleCashierPIN))
+	s.routesEnrol()
 	return s
 }
 
