@@ -37,6 +37,8 @@ type Pending struct {
 	Lang     string `json:"lang,omitempty"`
 	// ConsentAt is when the customer ticked the consent line (required).
 	ConsentAt time.Time `json:"consent_at"`
+	// Messages: consent to member messages as well (optional).
+	Messages bool `json:"messages,omitempty"`
 	// CodeHash is hex SHA-256 of salt and code; the code itself is never kept.
 	CodeHash string    `json:"code_hash"`
 	Salt     string    `json:"salt"`
@@ -66,6 +68,7 @@ type WebEnrolment struct {
 	Referrer  string    `json:"referrer,omitempty"`
 	ConsentAt time.Time `json:"consent_at"`
 	Consent   string    `json:"consent"` // the consent line as shown
+	Messages  bool      `json:"messages,omitempty"`
 	At        time.Time `json:"at"`
 }
 

@@ -113,6 +113,8 @@ type custPage struct {
 type enrolForm struct {
 	Mobile, Name, Birthday string
 	Consent                bool
+	// Messages: the customer also agreed to member messages (optional).
+	Messages bool
 }
 
 func lang(r *http.Request) string {
@@ -216,7 +218,8 @@ func (s *Server) handleEnrolSend(w http.ResponseWriter, r *http.Request) {
 	l := lang(r)
 	now := s.o.Now()
 	f := enrolForm{Mobile: strings.TrimSpace(r.PostFormValue("mobile")), Name: strings.TrimSpace(r.PostFormValue("name")),
-		Birthday: strings.TrimSpace(r.PostFormValue("birthday")), Consent: r.PostFormValue("consent") == "yes"}
+		Birthday: strings.TrimSpace(r.PostFormValue("birthday")), Consent: r.PostFormValue("consent") == "yes",
+		Messages: r.PostFormValue("messages") == "yes"}
 	again := func(code int, key string) {
 		s.render(w, code, "enrol.html", custPage{Lang: l, Title: texts[l]["enrol_title"], Error: texts[l][key], Other: otherLang(r, l),
 			Link: link, Sig: r.PostFormValue("k"), Form: f, Consent: texts[l]["consent"]})
@@ -261,7 +264,7 @@ func (s *Server) handleEnrolSend(w http.ResponseWriter, r *http.Request) {
 		p.Sends++
 		p.Mobile, p.Name, p.Birthday, p.Lang = f.Mobile, f.Name, f.Birthday, l
 		p.Store, p.Cashier, p.Referrer = link.Store, link.Cashier, link.Referrer
-		p.ConsentAt = now.UTC()
+		p.ConsentAt, p.Messages = now.UTC(), f.Messages
 		p.Salt, p.CodeHash, p.Expires, p.Attempts = salt, hash, now.Add(o.CodeTTL).UTC(), 0
 		return p, false, nil
 	})
@@ -425,14 +428,24 @@ func (s *Server) enrolVerified(ctx context.Context, es EnrolStore, p Pending, no
 			consent = texts["zh"]["consent"]
 		}
 		if err := es.AddWebEnrolment(ctx, WebEnrolment{Member: id, Mobile: p.Mobile, Store: p.Store, Cashier: p.Cashier,
-			Referrer: ref, ConsentAt: p.ConsentAt, Consent: consent, At: now.UTC()}); err != nil {
+			Referrer: ref, ConsentAt: p.ConsentAt, Consent: consent, Messages: p.Messages, At: now.UTC()}); err != nil {
 			// The member exists; the consent record is retried by nobody,
 			// so say so loudly.
 			s.o.Log.Error("self-enrolment consent record", "member", id, "err", err)
 		}
+		if cs, ok := s.st.(consentSetter); ok && p.Messages {
+			if err := cs.SetConsent(ctx, id, true, p.ConsentAt, "web:"+p.Store); err != nil {
+				s.o.Log.Error("self-enrolment message consent", "member", id, "err", err)
+			}
+		}
 		return id, nil
 	}
 	return "", errors.New("the store's WEB till kept moving; try again")
+}
+
+// consentSetter records consent to member messages (the outbox's).
+type consentSetter interface {
+	SetConsent(ctx context.Context, member string, granted bool, at time.Time, source string) error
 }
 
 // memberByMobile is the enrolled member with this mobile, "" for none.
