@@ -279,27 +279,27 @@ func parseEnrolLink(key []byte, q url.Values) (EnrolLink, bool) {
 	return l, hmac.Equal([]byte(enrolSig(key, l)), []byte(q.Get("k")))
 }
 
-// limiter counts events per key in a fixed window, in memory: the per
+// windowLimiter counts events per key in a fixed window, in memory: the per
 // client address limit (the per mobile one is kept with the pending
 // record, so it holds across HQ processes).
-type limiter struct {
+type windowLimiter struct {
 	mu     sync.Mutex
 	n      int
 	window time.Duration
-	hits   map[string]*window
+	hits   map[string]*limitWindow
 }
 
-type window struct {
+type limitWindow struct {
 	start time.Time
 	n     int
 }
 
-func newLimiter(n int, w time.Duration) *limiter {
-	return &limiter{n: n, window: w, hits: map[string]*window{}}
+func newWindowLimiter(n int, w time.Duration) *windowLimiter {
+	return &windowLimiter{n: n, window: w, hits: map[string]*limitWindow{}}
 }
 
 // allow counts one event for key at now, false when over the limit.
-func (l *limiter) allow(key string, now time.Time) bool {
+func (l *windowLimiter) allow(key string, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.hits) > 100_000 { // bound memory: drop windows that are over
@@ -311,7 +311,7 @@ func (l *limiter) allow(key string, now time.Time) bool {
 	}
 	w := l.hits[key]
 	if w == nil || now.Sub(w.start) >= l.window {
-		w = &window{start: now}
+		w = &limitWindow{start: now}
 		l.hits[key] = w
 	}
 	if w.n >= l.n {

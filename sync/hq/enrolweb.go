@@ -63,7 +63,7 @@ func (o *EnrolOptions) defaults() {
 
 // enrolState is the server's self-enrolment state.
 type enrolState struct {
-	addrs *limiter
+	addrs *windowLimiter
 	// webMu serialises HQ's own writes to WEB tills (their sequence is
 	// read, then written); Ingest's duplicate answer covers other HQ
 	// processes.
@@ -82,7 +82,7 @@ var enrolPages = template.Must(template.New("").Funcs(template.FuncMap{
 // and the card link are the keys).
 func (s *Server) routesEnrol() {
 	s.o.Enrol.defaults()
-	s.enrol = &enrolState{addrs: newLimiter(s.o.Enrol.SendsPerAddr, s.o.Enrol.Window)}
+	s.enrol = &enrolState{addrs: newWindowLimiter(s.o.Enrol.SendsPerAddr, s.o.Enrol.Window)}
 	s.mux.HandleFunc("GET /m/enrol", s.handleEnrolForm)
 	s.mux.HandleFunc("POST /m/enrol", s.handleEnrolSend)
 	s.mux.HandleFunc("POST /m/enrol/verify", s.handleEnrolVerify)
