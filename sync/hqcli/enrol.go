@@ -70,7 +70,7 @@ page, and each enrolment made through it is credited to the store (and the
 cashier or referring member given). The URL is signed with HQ_ENROL_KEY, the
 key hq serve runs with, so the credit cannot be edited; the base URL is
 --public-url or HQ_PUBLIC_URL.`,
-		Example: `  HQ_ENROL_KEY=... posagent hq store qr S001 --public-url https://hq.example.com --out s001.png
+		Example: `  posagent hq store qr S001 --public-url https://hq.example.com --out s001.png   # key from HQ_ENROL_KEY
   posagent hq store qr S001 --cashier C07 --out c07.svg      # credited to cashier C07
   posagent hq store qr S001 --referrer S001-T1-42 --out ref.png`,
 		Args: cobra.ExactArgs(1),
@@ -170,9 +170,11 @@ func cardLinkCmd(f *flags) *cobra.Command {
 			})(cmd, args)
 		}
 	}
-	issue := &cobra.Command{Use: "issue MEMBER", Short: "Make a new card link and print it (earlier ones keep working)", Args: cobra.ExactArgs(1), RunE: run(false)}
+	issue := &cobra.Command{Use: "issue MEMBER", Short: "Make a new card link and print it (earlier ones keep working)",
+		Example: "  posagent hq members card-link issue S001-WEB-7 --public-url https://hq.example.com\n  posagent hq members card-link issue S001-WEB-7 --url https://hq:8443 --token $HQ_TOKEN", Args: cobra.ExactArgs(1), RunE: run(false)}
 	issue.Flags().StringVar(&public, "public-url", "", "HQ's address as customers' phones reach it (default: $HQ_PUBLIC_URL)")
-	revoke := &cobra.Command{Use: "revoke MEMBER", Short: "Make every link to the member's card stop working at once", Args: cobra.ExactArgs(1), RunE: run(true)}
+	revoke := &cobra.Command{Use: "revoke MEMBER", Short: "Make every link to the member's card stop working at once",
+		Example: "  posagent hq members card-link revoke S001-WEB-7\n  posagent hq members card-link revoke S001-WEB-7 --url https://hq:8443 --token $HQ_TOKEN", Args: cobra.ExactArgs(1), RunE: run(true)}
 	c.AddCommand(issue, revoke)
 	return c
 }
