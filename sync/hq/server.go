@@ -138,7 +138,10 @@ type Server struct {
 
 	snaps chan struct{} // snapshots being sent (maxSnapshots)
 
-	enrol *enrolState
+	shortMu    sync.Mutex
+	shortMin   int64          // the minute shortWrong counts
+	shortWrong map[string]int // wrong short member codes per store this minute
+	enrol      *enrolState
 }
 
 // NewServer serves st. It does not own st: the caller closes it.
@@ -175,6 +178,9 @@ func NewServer(st Store, opts Options) *Server {
 	s.mux.HandleFunc("POST /admin/cashiers/{store}/{id}/disable", s.admin(s.handleCashierState(true)))
 	s.mux.HandleFunc("POST /admin/cashiers/{store}/{id}/enable", s.admin(s.handleCashierState(false)))
 	s.mux.HandleFunc("POST /admin/cashiers/{store}/{id}/pin", s.admin(s.handleCashierPIN))
+	s.mux.HandleFunc("POST "+wire.PathMemberCodeClaims, s.handleMemberCodeClaims)
+	s.mux.HandleFunc("POST "+wire.PathMemberCodeShort, s.handleMemberCodeShort)
+	s.mux.HandleFunc("GET /admin/member-codes/repeats", s.admin(s.handleMemberCodeRepeats))
 	s.routesEnrol()
 	return s
 }
@@ -627,6 +633,11 @@ func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusServiceUnavailable, "storage", "HQ could not read the store's cashiers; retry")
 			return
 		}
+	}
+	if err := s.attachMemberCodeKeys(r.Context(), &ch); err != nil {
+		s.o.Log.Error("reading the member-code keys", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "storage", "HQ could not read its member-code keys; retry")
+		return
 	}
 	writeJSON(w, http.StatusOK, ch)
 }

@@ -20,7 +20,7 @@ import (
 // Action is what the gateway does with one request.
 type Action struct {
 	Delay  time.Duration // wait this long before answering
-	Status int          // answer this (0: 200, or 409 for an id taken already); a 5xx or 4xx takes nothing
+	Status int           // answer this (0: 200, or 409 for an id taken already); a 5xx or 4xx takes nothing
 	// Lose: take the message, then hold the answer for Delay (longer than
 	// HQ's timeout): HQ sees a timeout for a message the gateway has.
 	Lose bool
