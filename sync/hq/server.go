@@ -76,7 +76,10 @@ type Options struct {
 	Fraud FraudSettings
 	// Enrol configures self-enrolment and the card page (enrolweb.go).
 	Enrol EnrolOptions
-	Now   func() time.Time
+	// GatewaySecret signs the message gateway's opt-out callback
+	// (POST /gateway/opt-out); none: the endpoint answers 404.
+	GatewaySecret []byte
+	Now           func() time.Time
 }
 
 func (o *Options) defaults() {
@@ -182,6 +185,7 @@ func NewServer(st Store, opts Options) *Server {
 	s.mux.HandleFunc("POST "+wire.PathMemberCodeShort, s.handleMemberCodeShort)
 	s.mux.HandleFunc("GET /admin/member-codes/repeats", s.admin(s.handleMemberCodeRepeats))
 	s.routesEnrol()
+	s.outboxRoutes()
 	return s
 }
 
