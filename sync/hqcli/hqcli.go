@@ -184,6 +184,7 @@ func serveCmd(f *flags) *cobra.Command {
 	var maxInFlight, maxPerStore int
 	var bodyTimeout time.Duration
 	var fraudSet hq.FraudSettings
+	var enrolSet enrolFlags
 	var gw gatewayFlags
 	c := &cobra.Command{
 		Use:   "serve",
@@ -221,6 +222,9 @@ admin's has posagent:admin:<name>. Otherwise HQ answers 403.`,
 			o.BodyTimeout = bodyTimeout
 			o.RequireClientCert = clientCA != ""
 			o.Fraud = fraudSet
+			if o.Enrol, err = enrolSet.options(); err != nil {
+				return err
+			}
 			if o.GatewaySecret, err = gw.secret(); err != nil {
 				return err
 			}
@@ -278,6 +282,7 @@ admin's has posagent:admin:<name>. Otherwise HQ answers 403.`,
 	c.Flags().IntVar(&maxPerStore, "max-per-store", 8, "uploads one credential (store) may have open at once; more get 429 + Retry-After")
 	c.Flags().DurationVar(&bodyTimeout, "body-timeout", 30*time.Second, "time an upload's body may take to arrive; a slower one gets 408")
 	addFraudFlags(c, &fraudSet)
+	addEnrolFlags(c, &enrolSet)
 	addGatewayFlags(c, &gw)
 	return c
 }
@@ -373,7 +378,7 @@ func storeCmd(f *flags) *cobra.Command {
 			return tw.Flush()
 		}),
 	}
-	c.AddCommand(add, revoke, list)
+	c.AddCommand(add, revoke, list, storeQRCmd(f))
 	return c
 }
 
