@@ -74,7 +74,12 @@ type Options struct {
 	// Fraud: thresholds of the enrolment fraud signals (FraudSettings
 	// gives the defaults); a request's parameters override them.
 	Fraud FraudSettings
-	Now   func() time.Time
+	// Enrol configures self-enrolment and the card page (enrolweb.go).
+	Enrol EnrolOptions
+	// GatewaySecret signs the message gateway's opt-out callback
+	// (POST /gateway/opt-out); none: the endpoint answers 404.
+	GatewaySecret []byte
+	Now           func() time.Time
 }
 
 func (o *Options) defaults() {
@@ -139,6 +144,7 @@ type Server struct {
 	shortMu    sync.Mutex
 	shortMin   int64          // the minute shortWrong counts
 	shortWrong map[string]int // wrong short member codes per store this minute
+	enrol      *enrolState
 }
 
 // NewServer serves st. It does not own st: the caller closes it.
@@ -178,6 +184,8 @@ func NewServer(st Store, opts Options) *Server {
 	s.mux.HandleFunc("POST "+wire.PathMemberCodeClaims, s.handleMemberCodeClaims)
 	s.mux.HandleFunc("POST "+wire.PathMemberCodeShort, s.handleMemberCodeShort)
 	s.mux.HandleFunc("GET /admin/member-codes/repeats", s.admin(s.handleMemberCodeRepeats))
+	s.routesEnrol()
+	s.outboxRoutes()
 	return s
 }
 
