@@ -124,7 +124,7 @@ func New(cfg config.Config, log *slog.Logger) (a *Agent, err error) {
 				return nil, err
 			}
 		}
-		a.sync, err = client.New(cc, a.led, inbox{a.led}, log.With("component", "sync"))
+		a.sync, err = client.New(cc, outbox{a.led}, inbox{a.led}, log.With("component", "sync"))
 		if err != nil {
 			return nil, err
 		}
