@@ -70,5 +70,22 @@ func (s *Settings) lotLastDay(t time.Time, store string) Date {
 // most what was earned for target. later is the sum earned for dates
 // after target.
 func Expiring(balance, atTarget, later int64) int64 {
-	return max(0, min(balance-later, atTarget))
+	if balance <= later || atTarget <= 0 {
+		return 0
+	}
+	return min(balance-later, atTarget) // later ≥ 0 here: no overflow
+}
+
+// AddPoints is a+b for points, held at the int64 bounds instead of
+// wrapping: the index sums what tills send, and a hostile till may send
+// anything the balance checks let through.
+func AddPoints(a, b int64) int64 {
+	s := a + b
+	if (a^s)&(b^s) < 0 {
+		if a < 0 {
+			return -1 << 63
+		}
+		return 1<<63 - 1
+	}
+	return s
 }
