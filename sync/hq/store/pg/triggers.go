@@ -207,11 +207,10 @@ func (s *Store) RunMessageDay(ctx context.Context, st *messages.Settings, day me
 			}
 			for _, r := range ms {
 				msg, c, ok := st.Birthday(day, r.member(), now)
-				if !ok {
-					continue
+				if ok {
+					msgs = append(msgs, msg)
+					res.Birthday++
 				}
-				msgs = append(msgs, msg)
-				res.Birthday++
 				if c != nil {
 					ds = append(ds, hq.Delta{MemberID: r.id, CouponsIssued: []entry.MemberCoupon{*c}})
 				}
@@ -278,12 +277,14 @@ func (s *Store) RunMessageDay(ctx context.Context, st *messages.Settings, day me
 			}
 			for _, r := range rs {
 				msg, c, ok := st.Recall(day, state, r.member(), now)
-				if !ok || hq.HasCoupon(r.coupons, c.ID) {
+				if c == nil || hq.HasCoupon(r.coupons, c.ID) {
 					continue
 				}
-				msgs = append(msgs, msg)
-				ds = append(ds, hq.Delta{MemberID: r.id, CouponsIssued: []entry.MemberCoupon{c}})
-				res.Recall++
+				ds = append(ds, hq.Delta{MemberID: r.id, CouponsIssued: []entry.MemberCoupon{*c}})
+				if ok {
+					msgs = append(msgs, msg)
+					res.Recall++
+				}
 			}
 		}
 		sort.SliceStable(ds, func(i, j int) bool { return ds[i].MemberID < ds[j].MemberID })
