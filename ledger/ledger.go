@@ -262,6 +262,10 @@ func Open(path string, o Options) (l *Ledger, err error) {
 		db.Close()
 		return nil, err
 	}
+	if err := l.ensureMemberCodeBucket(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if l.wal, err = recoverWAL(db, path); err != nil {
 		db.Close()
 		return nil, err

@@ -90,6 +90,12 @@ func (p *Program) clone() *Program {
 	c.TopUp = slices.Clone(p.TopUp)
 	c.Welcome.SKUs = slices.Clone(p.Welcome.SKUs)
 	c.Referral.Coupon.SKUs = slices.Clone(p.Referral.Coupon.SKUs)
+	c.Messages.Recall.Coupon.SKUs = slices.Clone(p.Messages.Recall.Coupon.SKUs)
+	if bc := p.Messages.Birthday.Coupon; bc != nil {
+		cc := *bc
+		cc.SKUs = slices.Clone(bc.SKUs)
+		c.Messages.Birthday.Coupon = &cc
+	}
 	return &c
 }
 
@@ -305,6 +311,7 @@ func (d *decoder) program(n *yaml.Node, p *Program) error {
 				"coupon":            opt(func(n *yaml.Node, path string) error { return d.couponTemplate(n, path, &p.Referral.Coupon, p) }),
 			})
 		}),
+		"messages": opt(func(n *yaml.Node, path string) error { return d.messages(n, path, p) }),
 		"life_cycle": req(func(n *yaml.Node, path string) error {
 			if err := d.mapping(n, path, map[string]field{
 				"at_risk_days": req(intInt(&p.Life.AtRiskDays, 1, 36500)),

@@ -29,6 +29,9 @@ type Program struct {
 	Welcome     CouponTemplate `json:"welcome_coupon"`
 	Referral    Referral       `json:"referral"`
 	Life        LifeCycleRule  `json:"life_cycle"`
+	// Messages are HQ's member reminders; a program without the section
+	// sends none.
+	Messages Messages `json:"messages"`
 
 	loc *time.Location
 }

@@ -74,7 +74,12 @@ type Options struct {
 	// Fraud: thresholds of the enrolment fraud signals (FraudSettings
 	// gives the defaults); a request's parameters override them.
 	Fraud FraudSettings
-	Now   func() time.Time
+	// Enrol configures self-enrolment and the card page (enrolweb.go).
+	Enrol EnrolOptions
+	// GatewaySecret signs the message gateway's opt-out callback
+	// (POST /gateway/opt-out); none: the endpoint answers 404.
+	GatewaySecret []byte
+	Now           func() time.Time
 }
 
 func (o *Options) defaults() {
@@ -135,6 +140,11 @@ type Server struct {
 	holds  map[string]int // open uploads per credential ("role/id")
 
 	snaps chan struct{} // snapshots being sent (maxSnapshots)
+
+	shortMu    sync.Mutex
+	shortMin   int64          // the minute shortWrong counts
+	shortWrong map[string]int // wrong short member codes per store this minute
+	enrol      *enrolState
 }
 
 // NewServer serves st. It does not own st: the caller closes it.
@@ -171,6 +181,11 @@ func NewServer(st Store, opts Options) *Server {
 	s.mux.HandleFunc("POST /admin/cashiers/{store}/{id}/disable", s.admin(s.handleCashierState(true)))
 	s.mux.HandleFunc("POST /admin/cashiers/{store}/{id}/enable", s.admin(s.handleCashierState(false)))
 	s.mux.HandleFunc("POST /admin/cashiers/{store}/{id}/pin", s.admin(s.handleCashierPIN))
+	s.mux.HandleFunc("POST "+wire.PathMemberCodeClaims, s.handleMemberCodeClaims)
+	s.mux.HandleFunc("POST "+wire.PathMemberCodeShort, s.handleMemberCodeShort)
+	s.mux.HandleFunc("GET /admin/member-codes/repeats", s.admin(s.handleMemberCodeRepeats))
+	s.routesEnrol()
+	s.outboxRoutes()
 	return s
 }
 
@@ -622,6 +637,11 @@ func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusServiceUnavailable, "storage", "HQ could not read the store's cashiers; retry")
 			return
 		}
+	}
+	if err := s.attachMemberCodeKeys(r.Context(), &ch); err != nil {
+		s.o.Log.Error("reading the member-code keys", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "storage", "HQ could not read its member-code keys; retry")
+		return
 	}
 	writeJSON(w, http.StatusOK, ch)
 }

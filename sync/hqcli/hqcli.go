@@ -81,7 +81,7 @@ HQ with --url and an admin token (--token or HQ_TOKEN); use --url while
 			f.token = os.Getenv("HQ_TOKEN")
 		}
 	}
-	root.AddCommand(serveCmd(f), storeCmd(f), exportCmd(f), kpiCmd(f), deadLettersCmd(f), couponsCmd(f), membersCmd(f), programCmd(f), verifyCmd(f), archiveCmd(f), cashierCmd(f))
+	root.AddCommand(serveCmd(f), storeCmd(f), exportCmd(f), kpiCmd(f), deadLettersCmd(f), couponsCmd(f), withConsent(f, membersCmd(f)), programCmd(f), verifyCmd(f), archiveCmd(f), cashierCmd(f), messagesCmd(f))
 	return root
 }
 
@@ -184,6 +184,8 @@ func serveCmd(f *flags) *cobra.Command {
 	var maxInFlight, maxPerStore int
 	var bodyTimeout time.Duration
 	var fraudSet hq.FraudSettings
+	var enrolSet enrolFlags
+	var gw gatewayFlags
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the HQ server",
@@ -220,6 +222,17 @@ admin's has posagent:admin:<name>. Otherwise HQ answers 403.`,
 			o.BodyTimeout = bodyTimeout
 			o.RequireClientCert = clientCA != ""
 			o.Fraud = fraudSet
+			if o.Enrol, err = enrolSet.options(); err != nil {
+				return err
+			}
+			if o.GatewaySecret, err = gw.secret(); err != nil {
+				return err
+			}
+			stopSender, err := gw.startSender(ctx, st, o.TimeZone, log)
+			if err != nil {
+				return err
+			}
+			defer stopSender()
 			// Uploads set their own body deadline; ReadTimeout bounds every
 			// other request's body the same way.
 			hs := &http.Server{Handler: hq.NewServer(st, o), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10*time.Second + bodyTimeout,
@@ -269,6 +282,8 @@ admin's has posagent:admin:<name>. Otherwise HQ answers 403.`,
 	c.Flags().IntVar(&maxPerStore, "max-per-store", 8, "uploads one credential (store) may have open at once; more get 429 + Retry-After")
 	c.Flags().DurationVar(&bodyTimeout, "body-timeout", 30*time.Second, "time an upload's body may take to arrive; a slower one gets 408")
 	addFraudFlags(c, &fraudSet)
+	addEnrolFlags(c, &enrolSet)
+	addGatewayFlags(c, &gw)
 	return c
 }
 
@@ -363,7 +378,7 @@ func storeCmd(f *flags) *cobra.Command {
 			return tw.Flush()
 		}),
 	}
-	c.AddCommand(add, revoke, list)
+	c.AddCommand(add, revoke, list, storeQRCmd(f))
 	return c
 }
 

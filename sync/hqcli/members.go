@@ -18,8 +18,9 @@ import (
 
 func membersCmd(f *flags) *cobra.Command {
 	c := &cobra.Command{
-		Use:   "members",
-		Short: "Members flagged for review (a balance below zero, a coupon used twice): list them, clear the flag",
+		Use:     "members",
+		Aliases: []string{"member"},
+		Short:   "Members flagged for review (a balance below zero, a coupon used twice): list them, clear the flag",
 		Example: `  posagent hq members flagged
   posagent hq members review M000123 --note "paid the difference in cash"`,
 	}
@@ -91,7 +92,7 @@ storage itself --by does (default: the operating-system user).`,
 	}
 	review.Flags().StringVar(&note, "note", "", "what was checked or agreed (kept with the review)")
 	review.Flags().StringVar(&by, "by", "", "reviewer's name when working on the storage (default: the operating-system user)")
-	c.AddCommand(flagged, review)
+	c.AddCommand(flagged, review, cardLinkCmd(f))
 	return c
 }
 

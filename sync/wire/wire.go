@@ -4,6 +4,8 @@
 package wire
 
 import (
+	"time"
+
 	"posagent/ledger/entry"
 	"posagent/ledger/staff"
 )
@@ -103,6 +105,17 @@ type Changes struct {
 	// another version. No CashiersVersion: the till's list is current.
 	Cashiers        []staff.Cashier `json:"cashiers,omitempty"`
 	CashiersVersion string          `json:"cashiers_version,omitempty"`
+	// MemberCodeKeys are the public keys member codes are verified with,
+	// all of them, on every page; absent: keep the keys held.
+	MemberCodeKeys []MemberCodeKey `json:"member_code_keys,omitempty"`
+}
+
+// MemberCodeKey is a public key of HQ's member codes (sync/membercode).
+// NotAfter (RFC 3339), when set, is the last instant its codes are accepted.
+type MemberCodeKey struct {
+	ID       string    `json:"id"`
+	Public   []byte    `json:"public"` // Ed25519, 32 bytes, base64 in JSON
+	NotAfter time.Time `json:"not_after,omitzero"`
 }
 
 // ExportedEntry is an entry as HQ systems pull it, with when HQ stored it.

@@ -35,6 +35,7 @@ func Run(t *testing.T, open func(t *testing.T) hq.Store) {
 		{"ExportPaging", testExportPaging},
 		{"ConcurrentIngestAndExport", testConcurrent},
 		{"Aggregates", testAggregates},
+		{"MemberCodes", testMemberCodes},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

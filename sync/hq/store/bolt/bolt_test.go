@@ -167,3 +167,11 @@ func TestIngestAfterClose(t *testing.T) {
 	_, err = st.Ingest(context.Background(), hqtest.Batch(tl.Points("M1", time.Now(), 1, "x")))
 	require.ErrorIs(t, err, bolt.ErrClosed)
 }
+
+func TestOutboxConformance(t *testing.T) {
+	hqtest.RunOutbox(t, func(t *testing.T) hq.Store {
+		st, err := bolt.Open(filepath.Join(t.TempDir(), "hq.db"), bolt.Options{NoSync: true})
+		require.NoError(t, err)
+		return st
+	})
+}

@@ -237,6 +237,10 @@ func apply(tx *bbolt.Tx, ms *memberSet, r *ingestReq) (wire.Ack, error) {
 		if err := fraudFold(tx, stored); err != nil {
 			return wire.Ack{}, err
 		}
+		// Reminder indexes and messages, in this transaction (triggers.go).
+		if err := trigIngest(tx, ms, stored); err != nil {
+			return wire.Ack{}, err
+		}
 		if err := tills.Put(tk, boltjs.U64(b.Last)); err != nil {
 			return wire.Ack{}, err
 		}

@@ -299,6 +299,7 @@ func (s *Store) TillAcked(ctx context.Context, store, till string) (uint64, erro
 // deltas are made before the transaction for the usual upload, the one
 // that starts right after what HQ acked.
 func (s *Store) Ingest(ctx context.Context, b hq.Batch) (wire.Ack, error) {
+	ctx = s.trigContext(ctx) // reminder settings for trigIngest (triggers.go)
 	var pre *prepared
 	if b.First > 0 {
 		p, err := prepare(b, b.First-1)
@@ -457,6 +458,10 @@ func ingest(ctx context.Context, q querier, b hq.Batch, own bool, pre *prepared,
 	}
 	fresh := pre.dead
 	last := &pgx.Batch{}
+	// Reminder indexes and messages, in this transaction (triggers.go).
+	if err := trigIngest(ctx, q, pre, last); err != nil {
+		return wire.Ack{}, err
+	}
 	// The KPI aggregates change with the entries, in this transaction.
 	if err := foldAgg(ctx, q, aggCfg, pre.es, b.Store+"/"+b.Till, false, last); err != nil {
 		return wire.Ack{}, err

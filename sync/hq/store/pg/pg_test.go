@@ -276,3 +276,8 @@ func TestChangesFeedOverManyTransactions(t *testing.T) {
 		return maps.Equal(follower, want)
 	})
 }
+
+func TestOutboxConformance(t *testing.T) {
+	testURL(t)
+	hqtest.RunOutbox(t, func(t *testing.T) hq.Store { return open(t) })
+}

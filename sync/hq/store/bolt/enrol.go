@@ -1,0 +1,171 @@
+package bolt
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"posagent/sync/hq"
+)
+
+// Self-enrolment buckets, made on first write (a file from before them
+// simply has none).
+var (
+	bPending   = []byte("enrol_pending")  // mobile → Pending
+	bCardLinks = []byte("card_links")     // token hash → CardLink
+	bCardByMem = []byte("card_links_mem") // member\x00token hash → ""
+	bWebEnrol  = []byte("web_enrolments") // member → WebEnrolment
+)
+
+var _ hq.EnrolStore = (*Store)(nil)
+
+func bucket(tx *bbolt.Tx, name []byte) (*bbolt.Bucket, error) {
+	if tx.Writable() {
+		return tx.CreateBucketIfNotExists(name)
+	}
+	return tx.Bucket(name), nil
+}
+
+func putJSON(b *bbolt.Bucket, k []byte, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(k, data)
+}
+
+// UpdatePending implements hq.EnrolStore.
+func (s *Store) UpdatePending(ctx context.Context, mobile string, fn func(hq.Pending, bool) (hq.Pending, bool, error)) error {
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		b, err := bucket(tx, bPending)
+		if err != nil {
+			return err
+		}
+		var p hq.Pending
+		raw := b.Get([]byte(mobile))
+		if raw != nil {
+			if err := json.Unmarshal(raw, &p); err != nil {
+				return fmt.Errorf("pending enrolment of %s: %w", mobile, err)
+			}
+		}
+		next, del, err := fn(p, raw != nil)
+		if err != nil {
+			return err
+		}
+		if del {
+			return b.Delete([]byte(mobile))
+		}
+		next.Mobile = mobile
+		return putJSON(b, []byte(mobile), next)
+	})
+}
+
+// AddCardLink implements hq.EnrolStore.
+func (s *Store) AddCardLink(ctx context.Context, l hq.CardLink) error {
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		b, err := bucket(tx, bCardLinks)
+		if err != nil {
+			return err
+		}
+		bm, err := bucket(tx, bCardByMem)
+		if err != nil {
+			return err
+		}
+		if b.Get([]byte(l.TokenHash)) != nil {
+			return fmt.Errorf("card link: %w", hq.ErrConflict)
+		}
+		if err := putJSON(b, []byte(l.TokenHash), l); err != nil {
+			return err
+		}
+		return bm.Put([]byte(l.Member+"\x00"+l.TokenHash), nil)
+	})
+}
+
+// CardLink implements hq.EnrolStore.
+func (s *Store) CardLink(ctx context.Context, hash string) (hq.CardLink, error) {
+	var l hq.CardLink
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		b, _ := bucket(tx, bCardLinks)
+		var raw []byte
+		if b != nil {
+			raw = b.Get([]byte(hash))
+		}
+		if raw == nil {
+			return fmt.Errorf("card link: %w", hq.ErrNotFound)
+		}
+		return json.Unmarshal(raw, &l)
+	})
+	return l, err
+}
+
+// RevokeCardLinks implements hq.EnrolStore.
+func (s *Store) RevokeCardLinks(ctx context.Context, member string, at time.Time) (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		b, err := bucket(tx, bCardLinks)
+		if err != nil {
+			return err
+		}
+		bm, err := bucket(tx, bCardByMem)
+		if err != nil {
+			return err
+		}
+		prefix := []byte(member + "\x00")
+		c := bm.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && len(k) > len(prefix) && string(k[:len(prefix)]) == string(prefix); k, _ = c.Next() {
+			h := k[len(prefix):]
+			var l hq.CardLink
+			raw := b.Get(h)
+			if raw == nil {
+				continue
+			}
+			if err := json.Unmarshal(raw, &l); err != nil {
+				return err
+			}
+			if !l.RevokedAt.IsZero() {
+				continue
+			}
+			l.RevokedAt = at.UTC()
+			if err := putJSON(b, h, l); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// AddWebEnrolment implements hq.EnrolStore.
+func (s *Store) AddWebEnrolment(ctx context.Context, e hq.WebEnrolment) error {
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		b, err := bucket(tx, bWebEnrol)
+		if err != nil {
+			return err
+		}
+		if b.Get([]byte(e.Member)) != nil {
+			return nil
+		}
+		return putJSON(b, []byte(e.Member), e)
+	})
+}
+
+// WebEnrolment implements hq.EnrolStore.
+func (s *Store) WebEnrolment(ctx context.Context, member string) (hq.WebEnrolment, error) {
+	var e hq.WebEnrolment
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		b, _ := bucket(tx, bWebEnrol)
+		var raw []byte
+		if b != nil {
+			raw = b.Get([]byte(member))
+		}
+		if raw == nil {
+			return fmt.Errorf("self-enrolment of %s: %w", member, hq.ErrNotFound)
+		}
+		return json.Unmarshal(raw, &e)
+	})
+	return e, err
+}
