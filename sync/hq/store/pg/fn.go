@@ -46,13 +46,20 @@ var fns []*sqlFn
 // out: the columns of the rows stmt returns ("" for none), as in
 // RETURNS TABLE (…). The call returns what stmt returns.
 func plFn(short string, params []string, out string, stmt string) string {
-	ret, body := "void", stmt+";"
+	body := "BEGIN\n" + stmt + ";\nEND"
 	if out != "" {
 		// Output columns are variables in PL/pgSQL: where a name is both,
 		// the statement means the table's column.
-		ret, body = "TABLE ("+out+")", "#variable_conflict use_column\nBEGIN\nRETURN QUERY "+stmt+";\nEND"
-	} else {
-		body = "BEGIN\n" + body + "\nEND"
+		body = "#variable_conflict use_column\nBEGIN\nRETURN QUERY " + stmt + ";\nEND"
+	}
+	return plBlock(short, params, out, body)
+}
+
+// plBlock is plFn for a whole PL/pgSQL block (body).
+func plBlock(short string, params []string, out string, body string) string {
+	ret := "void"
+	if out != "" {
+		ret = "TABLE (" + out + ")"
 	}
 	sig := strings.Join(params, ", ")
 	tail := fmt.Sprintf("(%s) RETURNS %s LANGUAGE plpgsql VOLATILE\n"+

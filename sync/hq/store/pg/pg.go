@@ -393,13 +393,10 @@ func ingest(ctx context.Context, q querier, b hq.Batch, own bool, pre *prepared,
 	if own {
 		first.Queue("BEGIN")
 	}
-	first.Queue(feedWriterSQL, int32(feedLock))
-	// Locks the till's row: uploads of one till go one at a time.
-	first.Queue(lockTillSQL, b.Store, b.Till).QueryRow(func(r pgx.Row) error {
-		return r.Scan(&acked)
-	})
 	var aggCfg hq.AggConfig
-	first.Queue(aggLockSQL, int64(aggLock)).QueryRow(func(r pgx.Row) error { return r.Scan(&aggCfg) })
+	first.Queue(beginUploadSQL, int32(feedLock), b.Store, b.Till, int32(aggLock)).QueryRow(func(r pgx.Row) error {
+		return r.Scan(&acked, &aggCfg)
+	})
 	if err := q.SendBatch(ctx, first).Close(); err != nil {
 		return wire.Ack{}, err
 	}
@@ -481,11 +478,22 @@ func ingest(ctx context.Context, q querier, b hq.Batch, own bool, pre *prepared,
 	return hq.AckFor(b, dead, false), nil
 }
 
-var (
-	lockTillSQL = plFn("lock_till", []string{"text", "text"}, "acked int8", `INSERT INTO tills AS t (store, till) VALUES ($1, $2)
-		ON CONFLICT (store, till) DO UPDATE SET acked = t.acked RETURNING acked`)
-	ackTillSQL = plFn("ack_till", []string{"text", "text", "int8"}, "", `UPDATE tills SET acked = $3 WHERE store = $1 AND till = $2`)
-)
+// beginUploadSQL starts an upload's transaction: the feed lock and the xid
+// (feedWriterSQL), the till's row locked (uploads of one till go one at a
+// time) and its acked mark read, the aggregate lock taken shared and the
+// aggregate configuration read (aggLockSQL).
+var beginUploadSQL = plBlock("begin_upload", []string{"int4", "text", "text", "int4"}, "o_acked int8, o_config jsonb", `DECLARE
+	a int8;
+	c jsonb;
+BEGIN
+	PERFORM pg_advisory_xact_lock_shared($1, hashtext(current_schema())), pg_current_xact_id();
+	INSERT INTO tills AS t (store, till) VALUES ($2, $3)
+		ON CONFLICT (store, till) DO UPDATE SET acked = t.acked RETURNING t.acked INTO a;
+	SELECT config INTO c FROM agg_config, pg_advisory_xact_lock_shared($4, hashtext(current_schema()));
+	RETURN QUERY SELECT a, c;
+END`)
+
+var ackTillSQL = plFn("ack_till", []string{"text", "text", "int8"}, "", `UPDATE tills SET acked = $3 WHERE store = $1 AND till = $2`)
 
 // settleBatch locks the balances of the batch's members (in id order, as
 // the balance update does) and prepares b with the entries that would take
