@@ -124,7 +124,7 @@ func New(cfg config.Config, log *slog.Logger) (a *Agent, err error) {
 				return nil, err
 			}
 		}
-		a.sync, err = client.New(cc, a.led, inbox{a.led}, log.With("component", "sync"))
+		a.sync, err = client.New(cc, outbox{a.led}, inbox{a.led}, log.With("component", "sync"))
 		if err != nil {
 			return nil, err
 		}
@@ -225,6 +225,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Go(func() { a.watchSync(ctx) })
 	}
 	wg.Go(func() { a.expireLots(ctx) })
+	wg.Go(func() { a.warmMembers(ctx) })
 
 	a.log.Info("agent running", "store", a.cfg.Store, "till", a.cfg.Till, "api", "http://"+a.Addr()+"/",
 		"devices", len(a.cfg.Devices), "hq", a.cfg.HQ.URL != "", "data_dir", a.cfg.DataDir)

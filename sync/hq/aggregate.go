@@ -763,47 +763,21 @@ type AggDump struct {
 
 // RecomputeAggregates folds every stored entry (from scan) afresh with c.
 func RecomputeAggregates(ctx context.Context, c AggConfig, scan func(context.Context, func(Stored) error) error) (*AggDump, error) {
-	f := NewAggFacts()
-	total := AggDelta{}
-	totals := map[string]*TotalSums{}
+	b := NewAggBuilder(c)
 	var chunk []entry.Entry
-	flush := func() {
-		for k, v := range c.Fold(chunk, "", f).Delta {
-			for i, n := range v {
-				total.add(k, i, n)
-			}
-		}
-		chunk = chunk[:0]
-	}
 	err := scan(ctx, func(x Stored) error {
-		t := totals[x.Entry.Store]
-		if t == nil {
-			t = &TotalSums{}
-			totals[x.Entry.Store] = t
-		}
-		t.AddEntry(&x.Entry)
 		chunk = append(chunk, x.Entry)
 		if len(chunk) == 4096 {
-			flush()
+			b.Add(chunk)
+			chunk = chunk[:0]
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	flush()
-	days, months := total.Rows()
-	for id, s := range f.Sales {
-		if !s.Keep() {
-			delete(f.Sales, id)
-		}
-	}
-	for id, m := range f.Members {
-		if m.empty() {
-			delete(f.Members, id)
-		}
-	}
-	return &AggDump{Config: c, Days: days, Months: months, Sales: f.Sales, Members: f.Members, Totals: totals}, nil
+	b.Add(chunk)
+	return b.Dump(), nil
 }
 
 func (m *MemberFact) empty() bool { return !m.Enrolled && len(m.Visits) == 0 && len(m.Days) == 0 }

@@ -542,6 +542,12 @@
       case 'read_error':
         say(t('readError') + ': ' + ((lang === 'zh' ? d.hint_zh : d.hint) || d.hint || t('swipeAgain')), 'error');
         break;
+      case 'member_code_expired':
+      case 'member_code_foreign':
+      case 'member_code_repeat':
+        // A member code refused: the agent says why, in both languages.
+        say((lang === 'zh' ? d.message_zh : d.message) || d.message || t('readError'), ev.type === 'member_code_expired' ? 'warn' : 'error');
+        break;
       case 'payment_code_read':
         // A customer's payment code, not a member: the page never gets
         // the digits, only where the payment goes on.

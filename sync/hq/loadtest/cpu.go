@@ -2,94 +2,14 @@ package main
 
 import (
 	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
+
+	"posagent/sync/hq/hqrun"
 )
 
-// clockTick is Linux's USER_HZ, the unit of /proc/<pid>/stat times.
-const clockTick = 100
-
-// procCPU reads utime+stime of a live process and, with children set, the
-// cutime+cstime of the children it has reaped (0 if it is gone).
-func procCPU(pid int, children bool) time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')') // the command name may hold spaces
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	// Fields after the name: state is f[0]; utime, stime, cutime, cstime
-	// are fields 14-17 of the line, so f[11]..f[14].
-	if len(f) < 15 {
-		return 0
-	}
-	n := 2
-	if children {
-		n = 4
-	}
-	var ticks int64
-	for _, v := range f[11 : 11+n] {
-		t, _ := strconv.ParseInt(v, 10, 64)
-		ticks += t
-	}
-	return time.Duration(ticks) * time.Second / clockTick
-}
-
-// postgresCPU is the CPU every postgres process on this machine has used:
-// the live ones, plus what the postmaster's reaped children (backends that
-// ended) used. Other users' queries count too; the load program says so.
-func postgresCPU() time.Duration {
-	ds, _ := filepath.Glob("/proc/[0-9]*/comm")
-	var total time.Duration
-	for _, d := range ds {
-		b, err := os.ReadFile(d)
-		if err != nil || strings.TrimSpace(string(b)) != "postgres" {
-			continue
-		}
-		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(d)))
-		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(stat)
-		i := strings.LastIndexByte(s, ')')
-		f := strings.Fields(s[i+1:])
-		ppid := 0
-		if len(f) > 1 {
-			ppid, _ = strconv.Atoi(f[1])
-		}
-		pb, _ := os.ReadFile("/proc/" + strconv.Itoa(ppid) + "/comm")
-		postmaster := strings.TrimSpace(string(pb)) != "postgres"
-		total += procCPU(pid, postmaster)
-	}
-	return total
-}
-
-// boxCPU is the machine's busy CPU time so far (all but idle and iowait)
-// from /proc/stat.
-func boxCPU() time.Duration {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	var busy int64
-	for i, v := range f[1:min(len(f), 9)] {
-		if i == 3 || i == 4 { // idle, iowait (guest time is in user already)
-			continue
-		}
-		t, _ := strconv.ParseInt(v, 10, 64)
-		busy += t
-	}
-	return time.Duration(busy) * time.Second / clockTick
-}
+func procCPU(pid int, children bool) time.Duration { return hqrun.ProcCPU(pid, children) }
+func postgresCPU() time.Duration                   { return hqrun.PostgresCPU() }
+func boxCPU() time.Duration                        { return hqrun.BoxCPU() }
 
 // selfCPU is this process's user+system time (0 where there is no /proc).
 func selfCPU() time.Duration { return procCPU(os.Getpid(), false) }

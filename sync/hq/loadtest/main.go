@@ -71,9 +71,21 @@ func main() {
 	flag.BoolVar(&c.Compare, "compare", false, "with -procs: afterwards, COPY the same entries in the same batches into a scratch table and compare")
 	hqBin := flag.String("hq-bin", "", "with -procs: a posagent binary to run (default: go build ./cmd/posagent)")
 	flag.Uint64Var(&c.Seed, "seed", 1, "with -procs: the simulation's random seed")
+	kpi := flag.String("kpi", "", "time /kpi of a real hq serve --pg over a chain history of these many entries (e.g. 1M,10M), loaded with COPY (needs -pg; -kpi-* flags)")
 	flag.Parse()
 	var err error
-	if c.Procs > 0 {
+	if *kpi != "" {
+		var k kpiConfig
+		if k.Sizes, err = parseSizes(*kpi); err == nil {
+			k.PG, k.Stores, k.Tills, k.Years, k.Reps, k.Out = *pgURL, *kpiStores, *kpiTills, *kpiYears, *kpiReps, os.Stdout
+			if *hqBin != "" {
+				k.HQ = []string{*hqBin, "hq"}
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			err = runKPI(ctx, k)
+			stop()
+		}
+	} else if c.Procs > 0 {
 		c.PG, c.Stores, c.MaxInFlight, c.Out = *pgURL, *stores, *inflight, os.Stdout
 		if *hqBin != "" {
 			c.HQ = []string{*hqBin, "hq"}

@@ -11,6 +11,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +27,7 @@ import (
 	"posagent/sync/client"
 	"posagent/sync/client/memstore"
 	"posagent/sync/hq"
+	"posagent/sync/hq/hqrun"
 	"posagent/sync/hq/store/pg"
 	"posagent/sync/wire"
 )
@@ -31,8 +35,17 @@ import (
 // ledgerInbox hands pulled states to a till ledger, as the agent does; a
 // snapshot goes through the ledger's bulk load.
 type ledgerInbox struct {
-	l     *ledger.Ledger
-	spent *time.Duration // time in ApplyMemberStates, when set
+	l      *ledger.Ledger
+	spent  *time.Duration // time in ApplyMemberStates, when set
+	stages *loadStages    // the bulk load's stages, when set
+}
+
+// loadStages splits the till's wall time of a snapshot load: waiting for
+// the next decoded batch (HQ, the wire and the decode), in Add, in Finish.
+type loadStages struct {
+	last                     time.Time // the last Add returned (or the start)
+	first, wait, add, finish time.Duration
+	finishCPU                time.Duration
 }
 
 func (in ledgerInbox) ApplyMemberStates(states []wire.MemberState) error {
@@ -49,15 +62,24 @@ func (in ledgerInbox) ApplyMemberStates(states []wire.MemberState) error {
 // LoadSnapshot takes a snapshot through the ledger's bulk load.
 func (in ledgerInbox) LoadSnapshot() (client.SnapshotLoad, error) {
 	ld, err := in.l.LoadMembers()
-	return ledgerLoad{ld: ld, spent: in.spent}, err
+	return ledgerLoad{ld: ld, spent: in.spent, stages: in.stages}, err
 }
 
 type ledgerLoad struct {
-	ld    *ledger.MemberLoad
-	spent *time.Duration
+	ld     *ledger.MemberLoad
+	spent  *time.Duration
+	stages *loadStages
 }
 
 func (l ledgerLoad) Add(states []wire.MemberState) error {
+	if st := l.stages; st != nil {
+		now := time.Now()
+		if st.first == 0 {
+			st.first = now.Sub(st.last)
+		}
+		st.wait += now.Sub(st.last)
+		defer func() { st.last = time.Now(); st.add += st.last.Sub(now) }()
+	}
 	defer func(t time.Time) { *l.spent += time.Since(t) }(time.Now())
 	out, err := ledgerStates(states)
 	if err != nil {
@@ -67,6 +89,11 @@ func (l ledgerLoad) Add(states []wire.MemberState) error {
 }
 
 func (l ledgerLoad) Finish() error {
+	if st := l.stages; st != nil {
+		now, c := time.Now(), cpuTime()
+		st.wait += now.Sub(st.last) // the end of the stream
+		defer func() { st.finish, st.finishCPU = time.Since(now), cpuTime()-c }()
+	}
 	defer func(t time.Time) { *l.spent += time.Since(t) }(time.Now())
 	return l.ld.Finish()
 }
@@ -138,6 +165,7 @@ func TestOnboardBench(t *testing.T) {
 		onboardMax, err = strconv.Atoi(v)
 		require.NoError(t, err, "POSAGENT_HQ_BENCH_ONBOARD_MAX")
 	}
+	var bin string // posagent, built for the first onboarding
 	for _, n := range sizes {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 		u, drop, err := pg.FreshSchema(ctx, base, "hqbench_")
@@ -169,7 +197,7 @@ func TestOnboardBench(t *testing.T) {
 			}
 		}
 		var plan []string
-		rows, err := st.Pool().Query(ctx, `EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) `+pg.FeedPageSQL, uint64(0), "", 501, uint64(0), []uint64{})
+		rows, err := st.Pool().Query(ctx, `EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) `+pg.FeedPageSQL, uint64(0), "", 501, uint64(0), []uint64{}, uint64(1)<<62) // $6: no transaction held back
 		require.NoError(t, err)
 		for rows.Next() {
 			var l string
@@ -226,22 +254,43 @@ func TestOnboardBench(t *testing.T) {
 		require.Equal(t, n, mem.Members())
 		mem, mc = nil, nil
 
+		// The onboarding itself against a real `hq serve --pg` process,
+		// so HQ's CPU, PostgreSQL's and the till's (this process) are
+		// told apart, with the till's wall time split into stages.
+		if bin == "" {
+			bin = filepath.Join(t.TempDir(), "posagent")
+			build := exec.Command("go", "build", "-o", bin, "posagent/cmd/posagent")
+			build.Stderr = os.Stderr
+			require.NoError(t, build.Run())
+		}
+		p, err := hqrun.StartHQ(hqrun.HQ{Command: []string{bin, "hq"}, PG: u, AdminToken: "onboard-bench-admin"})
+		require.NoError(t, err)
+		require.NoError(t, p.Wait(time.Minute))
 		l, err := ledger.Open(t.TempDir()+"/ledger.db", ledger.Options{Store: "S1", Till: "T1"})
 		require.NoError(t, err)
 		out := memstore.New("S1")
 		var spent time.Duration
-		c, err := client.New(client.Config{URL: ts.URL, Token: tok, Store: "S1"}, out, ledgerInbox{l: l, spent: &spent}, nil)
+		stages := &loadStages{}
+		c, err := client.New(client.Config{URL: p.URL, Token: tok, Store: "S1"}, out, ledgerInbox{l: l, spent: &spent, stages: stages}, nil)
 		require.NoError(t, err)
+		hq0, pg0, box0, till0 := hqrun.ProcCPU(p.Cmd.Process.Pid, false), hqrun.PostgresCPU(), hqrun.BoxCPU(), cpuTime()
 		s := time.Now()
+		stages.last = s
 		require.NoError(t, c.SyncNow(ctx))
 		applied := time.Since(s)
 		k := n - 3
 		mv, err := l.MemberByToken(md5s("c", k) + md5s("d", k))
 		require.NoError(t, err)
 		ready := time.Since(s)
+		hqCPU, pgCPU, boxCPU, tillCPU := hqrun.ProcCPU(p.Cmd.Process.Pid, false)-hq0, hqrun.PostgresCPU()-pg0, hqrun.BoxCPU()-box0, cpuTime()-till0
+		p.Stop()
 		require.Equal(t, fmt.Sprintf("M%08d", k), mv.Member.ID)
 		t.Logf("%d members: onboarding (snapshot served, transferred, applied) %v, of which in the ledger's apply %v; ready to look up %v (%.0f members/s); target < 30 s for 1M",
 			n, applied.Round(time.Millisecond), spent.Round(time.Millisecond), ready.Round(time.Millisecond), float64(n)/ready.Seconds())
+		t.Logf("%d members: stages (wall) till waiting on the stream %v (first batch after %v), Add %v, Finish %v (CPU %v); CPU: till %v, hq serve %v, PostgreSQL %v; the box's busy CPU meanwhile %v of %v available (%d cores)",
+			n, stages.wait.Round(time.Millisecond), stages.first.Round(time.Millisecond), stages.add.Round(time.Millisecond), stages.finish.Round(time.Millisecond),
+			stages.finishCPU.Round(time.Millisecond), tillCPU.Round(time.Millisecond), hqCPU.Round(time.Millisecond), pgCPU.Round(time.Millisecond),
+			boxCPU.Round(time.Millisecond), (ready * time.Duration(runtime.NumCPU())).Round(time.Millisecond), runtime.NumCPU())
 		require.EqualValues(t, n, c.Status().MembersApplied)
 		require.NoError(t, l.Close())
 		ts.Close()
