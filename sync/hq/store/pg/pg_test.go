@@ -281,3 +281,7 @@ func TestOutboxConformance(t *testing.T) {
 	testURL(t)
 	hqtest.RunOutbox(t, func(t *testing.T) hq.Store { return open(t) })
 }
+
+func TestEnrolConformance(t *testing.T) {
+	hqtest.RunEnrol(t, func(t *testing.T) hq.Store { return open(t) })
+}
