@@ -233,6 +233,7 @@ admin's has posagent:admin:<name>. Otherwise HQ answers 403.`,
 				return err
 			}
 			defer stopSender()
+			defer startMessageDays(ctx, st, log)() // birthday, expiry and recall reminders, once a day
 			// Uploads set their own body deadline; ReadTimeout bounds every
 			// other request's body the same way.
 			hs := &http.Server{Handler: hq.NewServer(st, o), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10*time.Second + bodyTimeout,

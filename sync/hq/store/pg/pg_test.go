@@ -318,3 +318,7 @@ func TestEnqueueTxFollowsTheTransaction(t *testing.T) {
 	require.ErrorContains(t, pg.EnqueueTx(ctx, st.Pool(), []messages.Message{bad}), "lacks id")
 	require.NoError(t, pg.EnqueueTx(ctx, st.Pool(), nil))
 }
+
+func TestEnrolConformance(t *testing.T) {
+	hqtest.RunEnrol(t, func(t *testing.T) hq.Store { return open(t) })
+}
