@@ -72,6 +72,9 @@ of the program in force.`,
 				if !ok {
 					return fmt.Errorf("--day %q: give a date as YYYY-MM-DD, e.g. %s", day, now.Format(time.DateOnly))
 				}
+				if today := messages.DateOf(now, set.ChainZone()); today.Before(d) {
+					return fmt.Errorf("--day %s is after today (%s); a day's reminders go out on that day, not before", d, today)
+				}
 				r, err := ds.RunMessageDay(ctx, set, d, now)
 				if err != nil {
 					return err
