@@ -93,6 +93,7 @@ func (a *Agent) dispatch(ctx context.Context) {
 func (a *Agent) handleDeviceEvent(ev devices.Event) {
 	var err error
 	switch {
+	case ev.Data != nil && a.staticRefused(ev):
 	case ev.Data != nil:
 		d := ev.Data
 		v, lerr := a.led.MemberByToken(d.TokenHash)
@@ -114,6 +115,8 @@ func (a *Agent) handleDeviceEvent(ev devices.Event) {
 		}
 	case ev.Payment != nil:
 		a.handlePayment(ev)
+	case ev.MemberCode != nil:
+		a.handleMemberCode(ev)
 	case ev.Error != nil:
 		a.metrics.Read(ev.Device, "error")
 		hint, zh := ev.Error.Hint, ev.Error.HintZH

@@ -3,7 +3,9 @@
 package agent
 
 import (
+	"crypto/rand"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
@@ -11,6 +13,7 @@ import (
 	"posagent/agent/config"
 	"posagent/agent/events"
 	"posagent/ledger/staff"
+	"posagent/sync/membercode"
 )
 
 // The cashier page says a payment code was read, in its own words (zh/en),
@@ -54,4 +57,61 @@ func TestCashierPagePaymentCodeMessage(t *testing.T) {
 	for _, c := range payCodes {
 		require.NotContains(t, html, c)
 	}
+}
+
+// The cashier page tells an expired, a foreign and a repeated member code
+// apart, each in its own words in both languages, and shows the member of
+// a good one.
+func TestCashierPageMemberCodeMessages(t *testing.T) {
+	ctx := browser(t)
+	h := startCodeHQ(t)
+	rn, r := startCodeTill(t, h, "S1", "T1", nil)
+	addCashier(t, rn, "c1", staff.RoleCashier, "2468")
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Navigate(rn.base+"/?lang=en&till=T1"),
+		signIn("c1", "2468"),
+		chromedp.WaitReady(chromedp.CSS(`#stream.on`)),
+	))
+	code := h.issue(t, "M7", 0)
+	r.write(t, code+"\r")
+	require.NoError(t, chromedp.Do(ctx, textHas(`#member`, "M7")))
+	r.write(t, code+"\r")
+	require.NoError(t, chromedp.Do(ctx, textHas(`#message`, "this member code was already used")))
+	r.write(t, h.issue(t, "M7", -2*time.Minute)+"\r")
+	require.NoError(t, chromedp.Do(ctx, textHas(`#message`, "member code expired — ask the member to refresh")))
+	other, err := membercode.NewSigningKey(rand.Reader)
+	require.NoError(t, err)
+	r.write(t, forgeWithKeyID(t, other, other.ID)+"\r")
+	require.NoError(t, chromedp.Do(ctx, textHas(`#message`, "not from our chain")))
+
+	// The number under the QR, typed: HQ checks it; typed again, a repeat.
+	short := h.issueCode(t, "M8", -35*time.Second).Short
+	typeCode := chromedp.Do(ctx,
+		setField(`#lookup-by`, "member_code"),
+		chromedp.SendKeys(chromedp.CSS(`#card-input`), short),
+		chromedp.Click(chromedp.CSS(`#card-lookup`)),
+	)
+	require.NoError(t, typeCode)
+	require.NoError(t, chromedp.Do(ctx, textHas(`#member`, "M8")))
+	require.NoError(t, chromedp.Do(ctx,
+		setField(`#lookup-by`, "member_code"),
+		chromedp.SendKeys(chromedp.CSS(`#card-input`), short),
+		chromedp.Click(chromedp.CSS(`#card-lookup`)),
+		textHas(`#message`, "this member code was already used"),
+	))
+
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`#lang`)),
+		textIs(`#enrol-go`, "入会"),
+	))
+	r.write(t, code+"\r")
+	require.NoError(t, chromedp.Do(ctx, textHas(`#message`, "此会员码已使用过")))
+	r.write(t, h.issue(t, "M7", -5*time.Minute)+"\r")
+	require.NoError(t, chromedp.Do(ctx, textHas(`#message`, "会员码已过期")))
+	r.write(t, forgeWithKeyID(t, other, other.ID)+"\r")
+	require.NoError(t, chromedp.Do(ctx, textHas(`#message`, "此会员码不属于本店")))
+
+	html, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.documentElement.outerHTML`))
+	require.NoError(t, err)
+	require.NotContains(t, html, code[2:40], "the page never holds a code")
 }

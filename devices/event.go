@@ -13,10 +13,12 @@ const (
 	KindStatus = "status"
 	// KindPayment: a customer's payment code was scanned (Payment).
 	KindPayment = "payment"
+	// KindMemberCode: a signed member code was scanned (MemberCode).
+	KindMemberCode = "member_code"
 )
 
 // Event is one thing a device did. Exactly one of Data, Error, Status,
-// Payment is set.
+// Payment, MemberCode is set.
 type Event struct {
 	Device string    // Config.Name
 	Till   string    // the till the device belongs to
@@ -28,6 +30,15 @@ type Event struct {
 	// Payment is a payment code; it never becomes Data (no token, no
 	// hash, no member lookup).
 	Payment *Payment
+	// MemberCode is a member code from a phone, for the agent to verify;
+	// it never goes through the card rule.
+	MemberCode *MemberCode
+}
+
+// MemberCode is a scanned member code (decode.MemberCode prints redacted).
+type MemberCode struct {
+	Code      decode.MemberCode
+	Symbology string
 }
 
 // Payment is a customer's payment code read by a scanner. Code prints as

@@ -466,6 +466,11 @@ func (d *device) frame(ctx context.Context, f []byte, c chunk, first time.Time) 
 			d.payment(ctx, rd, pc, c)
 			return
 		}
+		// A member code is verified by the agent, not taken as a card.
+		if mc, ok := decode.MemberCodeOf(rd); ok {
+			d.memberCode(ctx, rd, mc, c)
+			return
+		}
 		var tok string
 		if tok, err = d.cfg.Rule.Token(rd); err == nil {
 			d.deliver(ctx, rd, tok, len(f), c, first)
@@ -536,5 +541,26 @@ func (d *device) payment(ctx context.Context, rd decode.Read, pc decode.PayCode,
 	d.m.log.Debug("payment code read", "device", d.cfg.Name, "scheme", string(p.Scheme), "dropped", p.Dropped)
 	e := d.event(KindPayment, c.at)
 	e.Payment = p
+	d.m.emit(ctx, e)
+}
+
+// memberCode hands a scanned member code on for verification. A phone held
+// under a presentation scanner is read again and again: the same code is
+// debounced like a card.
+func (d *device) memberCode(ctx context.Context, rd decode.Read, mc decode.MemberCode, c chunk) {
+	hash := tokenHash(d.key, "membercode:"+strings.ToUpper(mc.Text()))
+	if d.cfg.Debounce > 0 && hash == d.lastHash && c.at.Sub(d.lastAt) < d.cfg.Debounce {
+		d.lastAt = c.at
+		return
+	}
+	d.lastHash, d.lastAt = hash, c.at
+	d.m.count(d.cfg.Name, true, c.at)
+	m := &MemberCode{Code: mc, Symbology: rd.Symbology}
+	if m.Symbology == "" {
+		m.Symbology = c.symbology
+	}
+	d.m.log.Debug("member code read", "device", d.cfg.Name)
+	e := d.event(KindMemberCode, c.at)
+	e.MemberCode = m
 	d.m.emit(ctx, e)
 }

@@ -2,33 +2,39 @@ package ledger
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-
-	"posagent/sync/membercode"
-	"posagent/sync/wire"
 )
 
 // bMemberCodes holds what the till needs for member codes:
 //
-//	'k'          → []wire.MemberCodeKey, HQ's public keys (JSON), as last sent
+//	'k'          → []MemberCodeKey, HQ's public keys (JSON), as last sent
 //	'u' code id  → MemberCodeUse: a code accepted here, kept until it expires
-//	'q' code id  → wire.MemberCodeClaim: a use HQ has not heard of yet
+//	'q' code id  → MemberCodeUse: a use HQ has not heard of yet
 //
 // Made at Open when missing, like the cashiers' bucket.
 var bMemberCodes = []byte("membercodes")
 
+// MemberCodeKey is a public key of HQ's member codes, as the till keeps it.
+type MemberCodeKey struct {
+	ID       string    `json:"id"`
+	Public   []byte    `json:"public"` // Ed25519, 32 bytes
+	NotAfter time.Time `json:"not_after,omitzero"`
+}
+
 // MemberCodeUse is a member code accepted at one of the store's tills.
 type MemberCodeUse struct {
-	Code    string    `json:"code"` // membercode.Claim.ID
+	Code    string    `json:"code"` // the code's id, never the code
 	Member  string    `json:"member"`
 	Till    string    `json:"till"`
 	SeenAt  time.Time `json:"seen_at"`
 	Expires time.Time `json:"expires"`
+	// Until is when no till accepts the code any more (Expires and the
+	// clock-skew allowance): the use is kept for repeats until then.
+	Until time.Time `json:"until"`
 }
 
 func (l *Ledger) ensureMemberCodeBucket() error {
@@ -47,10 +53,10 @@ func (l *Ledger) ensureMemberCodeBucket() error {
 }
 
 // ApplyMemberCodeKeys replaces the public keys of HQ's member codes.
-func (l *Ledger) ApplyMemberCodeKeys(keys []wire.MemberCodeKey) error {
+func (l *Ledger) ApplyMemberCodeKeys(keys []MemberCodeKey) error {
 	for _, k := range keys {
-		if len(k.Public) != ed25519.PublicKeySize || membercode.KeyID(k.Public) != k.ID {
-			return wrapErr(ErrInvalid, "member-code key %q from HQ is not a valid Ed25519 public key with that id", k.ID)
+		if len(k.Public) != 32 || k.ID == "" {
+			return wrapErr(ErrInvalid, "member-code key %q from HQ is not a 32-byte public key with an id", k.ID)
 		}
 	}
 	v, err := json.Marshal(keys)
@@ -65,17 +71,13 @@ func (l *Ledger) ApplyMemberCodeKeys(keys []wire.MemberCodeKey) error {
 
 // MemberCodeKeys are the public keys codes are verified with; none before
 // the first sync with an HQ that issues codes.
-func (l *Ledger) MemberCodeKeys() ([]membercode.VerifyKey, error) {
-	var ks []wire.MemberCodeKey
+func (l *Ledger) MemberCodeKeys() ([]MemberCodeKey, error) {
+	var ks []MemberCodeKey
 	err := l.read(func(tx *bolt.Tx) error {
 		_, err := getJSON(tx.Bucket(bMemberCodes), []byte{'k'}, &ks)
 		return err
 	})
-	out := make([]membercode.VerifyKey, len(ks))
-	for i, k := range ks {
-		out[i] = membercode.VerifyKey{ID: k.ID, Public: ed25519.PublicKey(k.Public), NotAfter: k.NotAfter}
-	}
-	return out, err
+	return ks, err
 }
 
 // UseMemberCode records u as accepted at the till. If the code was accepted
@@ -90,7 +92,7 @@ func (l *Ledger) UseMemberCode(ctx context.Context, u MemberCodeUse) (first Memb
 		k := append([]byte{'u'}, u.Code...)
 		if ok, err := getJSON(b, k, &first); err != nil {
 			return nil, err
-		} else if ok && now.Before(first.Expires.Add(membercode.Skew)) {
+		} else if ok && now.Before(first.Until) {
 			repeat = true
 			return nil, nil
 		}
@@ -98,7 +100,7 @@ func (l *Ledger) UseMemberCode(ctx context.Context, u MemberCodeUse) (first Memb
 		c := b.Cursor()
 		for ck, v := c.Seek([]byte{'u'}); ck != nil && ck[0] == 'u'; ck, v = c.Next() {
 			var old MemberCodeUse
-			if json.Unmarshal(v, &old) != nil || !now.Before(old.Expires.Add(membercode.Skew)) {
+			if json.Unmarshal(v, &old) != nil || !now.Before(old.Until) {
 				drop = append(drop, append([]byte(nil), ck...))
 			}
 		}
@@ -115,20 +117,20 @@ func (l *Ledger) UseMemberCode(ctx context.Context, u MemberCodeUse) (first Memb
 
 // QueueMemberCodeClaim keeps a claim for HQ until it is uploaded (a code
 // accepted while HQ was unreachable).
-func (l *Ledger) QueueMemberCodeClaim(ctx context.Context, c wire.MemberCodeClaim) error {
+func (l *Ledger) QueueMemberCodeClaim(ctx context.Context, c MemberCodeUse) error {
 	_, err := l.submit(ctx, func(tx *bolt.Tx, w *writer) (any, error) {
 		return nil, w.putJSON(bMemberCodes, append([]byte{'q'}, c.Code...), c)
 	})
 	return err
 }
 
-// PendingMemberCodeClaims lists up to limit queued claims.
-func (l *Ledger) PendingMemberCodeClaims(limit int) ([]wire.MemberCodeClaim, error) {
-	var out []wire.MemberCodeClaim
+// QueuedMemberCodeClaims lists up to limit queued claims.
+func (l *Ledger) QueuedMemberCodeClaims(limit int) ([]MemberCodeUse, error) {
+	var out []MemberCodeUse
 	err := l.read(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bMemberCodes).Cursor()
 		for k, v := c.Seek([]byte{'q'}); k != nil && k[0] == 'q' && len(out) < limit; k, v = c.Next() {
-			var cl wire.MemberCodeClaim
+			var cl MemberCodeUse
 			if err := json.Unmarshal(v, &cl); err != nil {
 				return fmt.Errorf("%w: member-code claim %q unreadable: %v", ErrCorrupt, k, err)
 			}
@@ -139,8 +141,8 @@ func (l *Ledger) PendingMemberCodeClaims(limit int) ([]wire.MemberCodeClaim, err
 	return out, err
 }
 
-// MemberCodeClaimsSent drops claims HQ has taken.
-func (l *Ledger) MemberCodeClaimsSent(codes []string) error {
+// DropMemberCodeClaims drops claims HQ has taken.
+func (l *Ledger) DropMemberCodeClaims(codes []string) error {
 	_, err := l.submit(context.Background(), func(tx *bolt.Tx, w *writer) (any, error) {
 		for _, c := range codes {
 			if err := w.del(bMemberCodes, append([]byte{'q'}, c...)); err != nil {

@@ -53,6 +53,8 @@ type Config struct {
 	API     API      `yaml:"api"`
 	// Cashiers is sign-in at the till and what needs a supervisor.
 	Cashiers Cashiers `yaml:"cashiers"`
+	// MemberCodes is how the till takes members' codes (docs/membercode.md).
+	MemberCodes MemberCodes `yaml:"member_codes"`
 
 	// Source is the file the config was read from ("" for defaults).
 	Source string `yaml:"-"`
@@ -135,6 +137,29 @@ type API struct {
 	AllowRemote  bool  `yaml:"allow_remote"`
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 }
+
+// MemberCodes configures the signed, expiring member codes of the phone
+// card and the static barcodes before them.
+type MemberCodes struct {
+	// Static is what becomes of a member barcode that is not a signed
+	// code (a printed card's barcode, an old MEMBER: code): allow (the
+	// default) looks it up as before; refuse asks for the phone's code.
+	// Magnetic-stripe and RFID cards are not barcodes and always work.
+	Static string `yaml:"static"`
+	// ClaimTimeout is how long the till waits for HQ when it claims a code
+	// (so a code used at another till is refused); past it the code is
+	// accepted offline and claimed later. 0: the default, 1.5s.
+	ClaimTimeout time.Duration `yaml:"claim_timeout"`
+}
+
+// Values of MemberCodes.Static.
+const (
+	StaticAllow  = "allow"
+	StaticRefuse = "refuse"
+)
+
+// DefaultClaimTimeout is MemberCodes.ClaimTimeout's default.
+const DefaultClaimTimeout = 1500 * time.Millisecond
 
 // Cashiers configures cashier sign-in (docs/agent.md).
 type Cashiers struct {
@@ -482,6 +507,14 @@ func (c Config) Validate() error {
 	}
 	if c.Ledger.MaxBackdate < 0 {
 		bad("ledger.max_backdate", "must not be negative (e.g. 168h; 0 for the default)")
+	}
+	switch strings.ToLower(strings.TrimSpace(c.MemberCodes.Static)) {
+	case "", StaticAllow, StaticRefuse:
+	default:
+		bad("member_codes.static", "%q: use allow (static member barcodes work) or refuse (only the phone's signed code)", c.MemberCodes.Static)
+	}
+	if c.MemberCodes.ClaimTimeout < 0 || c.MemberCodes.ClaimTimeout > 10*time.Second {
+		bad("member_codes.claim_timeout", "must be 0 (default %s) to 10s", DefaultClaimTimeout)
 	}
 	if c.Card.MinLength < 0 || c.Card.MaxLength < 0 || (c.Card.MaxLength > 0 && c.Card.MinLength > c.Card.MaxLength) {
 		bad("card", "min_length and max_length must be positive and min_length <= max_length")

@@ -29,6 +29,12 @@ const (
 	// TypePaymentCodeRead tells the till's clients that a payment code was
 	// read, and whether a POS took it; without the code.
 	TypePaymentCodeRead = "payment_code_read"
+	// Member codes refused (data: why, and what to tell the cashier; never
+	// the code): past its lifetime, not signed by this chain's HQ, or
+	// already used here or at another till.
+	TypeMemberCodeExpired = "member_code_expired"
+	TypeMemberCodeForeign = "member_code_foreign"
+	TypeMemberCodeRepeat  = "member_code_repeat"
 )
 
 // Event is one record of the stream. Data is encoded once when published.

@@ -116,6 +116,7 @@ type Client struct {
 	limit     map[string]int    // till → batch size after HQ said "too large"
 	notBefore time.Time
 	lastPull  time.Time
+	mcKeys    []wire.MemberCodeKey // member-code keys last applied
 }
 
 // New checks the config and builds a client. in may be nil for an
@@ -250,6 +251,9 @@ func (c *Client) round(ctx context.Context, force bool) (time.Duration, error) {
 	}
 
 	wait, err := c.uploadAll(ctx, force)
+	if err == nil {
+		err = c.uploadClaims(ctx)
+	}
 	if err == nil && pullDue && c.in != nil {
 		if err = c.pull(ctx); err == nil {
 			c.mu.Lock()

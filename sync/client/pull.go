@@ -71,6 +71,9 @@ func (c *Client) pull(ctx context.Context) error {
 			}
 			c.log.Info("cashiers from HQ applied", "cashiers", len(ch.Cashiers), "version", ch.CashiersVersion)
 		}
+		if err := c.applyMemberCodeKeys(ch.MemberCodeKeys); err != nil {
+			return err
+		}
 		if len(ch.Members) > 0 {
 			if err := c.in.ApplyMemberStates(ch.Members); err != nil {
 				return fmt.Errorf("sync client: apply %d member states from HQ: %w", len(ch.Members), err)

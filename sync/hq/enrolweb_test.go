@@ -8,6 +8,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -23,6 +24,7 @@ import (
 	"posagent/ledger/loyalty"
 	"posagent/sync/hq"
 	"posagent/sync/hq/store/bolt"
+	"posagent/sync/hq/store/pg"
 )
 
 // smsGateway is a fake of the chain's SMS gateway on loopback: it checks
@@ -98,10 +100,17 @@ func (g *smsGateway) sent(mobile string) int {
 	return len(g.texts[mobile])
 }
 
+// enrolStore is a store with everything self-enrolment needs.
+type enrolStore interface {
+	hq.Store
+	hq.EnrolStore
+	hq.FraudStore
+}
+
 type enrolEnv struct {
 	t   *testing.T
 	srv *hq.Server
-	st  *bolt.Store
+	st  enrolStore
 	url string
 	sms *smsGateway
 	key []byte
@@ -112,6 +121,11 @@ func newEnrolEnv(t *testing.T, tune func(*hq.EnrolOptions)) *enrolEnv {
 	st, err := bolt.Open(filepath.Join(t.TempDir(), "hq.db"), bolt.Options{NoSync: true})
 	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })
+	return newEnrolEnvOn(t, st, tune)
+}
+
+func newEnrolEnvOn(t *testing.T, st enrolStore, tune func(*hq.EnrolOptions)) *enrolEnv {
+	var err error
 	e := &enrolEnv{t: t, st: st, sms: newSMSGateway(t), key: []byte("0123456789abcdef-enrol-key")}
 	mux := http.NewServeMux()
 	ts := httptest.NewServer(mux)
@@ -197,7 +211,36 @@ func (e *enrolEnv) memberOf(mobile string) string {
 // enrolment (with and without a referrer), the balances follow, and the
 // member goes out in the changes feed to every store.
 func TestSelfEnrolmentFollowsTheTill(t *testing.T) {
-	e := newEnrolEnv(t, nil)
+	testSelfEnrolmentFollowsTheTill(t, newEnrolEnv(t, nil))
+}
+
+// TestSelfEnrolmentOnPostgreSQL: the same on PostgreSQL, then a revoked
+// card link there.
+func TestSelfEnrolmentOnPostgreSQL(t *testing.T) {
+	base := os.Getenv("POSAGENT_TEST_PG")
+	if base == "" {
+		t.Skip("PostgreSQL test skipped: set POSAGENT_TEST_PG (.ci/run sets it)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	u, drop, err := pg.FreshSchema(ctx, base, "hqenrol_")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = drop() })
+	st, err := pg.Open(ctx, u, pg.Options{MaxConns: 4})
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	e := newEnrolEnvOn(t, st, nil)
+	testSelfEnrolmentFollowsTheTill(t, e)
+	path := e.enrol(e.qr(hq.EnrolLink{Store: "S001"}), "13800001111", "张三") // enrolled: a new link
+	n, err := e.srv.RevokeCardLinks(ctx, e.memberOf("13800001111"))
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	resp, err := e.client().Get(e.url + path)
+	status, _, _ := body(t, resp, err)
+	require.Equal(t, http.StatusGone, status)
+}
+
+func testSelfEnrolmentFollowsTheTill(t *testing.T, e *enrolEnv) {
 	ctx := context.Background()
 	e.enrol(e.qr(hq.EnrolLink{Store: "S001", Cashier: "C07"}), "13800001111", "张三")
 	a := e.memberOf("13800001111")

@@ -2,7 +2,6 @@ package hq
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -65,22 +64,36 @@ func RunMessageDays(ctx context.Context, st MessageDayStore, set *messages.Setti
 
 // MessageDays runs the per-day jobs in the background: at start (catching
 // up) and then every Every, so a day's job runs soon after local midnight
-// whichever HQ process gets there first.
+// whichever HQ process gets there first. Each round loads the settings
+// afresh (a newly published program takes effect within a round) and
+// hands them to the store's ingest triggers too.
 type MessageDays struct {
-	Store    MessageDayStore
-	Settings *messages.Settings
-	Log      *slog.Logger
-	Every    time.Duration    // [1m]
-	Now      func() time.Time // [time.Now]
+	Store MessageDayStore
+	Load  func(ctx context.Context, now time.Time) (*messages.Settings, error)
+	Log   *slog.Logger
+	Every time.Duration    // [1m]
+	Now   func() time.Time // [time.Now]
 }
 
-// Run runs until ctx ends.
+// Round loads the settings and runs the days due.
+func (m MessageDays) Round(ctx context.Context) ([]MessageDay, error) {
+	now := time.Now
+	if m.Now != nil {
+		now = m.Now
+	}
+	t := now()
+	set, err := m.Load(ctx, t)
+	if err != nil {
+		return nil, fmt.Errorf("hq: reminder settings: %w", err)
+	}
+	m.Store.SetMessageSettings(set)
+	return RunMessageDays(ctx, m.Store, set, t)
+}
+
+// Run runs rounds until ctx ends.
 func (m MessageDays) Run(ctx context.Context) {
 	if m.Every <= 0 {
 		m.Every = time.Minute
-	}
-	if m.Now == nil {
-		m.Now = time.Now
 	}
 	if m.Log == nil {
 		m.Log = slog.Default()
@@ -88,13 +101,13 @@ func (m MessageDays) Run(ctx context.Context) {
 	t := time.NewTicker(m.Every)
 	defer t.Stop()
 	for {
-		rs, err := RunMessageDays(ctx, m.Store, m.Settings, m.Now())
+		rs, err := m.Round(ctx)
 		for _, r := range rs {
 			if r.Ran {
 				m.Log.Info("reminders", "day", r.Day, "birthday", r.Birthday, "points_expiring", r.PointsExpiring, "recall", r.Recall)
 			}
 		}
-		if err != nil && !errors.Is(err, context.Canceled) {
+		if err != nil && ctx.Err() == nil {
 			m.Log.Warn("reminders: the day's job failed; it runs again at the next round", "err", err)
 		}
 		select {
@@ -102,6 +115,39 @@ func (m MessageDays) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// ProgramAt is the published program in force at now (the default program
+// when none is published or none is in force yet).
+func ProgramAt(ctx context.Context, st Store, now time.Time) (*loyalty.Program, error) {
+	vs, err := st.Programs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var ps loyalty.Programs
+	for _, v := range vs {
+		p, err := loyalty.ParseProgram([]byte(v.Source))
+		if err != nil {
+			return nil, fmt.Errorf("published program version %d does not parse: %w", v.Version, err)
+		}
+		ps = append(ps, p)
+	}
+	if p, err := ps.At(now); err == nil {
+		return p, nil
+	}
+	return loyalty.DefaultProgram(), nil
+}
+
+// LoadMessageSettings is MessageDays.Load for st: the program in force and
+// the stores' zones.
+func LoadMessageSettings(st Store) func(ctx context.Context, now time.Time) (*messages.Settings, error) {
+	return func(ctx context.Context, now time.Time) (*messages.Settings, error) {
+		p, err := ProgramAt(ctx, st, now)
+		if err != nil {
+			return nil, err
+		}
+		return MessageSettings(ctx, st, p)
 	}
 }
 

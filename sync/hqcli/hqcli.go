@@ -81,7 +81,7 @@ HQ with --url and an admin token (--token or HQ_TOKEN); use --url while
 			f.token = os.Getenv("HQ_TOKEN")
 		}
 	}
-	root.AddCommand(serveCmd(f), storeCmd(f), exportCmd(f), kpiCmd(f), deadLettersCmd(f), couponsCmd(f), withConsent(f, membersCmd(f)), programCmd(f), verifyCmd(f), archiveCmd(f), cashierCmd(f), messagesCmd(f))
+	root.AddCommand(serveCmd(f), storeCmd(f), exportCmd(f), kpiCmd(f), deadLettersCmd(f), couponsCmd(f), withConsent(f, membersCmd(f)), programCmd(f), verifyCmd(f), archiveCmd(f), cashierCmd(f), messagesCmd(f), memberCodeCmd(f))
 	return root
 }
 
@@ -233,6 +233,7 @@ admin's has posagent:admin:<name>. Otherwise HQ answers 403.`,
 				return err
 			}
 			defer stopSender()
+			defer startMessageDays(ctx, st, log)() // birthday, expiry and recall reminders, once a day
 			// Uploads set their own body deadline; ReadTimeout bounds every
 			// other request's body the same way.
 			hs := &http.Server{Handler: hq.NewServer(st, o), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10*time.Second + bodyTimeout,

@@ -164,7 +164,7 @@ hq serve --gateway-url delivers them; see docs/messages.md.`,
 		},
 	}
 	retry.Flags().BoolVar(&allDead, "all-dead", false, "every dead message")
-	c.AddCommand(list, retry)
+	c.AddCommand(list, retry, messageScanCmd(f))
 	return c
 }
 

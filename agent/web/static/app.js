@@ -23,7 +23,7 @@
       waiting: '请刷卡，或输入卡号', memberId: '会员号', mobile: '手机', points: '积分', confirmed: '已确认',
       pending: '待同步', storedValue: '储值', negative: '积分为负：退货收回了已使用的积分，请告知顾客',
       coupons: '优惠券', unknownCard: '未登记的卡', enrolThisCard: '用此卡办理入会',
-      typeCard: '刷不出卡？输入卡号', byCard: '卡号', byMobile: '手机号', byMemberId: '会员号',
+      typeCard: '刷不出卡？输入卡号', byCard: '卡号', byMobile: '手机号', byMemberId: '会员号', byMemberCode: '会员码',
       lookup: '查询', clear: '清除', quote: '试算 / 积分抵扣', sku: '商品', qty: '数量', price: '单价(元)',
       discountable: '可打折', addLine: '加一行', coupon: '优惠券', none: '不用', redeem: '抵扣积分',
       calc: '计算', gross: '原价', discount: '会员折扣', couponValue: '优惠券', redeemValue: '积分抵扣',
@@ -50,7 +50,7 @@
       negative: 'Points below zero: a refund took back points already spent; tell the customer',
       coupons: 'Coupons', unknownCard: 'Card not registered', enrolThisCard: 'Enrol with this card',
       typeCard: "Stripe won't read? Type the card number", byCard: 'Card no.', byMobile: 'Mobile',
-      byMemberId: 'Member id', lookup: 'Look up', clear: 'Clear', quote: 'Quote / redeem points',
+      byMemberId: 'Member id', byMemberCode: 'Member code', lookup: 'Look up', clear: 'Clear', quote: 'Quote / redeem points',
       sku: 'Item', qty: 'Qty', price: 'Unit price (¥)', discountable: 'Discount', addLine: 'Add line',
       coupon: 'Coupon', none: 'none', redeem: 'Redeem points', calc: 'Calculate', gross: 'Gross',
       discount: 'Member discount', couponValue: 'Coupon', redeemValue: 'Points redeemed', due: 'Due',
@@ -541,6 +541,12 @@
         break;
       case 'read_error':
         say(t('readError') + ': ' + ((lang === 'zh' ? d.hint_zh : d.hint) || d.hint || t('swipeAgain')), 'error');
+        break;
+      case 'member_code_expired':
+      case 'member_code_foreign':
+      case 'member_code_repeat':
+        // A member code refused: the agent says why, in both languages.
+        say((lang === 'zh' ? d.message_zh : d.message) || d.message || t('readError'), ev.type === 'member_code_expired' ? 'warn' : 'error');
         break;
       case 'payment_code_read':
         // A customer's payment code, not a member: the page never gets

@@ -206,3 +206,14 @@ func TestDate(t *testing.T) {
 	require.True(t, Date{2027, 9, 9}.Before(Date{2027, 10, 1}))
 	require.Equal(t, Date{2027, 3, 2}, DateOf(time.Date(2027, 3, 1, 20, 0, 0, 0, time.UTC), shanghai))
 }
+
+func TestPointsArithmeticAtTheBounds(t *testing.T) {
+	const maxI, minI = int64(1<<63 - 1), int64(-1 << 63)
+	require.Equal(t, maxI, AddPoints(maxI, 1))
+	require.Equal(t, maxI, AddPoints(maxI-5, 10))
+	require.Equal(t, minI, AddPoints(minI, -1))
+	require.Equal(t, int64(7), AddPoints(3, 4))
+	require.Equal(t, int64(0), Expiring(minI, maxI, maxI))
+	require.Equal(t, maxI, Expiring(maxI, maxI, 0))
+	require.Equal(t, int64(0), Expiring(maxI, -5, 0))
+}

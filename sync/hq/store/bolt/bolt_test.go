@@ -175,3 +175,11 @@ func TestOutboxConformance(t *testing.T) {
 		return st
 	})
 }
+
+func TestEnrolConformance(t *testing.T) {
+	hqtest.RunEnrol(t, func(t *testing.T) hq.Store {
+		st, err := bolt.Open(filepath.Join(t.TempDir(), "hq.db"), bolt.Options{NoSync: true})
+		require.NoError(t, err)
+		return st
+	})
+}
