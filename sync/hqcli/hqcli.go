@@ -81,7 +81,7 @@ HQ with --url and an admin token (--token or HQ_TOKEN); use --url while
 			f.token = os.Getenv("HQ_TOKEN")
 		}
 	}
-	root.AddCommand(serveCmd(f), storeCmd(f), exportCmd(f), kpiCmd(f), deadLettersCmd(f), couponsCmd(f), withConsent(f, membersCmd(f)), programCmd(f), verifyCmd(f), archiveCmd(f), cashierCmd(f), messagesCmd(f))
+	root.AddCommand(serveCmd(f), storeCmd(f), exportCmd(f), kpiCmd(f), deadLettersCmd(f), couponsCmd(f), withConsent(f, membersCmd(f)), programCmd(f), verifyCmd(f), archiveCmd(f), cashierCmd(f), messagesCmd(f), memberCodeCmd(f))
 	return root
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -198,10 +199,19 @@ func (s *Store) Messages(ctx context.Context, f hq.OutboxFilter) ([]hq.OutboxMes
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
+	// Only the filters given, so each listing reads its own index.
+	where, args := []string{"true"}, []any{f.Limit}
+	if f.Status != "" {
+		args = append(args, f.Status)
+		where = append(where, fmt.Sprintf("status = $%d", len(args)))
+	}
+	if f.Member != "" {
+		args = append(args, f.Member)
+		where = append(where, fmt.Sprintf("member = $%d", len(args)))
+	}
 	rows, err := s.pool.Query(ctx, `SELECT id, kind, member, store, to_addr, lang, body, created_at, not_before,
 		status, attempts, due_at, last_error, done_at
-		FROM outbox WHERE ($1 = '' OR status = $1) AND ($2 = '' OR member = $2)
-		ORDER BY seq DESC LIMIT $3`, f.Status, f.Member, f.Limit)
+		FROM outbox WHERE `+strings.Join(where, " AND ")+` ORDER BY seq DESC LIMIT $1`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("hq: listing messages: %w", err)
 	}

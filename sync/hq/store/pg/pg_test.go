@@ -13,6 +13,7 @@ import (
 
 	"posagent/sync/hq"
 	"posagent/sync/hq/hqtest"
+	"posagent/sync/hq/messages"
 	"posagent/sync/hq/store/pg"
 )
 
@@ -280,6 +281,42 @@ func TestChangesFeedOverManyTransactions(t *testing.T) {
 func TestOutboxConformance(t *testing.T) {
 	testURL(t)
 	hqtest.RunOutbox(t, func(t *testing.T) hq.Store { return open(t) })
+}
+
+// EnqueueTx and QueueEnqueue write in the caller's transaction: rolled
+// back, nothing is stored; committed, the message is there once however
+// often written.
+func TestEnqueueTxFollowsTheTransaction(t *testing.T) {
+	st := open(t)
+	ctx := context.Background()
+	at := time.Date(2026, 3, 10, 2, 0, 0, 0, time.UTC)
+	require.NoError(t, st.SetConsent(ctx, "M1", true, at, "test"))
+	m := hqtest.Msg("tx/1", "M1", at)
+
+	tx, err := st.Pool().Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, pg.EnqueueTx(ctx, tx, []messages.Message{m}))
+	require.NoError(t, tx.Rollback(ctx))
+	ms, err := st.Messages(ctx, hq.OutboxFilter{})
+	require.NoError(t, err)
+	require.Empty(t, ms, "rolled back with its cause")
+
+	tx, err = st.Pool().Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, pg.EnqueueTx(ctx, tx, []messages.Message{m}))
+	b := &pgx.Batch{}
+	require.NoError(t, pg.QueueEnqueue(b, []messages.Message{m, hqtest.Msg("tx/2", "M1", at)}))
+	require.NoError(t, tx.SendBatch(ctx, b).Close())
+	require.NoError(t, tx.Commit(ctx))
+	ms, err = st.Messages(ctx, hq.OutboxFilter{})
+	require.NoError(t, err)
+	require.Len(t, ms, 2)
+	require.Equal(t, []string{"tx/1", "tx/2"}, []string{ms[0].ID, ms[1].ID})
+
+	bad := m
+	bad.ID = ""
+	require.ErrorContains(t, pg.EnqueueTx(ctx, st.Pool(), []messages.Message{bad}), "lacks id")
+	require.NoError(t, pg.EnqueueTx(ctx, st.Pool(), nil))
 }
 
 func TestEnrolConformance(t *testing.T) {

@@ -22,10 +22,13 @@ CREATE TABLE outbox (
     last_error  text        NOT NULL DEFAULT '',
     done_at     timestamptz
 );
--- The sender's scan: pending rows by due time, nothing else.
+-- The sender's scan: pending rows by due time, nothing else. Listings
+-- read the newest rows of a member or a status by seq, so their cost
+-- follows the page asked for, not the history kept.
 CREATE INDEX outbox_due ON outbox (due_at, seq) WHERE status = 'pending';
-CREATE INDEX outbox_member ON outbox (member, due_at);
-CREATE INDEX outbox_status ON outbox (status, due_at) WHERE status <> 'sent';
+CREATE UNIQUE INDEX outbox_seq ON outbox (seq);
+CREATE INDEX outbox_member ON outbox (member, seq);
+CREATE INDEX outbox_status ON outbox (status, seq);
 
 -- Consent to messages as it stands per member, and every change with its
 -- time and source.
