@@ -11,22 +11,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"posagent/sync/hqcli"
+	"posagent/sync/hq/hqrun"
 )
 
-// hqEnv makes this test binary run the hq command instead of the tests, so
-// the test needs no separate build of posagent.
-const hqEnv = "POSAGENT_LOADTEST_HQ"
-
+// TestMain lets this test binary run as the hq command (hqrun.Self).
 func TestMain(m *testing.M) {
-	if os.Getenv(hqEnv) == "1" {
-		cmd := hqcli.NewCommand()
-		cmd.SetArgs(os.Args[1:])
-		if err := cmd.Execute(); err != nil {
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	hqrun.RunSelf()
 	os.Exit(m.Run())
 }
 
@@ -48,10 +38,11 @@ func TestChainDay(t *testing.T) {
 	c.Close(context.Background())
 
 	var out bytes.Buffer
+	self, env := hqrun.Self()
 	res, err := runChain(context.Background(), chainConfig{
 		PG: u, Procs: 2, Stores: 20, Tills: 2, PerTill: 30, Members: 200,
 		Duration: 3 * time.Second, Poll: 200 * time.Millisecond, Conns: 16, Timeout: 3 * time.Minute,
-		Compare: true, HQ: []string{os.Args[0]}, HQEnv: []string{hqEnv + "=1"}, Seed: 1, Out: &out,
+		Compare: true, HQ: self, HQEnv: env, Seed: 1, Out: &out,
 	})
 	t.Log("\n" + out.String())
 	require.NoError(t, err)

@@ -3,7 +3,6 @@ package multitest
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -96,7 +95,8 @@ func TestOutboxSurvivesSIGKILL(t *testing.T) {
 // startHQArgs is startHQ with extra environment and serve flags.
 func startHQArgs(t *testing.T, pgURL string, env, args []string) *hqProc {
 	t.Helper()
-	hp, err := hqrun.StartHQ(hqrun.HQ{Command: []string{os.Args[0]}, PG: pgURL, Env: append([]string{hqEnv + "=1"}, env...),
+	self, selfEnv := hqrun.Self()
+	hp, err := hqrun.StartHQ(hqrun.HQ{Command: self, PG: pgURL, Env: append(selfEnv, env...),
 		AdminToken: adminToken, Args: args})
 	require.NoError(t, err)
 	p := &hqProc{Proc: hp, cmd: hp.Cmd}

@@ -22,21 +22,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"posagent/sync/hq/hqrun"
-	"posagent/sync/hqcli"
 )
 
-// hqEnv makes this test binary run the hq command instead of the tests.
-const hqEnv = "POSAGENT_MULTITEST_HQ"
-
+// TestMain lets this test binary run as the hq command (hqrun.Self).
 func TestMain(m *testing.M) {
-	if os.Getenv(hqEnv) == "1" {
-		cmd := hqcli.NewCommand()
-		cmd.SetArgs(os.Args[1:])
-		if err := cmd.Execute(); err != nil {
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	hqrun.RunSelf()
 	os.Exit(m.Run())
 }
 
@@ -52,7 +42,8 @@ type hqProc struct {
 // killed at test end if still running. ready: wait until it serves.
 func startHQ(t testing.TB, pgURL string, ready bool) *hqProc {
 	t.Helper()
-	hp, err := hqrun.StartHQ(hqrun.HQ{Command: []string{os.Args[0]}, PG: pgURL, Env: []string{hqEnv + "=1"}, AdminToken: adminToken})
+	self, env := hqrun.Self()
+	hp, err := hqrun.StartHQ(hqrun.HQ{Command: self, PG: pgURL, Env: env, AdminToken: adminToken})
 	require.NoError(t, err)
 	p := &hqProc{Proc: hp, cmd: hp.Cmd}
 	t.Cleanup(func() {

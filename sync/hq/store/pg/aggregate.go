@@ -50,14 +50,23 @@ SELECT * FROM unnest($1::int4[], $2::text[], $3::text[], $4::text[], $5::text[],
 ON CONFLICT (day, scope, store, cashier, writer) DO UPDATE SET %s`, table, aggCols, strings.Join(casts, ", "), strings.Join(sets, ", "))
 }
 
+// aggRowTypes are the parameter types of aggUpsertSQL.
+var aggRowTypes = func() []string {
+	ts := []string{"int4[]", "text[]", "text[]", "text[]", "text[]"}
+	for range hq.AggCounterNames {
+		ts = append(ts, "int8[]")
+	}
+	return ts
+}()
+
 var (
-	aggDaysSQL   = aggUpsertSQL("agg_days")
-	aggMonthsSQL = aggUpsertSQL("agg_months")
+	aggDaysSQL   = plFn("agg_days", aggRowTypes, "", aggUpsertSQL("agg_days"))
+	aggMonthsSQL = plFn("agg_months", aggRowTypes, "", aggUpsertSQL("agg_months"))
 )
 
 // lockFactsSQL locks the facts of keys ("s:" sale id, "m:" member id).
-const lockFactsSQL = `SELECT count(pg_advisory_xact_lock($1, h)) FROM
-	(SELECT DISTINCT hashtext(current_schema() || ':' || u) AS h FROM unnest($2::text[]) AS u ORDER BY h) AS x`
+var lockFactsSQL = plFn("lock_facts", []string{"int4", "text[]"}, "n int8", `SELECT count(pg_advisory_xact_lock($1, h)) FROM
+	(SELECT DISTINCT hashtext(current_schema() || ':' || u) AS h FROM unnest($2::text[]) AS u ORDER BY h) AS x`)
 
 func rowArgs(rs []hq.AggRow, writer string) []any {
 	days := make([]int32, len(rs))
@@ -81,7 +90,7 @@ func rowArgs(rs []hq.AggRow, writer string) []any {
 
 // visitsSQL reads the visit records windows name: per member and store,
 // those in [lo, hi] and, with edges, the nearest one on either side.
-const visitsSQL = `SELECT w.member, w.store, v.visits
+var visitsSQL = plFn("read_visits", []string{"text[]", "text[]", "int4[]", "int4[]", "bool[]"}, "member text, store text, visits bytea", `SELECT w.member, w.store, v.visits
 	FROM unnest($1::text[], $2::text[], $3::int4[], $4::int4[], $5::bool[]) AS w(member, store, lo, hi, edges)
 	CROSS JOIN LATERAL (
 		(SELECT a.visits FROM agg_visits a WHERE a.member = w.member AND a.store = w.store AND a.month BETWEEN w.lo AND w.hi)
@@ -89,7 +98,23 @@ const visitsSQL = `SELECT w.member, w.store, v.visits
 			ORDER BY a.month DESC LIMIT 1)
 		UNION ALL (SELECT a.visits FROM agg_visits a WHERE w.edges AND a.member = w.member AND a.store = w.store AND a.month > w.hi
 			ORDER BY a.month LIMIT 1)
-	) AS v`
+	) AS v`)
+
+var (
+	readSalesSQL = plFn("read_sales", []string{"text[]"}, "id text, fact jsonb", `SELECT id, fact FROM agg_sales WHERE id = ANY($1)`)
+	readHeadsSQL = plFn("read_heads", []string{"text[]"}, "id text, fact jsonb", `SELECT id, fact FROM agg_members WHERE id = ANY($1)`)
+	putSalesSQL  = plFn("put_sales", []string{"text[]", "jsonb[]"}, "", `INSERT INTO agg_sales (id, fact) SELECT * FROM unnest($1::text[], $2::jsonb[])
+			ON CONFLICT (id) DO UPDATE SET fact = excluded.fact`)
+	putHeadsSQL = plFn("put_heads", []string{"text[]", "jsonb[]"}, "", `INSERT INTO agg_members (id, fact) SELECT * FROM unnest($1::text[], $2::jsonb[])
+			ON CONFLICT (id) DO UPDATE SET fact = excluded.fact`)
+	delHeadsSQL  = plFn("del_heads", []string{"text[]"}, "", `DELETE FROM agg_members WHERE id = ANY($1)`)
+	insVisitsSQL = plFn("ins_visits", []string{"text[]", "text[]", "int4[]", "bytea[]"}, "", `INSERT INTO agg_visits (member, store, month, visits)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::bytea[])`)
+	updVisitsSQL = plFn("upd_visits", []string{"text[]", "text[]", "int4[]", "bytea[]"}, "", `UPDATE agg_visits a SET visits = u.visits FROM unnest($1::text[], $2::text[], $3::int4[], $4::bytea[]) AS u(member, store, month, visits)
+			WHERE a.member = u.member AND a.store = u.store AND a.month = u.month`)
+	delVisitsSQL = plFn("del_visits", []string{"text[]", "text[]", "int4[]"}, "", `DELETE FROM agg_visits a USING unnest($1::text[], $2::text[], $3::int4[]) AS u(member, store, month)
+			WHERE a.member = u.member AND a.store = u.store AND a.month = u.month`)
+)
 
 // loaded is what loadFacts read: the facts, and the members' heads as
 // stored (to write only those that change).
@@ -143,7 +168,7 @@ func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entr
 		for _, id := range ids {
 			headRead[id] = true
 		}
-		b.Queue(`SELECT id, fact FROM agg_members WHERE id = ANY($1)`, ids).Query(func(rows pgx.Rows) error {
+		b.Queue(readHeadsSQL, ids).Query(func(rows pgx.Rows) error {
 			var id string
 			var raw []byte
 			_, err := pgx.ForEachRow(rows, []any{&id, &raw}, func() error {
@@ -213,7 +238,7 @@ func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entr
 	members := hq.AggMemberIDs(es, nil)
 	b := &pgx.Batch{}
 	lock(b, saleIDs, members)
-	b.Queue(`SELECT id, fact FROM agg_sales WHERE id = ANY($1)`, saleIDs).Query(func(rows pgx.Rows) error {
+	b.Queue(readSalesSQL, saleIDs).Query(func(rows pgx.Rows) error {
 		var id string
 		var raw []byte
 		_, err := pgx.ForEachRow(rows, []any{&id, &raw}, func() error {
@@ -326,8 +351,7 @@ func foldAgg(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entry,
 		}
 	}
 	if len(putIDs) > 0 {
-		out.Queue(`INSERT INTO agg_sales (id, fact) SELECT * FROM unnest($1::text[], $2::jsonb[])
-			ON CONFLICT (id) DO UPDATE SET fact = excluded.fact`, putIDs, puts)
+		out.Queue(putSalesSQL, putIDs, puts)
 	}
 	var delIDs []string
 	putIDs, puts = nil, nil
@@ -346,11 +370,10 @@ func foldAgg(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entry,
 		}
 	}
 	if len(putIDs) > 0 {
-		out.Queue(`INSERT INTO agg_members (id, fact) SELECT * FROM unnest($1::text[], $2::jsonb[])
-			ON CONFLICT (id) DO UPDATE SET fact = excluded.fact`, putIDs, puts)
+		out.Queue(putHeadsSQL, putIDs, puts)
 	}
 	if len(delIDs) > 0 {
-		out.Queue(`DELETE FROM agg_members WHERE id = ANY($1)`, delIDs)
+		out.Queue(delHeadsSQL, delIDs)
 	}
 	keys, visits := r.ChangedRecords(f)
 	var ins, upd, del visitRows
@@ -365,16 +388,13 @@ func foldAgg(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entry,
 		}
 	}
 	if len(ins.member) > 0 {
-		out.Queue(`INSERT INTO agg_visits (member, store, month, visits)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::bytea[])`, ins.member, ins.store, ins.month, ins.visits)
+		out.Queue(insVisitsSQL, ins.member, ins.store, ins.month, ins.visits)
 	}
 	if len(upd.member) > 0 {
-		out.Queue(`UPDATE agg_visits a SET visits = u.visits FROM unnest($1::text[], $2::text[], $3::int4[], $4::bytea[]) AS u(member, store, month, visits)
-			WHERE a.member = u.member AND a.store = u.store AND a.month = u.month`, upd.member, upd.store, upd.month, upd.visits)
+		out.Queue(updVisitsSQL, upd.member, upd.store, upd.month, upd.visits)
 	}
 	if len(del.member) > 0 {
-		out.Queue(`DELETE FROM agg_visits a USING unnest($1::text[], $2::text[], $3::int4[]) AS u(member, store, month)
-			WHERE a.member = u.member AND a.store = u.store AND a.month = u.month`, del.member, del.store, del.month)
+		out.Queue(delVisitsSQL, del.member, del.store, del.month)
 	}
 	queueTotals(out, hq.EntryTotals(es), writer)
 	days, months := r.Delta.Rows()
@@ -407,9 +427,13 @@ var totalsSQL = func() string {
 		sel = append(sel, fmt.Sprintf("u.c%d::numeric", i))
 		sets = append(sets, fmt.Sprintf("%s = a.%s + excluded.%s", n, n, n))
 	}
-	return fmt.Sprintf(`INSERT INTO agg_totals AS a (store, writer, %s)
+	types := []string{"text[]", "text"}
+	for range hq.TotalNames {
+		types = append(types, "text[]")
+	}
+	return plFn("totals", types, "", fmt.Sprintf(`INSERT INTO agg_totals AS a (store, writer, %s)
 SELECT u.store, $2, %s FROM unnest($1::text[], %s) AS u(store, %s)
-ON CONFLICT (store, writer) DO UPDATE SET %s`, totCols, strings.Join(sel, ", "), strings.Join(args, ", "), strings.Join(names, ", "), strings.Join(sets, ", "))
+ON CONFLICT (store, writer) DO UPDATE SET %s`, totCols, strings.Join(sel, ", "), strings.Join(args, ", "), strings.Join(names, ", "), strings.Join(sets, ", ")))
 }()
 
 func queueTotals(out *pgx.Batch, d map[string]*hq.TotalSums, writer string) {

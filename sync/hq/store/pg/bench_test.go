@@ -37,12 +37,20 @@ func TestIngestVsCopy(t *testing.T) {
 	if os.Getenv("POSAGENT_HQ_BENCH") != "1" {
 		t.Skip("benchmark: set POSAGENT_HQ_BENCH=1 (and POSAGENT_TEST_PG) to run")
 	}
-	rounds := 5
-	if v := os.Getenv("POSAGENT_HQ_BENCH_ROUNDS"); v != "" {
-		n, err := strconv.Atoi(v)
-		require.NoError(t, err, "POSAGENT_HQ_BENCH_ROUNDS")
-		rounds = n
+	env := func(name string, def int) int {
+		if v := os.Getenv(name); v != "" {
+			n, err := strconv.Atoi(v)
+			require.NoError(t, err, name)
+			require.Positive(t, n, name)
+			return n
+		}
+		return def
 	}
+	rounds := env("POSAGENT_HQ_BENCH_ROUNDS", 5)
+	// A store's till uploads what it wrote since its last upload: 500 is
+	// the sync client's batch limit, a few entries the usual upload of a
+	// till online all day (POSAGENT_HQ_BENCH_BATCH shows its fixed cost).
+	batchSize := env("POSAGENT_HQ_BENCH_BATCH", 500)
 	ctx := context.Background()
 	// The store's connections carry a name, so the CPU their PostgreSQL
 	// backends use can be told from other clients'.
@@ -52,7 +60,7 @@ func TestIngestVsCopy(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	cpu := func() map[int]time.Duration { return benchCPU(t, st, app) }
-	const tills, perTill, batchSize, members, writers = 40, 1250, 500, 5000, 4 // 50,000 entries a round
+	const tills, perTill, members, writers = 40, 1250, 5000, 4 // 50,000 entries a round
 	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 	// round r's uploads: per till, its batches in order.
 	round := func(r int) [][]hq.Batch {
@@ -130,7 +138,7 @@ func TestIngestVsCopy(t *testing.T) {
 		return time.Since(start)
 	}
 	rate := func(d time.Duration) float64 { return float64(total) / d.Seconds() }
-	var ratios, copyRates, ingestRates, cpuRatios []float64
+	var ratios, copyRates, ingestRates, cpuRatios, ingestCPU []float64
 	for r := 0; r <= rounds; r++ {
 		data := round(r)
 		var dCopy, dIngest, cCopy, cIngest time.Duration
@@ -148,6 +156,7 @@ func TestIngestVsCopy(t *testing.T) {
 		copyRates = append(copyRates, rate(dCopy))
 		ingestRates = append(ingestRates, rate(dIngest))
 		cpuRatios = append(cpuRatios, float64(cCopy)/float64(cIngest))
+		ingestCPU = append(ingestCPU, float64(cIngest.Microseconds())/float64(total))
 		per := func(c time.Duration) float64 { return float64(c.Microseconds()) / float64(total) }
 		t.Logf("round %d: raw COPY %6.0f/s, HQ ingest %6.0f/s, ratio %.2f×; CPU per entry (client + backends): COPY %.0f µs, ingest %.0f µs, ratio %.2f×",
 			r, rate(dCopy), rate(dIngest), ratios[len(ratios)-1], per(cCopy), per(cIngest), cpuRatios[len(cpuRatios)-1])
@@ -167,6 +176,7 @@ func TestIngestVsCopy(t *testing.T) {
 		return (ys[len(ys)/2-1] + ys[len(ys)/2]) / 2
 	}
 	t.Logf("entries=%d a round, batch=%d writers=%d, %d measured pairs", total, batchSize, writers, rounds)
+	t.Logf("CPU (client + backends): ingest %.1f µs per entry, %.2f ms per upload of %d (median)", median(ingestCPU), median(ingestCPU)*float64(batchSize)/1000, batchSize)
 	t.Logf("raw COPY:   %8.0f entries/s (median)", median(copyRates))
 	t.Logf("HQ ingest:  %8.0f entries/s (median)  (dedupe + COPY + balances + till ack)", median(ingestRates))
 	t.Logf("ratio ingest/COPY: %.2f× median of pairs, min %.2f×, max %.2f× (target ≥ 0.70×)", median(ratios), slices.Min(ratios), slices.Max(ratios))

@@ -49,7 +49,9 @@ func timePtr(t time.Time) *time.Time {
 
 // The enrolment's fields are taken when the row has none yet or this one
 // is earlier (by time, then store, till, seq: whichever arrives first).
-const fraudUpsertSQL = `INSERT INTO fraud_enrolments AS f (member_id, store, till, seq, cashier, month, at, mobile, card_tokens, first_sale, sales, first_void, voids)
+var fraudUpsertSQL = plFn("fraud_members", []string{"jsonb"}, "", fraudUpsertStmt)
+
+const fraudUpsertStmt = `INSERT INTO fraud_enrolments AS f (member_id, store, till, seq, cashier, month, at, mobile, card_tokens, first_sale, sales, first_void, voids)
 SELECT x.member, x.store, x.till, x.seq, x.cashier, x.month, x.at, x.mobile,
     coalesce(ARRAY(SELECT jsonb_array_elements_text(x.card_tokens)), '{}'), x.first_sale, x.sales, x.first_void, x.voids
 FROM jsonb_to_recordset($1::jsonb) AS x(member text, enrolled boolean, store text, till text, seq bigint, cashier text, month text,
@@ -72,11 +74,11 @@ ON CONFLICT (member_id) DO UPDATE SET
 const fraudTake = `(excluded.month <> '' AND (f.month = '' OR excluded.at < f.at OR (excluded.at = f.at AND
     (excluded.store COLLATE "C", excluded.till COLLATE "C", excluded.seq) < (f.store COLLATE "C", f.till COLLATE "C", f.seq))))`
 
-const fraudCountSQL = `INSERT INTO fraud_cashier_months AS c (month, store, cashier, till, sales, voids)
+var fraudCountSQL = plFn("fraud_cashiers", []string{"jsonb", "text"}, "", `INSERT INTO fraud_cashier_months AS c (month, store, cashier, till, sales, voids)
 SELECT x.month, x.store, x.cashier, $2, x.sales, x.voids
 FROM jsonb_to_recordset($1::jsonb) AS x(month text, store text, cashier text, sales bigint, voids bigint)
 ORDER BY x.month COLLATE "C", x.store COLLATE "C", x.cashier COLLATE "C"
-ON CONFLICT (month, store, cashier, till) DO UPDATE SET sales = c.sales + excluded.sales, voids = c.voids + excluded.voids`
+ON CONFLICT (month, store, cashier, till) DO UPDATE SET sales = c.sales + excluded.sales, voids = c.voids + excluded.voids`)
 
 // queueFraud queues the fact changes of the entries of till into out.
 func queueFraud(out *pgx.Batch, till string, es []entry.Entry) error {

@@ -193,7 +193,7 @@ func (s *Store) migrate(ctx context.Context) error {
 				return err
 			}
 		}
-		return nil
+		return ensureFns(ctx, tx)
 	})
 }
 
@@ -393,14 +393,10 @@ func ingest(ctx context.Context, q querier, b hq.Batch, own bool, pre *prepared,
 	if own {
 		first.Queue("BEGIN")
 	}
-	first.Queue(feedWriterSQL, int32(feedLock))
-	// Locks the till's row: uploads of one till go one at a time.
-	first.Queue(`INSERT INTO tills (store, till) VALUES ($1, $2)
-		ON CONFLICT (store, till) DO UPDATE SET acked = tills.acked RETURNING acked`, b.Store, b.Till).QueryRow(func(r pgx.Row) error {
-		return r.Scan(&acked)
-	})
 	var aggCfg hq.AggConfig
-	first.Queue(aggLockSQL, int64(aggLock)).QueryRow(func(r pgx.Row) error { return r.Scan(&aggCfg) })
+	first.Queue(beginUploadSQL, int32(feedLock), b.Store, b.Till, int32(aggLock)).QueryRow(func(r pgx.Row) error {
+		return r.Scan(&acked, &aggCfg)
+	})
 	if err := q.SendBatch(ctx, first).Close(); err != nil {
 		return wire.Ack{}, err
 	}
@@ -475,12 +471,29 @@ func ingest(ctx context.Context, q querier, b hq.Batch, own bool, pre *prepared,
 			d.Store, d.Till, int64(d.Seq), d.Reason, d.Raw, d.ReceivedAt)
 	}
 	dead = append(dead, fresh...)
-	last.Queue(`UPDATE tills SET acked = $3 WHERE store = $1 AND till = $2`, b.Store, b.Till, int64(b.Last))
+	last.Queue(ackTillSQL, b.Store, b.Till, int64(b.Last))
 	if err := applyDeltas(ctx, q, last, pre.ds, own); err != nil {
 		return wire.Ack{}, err
 	}
 	return hq.AckFor(b, dead, false), nil
 }
+
+// beginUploadSQL starts an upload's transaction: the feed lock and the xid
+// (feedWriterSQL), the till's row locked (uploads of one till go one at a
+// time) and its acked mark read, the aggregate lock taken shared and the
+// aggregate configuration read (aggLockSQL).
+var beginUploadSQL = plBlock("begin_upload", []string{"int4", "text", "text", "int4"}, "o_acked int8, o_config jsonb", `DECLARE
+	a int8;
+	c jsonb;
+BEGIN
+	PERFORM pg_advisory_xact_lock_shared($1, hashtext(current_schema())), pg_current_xact_id();
+	INSERT INTO tills AS t (store, till) VALUES ($2, $3)
+		ON CONFLICT (store, till) DO UPDATE SET acked = t.acked RETURNING t.acked INTO a;
+	SELECT config INTO c FROM agg_config, pg_advisory_xact_lock_shared($4, hashtext(current_schema()));
+	RETURN QUERY SELECT a, c;
+END`)
+
+var ackTillSQL = plFn("ack_till", []string{"text", "text", "int8"}, "", `UPDATE tills SET acked = $3 WHERE store = $1 AND till = $2`)
 
 // settleBatch locks the balances of the batch's members (in id order, as
 // the balance update does) and prepares b with the entries that would take
@@ -530,14 +543,14 @@ func copyRows(ctx context.Context, q querier, rows [][]any) error {
 
 // balanceSQL adds every member's balance deltas in one statement; the flag
 // rule is hq.Member.ApplyBalances's.
-const balanceSQL = `INSERT INTO members AS m (id, points, stored_value, flagged, last_sale)
+var balanceSQL = plFn("balances", []string{"text[]", "int8[]", "int8[]", "timestamptz[]"}, "", `INSERT INTO members AS m (id, points, stored_value, flagged, last_sale)
 SELECT id, p, sv, p < 0 OR sv < 0, ls FROM unnest($1::text[], $2::int8[], $3::int8[], $4::timestamptz[]) AS u(id, p, sv, ls)
 ON CONFLICT (id) DO UPDATE SET
 	points = m.points + excluded.points,
 	stored_value = m.stored_value + excluded.stored_value,
 	flagged = m.flagged OR m.points + excluded.points < 0 OR m.stored_value + excluded.stored_value < 0,
 	last_sale = greatest(m.last_sale, excluded.last_sale),
-	xid = pg_current_xact_id()`
+	xid = pg_current_xact_id()`)
 
 // applyDeltas sends batch (queued by the caller) with the balance update
 // and, for members whose data, tier or coupons change, reads them back
@@ -733,8 +746,8 @@ func scanMember(r pgx.Row, extra ...any) (hq.Member, error) {
 
 // logChangesSQL records the members a transaction changed (one row per
 // transaction, so a feed position (xid, id) orders them).
-const logChangesSQL = `INSERT INTO member_changes (ids) VALUES ($1)
-	ON CONFLICT (xid) DO UPDATE SET ids = member_changes.ids || excluded.ids`
+var logChangesSQL = plFn("log_changes", []string{"text[]"}, "", `INSERT INTO member_changes (ids) VALUES ($1)
+	ON CONFLICT (xid) DO UPDATE SET ids = member_changes.ids || excluded.ids`)
 
 // pruneSQL rewrites up to $2 member_changes rows from xid $1 on (below the
 // snapshot's xmin, so no writer still adds to them) to the members whose last

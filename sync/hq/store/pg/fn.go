@@ -1,0 +1,109 @@
+package pg
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Statements run as PL/pgSQL functions, so PostgreSQL keeps their plans.
+//
+// The store sends unnamed statements (named prepared statements do not
+// survive PgBouncer's transaction pooling), which the server parses and
+// plans at every execution: for an upload of a few entries that was more
+// than half of its CPU. A PL/pgSQL function's statements are parsed and
+// planned once per server connection and reused, whichever client
+// transaction the pooler gives that connection, so the ingest path's
+// statements go through functions and only a trivial `SELECT f($1, …)`
+// is planned per call.
+//
+// A function is named after a hash of its definition and created at Open,
+// under the migration lock, when missing: the Go source stays the one
+// place a statement is written, and HQ versions with different statements
+// can run at once on one database, each calling its own.
+//
+// Cached plans are generic: made once for any arguments and kept while the
+// connection lives, however the tables grow. Each function therefore plans
+// with sequential scans, hash joins and merge joins discouraged, so every
+// statement looks its rows up by index, as the custom plans of a busy HQ
+// do, rather than scan a table that was small when the plan was made.
+
+// sqlFn is one statement as a function.
+type sqlFn struct {
+	name string // hq_<short>_<hash>
+	def  string // CREATE FUNCTION …
+	call string // the statement that calls it, with the same $n arguments
+}
+
+// fns are the functions Open makes sure exist.
+var fns []*sqlFn
+
+// plFn makes stmt, whose parameters $1… have the given types, a function.
+// out: the columns of the rows stmt returns ("" for none), as in
+// RETURNS TABLE (…). The call returns what stmt returns.
+func plFn(short string, params []string, out string, stmt string) string {
+	body := "BEGIN\n" + stmt + ";\nEND"
+	if out != "" {
+		// Output columns are variables in PL/pgSQL: where a name is both,
+		// the statement means the table's column.
+		body = "#variable_conflict use_column\nBEGIN\nRETURN QUERY " + stmt + ";\nEND"
+	}
+	return plBlock(short, params, out, body)
+}
+
+// plBlock is plFn for a whole PL/pgSQL block (body).
+func plBlock(short string, params []string, out string, body string) string {
+	ret := "void"
+	if out != "" {
+		ret = "TABLE (" + out + ")"
+	}
+	sig := strings.Join(params, ", ")
+	tail := fmt.Sprintf("(%s) RETURNS %s LANGUAGE plpgsql VOLATILE\n"+
+		"SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off\nAS $hqfn$\n%s\n$hqfn$", sig, ret, body)
+	h := sha256.Sum256([]byte(tail))
+	name := "hq_" + short + "_" + hex.EncodeToString(h[:5])
+	args := make([]string, len(params))
+	for i := range params {
+		args[i] = fmt.Sprintf("$%d", i+1)
+	}
+	call := "SELECT " + name + "(" + strings.Join(args, ", ") + ")"
+	if out != "" {
+		call = "SELECT * FROM " + name + "(" + strings.Join(args, ", ") + ")"
+	}
+	fns = append(fns, &sqlFn{name: name, def: "CREATE OR REPLACE FUNCTION " + name + tail, call: call})
+	return call
+}
+
+// ensureFns creates the functions missing from the current schema, in
+// tx (migrate's, which holds the migration lock).
+func ensureFns(ctx context.Context, tx pgx.Tx) error {
+	names := make([]string, len(fns))
+	for i, f := range fns {
+		names[i] = f.name
+	}
+	rows, err := tx.Query(ctx, `SELECT proname FROM pg_proc WHERE pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) AND proname = ANY($1)`, names)
+	if err != nil {
+		return fmt.Errorf("hq: ingest functions: %w", err)
+	}
+	have, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("hq: ingest functions: %w", err)
+	}
+	got := map[string]bool{}
+	for _, n := range have {
+		got[n] = true
+	}
+	for _, f := range fns {
+		if got[f.name] {
+			continue
+		}
+		if _, err := tx.Exec(ctx, f.def); err != nil {
+			return fmt.Errorf("hq: creating function %s: %w", f.name, err)
+		}
+	}
+	return nil
+}
