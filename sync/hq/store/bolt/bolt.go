@@ -300,7 +300,11 @@ func (s *Store) ResolveDeadLetter(_ context.Context, store, till string, seq uin
 		if err := fraudFold(tx, []entry.Entry{e}); err != nil {
 			return err
 		}
-		return applyDeltas(tx, ds) // ErrOverflow rolls back: it stays a dead letter
+		if err := applyDeltas(tx, ds); err != nil {
+			return err // ErrOverflow rolls back: it stays a dead letter
+		}
+		// Reminder indexes and messages, as at ingest (triggers.go).
+		return trigIngest(tx, newMemberSet(tx), []entry.Entry{e})
 	})
 }
 

@@ -686,7 +686,12 @@ func (s *Store) ResolveDeadLetter(ctx context.Context, store, till string, seq u
 		if err := fraudNow(ctx, tx, till, []entry.Entry{e}); err != nil {
 			return err
 		}
-		err = applyDeltas(ctx, tx, &pgx.Batch{}, ds, false)
+		b := &pgx.Batch{}
+		// Reminder indexes and messages, as at ingest (triggers.go).
+		if err := trigIngest(s.trigContext(ctx), tx, &prepared{es: []entry.Entry{e}, ds: ds}, b); err != nil {
+			return err
+		}
+		err = applyDeltas(ctx, tx, b, ds, false)
 		if pgCode(err) == "22003" { // rolled back: it stays a dead letter
 			err = fmt.Errorf("%w: %v", hq.ErrOverflow, err)
 		}
