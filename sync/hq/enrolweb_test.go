@@ -3,6 +3,7 @@ package hq_test
 import (
 	"context"
 	"encoding/json"
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -331,6 +332,13 @@ func TestSelfEnrolmentGatewayAndLimits(t *testing.T) {
 	e.sms.set("")
 	code, b = e.send(c, qr, mob, "王五", "", true, "zh")
 	require.Equal(t, http.StatusOK, code, b)
+	// The code page leads back to the same QR's form.
+	back := regexp.MustCompile(`href="([^"]+)" id="back"`).FindStringSubmatch(b)
+	require.NotNil(t, back, b)
+	resp, err := c.Get(e.url + html.UnescapeString(back[1]))
+	status, page, _ := body(t, resp, err)
+	require.Equal(t, http.StatusOK, status, page)
+	require.Contains(t, page, `id="enrol"`)
 	right := e.sms.code(mob)
 	wrong := "999999"
 	if right == wrong {
