@@ -144,6 +144,9 @@ func New(cfg config.Config, log *slog.Logger) (a *Agent, err error) {
 		DataDir:    cfg.DataDir, MinFreeBytes: uint64(cfg.MinFreeMB) << 20, MaxBodyBytes: cfg.API.MaxBodyBytes, BodyTimeout: bodyTimeout,
 		AllowRemote: cfg.API.AllowRemote, Page: web.Handler(), Location: loc,
 		Log: log.With("component", "api"), Sync: a.syncStatus, Offline: a.offline,
+		MemberCode: func(ctx context.Context, till, code string) (ledger.MemberView, error) {
+			return a.typedMemberCode(ctx, till, code)
+		},
 	}
 	if a.dev != nil {
 		o.Devices = a.deviceStatus

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"posagent/agent/api"
 	"posagent/agent/config"
 	"posagent/agent/events"
 	"posagent/devices"
@@ -58,129 +59,211 @@ var (
 		"本店不接受静态会员条码，请会员出示手机上的动态会员码"}
 )
 
-// handleMemberCode verifies a scanned member code with HQ's public keys
-// and publishes the member, or why the code was refused. A code accepted
-// here is kept until it expires (a second scan is a repeat) and claimed at
-// HQ (a scan at another till is a repeat); with HQ unreachable the claim
-// waits in the ledger and the code is accepted.
-func (a *Agent) handleMemberCode(ev devices.Event) {
-	mc := ev.MemberCode
-	now := time.Now()
-	pub := func(typ string, reason string, msg [2]string, member string) {
-		a.metrics.Read(ev.Device, typ)
-		a.log.Info("member code refused", "device", ev.Device, "till", ev.Till, "reason", reason, "member", member)
-		if _, err := a.hub.Publish(typ, ev.Till, MemberCodeEvent{Device: ev.Device, Symbology: mc.Symbology, Member: member,
-			Reason: reason, Message: msg[0], MessageZH: msg[1]}); err != nil {
-			a.log.Warn("publishing a reader event", "device", ev.Device, "err", err)
-		}
+// codeRefusal is why a member code was not accepted: the event (or
+// read_error code) and what to tell the cashier.
+type codeRefusal struct {
+	typ        string // event type: one of the member_code_* types, or read_error
+	code       string // read_error's code; for the API, the error code
+	reason     string
+	msg        [2]string
+	member     string
+	firstStore string
+	firstTill  string
+	firstAt    time.Time
+}
+
+func refuse(typ, reason string, msg [2]string, member string) *codeRefusal {
+	return &codeRefusal{typ: typ, code: typ, reason: reason, msg: msg, member: member}
+}
+
+func readRefusal(code string, msg [2]string) *codeRefusal {
+	return &codeRefusal{typ: events.TypeReadError, code: code, msg: msg}
+}
+
+func (a *Agent) repeatRefusal(member, store, till string, at time.Time) *codeRefusal {
+	if store == a.cfg.Store {
+		store = ""
 	}
-	readErr := func(code string, msg [2]string) {
-		a.metrics.Read(ev.Device, "error")
-		if _, err := a.hub.Publish(events.TypeReadError, ev.Till, ReadErrorEvent{Device: ev.Device, Code: code,
-			Message: msg[0], Hint: msg[0], HintZH: msg[1]}); err != nil {
-			a.log.Warn("publishing a reader event", "device", ev.Device, "err", err)
-		}
-	}
+	r := refuse(events.TypeMemberCodeRepeat, "repeat", msgCodeRepeat, member)
+	r.firstStore, r.firstTill, r.firstAt = store, till, at
+	return r
+}
+
+var (
+	msgCodeLedger   = [2]string{"the member code could not be checked — use the card or phone number, or call support if it repeats", "无法核验会员码，请使用会员卡或手机号；如反复出现请联系技术支持"}
+	msgCodeFormat   = [2]string{"scan again; if it repeats, ask the member to refresh the code", "请重新扫码；如反复失败，请会员刷新会员码"}
+	msgShortWrong   = [2]string{"the typed member code does not match — check the digits, or scan the QR code", "输入的会员码不正确，请核对数字，或扫描二维码"}
+	msgShortOffline = [2]string{"a typed member code can only be checked by HQ, which cannot be reached now — scan the QR code or use the card", "手输会员码需总部在线核验，当前无法连接总部；请扫描二维码或使用会员卡"}
+)
+
+// acceptMemberCode verifies a member code's text with HQ's public keys,
+// finds the member, and records and claims the code. A code accepted here
+// is kept until it expires (a second scan is a repeat) and claimed at HQ (a
+// scan at another till is a repeat); with HQ unreachable the claim waits
+// in the ledger and the code is accepted.
+func (a *Agent) acceptMemberCode(ctx context.Context, till, text string, now time.Time) (ledger.MemberView, *codeRefusal) {
+	var none ledger.MemberView
 	lk, err := a.led.MemberCodeKeys()
 	if err != nil {
 		a.log.Error("reading the member-code keys", "err", err)
-		readErr("ledger", [2]string{"the member code could not be checked — use the card or phone number, or call support if it repeats",
-			"无法核验会员码，请使用会员卡或手机号；如反复出现请联系技术支持"})
-		return
+		return none, readRefusal("ledger", msgCodeLedger)
 	}
 	keys := make([]membercode.VerifyKey, len(lk))
 	for i, k := range lk {
 		keys[i] = membercode.VerifyKey{ID: k.ID, Public: ed25519.PublicKey(k.Public), NotAfter: k.NotAfter}
 	}
-	cl, err := membercode.Verify(keys, mc.Code.Text(), now)
+	cl, err := membercode.Verify(keys, text, now)
 	switch {
 	case errors.Is(err, membercode.ErrNoKeys):
-		readErr("member_code_no_keys", msgCodeNoKeys)
-		return
+		return none, readRefusal("member_code_no_keys", msgCodeNoKeys)
 	case errors.Is(err, membercode.ErrForeign):
-		pub(events.TypeMemberCodeForeign, "unknown_key", msgCodeForeign, "")
-		return
+		return none, refuse(events.TypeMemberCodeForeign, "unknown_key", msgCodeForeign, "")
 	case errors.Is(err, membercode.ErrBadSignature):
-		pub(events.TypeMemberCodeForeign, "bad_signature", msgCodeForeign, "")
-		return
+		return none, refuse(events.TypeMemberCodeForeign, "bad_signature", msgCodeForeign, "")
 	case errors.Is(err, membercode.ErrExpired) && now.Before(cl.Issued.Add(-membercode.Skew)):
-		pub(events.TypeMemberCodeExpired, "clock", msgCodeClock, cl.MemberID)
-		return
+		return none, refuse(events.TypeMemberCodeExpired, "clock", msgCodeClock, cl.MemberID)
 	case errors.Is(err, membercode.ErrExpired):
-		pub(events.TypeMemberCodeExpired, "expired", msgCodeExpired, cl.MemberID)
-		return
+		return none, refuse(events.TypeMemberCodeExpired, "expired", msgCodeExpired, cl.MemberID)
 	case err != nil:
-		readErr("format", [2]string{"scan again; if it repeats, ask the member to refresh the code", "请重新扫码；如反复失败，请会员刷新会员码"})
-		return
+		return none, readRefusal("format", msgCodeFormat)
 	}
-	v, err := a.led.Member(cl.MemberID)
-	switch {
-	case errors.Is(err, ledger.ErrNotFound):
-		readErr("member_not_here", msgCodeNotHere)
-		return
-	case err != nil:
-		a.log.Error("member lookup for a member code failed", "device", ev.Device, "err", err)
-		readErr("ledger", [2]string{"the member could not be looked up — use the card or phone number, or call support if it repeats",
-			"无法查询会员，请使用会员卡或手机号；如反复出现请联系技术支持"})
-		return
+	v, rf := a.codeMember(cl.MemberID)
+	if rf != nil {
+		return none, rf
 	}
-	ctx := context.Background()
-	use := ledger.MemberCodeUse{Code: cl.ID, Member: cl.MemberID, Till: ev.Till, SeenAt: now.UTC(), Expires: cl.Expires,
+	use := ledger.MemberCodeUse{Code: cl.ID, Member: cl.MemberID, Till: till, SeenAt: now.UTC(), Expires: cl.Expires,
 		Until: cl.Expires.Add(membercode.Skew)}
 	first, repeat, err := a.led.UseMemberCode(ctx, use)
 	if err != nil {
-		a.log.Error("recording a member code", "device", ev.Device, "err", err)
-		readErr("ledger", [2]string{"the member code could not be recorded — use the card or phone number, or call support if it repeats",
-			"无法记录会员码，请使用会员卡或手机号；如反复出现请联系技术支持"})
-		return
+		a.log.Error("recording a member code", "till", till, "err", err)
+		return none, readRefusal("ledger", msgCodeLedger)
 	}
 	if repeat {
-		a.publishRepeat(ev, cl.MemberID, "", first.Till, first.SeenAt)
-		return
+		return none, a.repeatRefusal(cl.MemberID, "", first.Till, first.SeenAt)
 	}
 	if a.sync != nil {
-		timeout := a.cfg.MemberCodes.ClaimTimeout
-		if timeout <= 0 {
-			timeout = config.DefaultClaimTimeout
-		}
-		wc := claimOf(use)
-		res, err := a.sync.ClaimMemberCode(ctx, wc, timeout)
+		res, err := a.sync.ClaimMemberCode(ctx, claimOf(use), a.claimTimeout())
 		switch {
 		case err != nil:
 			// HQ unreachable: accept, and claim later; HQ records a repeat
 			// it then finds.
-			a.log.Info("member code accepted offline; claim queued", "device", ev.Device, "member", cl.MemberID, "err", err)
-			use.SeenAt = wc.SeenAt
+			a.log.Info("member code accepted offline; claim queued", "till", till, "member", cl.MemberID, "err", err)
 			if qerr := a.led.QueueMemberCodeClaim(ctx, use); qerr != nil {
 				a.log.Error("queueing a member-code claim", "err", qerr)
 			}
 		case res.Repeat:
-			a.publishRepeat(ev, cl.MemberID, res.FirstStore, res.FirstTill, res.FirstSeenAt)
-			return
+			return none, a.repeatRefusal(cl.MemberID, res.FirstStore, res.FirstTill, res.FirstSeenAt)
 		}
 	}
-	a.metrics.Read(ev.Device, "member")
-	if _, err := a.hub.Publish(events.TypeMember, ev.Till, MemberEvent{Member: a.api.Summary(v), Device: ev.Device,
-		Kind: memberCodeKind, Symbology: mc.Symbology, Masked: decode.Mask(cl.MemberID)}); err != nil {
+	return v, nil
+}
+
+// acceptShortCode checks a typed short code at HQ (it carries no
+// signature a till could check), which also claims it for the till.
+func (a *Agent) acceptShortCode(ctx context.Context, till, short string, now time.Time) (ledger.MemberView, *codeRefusal) {
+	var none ledger.MemberView
+	if a.sync == nil {
+		return none, readRefusal("member_code_offline", msgShortOffline)
+	}
+	ans, err := a.sync.CheckShortCode(ctx, short, till, now, a.claimTimeout())
+	switch {
+	case errors.Is(err, client.ErrMemberCodeExpired):
+		return none, refuse(events.TypeMemberCodeExpired, "expired", msgCodeExpired, "")
+	case errors.Is(err, client.ErrMemberCodeWrong):
+		return none, readRefusal("member_code_wrong", msgShortWrong)
+	case err != nil:
+		a.log.Info("a typed member code could not be checked at HQ", "till", till, "err", err)
+		return none, readRefusal("member_code_offline", msgShortOffline)
+	case ans.Claim.Repeat:
+		return none, a.repeatRefusal(ans.Member, ans.Claim.FirstStore, ans.Claim.FirstTill, ans.Claim.FirstSeenAt)
+	}
+	v, rf := a.codeMember(ans.Member)
+	if rf != nil {
+		return none, rf
+	}
+	// Kept like a scanned code, so the QR of the same step scanned here
+	// next is a repeat too.
+	first, repeat, err := a.led.UseMemberCode(ctx, ledger.MemberCodeUse{Code: ans.Claim.Code, Member: ans.Member, Till: till,
+		SeenAt: now.UTC(), Expires: ans.Expires, Until: ans.Expires.Add(membercode.Skew)})
+	switch {
+	case err != nil:
+		a.log.Error("recording a member code", "till", till, "err", err)
+	case repeat:
+		return none, a.repeatRefusal(ans.Member, "", first.Till, first.SeenAt)
+	}
+	return v, nil
+}
+
+func (a *Agent) codeMember(id string) (ledger.MemberView, *codeRefusal) {
+	v, err := a.led.Member(id)
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		return v, readRefusal("member_not_here", msgCodeNotHere)
+	case err != nil:
+		a.log.Error("member lookup for a member code failed", "err", err)
+		return v, readRefusal("ledger", [2]string{"the member could not be looked up — use the card or phone number, or call support if it repeats",
+			"无法查询会员，请使用会员卡或手机号；如反复出现请联系技术支持"})
+	}
+	return v, nil
+}
+
+func (a *Agent) claimTimeout() time.Duration {
+	if t := a.cfg.MemberCodes.ClaimTimeout; t > 0 {
+		return t
+	}
+	return config.DefaultClaimTimeout
+}
+
+// handleMemberCode takes a scanned member code and publishes the member,
+// or why the code was refused.
+func (a *Agent) handleMemberCode(ev devices.Event) {
+	mc := ev.MemberCode
+	v, rf := a.acceptMemberCode(context.Background(), ev.Till, mc.Code.Text(), time.Now())
+	var err error
+	switch {
+	case rf == nil:
+		a.metrics.Read(ev.Device, "member")
+		_, err = a.hub.Publish(events.TypeMember, ev.Till, MemberEvent{Member: a.api.Summary(v), Device: ev.Device,
+			Kind: memberCodeKind, Symbology: mc.Symbology, Masked: decode.Mask(v.Member.ID)})
+	case rf.typ == events.TypeReadError:
+		a.metrics.Read(ev.Device, "error")
+		_, err = a.hub.Publish(events.TypeReadError, ev.Till, ReadErrorEvent{Device: ev.Device, Code: rf.code,
+			Message: rf.msg[0], Hint: rf.msg[0], HintZH: rf.msg[1]})
+	default:
+		a.metrics.Read(ev.Device, rf.typ)
+		a.log.Info("member code refused", "device", ev.Device, "till", ev.Till, "reason", rf.reason, "member", rf.member)
+		_, err = a.hub.Publish(rf.typ, ev.Till, MemberCodeEvent{Device: ev.Device, Symbology: mc.Symbology, Member: rf.member,
+			Reason: rf.reason, Message: rf.msg[0], MessageZH: rf.msg[1], FirstStore: rf.firstStore, FirstTill: rf.firstTill,
+			FirstSeenAt: rf.firstAt})
+	}
+	if err != nil {
 		a.log.Warn("publishing a reader event", "device", ev.Device, "err", err)
 	}
 }
 
-func (a *Agent) publishRepeat(ev devices.Event, member, store, till string, at time.Time) {
-	if store == a.cfg.Store {
-		store = ""
+// typedMemberCode takes a member code typed (or pasted) at the cashier
+// page or sent by the POS: a short code, or the QR's text.
+func (a *Agent) typedMemberCode(ctx context.Context, till, text string) (ledger.MemberView, error) {
+	now := time.Now()
+	var (
+		v  ledger.MemberView
+		rf *codeRefusal
+	)
+	if membercode.Looks(strings.TrimSpace(text)) {
+		v, rf = a.acceptMemberCode(ctx, till, strings.TrimSpace(text), now)
+	} else if _, _, err := membercode.ParseShort(text); err == nil {
+		v, rf = a.acceptShortCode(ctx, till, text, now)
+	} else {
+		return v, &api.MemberCodeError{Code: "invalid", Message: "a member code is the member id, '-' and 8 digits (as under the QR code), or the QR's text",
+			MessageZH: "会员码格式为：会员号-8位数字（二维码下方所示）"}
 	}
-	a.metrics.Read(ev.Device, events.TypeMemberCodeRepeat)
-	where := till
-	if store != "" {
-		where = store + "/" + till
+	if rf != nil {
+		if rf.typ != events.TypeReadError {
+			a.log.Info("typed member code refused", "till", till, "reason", rf.reason, "member", rf.member)
+		}
+		return v, &api.MemberCodeError{Code: rf.code, Message: rf.msg[0], MessageZH: rf.msg[1]}
 	}
-	a.log.Warn("member code used again", "device", ev.Device, "till", ev.Till, "member", member, "first", where)
-	e := MemberCodeEvent{Device: ev.Device, Symbology: ev.MemberCode.Symbology, Member: member, Reason: "repeat",
-		Message: msgCodeRepeat[0], MessageZH: msgCodeRepeat[1], FirstStore: store, FirstTill: till, FirstSeenAt: at}
-	if _, err := a.hub.Publish(events.TypeMemberCodeRepeat, ev.Till, e); err != nil {
-		a.log.Warn("publishing a reader event", "device", ev.Device, "err", err)
-	}
+	return v, nil
 }
 
 // staticRefused reports (and tells the cashier) that a static member

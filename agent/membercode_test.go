@@ -73,11 +73,37 @@ func startCodeHQ(t *testing.T) *codeHQ {
 
 func (h *codeHQ) issue(t *testing.T, member string, at time.Duration) string {
 	t.Helper()
+	return h.issueCode(t, member, at).Text
+}
+
+func (h *codeHQ) issueCode(t *testing.T, member string, at time.Duration) membercode.Code {
+	t.Helper()
 	h.skew.Store(int64(at))
 	defer h.skew.Store(0)
 	c, err := h.srv.IssueMemberCode(context.Background(), member)
 	require.NoError(t, err)
-	return c.Text
+	return c
+}
+
+// lookupCode sends a typed member code to the till's lookup, as the
+// cashier page does; it returns the status and the error code or member id.
+func lookupCode(t *testing.T, rn *running, code string) (int, string) {
+	t.Helper()
+	raw, _ := json.Marshal(map[string]string{"member_code": code})
+	req, _ := http.NewRequest("POST", rn.base+"/v1/members/lookup", bytes.NewReader(raw))
+	req.Header.Set("Authorization", "Bearer "+apiTok)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var body struct {
+		Code, Message, MessageZH string `json:",omitempty"`
+		Member                   struct{ ID string }
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+	if resp.StatusCode != http.StatusOK {
+		return resp.StatusCode, body.Code
+	}
+	return resp.StatusCode, body.Member.ID
 }
 
 // startCodeTill runs an agent of store with a QR scanner on a pty, synced
@@ -233,6 +259,31 @@ func TestMemberCodesAtTheTill(t *testing.T) {
 	require.Equal(t, "S1", late.First.Store)
 	require.Equal(t, "M8", late.Again.Member)
 	require.False(t, reps[0].Again.Late)
+
+	// Typed short codes (the number under the QR) are checked by HQ.
+	sc := h.issueCode(t, "M7", -35*time.Second)
+	st, got := lookupCode(t, a, sc.Short)
+	require.Equal(t, http.StatusOK, st, got)
+	require.Equal(t, "M7", got)
+	st, got = lookupCode(t, a, sc.Short)
+	require.Equal(t, http.StatusUnprocessableEntity, st)
+	require.Equal(t, events.TypeMemberCodeRepeat, got, "typed twice at the same till")
+	st, got = lookupCode(t, b, sc.Short)
+	require.Equal(t, http.StatusUnprocessableEntity, st)
+	require.Equal(t, events.TypeMemberCodeRepeat, got, "typed at another store's till")
+	st, got = lookupCode(t, a, sc.Text)
+	require.Equal(t, events.TypeMemberCodeRepeat, got, "the QR of the same step, pasted: %d", st)
+	wrong := sc.Short[:len(sc.Short)-1] + string("0123456789"[(sc.Short[len(sc.Short)-1]-'0'+1)%10])
+	st, got = lookupCode(t, a, wrong)
+	require.Equal(t, http.StatusUnprocessableEntity, st)
+	require.Equal(t, "member_code_wrong", got)
+	st, got = lookupCode(t, a, "M7-12")
+	require.Equal(t, http.StatusBadRequest, st)
+	h.down.Store(ptr(h.tok["S2"]))
+	st, got = lookupCode(t, b, h.issueCode(t, "M8", -35*time.Second).Short)
+	require.Equal(t, http.StatusUnprocessableEntity, st)
+	require.Equal(t, "member_code_offline", got, "offline a typed code is refused")
+	h.down.Store(nil)
 
 	// No code text in the event ring.
 	sub, ring, _ := a.a.hub.Subscribe("T1", 0, true, 8)

@@ -84,6 +84,22 @@ func TestCashierPageMemberCodeMessages(t *testing.T) {
 	r.write(t, forgeWithKeyID(t, other, other.ID)+"\r")
 	require.NoError(t, chromedp.Do(ctx, textHas(`#message`, "not from our chain")))
 
+	// The number under the QR, typed: HQ checks it; typed again, a repeat.
+	short := h.issueCode(t, "M8", -35*time.Second).Short
+	typeCode := chromedp.Do(ctx,
+		setField(`#lookup-by`, "member_code"),
+		chromedp.SendKeys(chromedp.CSS(`#card-input`), short),
+		chromedp.Click(chromedp.CSS(`#card-lookup`)),
+	)
+	require.NoError(t, typeCode)
+	require.NoError(t, chromedp.Do(ctx, textHas(`#member`, "M8")))
+	require.NoError(t, chromedp.Do(ctx,
+		setField(`#lookup-by`, "member_code"),
+		chromedp.SendKeys(chromedp.CSS(`#card-input`), short),
+		chromedp.Click(chromedp.CSS(`#card-lookup`)),
+		textHas(`#message`, "this member code was already used"),
+	))
+
 	require.NoError(t, chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS(`#lang`)),
 		textIs(`#enrol-go`, "入会"),

@@ -114,6 +114,9 @@ type Options struct {
 	// Offline reports whether the till is cut off from HQ (sales then use
 	// the offline redemption cap).
 	Offline func() bool
+	// MemberCode takes a typed member code (LookupRequest.MemberCode) for
+	// the till; a refusal is a *MemberCodeError. Nil: not offered.
+	MemberCode func(ctx context.Context, till, code string) (ledger.MemberView, error)
 	// Page serves the cashier page at "/" (nil: none).
 	Page     http.Handler
 	Location *time.Location

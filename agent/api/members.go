@@ -145,7 +145,19 @@ type LookupRequest struct {
 	CardHash string `json:"card_hash,omitempty"` // keyed hash from a card_unknown event
 	MemberID string `json:"member_id,omitempty"`
 	Mobile   string `json:"mobile,omitempty"`
+	// MemberCode is a member code typed from under the phone's QR code
+	// ("M10024-40170312"), or the QR's text; checked like a scan.
+	MemberCode string `json:"member_code,omitempty"`
 }
+
+// MemberCodeError is a member code refused (Options.MemberCode): the
+// code is the event's type or read_error code, with what to tell the
+// cashier.
+type MemberCodeError struct {
+	Code, Message, MessageZH string
+}
+
+func (e *MemberCodeError) Error() string { return e.Code + ": " + e.Message }
 
 var mobileRe = regexp.MustCompile(`^\+?[0-9]{6,15}$`)
 var hashRe = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -166,8 +178,8 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 // answerLookup answers the summary of the member that q names by exactly
 // one of its fields.
 func (s *Server) answerLookup(w http.ResponseWriter, r *http.Request, q LookupRequest) {
-	if countSet(q.Card, q.CardHash, q.MemberID, q.Mobile) != 1 {
-		s.invalid(w, r, "give exactly one of card, card_hash, member_id or mobile", "请只提供卡号、会员号或手机号中的一项")
+	if countSet(q.Card, q.CardHash, q.MemberID, q.Mobile, q.MemberCode) != 1 {
+		s.invalid(w, r, "give exactly one of card, card_hash, member_id, mobile or member_code", "请只提供卡号、会员号、手机号或会员码中的一项")
 		return
 	}
 	v, ok := s.findMember(w, r, q)
@@ -203,6 +215,21 @@ func (s *Server) findMember(w http.ResponseWriter, r *http.Request, q LookupRequ
 		v, err = s.o.Ledger.MemberByToken(h)
 	case q.MemberID != "":
 		v, err = s.o.Ledger.Member(q.MemberID)
+	case q.MemberCode != "":
+		if s.o.MemberCode == nil {
+			s.fail(w, r, http.StatusNotImplemented, "member_code_unsupported", "this till does not take member codes", "本机不支持会员码", nil)
+			return v, false
+		}
+		v, err = s.o.MemberCode(r.Context(), s.o.Till, q.MemberCode)
+		var me *MemberCodeError
+		if errors.As(err, &me) {
+			status := http.StatusUnprocessableEntity
+			if me.Code == "invalid" {
+				status = http.StatusBadRequest
+			}
+			s.fail(w, r, status, me.Code, me.Message, me.MessageZH, nil)
+			return v, false
+		}
 	case q.Mobile != "":
 		m := cardSeparators.Replace(q.Mobile)
 		if !mobileRe.MatchString(m) {

@@ -36,7 +36,8 @@ var (
 	kpiStores = flag.Int("kpi-stores", 100, "with -kpi: stores of the chain")
 	kpiTills  = flag.Int("kpi-tills", 3, "with -kpi: tills per store")
 	kpiYears  = flag.Int("kpi-years", 3, "with -kpi: years of history, ending 2025-12-31")
-	kpiReps   = flag.Int("kpi-reps", 7, "with -kpi: requests timed per month (after one untimed)")
+	kpiReps   = flag.Int("kpi-reps", 15, "with -kpi: requests timed per month (after one untimed)")
+	kpiKeep   = flag.Bool("kpi-keep", false, "with -kpi: keep the loaded schemas (their URLs are printed) instead of dropping them")
 )
 
 type kpiConfig struct {
@@ -96,13 +97,29 @@ func runKPI(ctx context.Context, c kpiConfig) error {
 		defer clean()
 		c.HQ = []string{bin, "hq"}
 	}
-	var res []kpiResult
-	for _, n := range c.Sizes {
-		r, err := kpiOnce(ctx, c, n)
+	// Every size is loaded first and then timed side by side, request by
+	// request in turn, so a busy moment of the machine falls on all sizes
+	// alike and their ratio means something.
+	res := make([]kpiResult, len(c.Sizes))
+	urls := make([]string, len(c.Sizes))
+	for i, n := range c.Sizes {
+		u, drop, err := kpiLoad(ctx, c, n, &res[i])
+		if drop != nil {
+			defer func() {
+				if *kpiKeep {
+					fmt.Fprintf(c.Out, "%d entries: schema kept: %s\n", n, u)
+				} else if err := drop(); err != nil {
+					fmt.Fprintf(c.Out, "%d entries: dropping the schema: %v\n", n, err)
+				}
+			}()
+		}
 		if err != nil {
 			return fmt.Errorf("%d entries: %w", n, err)
 		}
-		res = append(res, r)
+		urls[i] = u
+	}
+	if err := kpiTime(ctx, c, urls, res); err != nil {
+		return err
 	}
 	out := c.Out
 	fmt.Fprintf(out, "\n/kpi of a real hq serve --pg over loopback (%d stores × %d tills, %d years; median of %d, first request, slowest):\n", c.Stores, c.Tills, c.Years, c.Reps)
@@ -134,22 +151,21 @@ func runKPI(ctx context.Context, c kpiConfig) error {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }
 
-// kpiOnce loads n entries into a fresh schema, times /kpi and drops it.
-func kpiOnce(ctx context.Context, c kpiConfig, n int) (r kpiResult, err error) {
+// kpiLoad loads n entries into a fresh schema; the caller drops it.
+func kpiLoad(ctx context.Context, c kpiConfig, n int, r *kpiResult) (u string, drop func() error, err error) {
 	out := c.Out
-	u, drop, err := pg.FreshSchema(ctx, c.PG, "hqkpi_")
+	u, drop, err = pg.FreshSchema(ctx, c.PG, "hqkpi_")
 	if err != nil {
-		return r, fmt.Errorf("make a schema in %s: %w", c.PG, err)
+		return "", nil, fmt.Errorf("make a schema in %s: %w", c.PG, err)
 	}
-	defer func() { err = errors.Join(err, drop()) }()
 	pcfg, err := pgx.ParseConfig(u)
 	if err != nil {
-		return r, err
+		return u, drop, err
 	}
 	schema := pcfg.RuntimeParams["search_path"]
 	st, err := pg.Open(ctx, u, pg.Options{MaxConns: 4, PruneEvery: -1})
 	if err != nil {
-		return r, err
+		return u, drop, err
 	}
 	defer st.Close()
 
@@ -194,7 +210,7 @@ func kpiOnce(ctx context.Context, c kpiConfig, n int) (r kpiResult, err error) {
 		case work <- ch:
 		case <-failed:
 			close(work)
-			return r, <-copied
+			return u, drop, <-copied
 		}
 		copyWait += time.Since(w)
 		if time.Since(last) > 30*time.Second {
@@ -204,76 +220,96 @@ func kpiOnce(ctx context.Context, c kpiConfig, n int) (r kpiResult, err error) {
 	}
 	close(work)
 	if err := <-copied; err != nil {
-		return r, err
+		return u, drop, err
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	r.heap = ms.HeapInuse
 	d := b.Dump()
 	if err := st.LoadAggregates(ctx, d); err != nil {
-		return r, err
+		return u, drop, err
 	}
 	if _, err := st.Pool().Exec(ctx, `VACUUM ANALYZE agg_days, agg_months, agg_sales, agg_members, agg_visits, agg_totals`); err != nil {
-		return r, err
+		return u, drop, err
 	}
 	if _, err := st.Pool().Exec(ctx, `ANALYZE entries`); err != nil {
-		return r, err
+		return u, drop, err
 	}
 	r.entries, r.members, r.load, r.loadCPU, r.copyWait = n, g.members, time.Since(t0), selfCPU()-cpu0, copyWait
-	d = nil
 	runtime.GC()
 	fmt.Fprintf(out, "%d entries: loaded in %v (this process %v CPU; heap %d MB at the end of the fold)\n", n, r.load.Round(time.Second), r.loadCPU.Round(time.Second), r.heap>>20)
 	var sz strings.Builder
 	if err := dbSize(ctx, &sz, st, schema, int64(n)); err != nil {
-		return r, err
+		return u, drop, err
 	}
 	fmt.Fprint(out, "  ", sz.String())
 	if err := st.Pool().QueryRow(ctx, `SELECT sum(pg_total_relation_size(c.oid))/1048576.0 FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
 		WHERE s.nspname = $1 AND c.relkind = 'r'`, schema).Scan(&r.dbMB); err != nil {
-		return r, err
+		return u, drop, err
 	}
 	st.Close()
-
-	p, err := hqrun.StartHQ(hqrun.HQ{Command: c.HQ, PG: u, AdminToken: loadAdminToken})
-	if err != nil {
-		return r, err
-	}
-	defer p.Stop()
-	if err := p.Wait(2 * time.Minute); err != nil {
-		return r, err
-	}
 	r.months = []string{
 		"full " + g.start.AddDate(c.Years/2, 5, 0).Format("2006-01"),
 		"last " + g.end.AddDate(0, -1, 0).Format("2006-01"),
 		"empty " + g.start.AddDate(0, -6, 0).Format("2006-01"),
 		"after " + g.end.AddDate(0, 2, 0).Format("2006-01"),
 	}
-	cpuBefore := procCPU(p.Cmd.Process.Pid, false)
-	for _, m := range r.months {
-		month := m[strings.IndexByte(m, ' ')+1:]
-		var ds []time.Duration
-		for i := 0; i <= c.Reps; i++ {
-			s := time.Now()
-			if err := getKPI(ctx, p.URL, month); err != nil {
-				return r, err
-			}
-			ds = append(ds, time.Since(s))
+	return u, drop, nil
+}
+
+// kpiTime starts an hq serve on each loaded schema and times /kpi of each
+// month on each in turn.
+func kpiTime(ctx context.Context, c kpiConfig, urls []string, res []kpiResult) error {
+	out := c.Out
+	procs := make([]*hqrun.Proc, len(urls))
+	for i, u := range urls {
+		p, err := hqrun.StartHQ(hqrun.HQ{Command: c.HQ, PG: u, AdminToken: loadAdminToken})
+		if err != nil {
+			return err
 		}
-		r.first = append(r.first, ds[0])
-		ds = ds[1:]
-		slices.Sort(ds)
-		r.median, r.worst = append(r.median, ds[len(ds)/2]), append(r.worst, ds[len(ds)-1])
+		defer p.Stop()
+		if err := p.Wait(2 * time.Minute); err != nil {
+			return err
+		}
+		procs[i] = p
 	}
-	r.hqCPU, r.rss = procCPU(p.Cmd.Process.Pid, false)-cpuBefore, p.PeakRSS()
-	if strings.Contains(p.Log.String(), "rebuilding KPI aggregates") {
-		return r, errors.New("hq serve rebuilt the aggregates: the loaded configuration differs from its settings")
+	times := make([][][]time.Duration, len(urls)) // size, month, request
+	cpu0 := make([]time.Duration, len(urls))
+	for i, p := range procs {
+		times[i] = make([][]time.Duration, len(res[i].months))
+		cpu0[i] = procCPU(p.Cmd.Process.Pid, false)
 	}
-	fmt.Fprintf(out, "%d entries: /kpi median", n)
-	for i, m := range r.months {
-		fmt.Fprintf(out, " %s %v;", m, r.median[i])
+	for rep := 0; rep <= c.Reps; rep++ {
+		for i, p := range procs {
+			for m, name := range res[i].months {
+				month := name[strings.IndexByte(name, ' ')+1:]
+				s := time.Now()
+				if err := getKPI(ctx, p.URL, month); err != nil {
+					return err
+				}
+				times[i][m] = append(times[i][m], time.Since(s))
+			}
+		}
 	}
-	fmt.Fprintf(out, " HQ peak RSS %d MB, CPU for %d requests %v\n", r.rss>>20, len(r.months)*(c.Reps+1), r.hqCPU)
-	return r, nil
+	for i, p := range procs {
+		r := &res[i]
+		for _, ds := range times[i] {
+			r.first = append(r.first, ds[0])
+			ds = ds[1:]
+			slices.Sort(ds)
+			r.median, r.worst = append(r.median, ds[len(ds)/2]), append(r.worst, ds[len(ds)-1])
+		}
+		r.hqCPU, r.rss = procCPU(p.Cmd.Process.Pid, false)-cpu0[i], p.PeakRSS()
+		if strings.Contains(p.Log.String(), "rebuilding KPI aggregates") {
+			return errors.New("hq serve rebuilt the aggregates: the loaded configuration differs from its settings")
+		}
+		fmt.Fprintf(out, "%d entries: /kpi median", r.entries)
+		for m, name := range r.months {
+			fmt.Fprintf(out, " %s %v;", name, r.median[m])
+		}
+		fmt.Fprintf(out, " HQ peak RSS %d MB, CPU for %d requests %v\n", r.rss>>20, len(r.months)*(c.Reps+1), r.hqCPU)
+	}
+	return nil
 }
 
 // getKPI asks HQ for month's report and reads it whole.

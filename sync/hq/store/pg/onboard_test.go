@@ -45,7 +45,27 @@ type ledgerInbox struct {
 type loadStages struct {
 	last                     time.Time // the last Add returned (or the start)
 	first, wait, add, finish time.Duration
-	finishCPU                time.Duration
+	finishCPU, finishQueue   time.Duration
+}
+
+// runQueueWait is how long this process's threads have waited for a CPU
+// while runnable (/proc/self/task/*/schedstat, second field; 0 where
+// there is none): on a shared machine, wall time beyond CPU time that is
+// not this is waiting on the disk or the network.
+func runQueueWait() time.Duration {
+	files, _ := filepath.Glob("/proc/self/task/*/schedstat")
+	var total time.Duration
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if fs := strings.Fields(string(b)); len(fs) >= 2 {
+			ns, _ := strconv.ParseInt(fs[1], 10, 64)
+			total += time.Duration(ns)
+		}
+	}
+	return total
 }
 
 func (in ledgerInbox) ApplyMemberStates(states []wire.MemberState) error {
@@ -90,9 +110,9 @@ func (l ledgerLoad) Add(states []wire.MemberState) error {
 
 func (l ledgerLoad) Finish() error {
 	if st := l.stages; st != nil {
-		now, c := time.Now(), cpuTime()
+		now, c, q := time.Now(), cpuTime(), runQueueWait()
 		st.wait += now.Sub(st.last) // the end of the stream
-		defer func() { st.finish, st.finishCPU = time.Since(now), cpuTime()-c }()
+		defer func() { st.finish, st.finishCPU, st.finishQueue = time.Since(now), cpuTime()-c, runQueueWait()-q }()
 	}
 	defer func(t time.Time) { *l.spent += time.Since(t) }(time.Now())
 	return l.ld.Finish()
@@ -273,7 +293,7 @@ func TestOnboardBench(t *testing.T) {
 		stages := &loadStages{}
 		c, err := client.New(client.Config{URL: p.URL, Token: tok, Store: "S1"}, out, ledgerInbox{l: l, spent: &spent, stages: stages}, nil)
 		require.NoError(t, err)
-		hq0, pg0, box0, till0 := hqrun.ProcCPU(p.Cmd.Process.Pid, false), hqrun.PostgresCPU(), hqrun.BoxCPU(), cpuTime()
+		hq0, pg0, box0, till0, q0 := hqrun.ProcCPU(p.Cmd.Process.Pid, false), hqrun.PostgresCPU(), hqrun.BoxCPU(), cpuTime(), runQueueWait()
 		s := time.Now()
 		stages.last = s
 		require.NoError(t, c.SyncNow(ctx))
@@ -282,15 +302,15 @@ func TestOnboardBench(t *testing.T) {
 		mv, err := l.MemberByToken(md5s("c", k) + md5s("d", k))
 		require.NoError(t, err)
 		ready := time.Since(s)
-		hqCPU, pgCPU, boxCPU, tillCPU := hqrun.ProcCPU(p.Cmd.Process.Pid, false)-hq0, hqrun.PostgresCPU()-pg0, hqrun.BoxCPU()-box0, cpuTime()-till0
+		hqCPU, pgCPU, boxCPU, tillCPU, tillQueue := hqrun.ProcCPU(p.Cmd.Process.Pid, false)-hq0, hqrun.PostgresCPU()-pg0, hqrun.BoxCPU()-box0, cpuTime()-till0, runQueueWait()-q0
 		p.Stop()
 		require.Equal(t, fmt.Sprintf("M%08d", k), mv.Member.ID)
 		t.Logf("%d members: onboarding (snapshot served, transferred, applied) %v, of which in the ledger's apply %v; ready to look up %v (%.0f members/s); target < 30 s for 1M",
 			n, applied.Round(time.Millisecond), spent.Round(time.Millisecond), ready.Round(time.Millisecond), float64(n)/ready.Seconds())
-		t.Logf("%d members: stages (wall) till waiting on the stream %v (first batch after %v), Add %v, Finish %v (CPU %v); CPU: till %v, hq serve %v, PostgreSQL %v; the box's busy CPU meanwhile %v of %v available (%d cores)",
+		t.Logf("%d members: stages (wall) till waiting on the stream %v (first batch after %v), Add %v, Finish %v (CPU %v, threads waiting for a CPU %v); CPU: till %v (its threads waited for a CPU %v), hq serve %v, PostgreSQL %v; the box's busy CPU meanwhile %v of %v available (%d cores)",
 			n, stages.wait.Round(time.Millisecond), stages.first.Round(time.Millisecond), stages.add.Round(time.Millisecond), stages.finish.Round(time.Millisecond),
-			stages.finishCPU.Round(time.Millisecond), tillCPU.Round(time.Millisecond), hqCPU.Round(time.Millisecond), pgCPU.Round(time.Millisecond),
-			boxCPU.Round(time.Millisecond), (ready * time.Duration(runtime.NumCPU())).Round(time.Millisecond), runtime.NumCPU())
+			stages.finishCPU.Round(time.Millisecond), stages.finishQueue.Round(time.Millisecond), tillCPU.Round(time.Millisecond), tillQueue.Round(time.Millisecond),
+			hqCPU.Round(time.Millisecond), pgCPU.Round(time.Millisecond), boxCPU.Round(time.Millisecond), (ready * time.Duration(runtime.NumCPU())).Round(time.Millisecond), runtime.NumCPU())
 		require.EqualValues(t, n, c.Status().MembersApplied)
 		require.NoError(t, l.Close())
 		ts.Close()
