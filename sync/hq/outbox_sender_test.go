@@ -132,7 +132,7 @@ func TestSenderDeliversOnceOutsideQuietHours(t *testing.T) {
 				case i%5 == 2:
 					return gatewaytest.Action{Delay: 100 * time.Millisecond}
 				case i%7 == 3 && n == 1:
-					return gatewaytest.Action{Lose: true, Delay: 700 * time.Millisecond}
+					return gatewaytest.Action{Lose: true, Delay: 2 * time.Second}
 				}
 				return gatewaytest.Action{}
 			}
@@ -165,7 +165,9 @@ func TestSenderDeliversOnceOutsideQuietHours(t *testing.T) {
 				}
 			}
 
-			s, err := hq.NewSender(st, hq.SenderConfig{URL: gw.URL, Secret: gwSecret, Timeout: 300 * time.Millisecond,
+			// The timeout leaves the slow answers (100 ms) room on a busy box;
+			// only the lost ones (2 s) run past it.
+			s, err := hq.NewSender(st, hq.SenderConfig{URL: gw.URL, Secret: gwSecret, Timeout: time.Second,
 				Rate: 500, Burst: 5, Batch: 4, MaxAttempts: 5, Backoff: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
 				Poll: 20 * time.Millisecond, Quiet: quiet, Now: clk.Now})
 			require.NoError(t, err)
