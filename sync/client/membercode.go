@@ -74,6 +74,13 @@ func (c *Client) uploadClaims(ctx context.Context) error {
 			return err
 		}
 		res, err := c.postClaims(ctx, pending)
+		var he *hqError
+		if errors.As(err, &he) && (he.status == http.StatusNotFound || he.status == http.StatusNotImplemented) {
+			// An HQ that takes no claims (older, or storage without member
+			// codes) must not stall the entries: keep them queued.
+			c.log.Warn("HQ takes no member-code claims; they stay queued", "claims", len(pending), "status", he.status)
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("sync client: upload %d member-code claims: %w", len(pending), err)
 		}

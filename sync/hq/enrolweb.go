@@ -108,6 +108,30 @@ type custPage struct {
 	Consent  string
 	Card     *cardView
 	CodeSecs int
+	// Back is the enrolment form the code page came from ("" unknown).
+	Back string
+}
+
+// backQuery is the query of a back link the code page carried.
+func backQuery(back string) url.Values {
+	q, _ := url.ParseQuery(strings.TrimPrefix(back, "/m/enrol?"))
+	return q
+}
+
+// backLink is the enrolment form of the QR link in q, when it is one.
+func (s *Server) backLink(q url.Values, l string) string {
+	link, ok := parseEnrolLink(s.o.Enrol.Key, q)
+	if !ok {
+		return ""
+	}
+	v := url.Values{"s": {link.Store}, "k": {q.Get("k")}, "lang": {l}}
+	if link.Cashier != "" {
+		v.Set("c", link.Cashier)
+	}
+	if link.Referrer != "" {
+		v.Set("r", link.Referrer)
+	}
+	return "/m/enrol?" + v.Encode()
 }
 
 type enrolForm struct {
@@ -289,7 +313,7 @@ func (s *Server) handleEnrolSend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.render(w, http.StatusOK, "verify.html", custPage{Lang: l, Title: texts[l]["verify_title"], Form: f,
-		Other: "", CodeSecs: int(o.CodeTTL / time.Second)})
+		Back: s.backLink(r.PostForm, l), CodeSecs: int(o.CodeTTL / time.Second)})
 }
 
 func (s *Server) handleEnrolVerify(w http.ResponseWriter, r *http.Request) {
@@ -307,6 +331,7 @@ func (s *Server) handleEnrolVerify(w http.ResponseWriter, r *http.Request) {
 	f := enrolForm{Mobile: mobile}
 	again := func(status int, key string) {
 		s.render(w, status, "verify.html", custPage{Lang: l, Title: texts[l]["verify_title"], Error: texts[l][key], Form: f,
+			Back:     s.backLink(backQuery(r.PostFormValue("back")), l),
 			CodeSecs: int(s.o.Enrol.CodeTTL / time.Second)})
 	}
 	if !ValidMobile(mobile) {
@@ -339,9 +364,9 @@ func (s *Server) handleEnrolVerify(w http.ResponseWriter, r *http.Request) {
 			}
 			return p, false, nil
 		}
+		// Used once; what the form said goes, the send count stays.
 		got = p
-		p.CodeHash, p.Salt = "", "" // used once
-		return p, false, nil
+		return Pending{Mobile: p.Mobile, Sends: p.Sends, WindowStart: p.WindowStart}, false, nil
 	})
 	if err != nil {
 		s.o.Log.Error("enrolment code check", "err", err)

@@ -3,6 +3,7 @@ package hq_test
 import (
 	"context"
 	"encoding/json"
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -164,8 +165,15 @@ func body(t *testing.T, resp *http.Response, err error) (int, string, string) {
 
 // send posts the enrolment form of the QR link qrURL.
 func (e *enrolEnv) send(c *http.Client, qrURL, mobile, name, birthday string, consent bool, lang string, hdr ...string) (int, string) {
+	return e.sendForm(c, qrURL, mobile, name, birthday, consent, false, lang, hdr...)
+}
+
+func (e *enrolEnv) sendForm(c *http.Client, qrURL, mobile, name, birthday string, consent, messages bool, lang string, hdr ...string) (int, string) {
 	u, _ := url.Parse(qrURL)
 	f := u.Query()
+	if messages {
+		f.Set("messages", "yes")
+	}
 	f.Set("mobile", mobile)
 	f.Set("name", name)
 	f.Set("birthday", birthday)
@@ -331,6 +339,13 @@ func TestSelfEnrolmentGatewayAndLimits(t *testing.T) {
 	e.sms.set("")
 	code, b = e.send(c, qr, mob, "王五", "", true, "zh")
 	require.Equal(t, http.StatusOK, code, b)
+	// The code page leads back to the same QR's form.
+	back := regexp.MustCompile(`href="([^"]+)" id="back"`).FindStringSubmatch(b)
+	require.NotNil(t, back, b)
+	resp, err := c.Get(e.url + html.UnescapeString(back[1]))
+	status, page, _ := body(t, resp, err)
+	require.Equal(t, http.StatusOK, status, page)
+	require.Contains(t, page, `id="enrol"`)
 	right := e.sms.code(mob)
 	wrong := "999999"
 	if right == wrong {
@@ -455,4 +470,29 @@ func TestCardLinkRevoke(t *testing.T) {
 	status, b, _ = body(t, resp, err)
 	require.Equal(t, http.StatusOK, status)
 	require.Contains(t, b, "My member card")
+}
+
+// TestSelfEnrolmentMessageConsent: consent to member messages is asked
+// apart from the personal data line, and recorded with the outbox only
+// when given.
+func TestSelfEnrolmentMessageConsent(t *testing.T) {
+	e := newEnrolEnv(t, nil)
+	ctx := context.Background()
+	qr := e.qr(hq.EnrolLink{Store: "S001"})
+	for _, tc := range []struct {
+		mobile   string
+		messages bool
+		want     string
+	}{{"13800001111", true, hq.ConsentGranted}, {"13800002222", false, ""}} {
+		c := e.client()
+		code, b := e.sendForm(c, qr, tc.mobile, "A", "", true, tc.messages, "zh")
+		require.Equal(t, http.StatusOK, code, b)
+		status, b, _ := e.verify(c, tc.mobile, e.sms.code(tc.mobile), "zh")
+		require.Equal(t, http.StatusOK, status, b)
+		m := e.memberOf(tc.mobile)
+		got, err := e.st.(hq.Outbox).Consent(ctx, m)
+		require.NoError(t, err)
+		require.Equal(t, tc.want, got.Status, tc.mobile)
+		require.Equal(t, tc.messages, e.mustWeb(m).Messages)
+	}
 }

@@ -132,7 +132,7 @@ func TestSenderDeliversOnceOutsideQuietHours(t *testing.T) {
 				case i%5 == 2:
 					return gatewaytest.Action{Delay: 100 * time.Millisecond}
 				case i%7 == 3 && n == 1:
-					return gatewaytest.Action{Lose: true, Delay: 700 * time.Millisecond}
+					return gatewaytest.Action{Lose: true, Delay: 2 * time.Second}
 				}
 				return gatewaytest.Action{}
 			}
@@ -165,7 +165,9 @@ func TestSenderDeliversOnceOutsideQuietHours(t *testing.T) {
 				}
 			}
 
-			s, err := hq.NewSender(st, hq.SenderConfig{URL: gw.URL, Secret: gwSecret, Timeout: 300 * time.Millisecond,
+			// The timeout leaves the slow answers (100 ms) room on a busy box;
+			// only the lost ones (2 s) run past it.
+			s, err := hq.NewSender(st, hq.SenderConfig{URL: gw.URL, Secret: gwSecret, Timeout: time.Second,
 				Rate: 500, Burst: 5, Batch: 4, MaxAttempts: 5, Backoff: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
 				Poll: 20 * time.Millisecond, Quiet: quiet, Now: clk.Now})
 			require.NoError(t, err)
@@ -339,4 +341,38 @@ func TestSenderTwoOnOneDatabase(t *testing.T) {
 	require.Empty(t, stats.Overlaps)
 	require.Empty(t, stats.Duplicates)
 	require.Equal(t, len(ms), stats.Requests)
+}
+
+// The rate limit holds: at 20 a second with a burst of 1, no second of
+// the gateway's log holds more than 21 messages, and 30 take at least
+// 1.45 s.
+func TestSenderRateLimit(t *testing.T) {
+	st := outboxStores(t)["bolt"](t)
+	ob := st.(hq.Outbox)
+	ctx := context.Background()
+	gw := gatewaytest.New(gwSecret, nil, nil)
+	t.Cleanup(gw.Close)
+	require.NoError(t, ob.SetConsent(ctx, "M1", true, time.Now().Add(-time.Hour), "test"))
+	var ms []messages.Message
+	for i := range 30 {
+		ms = append(ms, hqtest.Msg(fmt.Sprintf("r/%02d", i), "M1", time.Now().Add(-time.Minute)))
+	}
+	require.NoError(t, ob.Enqueue(ctx, ms))
+	s, err := hq.NewSender(st, hq.SenderConfig{URL: gw.URL, Secret: gwSecret, Rate: 20, Burst: 1, Poll: 10 * time.Millisecond})
+	require.NoError(t, err)
+	runSender(t, s)
+	waitFor(t, "all messages", 20*time.Second, func() bool { return gw.Stats().Taken == len(ms) })
+	var at []time.Time
+	for _, r := range gw.Taken() {
+		at = append(at, r.At)
+	}
+	sort.Slice(at, func(i, j int) bool { return at[i].Before(at[j]) })
+	require.GreaterOrEqual(t, at[len(at)-1].Sub(at[0]), 1450*time.Millisecond)
+	for i := range at {
+		n := 0
+		for j := i; j < len(at) && at[j].Sub(at[i]) < time.Second; j++ {
+			n++
+		}
+		require.LessOrEqual(t, n, 21, "messages in the second from %s", at[i])
+	}
 }

@@ -44,6 +44,8 @@ func memberCodeCmd(f *flags) *cobra.Command {
 		Short: "Member codes of the phone card: signing keys and codes used twice",
 		Long: `HQ signs the member codes members show on their phones; tills verify them with
 HQ's public keys, which they receive with the member feed (docs/membercode.md).`,
+		Example: `  posagent hq membercode rotate --pg postgres://hq@db/hq
+  posagent hq membercode repeats --since 2026-03-01T00:00:00+08:00 --url https://hq:8443 --token $HQ_TOKEN`,
 	}
 	rotate := &cobra.Command{
 		Use:   "rotate",

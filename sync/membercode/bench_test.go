@@ -1,6 +1,7 @@
 package membercode_test
 
 import (
+	"crypto/ed25519"
 	"testing"
 
 	"posagent/sync/membercode"
@@ -28,6 +29,21 @@ func BenchmarkIssue(b *testing.B) {
 	for b.Loop() {
 		if _, err := membercode.Issue(k, secret, "M10024", t0); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEd25519Verify is the bare signature check Verify is built on,
+// run beside it so a loaded machine's figures can be compared: Verify's
+// own work (decoding, key lookup, the code id) is the difference.
+func BenchmarkEd25519Verify(b *testing.B) {
+	k := key(b, 1)
+	msg := make([]byte, 96)
+	sig := ed25519.Sign(k.Private, msg)
+	pub := k.Private.Public().(ed25519.PublicKey)
+	for b.Loop() {
+		if !ed25519.Verify(pub, msg, sig) {
+			b.Fatal("no")
 		}
 	}
 }

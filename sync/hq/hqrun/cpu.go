@@ -93,3 +93,37 @@ func BoxCPU() time.Duration {
 	}
 	return time.Duration(busy) * time.Second / clockTick
 }
+
+// Postmaster is the parent of a server process (a backend's pid, from
+// pg_backend_pid()): the postmaster of its cluster; 0 if unknown.
+func Postmaster(backend int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(backend) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
+
+// ClusterCPU is the CPU one PostgreSQL cluster has used: its postmaster's
+// live children and those it has reaped. Unlike PostgresCPU it leaves out
+// other clusters on the machine.
+func ClusterCPU(postmaster int) time.Duration {
+	if postmaster <= 0 {
+		return 0
+	}
+	total := ProcCPU(postmaster, true)
+	ds, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, d := range ds {
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(d)))
+		if Postmaster(pid) == postmaster {
+			total += ProcCPU(pid, false)
+		}
+	}
+	return total
+}

@@ -261,7 +261,12 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 		}
 	}
 
-	cpu0 := cpuNow(procs)
+	var backend int32
+	if err := st.Pool().QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&backend); err != nil {
+		return res, err
+	}
+	postmaster := hqrun.Postmaster(int(backend)) // 0 when the server is on another host
+	cpu0 := cpuNow(procs, postmaster)
 	runCtx, stopClients := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -319,7 +324,7 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 		}
 	}
 	elapsed := time.Since(start)
-	cpu1 := cpuNow(procs)
+	cpu1 := cpuNow(procs, postmaster)
 	rss := make([]int64, len(procs))
 	for i, p := range procs {
 		rss[i] = p.PeakRSS()
@@ -353,7 +358,7 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 		p50, p99, mx = percentiles(entryLat)
 		fmt.Fprintf(out, "entry written → acked: p50 %v p99 %v max %v (includes the 2 s batch age and the 1 s poll)\n", p50.Round(time.Millisecond), p99.Round(time.Millisecond), mx.Round(time.Millisecond))
 	}
-	printCPU(out, cpu0, cpu1, elapsed)
+	printCPU(out, cpu0, cpu1, elapsed, written, uploads)
 
 	post := ctx
 	if short != nil { // the run's context is over; the size is still worth having
@@ -431,11 +436,12 @@ func issueTokens(ctx context.Context, st hq.Store, n int) ([]string, error) {
 type cpuSample struct {
 	procs         []time.Duration
 	postgres, box time.Duration
+	cluster       time.Duration // the run's PostgreSQL cluster only
 	self          time.Duration
 }
 
-func cpuNow(procs []*hqrun.Proc) cpuSample {
-	s := cpuSample{postgres: postgresCPU(), box: boxCPU(), self: selfCPU()}
+func cpuNow(procs []*hqrun.Proc, postmaster int) cpuSample {
+	s := cpuSample{postgres: postgresCPU(), box: boxCPU(), self: selfCPU(), cluster: hqrun.ClusterCPU(postmaster)}
 	for _, p := range procs {
 		s.procs = append(s.procs, procCPU(p.Cmd.Process.Pid, false))
 	}
@@ -444,7 +450,7 @@ func cpuNow(procs []*hqrun.Proc) cpuSample {
 
 // printCPU splits the machine's busy CPU over the run between the HQ
 // processes, PostgreSQL, this program (the stores) and the rest.
-func printCPU(out io.Writer, a, b cpuSample, elapsed time.Duration) {
+func printCPU(out io.Writer, a, b cpuSample, elapsed time.Duration, entries, uploads int64) {
 	var hqCPU time.Duration
 	for i := range a.procs {
 		hqCPU += b.procs[i] - a.procs[i]
@@ -454,6 +460,12 @@ func printCPU(out io.Writer, a, b cpuSample, elapsed time.Duration) {
 	cores := func(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()/elapsed.Seconds()) }
 	fmt.Fprintf(out, "CPU over the run, in cores busy: HQ %s, PostgreSQL %s, stores (this program) %s, rest of the box %s; box %s busy of %d\n",
 		cores(hqCPU), cores(pgCPU), cores(self), cores(max(0, other)), cores(box), numCPU())
+	// What scales with cores: CPU per unit of work, of HQ and of the run's
+	// own PostgreSQL cluster (others' queries on it count too).
+	cl := b.cluster - a.cluster
+	per := func(d time.Duration, n int64) float64 { return d.Seconds() / float64(max(1, n)) }
+	fmt.Fprintf(out, "CPU per 1,000 entries: HQ %.3f s, PostgreSQL cluster %.3f s, together %.3f s; per upload answered 200: HQ %.2f ms, PostgreSQL %.2f ms\n",
+		per(hqCPU, entries)*1000, per(cl, entries)*1000, per(hqCPU+cl, entries)*1000, per(hqCPU, uploads)*1000, per(cl, uploads)*1000)
 }
 
 // dbSize prints the schema's tables' size (with indexes and TOAST) and the

@@ -56,7 +56,7 @@ func TestChainDay(t *testing.T) {
 		sum += n
 	}
 	require.Equal(t, res.Written, sum, "the processes' credited entries add up")
-	for _, want := range []string{"entries/s overall", "peak RSS", "upload round trip p50", "CPU over the run", "MB per million entries", "totals check: HQ's", "raw COPY", "HQ vs raw COPY"} {
+	for _, want := range []string{"entries/s overall", "peak RSS", "upload round trip p50", "CPU over the run", "CPU per 1,000 entries", "MB per million entries", "totals check: HQ's", "raw COPY", "HQ vs raw COPY"} {
 		require.True(t, strings.Contains(out.String(), want), "output has %q", want)
 	}
 }

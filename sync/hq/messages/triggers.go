@@ -218,9 +218,10 @@ func BirthdayMonthDay(b string) (string, bool) {
 }
 
 // Birthday is day's birthday message for m (whose birthday falls on the
-// target date), id "birthday/<member>/<year>", and the birthday coupon to
-// issue with it (nil when the program gives none), id
-// "birthday-<year>-<member>".
+// target date), id "birthday/<member>/<year>", ok false when there is none
+// to send (no mobile); and the birthday coupon to issue (nil when the
+// program gives none or the birthday is not the target's), id
+// "birthday-<year>-<member>", which the member gets either way.
 func (s *Settings) Birthday(day Date, m Member, now time.Time) (Message, *entry.MemberCoupon, bool) {
 	b := s.Program.Messages.Birthday
 	target, on := s.BirthdayTarget(day)
@@ -306,18 +307,20 @@ func (s *Settings) RecallDates(day Date) map[string]Date {
 }
 
 // Recall is day's recall message for m, turned state (at_risk or dormant)
-// on day, id "recall/<member>/<state>/<date>", with the recall coupon
-// issued with it, id "recall-<state>-<yyyymmdd>-<member>" (HQ's recall
-// coupon naming, "recall-<campaign>-<member>").
-func (s *Settings) Recall(day Date, state string, m Member, now time.Time) (Message, entry.MemberCoupon, bool) {
+// on day, id "recall/<member>/<state>/<date>", ok false when there is none
+// to send (no mobile); and the recall coupon, id
+// "recall-<state>-<yyyymmdd>-<member>" (HQ's recall coupon naming,
+// "recall-<campaign>-<member>"), which the member gets either way (nil
+// when the trigger is off for state).
+func (s *Settings) Recall(day Date, state string, m Member, now time.Time) (Message, *entry.MemberCoupon, bool) {
 	r := s.Program.Messages.Recall
 	if _, ok := s.RecallDates(day)[state]; !ok {
-		return Message{}, entry.MemberCoupon{}, false
+		return Message{}, nil, false
 	}
 	ymd := fmt.Sprintf("%04d%02d%02d", day.Y, int(day.M), day.D)
 	c := issue(r.Coupon, "recall-"+state+"-"+ymd+"-"+m.ID, m.ID, day, s.Zone(m.Store))
 	msg, ok := s.message(KindRecall, fmt.Sprintf("recall/%s/%s/%s", m.ID, state, day), r.MsgTemplate, m, "", now, map[string]string{
 		"coupon": Yuan(c.Value), "threshold": Yuan(c.Threshold), "until": day.AddDays(r.Coupon.ValidDays - 1).String(),
 		"days": fmt.Sprint(r.Coupon.ValidDays)})
-	return msg, c, ok
+	return msg, &c, ok
 }

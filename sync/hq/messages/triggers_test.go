@@ -102,6 +102,17 @@ func TestTierUpgrades(t *testing.T) {
 	require.Contains(t, msgs[1].Text, "Diamond member, with 0 bonus")
 }
 
+func TestBirthdayCouponWithoutMobile(t *testing.T) {
+	s := settings(t)
+	_, c, ok := s.Birthday(Date{2027, 3, 1}, Member{ID: "M1", Birthday: "03-04"}, time.Now())
+	require.False(t, ok)
+	require.NotNil(t, c)
+	s.Program.Messages.Birthday.Coupon = nil
+	_, c, ok = s.Birthday(Date{2027, 3, 1}, Member{ID: "M1", Mobile: "1", Birthday: "03-04"}, time.Now())
+	require.True(t, ok)
+	require.Nil(t, c)
+}
+
 func TestBirthday(t *testing.T) {
 	s := settings(t)
 	now := time.Date(2027, 3, 1, 1, 0, 0, 0, time.UTC)
@@ -125,6 +136,7 @@ func TestBirthday(t *testing.T) {
 		m := Member{ID: "M1", Name: "王五", Mobile: "139", Birthday: c.birthday, Store: "S1"}
 		msg, coupon, ok := s.Birthday(c.day, m, now)
 		require.Equal(t, c.want, ok, "%v %s", c.day, c.birthday)
+		require.Equal(t, c.want, coupon != nil, "%v %s", c.day, c.birthday)
 		if ok {
 			target := c.day.AddDays(3)
 			require.Equal(t, "birthday/M1/"+itoa(target.Y), msg.ID)
@@ -194,9 +206,14 @@ func TestRecall(t *testing.T) {
 	require.Equal(t, "2027-06-30T00:00:00-04:00", c.ValidFrom) // the store's zone
 	require.Equal(t, "2027-07-30T00:00:00-04:00", c.ValidUntil)
 	require.True(t, strings.HasPrefix(msg.Text, "A*n您好，好久不见！送您20.00元回归礼券（满100.00元可用，2027-07-29前有效）"), msg.Text)
-	s.Program.Messages.Recall.AtRisk = false
-	_, _, ok = s.Recall(day, loyalty.StateAtRisk, Member{ID: "M3", Mobile: "1"}, time.Now())
+	// No mobile: no message, but the coupon all the same.
+	_, c, ok = s.Recall(day, loyalty.StateAtRisk, Member{ID: "M4"}, time.Now())
 	require.False(t, ok)
+	require.Equal(t, "recall-at_risk-20270630-M4", c.ID)
+	s.Program.Messages.Recall.AtRisk = false
+	_, c, ok = s.Recall(day, loyalty.StateAtRisk, Member{ID: "M3", Mobile: "1"}, time.Now())
+	require.False(t, ok)
+	require.Nil(t, c)
 }
 
 func TestDate(t *testing.T) {

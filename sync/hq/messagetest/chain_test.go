@@ -209,23 +209,23 @@ func (c *chain) addEarned(member, lot string, pts int64) {
 	c.earnedFor[member][lot] += pts
 }
 
-// expected are the ids of the messages the day jobs of jobsFrom..end must
-// send, from the generated data: birthdays 3 days ahead (29 February on
-// the 28th in a common year), points with last day 31 December 2027 on 1
-// December, and a member's last activity (last sale, or enrolment before
-// any) exactly 60 or 180 days before the day.
-func (c *chain) expected() map[string]bool {
-	out := map[string]bool{}
+// expected are the ids of the messages the uploads and the day jobs of
+// jobsFrom..end must send, and of the coupons the jobs must issue (to
+// every member concerned, reachable or not), from the generated data:
+// birthdays 3 days ahead (29 February on the 28th in a common year),
+// points with last day 31 December 2027 on 1 December, and a member's
+// last activity (last sale, or enrolment before any) exactly 60 or 180
+// days before the day.
+func (c *chain) expected() (msgs, coupons map[string]bool) {
+	msgs, coupons = map[string]bool{}, map[string]bool{}
 	for _, id := range c.afterSale {
-		out[id] = true
+		msgs[id] = true
 	}
 	for _, id := range c.tierUp {
-		out[id] = true
+		msgs[id] = true
 	}
 	for _, m := range c.members {
-		if m.mobile == "" || !m.consent {
-			continue
-		}
+		reach := m.mobile != "" && m.consent
 		md := m.birthday[len(m.birthday)-5:]
 		for d := c.jobsFrom; !c.end.before(d); d = d.add(1) {
 			if !m.enrolled.before(d) {
@@ -235,7 +235,10 @@ func (c *chain) expected() map[string]bool {
 			tmd := tg.t.Format("01-02")
 			leap := time.Date(tg.t.Year(), 2, 29, 0, 0, 0, 0, time.UTC).Day() == 29
 			if md == tmd || (md == "02-29" && tmd == "02-28" && !leap) {
-				out[fmt.Sprintf("birthday/%s/%d", m.id, tg.t.Year())] = true
+				coupons[fmt.Sprintf("birthday-%d-%s", tg.t.Year(), m.id)] = true
+				if reach {
+					msgs[fmt.Sprintf("birthday/%s/%d", m.id, tg.t.Year())] = true
+				}
 			}
 			// Last activity as HQ holds it before the day's uploads.
 			last := m.enrolled
@@ -244,18 +247,20 @@ func (c *chain) expected() map[string]bool {
 					last = s
 				}
 			}
-			if last.String() == d.add(-60).String() {
-				out[fmt.Sprintf("recall/%s/at_risk/%s", m.id, d)] = true
-			}
-			if last.String() == d.add(-180).String() {
-				out[fmt.Sprintf("recall/%s/dormant/%s", m.id, d)] = true
+			for state, n := range map[string]int{"at_risk": 60, "dormant": 180} {
+				if last.String() == d.add(-n).String() {
+					coupons[fmt.Sprintf("recall-%s-%s-%s", state, d.t.Format("20060102"), m.id)] = true
+					if reach {
+						msgs[fmt.Sprintf("recall/%s/%s/%s", m.id, state, d)] = true
+					}
+				}
 			}
 		}
-		if c.expiringOn1Dec(m.id) > 0 {
-			out[fmt.Sprintf("points_expiring/%s/2027-12-31", m.id)] = true
+		if reach && c.expiringOn1Dec(m.id) > 0 {
+			msgs[fmt.Sprintf("points_expiring/%s/2027-12-31", m.id)] = true
 		}
 	}
-	return out
+	return msgs, coupons
 }
 
 // expiringOn1Dec is what of the member's points earned in 2026 (last day

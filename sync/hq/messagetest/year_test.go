@@ -121,7 +121,7 @@ func runYear(t *testing.T, c *chain, ss []store) {
 
 	got, err := ss[0].Messages(ctx, hq.OutboxFilter{Limit: 1 << 30})
 	require.NoError(t, err)
-	want := c.expected()
+	want, wantCoupons := c.expected()
 	gotIDs := map[string]bool{}
 	byKind := map[messages.Kind]int{}
 	wantKind := map[string]int{}
@@ -157,6 +157,19 @@ func runYear(t *testing.T, c *chain, ss []store) {
 	t.Logf("messages by kind: %v (expected %v)", byKind, wantKind)
 	require.Empty(t, missing, "expected, not sent")
 	require.Empty(t, extra, "sent, not expected")
+	// The day jobs' coupons, to every member concerned.
+	gotCoupons := map[string]bool{}
+	for _, m := range c.members {
+		rec, err := ss[0].Member(ctx, m.id)
+		require.NoError(t, err)
+		for _, cp := range rec.Coupons {
+			if cp.Known && (strings.HasPrefix(cp.ID, "birthday-") || strings.HasPrefix(cp.ID, "recall-")) {
+				gotCoupons[cp.ID] = true
+			}
+		}
+	}
+	require.Equal(t, wantCoupons, gotCoupons)
+	require.Greater(t, len(wantCoupons), wantKind["birthday"]+wantKind["recall"], "no member out of reach had a coupon; the generated year tests nothing of it")
 	for _, k := range []string{"after_sale", "birthday", "points_expiring", "recall", "tier_upgrade"} {
 		require.Positive(t, wantKind[k], "the generated year has no %s reminder; it tests nothing", k)
 	}

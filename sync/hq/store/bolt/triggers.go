@@ -274,11 +274,10 @@ func (s *Store) RunMessageDay(ctx context.Context, st *messages.Settings, day me
 						return err
 					}
 					msg, c, ok := st.Birthday(day, m, now)
-					if !ok {
-						return nil
+					if ok {
+						msgs = append(msgs, msg)
+						res.Birthday++
 					}
-					msgs = append(msgs, msg)
-					res.Birthday++
 					if c != nil {
 						ds = append(ds, hq.Delta{MemberID: id, CouponsIssued: []entry.MemberCoupon{*c}})
 					}
@@ -332,12 +331,14 @@ func (s *Store) RunMessageDay(ctx context.Context, st *messages.Settings, day me
 					return err
 				}
 				msg, cp, ok := st.Recall(day, state, m, now)
-				if !ok || hq.HasCoupon(rec.Coupons, cp.ID) {
+				if cp == nil || hq.HasCoupon(rec.Coupons, cp.ID) {
 					continue
 				}
-				msgs = append(msgs, msg)
-				ds = append(ds, hq.Delta{MemberID: id, CouponsIssued: []entry.MemberCoupon{cp}})
-				res.Recall++
+				ds = append(ds, hq.Delta{MemberID: id, CouponsIssued: []entry.MemberCoupon{*cp}})
+				if ok {
+					msgs = append(msgs, msg)
+					res.Recall++
+				}
 			}
 		}
 		sort.SliceStable(ds, func(i, j int) bool { return ds[i].MemberID < ds[j].MemberID })

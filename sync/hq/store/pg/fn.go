@@ -31,6 +31,9 @@ import (
 // with sequential scans, hash joins and merge joins discouraged, so every
 // statement looks its rows up by index, as the custom plans of a busy HQ
 // do, rather than scan a table that was small when the plan was made.
+// The cost PostgreSQL adds to a discouraged plan would otherwise make it
+// compile the statement with JIT (a quarter of a second for a one-row
+// read) or plan parallel workers: both are off in these functions.
 
 // sqlFn is one statement as a function.
 type sqlFn struct {
@@ -63,7 +66,8 @@ func plBlock(short string, params []string, out string, body string) string {
 	}
 	sig := strings.Join(params, ", ")
 	tail := fmt.Sprintf("(%s) RETURNS %s LANGUAGE plpgsql VOLATILE\n"+
-		"SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off\nAS $hqfn$\n%s\n$hqfn$", sig, ret, body)
+		"SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off SET max_parallel_workers_per_gather = 0\n"+
+		"AS $hqfn$\n%s\n$hqfn$", sig, ret, body)
 	h := sha256.Sum256([]byte(tail))
 	name := "hq_" + short + "_" + hex.EncodeToString(h[:5])
 	args := make([]string, len(params))

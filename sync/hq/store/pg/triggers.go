@@ -47,16 +47,20 @@ var defaultSettings = sync.OnceValue(func() *messages.Settings {
 	return &messages.Settings{Program: loyalty.DefaultProgram()}
 })
 
-// trigIngest keeps the indexes for the entries pre stores and queues on
-// last the messages they cause, reading the members (locked in id order,
-// as the balance update that follows locks them) in one round trip.
+// trigIngest queues on last the index upserts for the entries pre stores
+// and the messages they cause. Only messages need a read first (the
+// members' balances and data), one round trip without row locks: the
+// locks the transaction takes stay in the same order whatever the
+// settings (index rows, then aggregates, then members), so HQ processes
+// with different settings cannot deadlock each other. A sale at another
+// store committed between that read and this commit is missing from the
+// balance the message states; the balance itself is exact.
 func trigIngest(ctx context.Context, q querier, pre *prepared, last *pgx.Batch) error {
 	st, send := ctx.Value(trigCtxKey{}).(*messages.Settings)
 	if !send {
 		st = defaultSettings()
 	}
 	es := pre.es
-	b := &pgx.Batch{}
 	var ids, stores, mds []string
 	var enrolled []time.Time
 	var touched []string
@@ -75,7 +79,7 @@ func trigIngest(ctx context.Context, q querier, pre *prepared, last *pgx.Batch) 
 		}
 	}
 	if len(ids) > 0 {
-		b.Queue(`INSERT INTO message_members (member_id, store, birthday_md, enrolled_at)
+		last.Queue(`INSERT INTO message_members (member_id, store, birthday_md, enrolled_at)
 			SELECT DISTINCT ON (id) id, store, nullif(md, ''), at FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS u(id, store, md, at)
 			ORDER BY id, at DESC
 			ON CONFLICT (member_id) DO UPDATE SET store = CASE WHEN message_members.store = '' THEN excluded.store ELSE message_members.store END,
@@ -84,49 +88,47 @@ func trigIngest(ctx context.Context, q querier, pre *prepared, last *pgx.Batch) 
 	if ea := st.Earnings(es); len(ea) > 0 {
 		type key struct {
 			m string
-			d messages.Date
+			d string
 		}
 		sum := map[key]int64{}
 		for _, x := range ea {
-			k := key{x.Member, x.Expires}
+			k := key{x.Member, x.Expires.String()}
 			sum[k] = messages.AddPoints(sum[k], x.Points)
 		}
-		var lm []string
-		var ld []time.Time
-		var lp []int64
-		for k, p := range sum {
-			lm, ld, lp = append(lm, k.m), append(ld, k.d.Start(time.UTC)), append(lp, p)
+		keys := make([]key, 0, len(sum))
+		for k := range sum {
+			keys = append(keys, k)
 		}
-		b.Queue(`INSERT INTO message_lots AS l (member_id, expires, points)
-			SELECT m, d::date, p FROM unnest($1::text[], $2::timestamptz[], $3::int8[]) AS u(m, d, p)
+		// Rows in key order: concurrent uploads lock them in one order.
+		sort.Slice(keys, func(i, j int) bool {
+			if keys[i].m != keys[j].m {
+				return keys[i].m < keys[j].m
+			}
+			return keys[i].d < keys[j].d
+		})
+		lm, ld, lp := make([]string, len(keys)), make([]string, len(keys)), make([]int64, len(keys))
+		for i, k := range keys {
+			lm[i], ld[i], lp[i] = k.m, k.d, sum[k]
+		}
+		last.Queue(`INSERT INTO message_lots AS l (member_id, expires, points)
+			SELECT m, d::date, p FROM unnest($1::text[], $2::text[], $3::int8[]) WITH ORDINALITY AS u(m, d, p, o) ORDER BY o
 			ON CONFLICT (member_id, expires) DO UPDATE SET points = CASE WHEN l.points > 9223372036854775807 - excluded.points
 				THEN 9223372036854775807 ELSE l.points + excluded.points END`, lm, ld, lp)
-	}
-	var rows []trigRow
-	if send && len(touched) > 0 {
-		all := make([]string, len(pre.ds))
-		for i, d := range pre.ds {
-			all[i] = d.MemberID // sorted: the balance update's lock order
-		}
-		b.Queue(`SELECT m.id, m.points, m.data, coalesce(mm.store, '') FROM members m
-			LEFT JOIN message_members mm ON mm.member_id = m.id
-			WHERE m.id = ANY($1) ORDER BY m.id FOR UPDATE OF m`, all).Query(func(r pgx.Rows) error {
-			var err error
-			rows, err = pgx.CollectRows(r, scanTrigRow)
-			return err
-		})
-	}
-	if b.Len() == 0 {
-		return nil
-	}
-	if err := q.SendBatch(ctx, b).Close(); err != nil {
-		return err
 	}
 	if !send || len(touched) == 0 {
 		return nil
 	}
+	rows, err := q.Query(ctx, `SELECT m.id, m.points, m.data, coalesce(mm.store, '') FROM members m
+		LEFT JOIN message_members mm ON mm.member_id = m.id WHERE m.id = ANY($1)`, touched)
+	if err != nil {
+		return err
+	}
+	rs, err := pgx.CollectRows(rows, scanTrigRow)
+	if err != nil {
+		return err
+	}
 	byID := map[string]trigRow{}
-	for _, r := range rows {
+	for _, r := range rs {
 		byID[r.id] = r
 	}
 	home := map[string]string{}
@@ -205,11 +207,10 @@ func (s *Store) RunMessageDay(ctx context.Context, st *messages.Settings, day me
 			}
 			for _, r := range ms {
 				msg, c, ok := st.Birthday(day, r.member(), now)
-				if !ok {
-					continue
+				if ok {
+					msgs = append(msgs, msg)
+					res.Birthday++
 				}
-				msgs = append(msgs, msg)
-				res.Birthday++
 				if c != nil {
 					ds = append(ds, hq.Delta{MemberID: r.id, CouponsIssued: []entry.MemberCoupon{*c}})
 				}
@@ -276,12 +277,14 @@ func (s *Store) RunMessageDay(ctx context.Context, st *messages.Settings, day me
 			}
 			for _, r := range rs {
 				msg, c, ok := st.Recall(day, state, r.member(), now)
-				if !ok || hq.HasCoupon(r.coupons, c.ID) {
+				if c == nil || hq.HasCoupon(r.coupons, c.ID) {
 					continue
 				}
-				msgs = append(msgs, msg)
-				ds = append(ds, hq.Delta{MemberID: r.id, CouponsIssued: []entry.MemberCoupon{c}})
-				res.Recall++
+				ds = append(ds, hq.Delta{MemberID: r.id, CouponsIssued: []entry.MemberCoupon{*c}})
+				if ok {
+					msgs = append(msgs, msg)
+					res.Recall++
+				}
 			}
 		}
 		sort.SliceStable(ds, func(i, j int) bool { return ds[i].MemberID < ds[j].MemberID })

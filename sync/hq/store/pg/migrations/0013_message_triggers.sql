@@ -11,13 +11,15 @@ CREATE TABLE message_members (
 CREATE INDEX message_members_birthday ON message_members (birthday_md) WHERE birthday_md IS NOT NULL;
 CREATE INDEX message_members_enrolled ON message_members (enrolled_at);
 
--- Points earned per member and last valid local date of their lots.
+-- Points earned per member and last valid local date of their lots. Most
+-- uploads add to a row that exists (a member's year): room left on each
+-- page lets that update stay on its page without touching the indexes.
 CREATE TABLE message_lots (
     member_id text   NOT NULL,
     expires   date   NOT NULL,
     points    bigint NOT NULL,
     PRIMARY KEY (member_id, expires)
-);
+) WITH (fillfactor = 70);
 CREATE INDEX message_lots_expires ON message_lots (expires);
 
 -- Members turning at risk or dormant are found by their last sale.
