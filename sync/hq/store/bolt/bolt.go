@@ -148,6 +148,7 @@ func deadKey(store, till string, seq uint64) []byte {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() { close(s.closing) })
 	<-s.stopped
+	s.SetMessageSettings(nil)
 	return s.db.Close()
 }
 

@@ -207,6 +207,7 @@ func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 func (s *Store) Close() error {
 	s.stop()
 	<-s.done
+	s.SetMessageSettings(nil)
 	s.pool.Close()
 	return nil
 }
