@@ -19,6 +19,9 @@ import (
 // MemberCodeKey is one of HQ's member-code keys: the Ed25519 key that signs
 // the QR codes and the secret of the short typed codes. One key is active
 // (RetiredAt zero); a retired one stays until its codes have expired.
+// CreatedAt is when the key starts signing: a rotated key is published to
+// the tills at once but signs only from CreatedAt (the rotation's lead
+// time later), and its predecessor is retired at that same instant.
 type MemberCodeKey struct {
 	ID          string    `json:"id"`
 	Private     []byte    `json:"private"`      // Ed25519 private key, 64 bytes
@@ -89,9 +92,10 @@ type MemberCodeStore interface {
 	// processes racing on first use end up with the same key.
 	EnsureMemberCodeKey(ctx context.Context, k MemberCodeKey) (MemberCodeKey, error)
 	// RotateMemberCodeKey retires the active key (if any) at k.CreatedAt
-	// and makes k active, in one transaction; keys whose codes expired
-	// before k.CreatedAt are deleted.
-	RotateMemberCodeKey(ctx context.Context, k MemberCodeKey) error
+	// (when k starts signing, which may be later than now) and makes k
+	// active, in one transaction; keys whose codes expired before now are
+	// deleted.
+	RotateMemberCodeKey(ctx context.Context, k MemberCodeKey, now time.Time) error
 	// ClaimMemberCode records c. The first claim of a code id is kept and
 	// returned with repeat false; the same store and till claiming again
 	// (a retried upload) changes nothing and is no repeat; another till
@@ -123,17 +127,39 @@ func (s *Server) activeMemberCodeKey(ctx context.Context) (MemberCodeKey, error)
 	if err != nil {
 		return MemberCodeKey{}, err
 	}
-	for _, k := range keys {
-		if k.RetiredAt.IsZero() {
-			return k, nil
-		}
+	now := s.o.Now()
+	if k, ok := SigningMemberCodeKey(keys, now); ok {
+		return k, nil
 	}
-	k, err := NewMemberCodeKey(s.o.Now())
+	k, err := NewMemberCodeKey(now)
 	if err != nil {
 		return MemberCodeKey{}, err
 	}
 	return ms.EnsureMemberCodeKey(ctx, k)
 }
+
+// SigningMemberCodeKey is the key that signs codes at now: of the keys
+// that have started signing, the latest. A rotated key waiting for its
+// lead time is not it yet; its predecessor is. It is read from the
+// storage each time, so every HQ process switches at the same instant.
+func SigningMemberCodeKey(keys []MemberCodeKey, now time.Time) (MemberCodeKey, bool) {
+	var best MemberCodeKey
+	found := false
+	for _, k := range keys {
+		if k.CreatedAt.After(now) {
+			continue
+		}
+		if !found || k.CreatedAt.After(best.CreatedAt) {
+			best, found = k, true
+		}
+	}
+	return best, found
+}
+
+// DefaultMemberCodeLead is how long a rotated key is published before it
+// signs: four of a till's default 30-second pulls, so a till that misses
+// one or two pulls still holds the key before it sees its first code.
+const DefaultMemberCodeLead = 2 * time.Minute
 
 // IssueMemberCode signs a member code for the member at HQ's clock: the QR
 // text, the short typed code, and when it expires. Unknown member →
@@ -149,21 +175,39 @@ func (s *Server) IssueMemberCode(ctx context.Context, memberID string) (memberco
 	return membercode.Issue(k.Signing(), k.ShortSecret, memberID, s.o.Now())
 }
 
-// RotateMemberCodeKey makes a new active key; the old one keeps verifying
-// until its codes have expired. It returns the new key's id.
-func (s *Server) RotateMemberCodeKey(ctx context.Context) (string, error) {
+// RotateMemberCodeKey makes a new key, published to the tills with their
+// next pull, which starts signing after lead (0: Options.MemberCodeLead);
+// until then the old key signs, and it keeps verifying until its last codes
+// have expired. With no key yet the new one signs at once. It returns the
+// new key's id and when it starts signing.
+func (s *Server) RotateMemberCodeKey(ctx context.Context, lead time.Duration) (id string, signsFrom time.Time, err error) {
+	if lead < 0 {
+		return "", time.Time{}, fmt.Errorf("lead %s: give a duration of 0 or more (0: %s)", lead, s.o.MemberCodeLead)
+	}
+	if lead == 0 {
+		lead = s.o.MemberCodeLead
+	}
 	ms, err := s.memberCodeStore()
 	if err != nil {
-		return "", err
+		return "", time.Time{}, err
 	}
-	k, err := NewMemberCodeKey(s.o.Now())
+	keys, err := ms.MemberCodeKeys(ctx)
 	if err != nil {
-		return "", err
+		return "", time.Time{}, err
 	}
-	if err := ms.RotateMemberCodeKey(ctx, k); err != nil {
-		return "", err
+	now := s.o.Now().UTC()
+	from := now
+	if len(keys) > 0 {
+		from = now.Add(lead)
 	}
-	return k.ID, nil
+	k, err := NewMemberCodeKey(from)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	if err := ms.RotateMemberCodeKey(ctx, k, now); err != nil {
+		return "", time.Time{}, err
+	}
+	return k.ID, from, nil
 }
 
 // memberCodePublicKeys are the public keys tills verify with: the active

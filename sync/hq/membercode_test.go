@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,8 +51,9 @@ func TestIssueMemberCode(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, c.Text, c2.Text, "same member and step: the same code")
 
-	newID, err := e.srv.RotateMemberCodeKey(ctx)
+	newID, from, err := e.srv.RotateMemberCodeKey(ctx, time.Nanosecond)
 	require.NoError(t, err)
+	now = from
 	require.NotEqual(t, keys[0].ID, newID)
 	keys, err = ms.MemberCodeKeys(ctx)
 	require.NoError(t, err)
@@ -168,4 +171,98 @@ func TestMemberCodeEndpoints(t *testing.T) {
 	now = now.Add(time.Minute)
 	code, _ = short("M7-00000001")
 	require.Equal(t, http.StatusUnprocessableEntity, code, "the next minute the store may try again")
+}
+
+// TestMemberCodeRotationLead: a rotated key goes to the tills at once but
+// signs only after the lead time; until then every HQ process on the
+// storage signs with the old key, which keeps verifying until its last
+// codes have expired. On bbolt and PostgreSQL.
+func TestMemberCodeRotationLead(t *testing.T) {
+	for name, open := range outboxStores(t) {
+		t.Run(name, func(t *testing.T) {
+			st := open(t)
+			ctx := context.Background()
+			var clock atomic.Int64
+			clock.Store(hqtest.T0.UnixNano())
+			now := func() time.Time { return time.Unix(0, clock.Load()).UTC() }
+			// Two HQ processes on one storage: what one decides the other reads.
+			a := hq.NewServer(st, hq.Options{Now: now, AdminToken: adminToken})
+			b := hq.NewServer(st, hq.Options{Now: now, AdminToken: adminToken})
+			till := &hqtest.Till{Store: "S1", Till: "T1"}
+			_, err := st.Ingest(ctx, hqtest.Batch(till.Enrol("M7", hqtest.T0)))
+			require.NoError(t, err)
+			tok, err := a.IssueCredential(ctx, hq.RoleStore, "S1", "Store S1", "Asia/Shanghai")
+			require.NoError(t, err)
+			feedKeys := func(srv *hq.Server) []string {
+				req := httptest.NewRequest("GET", "/v1/changes?limit=1", nil)
+				req.Header.Set("Authorization", "Bearer "+tok)
+				rec := httptest.NewRecorder()
+				srv.ServeHTTP(rec, req)
+				require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+				var ch wire.Changes
+				require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &ch))
+				var ids []string
+				for _, k := range ch.MemberCodeKeys {
+					ids = append(ids, k.ID)
+				}
+				return ids
+			}
+			signer := func(srv *hq.Server) string {
+				c, err := srv.IssueMemberCode(ctx, "M7")
+				require.NoError(t, err)
+				// Verified with what a till holds after one pull now.
+				keys, err := st.(hq.MemberCodeStore).MemberCodeKeys(ctx)
+				require.NoError(t, err)
+				var vks []membercode.VerifyKey
+				for _, k := range keys {
+					vks = append(vks, k.Verify())
+				}
+				cl, err := membercode.Verify(vks, c.Text, now())
+				require.NoError(t, err)
+				return cl.KeyID
+			}
+			old := signer(a)
+			require.Equal(t, []string{old}, feedKeys(b))
+
+			newID, from, err := b.RotateMemberCodeKey(ctx, 0)
+			require.NoError(t, err)
+			require.True(t, from.Equal(now().Add(hq.DefaultMemberCodeLead)), "signs from %s", from)
+			require.ElementsMatch(t, []string{old, newID}, feedKeys(a), "the new public key is sent at once")
+			for _, srv := range []*hq.Server{a, b} {
+				require.Equal(t, old, signer(srv), "the old key signs during the lead time")
+			}
+			clock.Store(from.Add(-time.Nanosecond).UnixNano())
+			require.Equal(t, old, signer(a))
+			lastOld, err := a.IssueMemberCode(ctx, "M7")
+			require.NoError(t, err)
+
+			clock.Store(from.UnixNano())
+			for _, srv := range []*hq.Server{a, b} {
+				require.Equal(t, newID, signer(srv), "the new key signs once the lead time has passed")
+			}
+			// The old key's last code works to its end; the old key is sent
+			// as long as that, then dropped.
+			keys, err := st.(hq.MemberCodeStore).MemberCodeKeys(ctx)
+			require.NoError(t, err)
+			var vks []membercode.VerifyKey
+			for _, k := range keys {
+				vks = append(vks, k.Verify())
+			}
+			_, err = membercode.Verify(vks, lastOld.Text, lastOld.Expires.Add(-time.Second))
+			require.NoError(t, err, "the old key's last code within its lifetime")
+			clock.Store(from.Add(membercode.Lifetime + membercode.Skew).UnixNano())
+			require.ElementsMatch(t, []string{old, newID}, feedKeys(a))
+			clock.Store(from.Add(membercode.Lifetime + membercode.Skew + time.Second).UnixNano())
+			require.Equal(t, []string{newID}, feedKeys(b))
+
+			// A second rotation while one is pending: each key signs in turn.
+			id3, from3, err := a.RotateMemberCodeKey(ctx, time.Minute)
+			require.NoError(t, err)
+			require.Equal(t, newID, signer(b))
+			clock.Store(from3.UnixNano())
+			require.Equal(t, id3, signer(b))
+			_, _, err = a.RotateMemberCodeKey(ctx, -time.Second)
+			require.Error(t, err)
+		})
+	}
 }

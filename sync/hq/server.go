@@ -79,7 +79,10 @@ type Options struct {
 	// GatewaySecret signs the message gateway's opt-out callback
 	// (POST /gateway/opt-out); none: the endpoint answers 404.
 	GatewaySecret []byte
-	Now           func() time.Time
+	// MemberCodeLead is how long a rotated member-code key is sent to the
+	// tills before it signs codes [DefaultMemberCodeLead, 2m].
+	MemberCodeLead time.Duration
+	Now            func() time.Time
 }
 
 func (o *Options) defaults() {
@@ -121,6 +124,9 @@ func (o *Options) defaults() {
 	}
 	if o.DormantDays <= 0 {
 		o.DormantDays = 180
+	}
+	if o.MemberCodeLead <= 0 {
+		o.MemberCodeLead = DefaultMemberCodeLead
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -47,28 +47,33 @@ HQ's public keys, which they receive with the member feed (docs/membercode.md).`
 		Example: `  posagent hq membercode rotate --pg postgres://hq@db/hq
   posagent hq membercode repeats --since 2026-03-01T00:00:00+08:00 --url https://hq:8443 --token $HQ_TOKEN`,
 	}
+	var lead time.Duration
 	rotate := &cobra.Command{
 		Use:   "rotate",
-		Short: "Make a new signing key; the old one keeps verifying until its codes have expired",
-		Long: `Rotate after any suspicion that HQ's storage was read. Codes signed with the old
-key keep working for their last 75 seconds; tills get the new public key with their next pull
-(issue codes with the new key only once the tills have pulled, or a till that has not yet
-will refuse them as foreign for that minute).`,
-		Example: `  posagent hq membercode rotate --pg postgres://hq@db/hq`,
+		Short: "Make a new signing key: published to the tills now, signing after --lead",
+		Long: `Rotate after any suspicion that HQ's storage was read. The new public key goes to
+the tills with their next pull; HQ (every HQ process on this storage) keeps signing with the old
+key until the new one has been published for --lead (default 2m, four 30-second pulls), so no
+till calls a new code foreign. Codes signed with the old key keep working for 75 seconds after
+the switch. The command prints when the new key starts signing.`,
+		Example: `  posagent hq membercode rotate --pg postgres://hq@db/hq
+  posagent hq membercode rotate --lead 10m --db hq.db`,
 		Args:    cobra.NoArgs,
 		RunE: withOps(f, func(ctx context.Context, o ops) error {
 			l, ok := o.(*local)
 			if !ok {
 				return errors.New("rotate works on the storage (--db or --pg), not through --url")
 			}
-			id, err := l.srv.RotateMemberCodeKey(ctx)
+			id, from, err := l.srv.RotateMemberCodeKey(ctx, lead)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(f.out, "new member-code key %s\n", id)
+			fmt.Fprintf(f.out, "new member-code key %s: sent to tills now, signs codes from %s (in %s); the old key signs until then\n",
+				id, from.Format(time.RFC3339), from.Sub(time.Now()).Round(time.Second))
 			return nil
 		}),
 	}
+	rotate.Flags().DurationVar(&lead, "lead", 0, "how long the new key is published before it signs (0: 2m)")
 	var since string
 	repeats := &cobra.Command{
 		Use:   "repeats",

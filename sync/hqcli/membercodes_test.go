@@ -18,9 +18,11 @@ func TestMemberCodeCommands(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "hq.db")
 	out, _, err := run(t, "membercode", "rotate", "--db", db)
 	require.NoError(t, err)
-	require.Regexp(t, `^new member-code key [0-9a-f]{8}\n$`, out)
-	_, _, err = run(t, "membercode", "rotate", "--db", db)
+	require.Regexp(t, `^new member-code key [0-9a-f]{8}: sent to tills now, signs codes from \S+ \(in 0s\); the old key signs until then\n$`, out,
+		"the first key signs at once")
+	out, _, err = run(t, "membercode", "rotate", "--db", db, "--lead", "10m")
 	require.NoError(t, err)
+	require.Regexp(t, `^new member-code key [0-9a-f]{8}: sent to tills now, signs codes from \S+ \(in 10m0s\)`, out)
 
 	st, err := bolt.Open(db, bolt.Options{})
 	require.NoError(t, err)

@@ -49,7 +49,7 @@ func testMemberCodes(t *testing.T, st hq.Store) {
 	// the next rotation after that drops it.
 	k2, err := hq.NewMemberCodeKey(T0.Add(time.Hour))
 	require.NoError(t, err)
-	require.NoError(t, ms.RotateMemberCodeKey(c, k2))
+	require.NoError(t, ms.RotateMemberCodeKey(c, k2, k2.CreatedAt))
 	keys, err = ms.MemberCodeKeys(c)
 	require.NoError(t, err)
 	require.Len(t, keys, 2)
@@ -62,12 +62,23 @@ func testMemberCodes(t *testing.T, st hq.Store) {
 	require.Equal(t, k2.ID, active.ID)
 	k3, err := hq.NewMemberCodeKey(T0.Add(2 * time.Hour))
 	require.NoError(t, err)
-	require.NoError(t, ms.RotateMemberCodeKey(c, k3))
+	require.NoError(t, ms.RotateMemberCodeKey(c, k3, k3.CreatedAt))
 	keys, err = ms.MemberCodeKeys(c)
 	require.NoError(t, err)
 	require.Len(t, keys, 2, "the first key's codes expired an hour ago")
 	require.Equal(t, []string{k2.ID, k3.ID}, []string{keys[0].ID, keys[1].ID})
-	require.Error(t, ms.RotateMemberCodeKey(c, k3), "the same key again")
+	require.Error(t, ms.RotateMemberCodeKey(c, k3, k3.CreatedAt), "the same key again")
+	// A rotation whose key signs only later (its lead time): the key
+	// retired 30 s before now still verifies and is kept; the active one
+	// is retired when the new one starts signing.
+	k4, err := hq.NewMemberCodeKey(T0.Add(2*time.Hour + 10*time.Minute))
+	require.NoError(t, err)
+	require.NoError(t, ms.RotateMemberCodeKey(c, k4, T0.Add(2*time.Hour+30*time.Second)))
+	keys, err = ms.MemberCodeKeys(c)
+	require.NoError(t, err)
+	require.Equal(t, []string{k2.ID, k3.ID, k4.ID}, []string{keys[0].ID, keys[1].ID, keys[2].ID})
+	require.True(t, keys[1].RetiredAt.Equal(k4.CreatedAt), "retired at %s", keys[1].RetiredAt)
+	require.True(t, keys[2].CreatedAt.Equal(k4.CreatedAt))
 
 	// Claims: the first use wins; the same till again is no repeat; other
 	// tills are repeats, once each.

@@ -69,8 +69,9 @@ func (s *Store) EnsureMemberCodeKey(_ context.Context, k hq.MemberCodeKey) (acti
 	return active, err
 }
 
-// RotateMemberCodeKey retires the active key at k.CreatedAt and stores k.
-func (s *Store) RotateMemberCodeKey(_ context.Context, k hq.MemberCodeKey) error {
+// RotateMemberCodeKey retires the active key at k.CreatedAt and stores k;
+// keys whose codes expired before now are deleted.
+func (s *Store) RotateMemberCodeKey(_ context.Context, k hq.MemberCodeKey, now time.Time) error {
 	return s.db.Update(func(tx *bbolt.Tx) error {
 		ks, err := mcKeys(tx)
 		if err != nil {
@@ -90,7 +91,7 @@ func (s *Store) RotateMemberCodeKey(_ context.Context, k hq.MemberCodeKey) error
 				if err := boltjs.Put(b, []byte(x.ID), x); err != nil {
 					return err
 				}
-			case k.CreatedAt.After(x.NotAfter()):
+			case now.After(x.NotAfter()):
 				if err := b.Delete([]byte(x.ID)); err != nil {
 					return err
 				}

@@ -55,14 +55,15 @@ func (s *Store) EnsureMemberCodeKey(ctx context.Context, k hq.MemberCodeKey) (hq
 	return active, err
 }
 
-// RotateMemberCodeKey retires the active key at k.CreatedAt and stores k.
-func (s *Store) RotateMemberCodeKey(ctx context.Context, k hq.MemberCodeKey) error {
+// RotateMemberCodeKey retires the active key at k.CreatedAt and stores k;
+// keys whose codes expired before now are deleted.
+func (s *Store) RotateMemberCodeKey(ctx context.Context, k hq.MemberCodeKey, now time.Time) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE member_code_keys SET retired_at = $1 WHERE retired_at IS NULL`, k.CreatedAt); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM member_code_keys WHERE retired_at + make_interval(secs => $2) < $1`,
-			k.CreatedAt, hq.MemberCodeKey{RetiredAt: k.CreatedAt}.NotAfter().Sub(k.CreatedAt).Seconds()); err != nil {
+			now, hq.MemberCodeKey{RetiredAt: now}.NotAfter().Sub(now).Seconds()); err != nil {
 			return err
 		}
 		tag, err := tx.Exec(ctx, `INSERT INTO member_code_keys (id, private, short_secret, created_at)
