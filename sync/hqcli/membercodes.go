@@ -58,7 +58,7 @@ till calls a new code foreign. Codes signed with the old key keep working for 75
 the switch. The command prints when the new key starts signing.`,
 		Example: `  posagent hq membercode rotate --pg postgres://hq@db/hq
   posagent hq membercode rotate --lead 10m --db hq.db`,
-		Args:    cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: withOps(f, func(ctx context.Context, o ops) error {
 			l, ok := o.(*local)
 			if !ok {
