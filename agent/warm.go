@@ -16,5 +16,5 @@ func (a *Agent) warmMembers(ctx context.Context) {
 		a.log.Warn("reading member pages into the cache", "err", err)
 		return
 	}
-	a.log.Debug("member pages read into the cache", "pages", st.Pages, "bytes", st.Bytes, "took", st.Took, "complete", err == nil)
+	a.log.Info("member pages read into the cache", "pages", st.Pages, "bytes", st.Bytes, "took", st.Took, "complete", err == nil)
 }

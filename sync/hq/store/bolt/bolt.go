@@ -148,6 +148,7 @@ func deadKey(store, till string, seq uint64) []byte {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() { close(s.closing) })
 	<-s.stopped
+	s.SetMessageSettings(nil)
 	return s.db.Close()
 }
 
@@ -300,7 +301,11 @@ func (s *Store) ResolveDeadLetter(_ context.Context, store, till string, seq uin
 		if err := fraudFold(tx, []entry.Entry{e}); err != nil {
 			return err
 		}
-		return applyDeltas(tx, ds) // ErrOverflow rolls back: it stays a dead letter
+		if err := applyDeltas(tx, ds); err != nil {
+			return err // ErrOverflow rolls back: it stays a dead letter
+		}
+		// Reminder indexes and messages, as at ingest (triggers.go).
+		return trigIngest(tx, newMemberSet(tx), []entry.Entry{e})
 	})
 }
 

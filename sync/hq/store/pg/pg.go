@@ -184,15 +184,27 @@ func (s *Store) migrate(ctx context.Context) error {
 			version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
 			return fmt.Errorf("hq: schema_migrations: %w", err)
 		}
-		var cur int
-		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&cur); err != nil {
+		// Every migration not yet recorded is applied, in order, not only
+		// those above the highest recorded: one numbered below a migration
+		// already applied (from a parallel line of work) must not be skipped.
+		rows, err := tx.Query(ctx, `SELECT version FROM schema_migrations`)
+		if err != nil {
 			return err
 		}
-		if last := ms[len(ms)-1].version; cur > last {
-			return fmt.Errorf("hq: database schema version %d is newer than this hq knows (%d); upgrade hq", cur, last)
+		applied, err := pgx.CollectRows(rows, pgx.RowTo[int])
+		if err != nil {
+			return err
+		}
+		done := map[int]bool{}
+		last := ms[len(ms)-1].version
+		for _, v := range applied {
+			if v > last {
+				return fmt.Errorf("hq: database schema version %d is newer than this hq knows (%d); upgrade hq", v, last)
+			}
+			done[v] = true
 		}
 		for _, m := range ms {
-			if m.version <= cur {
+			if done[m.version] {
 				continue
 			}
 			if _, err := tx.Exec(ctx, m.sql); err != nil {
@@ -216,6 +228,7 @@ func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 func (s *Store) Close() error {
 	s.stop()
 	<-s.done
+	s.SetMessageSettings(nil)
 	s.pool.Close()
 	return nil
 }
@@ -695,7 +708,12 @@ func (s *Store) ResolveDeadLetter(ctx context.Context, store, till string, seq u
 		if err := fraudNow(ctx, tx, till, []entry.Entry{e}); err != nil {
 			return err
 		}
-		err = applyDeltas(ctx, tx, &pgx.Batch{}, ds, false)
+		b := &pgx.Batch{}
+		// Reminder indexes and messages, as at ingest (triggers.go).
+		if err := trigIngest(s.trigContext(ctx), tx, &prepared{es: []entry.Entry{e}, ds: ds}, b); err != nil {
+			return err
+		}
+		err = applyDeltas(ctx, tx, b, ds, false)
 		if pgCode(err) == "22003" { // rolled back: it stays a dead letter
 			err = fmt.Errorf("%w: %v", hq.ErrOverflow, err)
 		}

@@ -76,6 +76,30 @@ func TestMigrationsAreRecordedAndRerunSafely(t *testing.T) {
 	require.ErrorContains(t, err, "newer than this hq knows")
 }
 
+// TestMigrationBelowTheHighestIsApplied: a database that has a migration
+// numbered above one it lacks (two lines of work landing out of order) gets
+// the missing one on Open, not skipped because a higher one is recorded.
+func TestMigrationBelowTheHighestIsApplied(t *testing.T) {
+	ctx, u := freshSchema(t)
+	st, err := pg.Open(ctx, u, pg.Options{})
+	require.NoError(t, err)
+	for _, q := range []string{
+		`DROP TABLE web_enrolments, card_links, enrol_pending`,
+		`DELETE FROM schema_migrations WHERE version = 11`,
+	} {
+		_, err := st.Pool().Exec(ctx, q)
+		require.NoError(t, err)
+	}
+	st.Close()
+	st, err = pg.Open(ctx, u, pg.Options{})
+	require.NoError(t, err)
+	defer st.Close()
+	var n int
+	require.NoError(t, st.Pool().QueryRow(ctx, `SELECT count(*) FROM schema_migrations WHERE version = 11`).Scan(&n))
+	require.Equal(t, 1, n)
+	require.NoError(t, st.Pool().QueryRow(ctx, `SELECT count(*) FROM card_links`).Scan(&n))
+}
+
 // TestSchemaOneUpgrades: a database left at schema 1 by an older hq is
 // migrated on Open, and its flagged members can be listed and reviewed.
 func TestSchemaOneUpgrades(t *testing.T) {
