@@ -38,9 +38,6 @@ type MemberLoad struct {
 	bytes  int
 	added  int
 	done   bool
-	// writing is the run being sorted and written in the background
-	// (nil: none): Add goes on filling the next buffer meanwhile.
-	writing chan error
 }
 
 type runEntry struct {
@@ -157,7 +154,7 @@ func (ld *MemberLoad) Add(states []MemberState) error {
 		ld.added++
 	}
 	if ld.bytes >= loadRunBytes {
-		return ld.flushAsync()
+		return ld.flush()
 	}
 	return nil
 }
@@ -169,53 +166,13 @@ func (ld *MemberLoad) put(k, v []byte) {
 	ld.bytes += len(k) + len(v) + 64
 }
 
-// flushAsync hands the buffer to a goroutine that sorts it and writes it
-// as a run, once the run before it is written, and starts a new buffer:
-// sorting and writing overlap with the decoding and encoding of the next
-// states (at most two buffers in memory).
-func (ld *MemberLoad) flushAsync() error {
-	if err := ld.wait(); err != nil || len(ld.buf) == 0 {
-		return err
-	}
-	buf, name := ld.buf, ld.runName()
-	ld.runs = append(ld.runs, name)
-	ld.buf, ld.bytes = make([]runEntry, 0, cap(buf)), 0
-	done := make(chan error, 1)
-	ld.writing = done
-	go func() { done <- ld.writeRun(name, buf) }()
-	return nil
-}
-
-// flush writes the buffer as a run now (after the one being written).
+// flush writes the buffer as a run, sorted by key; equal keys keep their
+// order, so the last state of a member is last.
 func (ld *MemberLoad) flush() error {
-	if err := ld.wait(); err != nil || len(ld.buf) == 0 {
-		return err
-	}
-	name := ld.runName()
-	ld.runs = append(ld.runs, name)
-	err := ld.writeRun(name, ld.buf)
-	ld.buf, ld.bytes = ld.buf[:0], 0
-	return err
-}
-
-// wait waits for the run being written, if any.
-func (ld *MemberLoad) wait() error {
-	if ld.writing == nil {
+	if len(ld.buf) == 0 {
 		return nil
 	}
-	err := <-ld.writing
-	ld.writing = nil
-	return err
-}
-
-func (ld *MemberLoad) runName() string {
-	return filepath.Join(ld.dir, fmt.Sprintf("run-%05d", len(ld.runs)))
-}
-
-// writeRun writes buf as run name, sorted by key; equal keys keep their
-// order, so the last state of a member is last. It clears buf.
-func (ld *MemberLoad) writeRun(name string, buf []runEntry) error {
-	slices.SortFunc(buf, func(a, b runEntry) int {
+	slices.SortFunc(ld.buf, func(a, b runEntry) int {
 		if a.pre != b.pre {
 			return cmp.Compare(a.pre, b.pre)
 		}
@@ -224,13 +181,14 @@ func (ld *MemberLoad) writeRun(name string, buf []runEntry) error {
 		}
 		return cmp.Compare(a.seq, b.seq)
 	})
+	name := filepath.Join(ld.dir, fmt.Sprintf("run-%05d", len(ld.runs)))
 	f, err := os.Create(name)
 	if err != nil {
 		return storageErr(ld.l.path, fmt.Errorf("ledger: member load: %w", err))
 	}
 	w := bufio.NewWriterSize(f, 256<<10)
 	var hdr [2 * binary.MaxVarintLen64]byte
-	for _, e := range buf {
+	for _, e := range ld.buf {
 		n := binary.PutUvarint(hdr[:], uint64(len(e.k)))
 		n += binary.PutUvarint(hdr[n:], uint64(len(e.v)))
 		w.Write(hdr[:n])
@@ -241,10 +199,12 @@ func (ld *MemberLoad) writeRun(name string, buf []runEntry) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	clear(buf)
 	if err != nil {
 		return storageErr(ld.l.path, fmt.Errorf("ledger: member load: write %s: %w", name, err))
 	}
+	ld.runs = append(ld.runs, name)
+	clear(ld.buf)
+	ld.buf, ld.bytes = ld.buf[:0], 0
 	return nil
 }
 
@@ -255,7 +215,6 @@ func (ld *MemberLoad) Abort() {
 	}
 	ld.done = true
 	ld.buf = nil
-	_ = ld.wait() // no run is written into the directory removed below
 	if ld.dir != "" {
 		os.RemoveAll(ld.dir)
 	}
@@ -283,45 +242,55 @@ func (ld *MemberLoad) Finish() error {
 	if err != nil {
 		return storageErr(ld.l.path, fmt.Errorf("ledger: member load: %w", err))
 	}
-	// The merge runs in its own goroutine, a batch ahead of the commits,
-	// so merging the next batch overlaps writing and syncing this one.
-	batches, stop := make(chan loadBatch, 1), make(chan struct{})
-	go m.batches(batches, stop)
-	defer func() {
-		close(stop)
-		for range batches {
-		}
-		m.close()
-	}()
+	defer m.close()
 	slow := map[string]MemberState{} // applied by ApplyMemberStates at the end
-	for b := range batches {
-		if b.err != nil {
-			return b.err
+	k, v, ok := m.next()
+	// Members.
+	for ok && k[0] == loadStreamMember {
+		batch := make([]runEntry, 0, loadTxMembers)
+		for ok && k[0] == loadStreamMember && len(batch) < loadTxMembers {
+			e := runEntry{k: k[1:], v: v}
+			n := 1
+			for k, v, ok = m.next(); ok && k[0] == loadStreamMember && bytes.Equal(k[1:], e.k); k, v, ok = m.next() {
+				e.v = v
+				n++
+			}
+			if n > 1 {
+				// Sent more than once: the last state wins, applied
+				// by ApplyMemberStates so no earlier card stays indexed.
+				var s MemberState
+				if err := decodeLoadState(string(e.k), e.v, &s); err != nil {
+					return fmt.Errorf("ledger: member load: %w", err)
+				}
+				slow[s.Member.ID] = s
+				continue
+			}
+			batch = append(batch, e)
 		}
-		for _, s := range b.twice {
+		exists, err := ld.l.appendMembers(batch)
+		if err != nil {
+			return err
+		}
+		for _, s := range exists {
 			slow[s.Member.ID] = s
 		}
-		if b.members != nil {
-			exists, err := ld.l.appendMembers(b.members)
-			if err != nil {
-				return err
+	}
+	// The indexes; keys of members left to ApplyMemberStates are its to write.
+	for ok {
+		stream := k[0]
+		keys := make([]runEntry, 0, loadTxKeys)
+		for ok && k[0] == stream && len(keys) < loadTxKeys {
+			if _, s := slow[string(v)]; !s {
+				keys = append(keys, runEntry{k: k[1:], v: v})
 			}
-			for _, s := range exists {
-				slow[s.Member.ID] = s
-			}
-			continue
-		}
-		// The indexes come after every member: keys of members left to
-		// ApplyMemberStates are its to write.
-		keys := b.keys[:0]
-		for _, e := range b.keys {
-			if _, s := slow[string(e.v)]; !s {
-				keys = append(keys, e)
-			}
+			k, v, ok = m.next()
 		}
 		if err := ld.l.appendKeys(keys); err != nil {
 			return err
 		}
+	}
+	if err := m.err; err != nil {
+		return storageErr(ld.l.path, fmt.Errorf("ledger: member load: read runs: %w", err))
 	}
 	if len(slow) > 0 {
 		rest := make([]MemberState, 0, len(slow))
@@ -334,71 +303,6 @@ func (ld *MemberLoad) Finish() error {
 	}
 	ld.l.releaseMapped()
 	return nil
-}
-
-// loadBatch is a transaction's worth of the merged runs: members (new to
-// the load, each sent once) or index keys of one stream, plus the members
-// sent more than once met on the way; or the error that ended the merge.
-type loadBatch struct {
-	members, keys []runEntry
-	twice         []MemberState
-	err           error
-}
-
-// batches merges the runs into out: members, then the card index, then
-// the mobile index, in batches of loadTxMembers members or loadTxKeys
-// keys. It closes out at the end, or when stop is closed.
-func (m *merge) batches(out chan<- loadBatch, stop <-chan struct{}) {
-	defer close(out)
-	send := func(b loadBatch) bool {
-		select {
-		case out <- b:
-			return true
-		case <-stop:
-			return false
-		}
-	}
-	k, v, ok := m.next()
-	for ok && k[0] == loadStreamMember {
-		b := loadBatch{members: make([]runEntry, 0, loadTxMembers)}
-		for ok && k[0] == loadStreamMember && len(b.members) < loadTxMembers {
-			e := runEntry{k: k[1:], v: v}
-			n := 1
-			for k, v, ok = m.next(); ok && k[0] == loadStreamMember && bytes.Equal(k[1:], e.k); k, v, ok = m.next() {
-				e.v = v
-				n++
-			}
-			if n > 1 {
-				// Sent more than once: the last state wins, applied
-				// by ApplyMemberStates so no earlier card stays indexed.
-				var s MemberState
-				if err := decodeLoadState(string(e.k), e.v, &s); err != nil {
-					send(loadBatch{err: fmt.Errorf("ledger: member load: %w", err)})
-					return
-				}
-				b.twice = append(b.twice, s)
-				continue
-			}
-			b.members = append(b.members, e)
-		}
-		if !send(b) {
-			return
-		}
-	}
-	for ok {
-		stream := k[0]
-		b := loadBatch{keys: make([]runEntry, 0, loadTxKeys)}
-		for ok && k[0] == stream && len(b.keys) < loadTxKeys {
-			b.keys = append(b.keys, runEntry{k: k[1:], v: v})
-			k, v, ok = m.next()
-		}
-		if !send(b) {
-			return
-		}
-	}
-	if m.err != nil {
-		send(loadBatch{err: fmt.Errorf("ledger: member load: read runs: %w", m.err)})
-	}
 }
 
 // appendMembers writes new members (id, load state) in key order in one

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -40,7 +41,12 @@ var migrationFS embed.FS
 
 // Options tune the store.
 type Options struct {
-	MaxConns int32 // pool size [max(8, 4×CPU) as pgxpool picks]
+	// MaxConns is the pool size [the URL's pool_max_conns, else
+	// max(16, 4×CPU)]. An upload holds a connection for a few round trips
+	// and a WAL flush, waiting more than working, so the pool is larger
+	// than the cores (pgxpool's own default, max(4, CPU), kept 64 admitted
+	// uploads queueing on 4 connections of an idle server).
+	MaxConns int32
 	// PruneEvery is how often the member change log drops the entries of
 	// members that changed again since (PruneChanges) [10m; <0: never].
 	PruneEvery time.Duration
@@ -71,8 +77,11 @@ func Open(ctx context.Context, url string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hq: PostgreSQL URL: %w", err)
 	}
-	if o.MaxConns > 0 {
+	switch {
+	case o.MaxConns > 0:
 		cfg.MaxConns = o.MaxConns
+	case !strings.Contains(url, "pool_max_conns"):
+		cfg.MaxConns = int32(max(16, 4*runtime.NumCPU()))
 	}
 	if !setsExecMode(url) {
 		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
