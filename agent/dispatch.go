@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"posagent/agent/api"
 	"posagent/agent/events"
@@ -83,12 +84,36 @@ type DeviceEvent struct {
 var deviceOptions []devices.Option
 
 // dispatch turns reader events into stream events until the manager closes
-// its channel (after ctx is done).
+// its channel (after ctx is done). Each reader has its own queue: its reads
+// are answered in the order read, and a read that waits (a member code's
+// claim at HQ, up to the claim timeout) holds up only the reads of its own
+// reader, never those of the till's other readers.
 func (a *Agent) dispatch(ctx context.Context) {
+	queues := map[string]chan devices.Event{}
+	var wg sync.WaitGroup
 	for ev := range a.dev.Events() {
-		a.handleDeviceEvent(ev)
+		q, ok := queues[ev.Device]
+		if !ok {
+			// Room for a burst of reads behind a pending claim; a reader
+			// that outpaces it blocks the loop rather than growing memory.
+			q = make(chan devices.Event, readQueue)
+			queues[ev.Device] = q
+			wg.Go(func() {
+				for ev := range q {
+					a.handleDeviceEvent(ev)
+				}
+			})
+		}
+		q <- ev
 	}
+	for _, q := range queues {
+		close(q)
+	}
+	wg.Wait()
 }
+
+// readQueue is how many reads of one reader wait for its answer in hand.
+const readQueue = 64
 
 func (a *Agent) handleDeviceEvent(ev devices.Event) {
 	var err error

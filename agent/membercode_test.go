@@ -23,6 +23,7 @@ import (
 	"posagent/sync/hq/hqtest"
 	"posagent/sync/hq/store/bolt"
 	"posagent/sync/membercode"
+	"posagent/sync/wire"
 )
 
 // codeHQ is a real HQ on loopback whose clock a test can move, and which
@@ -32,7 +33,11 @@ type codeHQ struct {
 	url  string
 	skew atomic.Int64 // added to HQ's clock
 	down atomic.Pointer[string]
-	tok  map[string]string
+	// claimDelay holds each claim this long before HQ answers it, like a
+	// slow HQ; claimed is told when a claim has arrived.
+	claimDelay atomic.Int64
+	claimed    chan struct{}
+	tok        map[string]string
 }
 
 func startCodeHQ(t *testing.T) *codeHQ {
@@ -40,7 +45,7 @@ func startCodeHQ(t *testing.T) *codeHQ {
 	st, err := bolt.Open(filepath.Join(t.TempDir(), "hq.db"), bolt.Options{NoSync: true})
 	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })
-	h := &codeHQ{tok: map[string]string{}}
+	h := &codeHQ{tok: map[string]string{}, claimed: make(chan struct{}, 16)}
 	h.srv = hq.NewServer(st, hq.Options{Now: func() time.Time { return time.Now().Add(time.Duration(h.skew.Load())) }})
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if d := h.down.Load(); d != nil && r.Header.Get("Authorization") == "Bearer "+*d {
@@ -53,6 +58,13 @@ func startCodeHQ(t *testing.T) *codeHQ {
 			}
 			w.WriteHeader(http.StatusBadGateway)
 			return
+		}
+		if r.URL.Path == "/v1/member-codes/claim" {
+			select {
+			case h.claimed <- struct{}{}:
+			default:
+			}
+			time.Sleep(time.Duration(h.claimDelay.Load()))
 		}
 		h.srv.ServeHTTP(w, r)
 	}))
@@ -333,4 +345,83 @@ func forgeWithKeyID(t *testing.T, k membercode.SigningKey, id string) string {
 	c, err := membercode.Issue(k, bytes.Repeat([]byte{1}, 32), "M7", time.Now())
 	require.NoError(t, err)
 	return c.Text
+}
+
+// TestSlowClaimHoldsOnlyItsReader: while HQ takes its time over a member
+// code's claim, a card swiped on the till's other reader is answered at
+// once; the code's answer comes after HQ's, and is what HQ said.
+func TestSlowClaimHoldsOnlyItsReader(t *testing.T) {
+	const delay = 3 * time.Second
+	h := startCodeHQ(t)
+	msr := newReader(t)
+	a, ra := startCodeTill(t, h, "S1", "T1", func(c *config.Config) {
+		c.MemberCodes.ClaimTimeout = 2 * delay
+		c.Devices = append(c.Devices, config.Device{Name: "msr", Till: "T1", Transport: "serial", Path: msr.slave.Name(),
+			Baud: 9600, DataBits: 8, Decoder: "msr"})
+	})
+	a.waitOnline(t)
+	var en struct {
+		Member struct{ Member struct{ ID string } }
+	}
+	a.post(t, "/v1/members", map[string]any{"enrol_id": "E1", "name": "张三", "mobile": "13800001111", "card": pan}, &en)
+	card := en.Member.Member.ID
+	s := a.stream(t, "T1")
+	types := []string{events.TypeMember, events.TypeMemberCodeRepeat, events.TypeReadError, events.TypeCardUnknown}
+	for len(h.claimed) > 0 {
+		<-h.claimed
+	}
+	h.claimDelay.Store(int64(delay))
+
+	// A fresh code (HQ will say: first use), then one already used at a
+	// till of another store (HQ will say: repeat).
+	fresh := h.issueCode(t, "M7", 0)
+	used := h.issueCode(t, "M8", 0)
+	for _, tc := range []struct {
+		code, member, want string
+		before             func()
+	}{
+		{fresh.Text, "M7", events.TypeMember, nil},
+		{used.Text, "M8", events.TypeMemberCodeRepeat, func() {
+			_, err := h.srv.CheckShortCode(context.Background(), "S2", wire.MemberCodeShort{Short: used.Short, Till: "T5", SeenAt: time.Now()})
+			require.NoError(t, err)
+		}},
+	} {
+		if tc.before != nil {
+			tc.before()
+		}
+		scanned := time.Now()
+		ra.write(t, tc.code+"\r")
+		select {
+		case <-h.claimed:
+		case <-time.After(wait):
+			t.Fatal("the till did not claim the code at HQ")
+		}
+		// The claim is pending at HQ: a swipe on the other reader.
+		swiped := time.Now()
+		msr.write(t, swipe)
+		e := s.next(t, types...)
+		took := time.Since(swiped)
+		require.Equal(t, events.TypeMember, e.Type, string(e.Data))
+		var me MemberEvent
+		require.NoError(t, json.Unmarshal(e.Data, &me))
+		require.Equal(t, "msr", me.Device, "the swipe is answered first: %s", e.Data)
+		require.Equal(t, card, me.Member.Member.ID)
+		require.Less(t, took, delay/2, "the swipe waited for the code's claim")
+		t.Logf("swipe answered in %s while a claim was pending", took)
+
+		e = s.next(t, types...)
+		require.GreaterOrEqual(t, time.Since(scanned), delay, "the code's answer comes after HQ's")
+		require.Equal(t, tc.want, e.Type, string(e.Data))
+		if tc.want == events.TypeMember {
+			require.NoError(t, json.Unmarshal(e.Data, &me))
+			require.Equal(t, "qr", me.Device)
+			require.Equal(t, tc.member, me.Member.Member.ID)
+			require.Equal(t, "member_code", me.Kind)
+		} else {
+			rep := memberCodeEvent(t, e)
+			require.Equal(t, "S2", rep.FirstStore)
+			require.Equal(t, "T5", rep.FirstTill)
+			require.Equal(t, tc.member, rep.Member)
+		}
+	}
 }
