@@ -28,6 +28,7 @@ import (
 	"posagent/agent/events"
 	"posagent/sync/hq"
 	"posagent/sync/hq/store/bolt"
+	"posagent/sync/membercode"
 )
 
 // TestPhoneEnrolmentToTheTill is the whole walk of a member without a
@@ -154,4 +155,15 @@ func TestPhoneEnrolmentToTheTill(t *testing.T) {
 	r2.write(t, res.GetText()+"\r")
 	e = s2.next(t, events.TypeMember, events.TypeMemberCodeExpired, events.TypeMemberCodeForeign, events.TypeMemberCodeRepeat, events.TypeReadError)
 	require.Equal(t, events.TypeMemberCodeRepeat, e.Type, string(e.Data))
+
+	// The same screenshot once its lifetime is over (and the clock
+	// allowance with it): the till answers that it has expired.
+	p, err := membercode.Parse(res.GetText())
+	require.NoError(t, err)
+	over := membercode.StepStart(p.Step).Add(membercode.Lifetime + membercode.Skew + time.Second)
+	t.Logf("waiting %s for the code to expire", time.Until(over).Round(time.Second))
+	time.Sleep(time.Until(over))
+	r.write(t, res.GetText()+"\r")
+	e = s.next(t, events.TypeMember, events.TypeMemberCodeExpired, events.TypeMemberCodeForeign, events.TypeMemberCodeRepeat, events.TypeReadError)
+	require.Equal(t, events.TypeMemberCodeExpired, e.Type, string(e.Data))
 }
