@@ -73,7 +73,9 @@ type enrolState struct {
 //go:embed enrolweb/*.html
 var enrolFS embed.FS
 
-var enrolPages = template.Must(template.New("").Funcs(template.FuncMap{
+// missingkey=error: a text key missing from a language fails the page in
+// tests instead of drawing an empty label.
+var enrolPages = template.Must(template.New("").Option("missingkey=error").Funcs(template.FuncMap{
 	"fen":    entry.FormatFen,
 	"divmin": func(secs int) int { return secs / 60 },
 }).ParseFS(enrolFS, "enrolweb/*.html"))
