@@ -49,8 +49,6 @@ func timePtr(t time.Time) *time.Time {
 
 // The enrolment's fields are taken when the row has none yet or this one
 // is earlier (by time, then store, till, seq: whichever arrives first).
-var fraudUpsertSQL = plFn("fraud_members", []string{"jsonb"}, "", fraudUpsertStmt)
-
 const fraudUpsertStmt = `INSERT INTO fraud_enrolments AS f (member_id, store, till, seq, cashier, month, at, mobile, card_tokens, first_sale, sales, first_void, voids)
 SELECT x.member, x.store, x.till, x.seq, x.cashier, x.month, x.at, x.mobile,
     coalesce(ARRAY(SELECT jsonb_array_elements_text(x.card_tokens)), '{}'), x.first_sale, x.sales, x.first_void, x.voids
@@ -74,11 +72,22 @@ ON CONFLICT (member_id) DO UPDATE SET
 const fraudTake = `(excluded.month <> '' AND (f.month = '' OR excluded.at < f.at OR (excluded.at = f.at AND
     (excluded.store COLLATE "C", excluded.till COLLATE "C", excluded.seq) < (f.store COLLATE "C", f.till COLLATE "C", f.seq))))`
 
-var fraudCountSQL = plFn("fraud_cashiers", []string{"jsonb", "text"}, "", `INSERT INTO fraud_cashier_months AS c (month, store, cashier, till, sales, voids)
-SELECT x.month, x.store, x.cashier, $2, x.sales, x.voids
-FROM jsonb_to_recordset($1::jsonb) AS x(month text, store text, cashier text, sales bigint, voids bigint)
+const fraudCountStmt = `INSERT INTO fraud_cashier_months AS c (month, store, cashier, till, sales, voids)
+SELECT x.month, x.store, x.cashier, $3, x.sales, x.voids
+FROM jsonb_to_recordset($2::jsonb) AS x(month text, store text, cashier text, sales bigint, voids bigint)
 ORDER BY x.month COLLATE "C", x.store COLLATE "C", x.cashier COLLATE "C"
-ON CONFLICT (month, store, cashier, till) DO UPDATE SET sales = c.sales + excluded.sales, voids = c.voids + excluded.voids`)
+ON CONFLICT (month, store, cashier, till) DO UPDATE SET sales = c.sales + excluded.sales, voids = c.voids + excluded.voids`
+
+// fraudSQL applies the members' changes ($1, NULL for none) and the
+// cashier counts of till $3 ($2, NULL for none) in one call.
+var fraudSQL = plBlock("fraud", []string{"jsonb", "jsonb", "text"}, "", `BEGIN
+IF $1 IS NOT NULL THEN
+`+fraudUpsertStmt+`;
+END IF;
+IF $2 IS NOT NULL THEN
+`+fraudCountStmt+`;
+END IF;
+END`)
 
 // queueFraud queues the fact changes of the entries of till into out.
 func queueFraud(out *pgx.Batch, till string, es []entry.Entry) error {
@@ -86,6 +95,7 @@ func queueFraud(out *pgx.Batch, till string, es []entry.Entry) error {
 		return nil
 	}
 	chs, counts := hq.FraudChanges(es)
+	var members, cashiers *string
 	if len(chs) > 0 {
 		rows := make([]fraudRow, len(chs))
 		for i, c := range chs {
@@ -100,14 +110,19 @@ func queueFraud(out *pgx.Batch, till string, es []entry.Entry) error {
 		if err != nil {
 			return err
 		}
-		out.Queue(fraudUpsertSQL, string(b))
+		members = new(string)
+		*members = string(b)
 	}
 	if len(counts) > 0 {
 		b, err := json.Marshal(counts)
 		if err != nil {
 			return err
 		}
-		out.Queue(fraudCountSQL, string(b), till)
+		cashiers = new(string)
+		*cashiers = string(b)
+	}
+	if members != nil || cashiers != nil {
+		out.Queue(fraudSQL, members, cashiers, till)
 	}
 	return nil
 }

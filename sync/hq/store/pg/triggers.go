@@ -79,11 +79,7 @@ func trigIngest(ctx context.Context, q querier, pre *prepared, last *pgx.Batch) 
 		}
 	}
 	if len(ids) > 0 {
-		last.Queue(`INSERT INTO message_members (member_id, store, birthday_md, enrolled_at)
-			SELECT DISTINCT ON (id) id, store, nullif(md, ''), at FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS u(id, store, md, at)
-			ORDER BY id, at DESC
-			ON CONFLICT (member_id) DO UPDATE SET store = CASE WHEN message_members.store = '' THEN excluded.store ELSE message_members.store END,
-				birthday_md = excluded.birthday_md, enrolled_at = excluded.enrolled_at`, ids, stores, mds, enrolled)
+		last.Queue(msgMembersSQL, ids, stores, mds, enrolled)
 	}
 	if ea := st.Earnings(es); len(ea) > 0 {
 		type key struct {
@@ -110,16 +106,12 @@ func trigIngest(ctx context.Context, q querier, pre *prepared, last *pgx.Batch) 
 		for i, k := range keys {
 			lm[i], ld[i], lp[i] = k.m, k.d, sum[k]
 		}
-		last.Queue(`INSERT INTO message_lots AS l (member_id, expires, points)
-			SELECT m, d::date, p FROM unnest($1::text[], $2::text[], $3::int8[]) WITH ORDINALITY AS u(m, d, p, o) ORDER BY o
-			ON CONFLICT (member_id, expires) DO UPDATE SET points = CASE WHEN l.points > 9223372036854775807 - excluded.points
-				THEN 9223372036854775807 ELSE l.points + excluded.points END`, lm, ld, lp)
+		last.Queue(msgLotsSQL, lm, ld, lp)
 	}
 	if !send || len(touched) == 0 {
 		return nil
 	}
-	rows, err := q.Query(ctx, `SELECT m.id, m.points, m.data, coalesce(mm.store, '') FROM members m
-		LEFT JOIN message_members mm ON mm.member_id = m.id WHERE m.id = ANY($1)`, touched)
+	rows, err := q.Query(ctx, trigMembersSQL, touched)
 	if err != nil {
 		return err
 	}
@@ -152,6 +144,21 @@ func trigIngest(ctx context.Context, q querier, pre *prepared, last *pgx.Batch) 
 	}
 	return QueueEnqueue(last, append(st.AfterSales(es, members), st.TierUpgrades(es, members)...))
 }
+
+// The trigger statements of ingest, as functions (fn.go).
+var (
+	msgMembersSQL = plFn("msg_members", []string{"text[]", "text[]", "text[]", "timestamptz[]"}, "", `INSERT INTO message_members (member_id, store, birthday_md, enrolled_at)
+			SELECT DISTINCT ON (id) id, store, nullif(md, ''), at FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS u(id, store, md, at)
+			ORDER BY id, at DESC
+			ON CONFLICT (member_id) DO UPDATE SET store = CASE WHEN message_members.store = '' THEN excluded.store ELSE message_members.store END,
+				birthday_md = excluded.birthday_md, enrolled_at = excluded.enrolled_at`)
+	msgLotsSQL = plFn("msg_lots", []string{"text[]", "text[]", "int8[]"}, "", `INSERT INTO message_lots AS l (member_id, expires, points)
+			SELECT m, d::date, p FROM unnest($1::text[], $2::text[], $3::int8[]) WITH ORDINALITY AS u(m, d, p, o) ORDER BY o
+			ON CONFLICT (member_id, expires) DO UPDATE SET points = CASE WHEN l.points > 9223372036854775807 - excluded.points
+				THEN 9223372036854775807 ELSE l.points + excluded.points END`)
+	trigMembersSQL = plFn("trig_members", []string{"text[]"}, "id text, points int8, data jsonb, store text", `SELECT m.id, m.points, m.data, coalesce(mm.store, '') FROM members m
+		LEFT JOIN message_members mm ON mm.member_id = m.id WHERE m.id = ANY($1)`)
+)
 
 type trigRow struct {
 	id     string
@@ -304,7 +311,7 @@ func (s *Store) RunMessageDay(ctx context.Context, st *messages.Settings, day me
 		sort.SliceStable(ds, func(i, j int) bool { return ds[i].MemberID < ds[j].MemberID })
 		ds = mergeDeltas(ds)
 		if len(ds) > 0 {
-			if err := applyDeltas(ctx, tx, &pgx.Batch{}, ds, false); err != nil {
+			if err := applyDeltas(ctx, tx, &pgx.Batch{}, ds, nil, false); err != nil {
 				return err
 			}
 		}
