@@ -181,26 +181,60 @@ func aggRowArgs(rs []hq.AggRow) []any {
 	return args
 }
 
-// lockFactsSQL locks the facts of keys ("s:" sale id, "m:" member id).
-var lockFactsSQL = plFn("lock_facts", []string{"int4", "text[]"}, "n int8", `SELECT count(pg_advisory_xact_lock($1, h)) FROM
-	(SELECT DISTINCT hashtext(current_schema() || ':' || u) AS h FROM unnest($2::text[]) AS u ORDER BY h) AS x`)
-
-// visitsSQL reads the visit records windows name: per member and store,
-// those in [lo, hi] and, with edges, the nearest one on either side.
-var visitsSQL = plFn("read_visits", []string{"text[]", "text[]", "int4[]", "int4[]", "bool[]"}, "member text, store text, visits bytea", `SELECT w.member, w.store, v.visits
-	FROM unnest($1::text[], $2::text[], $3::int4[], $4::int4[], $5::bool[]) AS w(member, store, lo, hi, edges)
+// loadFactsSQL takes the fact locks of keys $2 ("s:" sale id, "m:"
+// member id; class $1) in one statement in hash order, then returns the
+// kept reversals of sales $3 (k 0: id, fact), the heads of members $4
+// (k 1: id, fact) and the visit records the windows $5-$9 name (k 2:
+// member, store, visits): per member and store, those in [lo, hi] and,
+// with edges, the nearest one on either side. One call where there were
+// four.
+var loadFactsSQL = plBlock("load_facts", []string{"int4", "text[]", "text[]", "text[]", "text[]", "text[]", "int4[]", "int4[]", "bool[]"},
+	"k int4, id text, store text, fact jsonb, visits bytea", `#variable_conflict use_column
+BEGIN
+IF cardinality($2) > 0 THEN
+	PERFORM count(pg_advisory_xact_lock($1, h)) FROM
+		(SELECT DISTINCT hashtext(current_schema() || ':' || u) AS h FROM unnest($2::text[]) AS u ORDER BY h) AS x;
+END IF;
+IF cardinality($3) > 0 THEN
+	RETURN QUERY SELECT 0, s.id, ''::text, s.fact, NULL::bytea FROM agg_sales s WHERE s.id = ANY($3);
+END IF;
+IF cardinality($4) > 0 THEN
+	RETURN QUERY SELECT 1, m.id, ''::text, m.fact, NULL::bytea FROM agg_members m WHERE m.id = ANY($4);
+END IF;
+IF cardinality($5) > 0 THEN
+	RETURN QUERY SELECT 2, w.member, w.store, NULL::jsonb, v.visits
+	FROM unnest($5::text[], $6::text[], $7::int4[], $8::int4[], $9::bool[]) AS w(member, store, lo, hi, edges)
 	CROSS JOIN LATERAL (
 		(SELECT a.visits FROM agg_visits a WHERE a.member = w.member AND a.store = w.store AND a.month BETWEEN w.lo AND w.hi)
 		UNION ALL (SELECT a.visits FROM agg_visits a WHERE w.edges AND a.member = w.member AND a.store = w.store AND a.month < w.lo
 			ORDER BY a.month DESC LIMIT 1)
 		UNION ALL (SELECT a.visits FROM agg_visits a WHERE w.edges AND a.member = w.member AND a.store = w.store AND a.month > w.hi
 			ORDER BY a.month LIMIT 1)
-	) AS v`)
+	) AS v;
+END IF;
+END`)
 
-var (
-	readSalesSQL = plFn("read_sales", []string{"text[]"}, "id text, fact jsonb", `SELECT id, fact FROM agg_sales WHERE id = ANY($1)`)
-	readHeadsSQL = plFn("read_heads", []string{"text[]"}, "id text, fact jsonb", `SELECT id, fact FROM agg_members WHERE id = ANY($1)`)
-)
+// factReads are loadFactsSQL's arguments.
+type factReads struct {
+	locks, sales, heads []string
+	vMember, vStore     []string
+	vLo, vHi            []int32
+	vEdges              []bool
+}
+
+func (r *factReads) empty() bool {
+	return len(r.locks)+len(r.sales)+len(r.heads)+len(r.vMember) == 0
+}
+
+func (r *factReads) args() []any {
+	nz := func(s []string) []string {
+		if s == nil {
+			return []string{}
+		}
+		return s
+	}
+	return []any{int32(aggFactLock), nz(r.locks), nz(r.sales), nz(r.heads), nz(r.vMember), nz(r.vStore), r.vLo, r.vHi, r.vEdges}
+}
 
 // loaded is what loadFacts read: the facts, and the members' heads as
 // stored (to write only those that change).
@@ -218,8 +252,10 @@ type loaded struct {
 // names, the sale entries its refunds and voids reverse, the heads of the
 // members involved and the month records of their visits that the fold
 // looks at (hq.VisitWindows). One round trip; a second when a reversed
-// sale names a member or a day the batch itself does not.
-func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entry, locked bool) (*loaded, error) {
+// sale names a member or a day the batch itself does not. first, if not
+// nil, holds statements of the caller's to send in the same round trip,
+// ahead of these.
+func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entry, locked bool, first *pgx.Batch) (*loaded, error) {
 	f := hq.NewAggFacts()
 	ld := &loaded{f: f, heads: map[string]hq.MemberFact{}, have: map[hq.VisitRecord]bool{}}
 	saleIDs := hq.AggSaleIDs(es)
@@ -250,33 +286,16 @@ func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entr
 		return m
 	}
 	headRead := map[string]bool{}
-	readHeads := func(b *pgx.Batch, ids []string) {
+	readHeads := func(r *factReads, ids []string) {
 		for _, id := range ids {
 			headRead[id] = true
 		}
-		b.Queue(readHeadsSQL, ids).Query(func(rows pgx.Rows) error {
-			var id string
-			var raw []byte
-			_, err := pgx.ForEachRow(rows, []any{&id, &raw}, func() error {
-				var h hq.MemberFact
-				if err := json.Unmarshal(raw, &h); err != nil {
-					return err
-				}
-				m := member(id)
-				m.Enrolled, m.EnrolDay, m.Home = h.Enrolled, h.EnrolDay, h.Home
-				ld.heads[id] = m.Head()
-				return nil
-			})
-			return err
-		})
+		r.heads = append(r.heads, ids...)
 	}
 	visitsRead := map[string]hq.VisitWindow{}
-	readVisits := func(b *pgx.Batch, wins map[string]hq.VisitWindow) {
-		var ids, sts []string
-		var los, his []int32
-		var edges []bool
+	readVisits := func(r *factReads, wins map[string]hq.VisitWindow) {
 		row := func(id, st string, lo, hi int32, edge bool) {
-			ids, sts, los, his, edges = append(ids, id), append(sts, st), append(los, lo), append(his, hi), append(edges, edge)
+			r.vMember, r.vStore, r.vLo, r.vHi, r.vEdges = append(r.vMember, id), append(r.vStore, st), append(r.vLo, lo), append(r.vHi, hi), append(r.vEdges, edge)
 		}
 		for id, w := range wins {
 			visitsRead[id] = w
@@ -290,56 +309,71 @@ func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entr
 				row(id, st, int32(w.From), int32(w.To), false)
 			}
 		}
-		if len(ids) == 0 {
+	}
+	// One statement takes every lock, in hash order.
+	lock := func(r *factReads, sales, members []string) {
+		if locked {
 			return
 		}
-		b.Queue(visitsSQL, ids, sts, los, his, edges).Query(func(rows pgx.Rows) error {
+		for _, id := range sales {
+			r.locks = append(r.locks, "s:"+id)
+		}
+		for _, id := range members {
+			r.locks = append(r.locks, "m:"+id)
+		}
+	}
+	// queue queues r's call on b, its rows going into the facts.
+	queue := func(b *pgx.Batch, r *factReads) {
+		if r.empty() {
+			return
+		}
+		b.Queue(loadFactsSQL, r.args()...).Query(func(rows pgx.Rows) error {
+			var k int32
 			var id, st string
-			var raw []byte
-			_, err := pgx.ForEachRow(rows, []any{&id, &st, &raw}, func() error {
-				vs, err := hq.DecodeVisits(raw)
-				if len(vs) > 0 {
-					ld.have[hq.VisitRecord{Member: id, VisitKey: hq.VisitKey{Store: st, Month: vs[0].Day.Month()}}] = true
+			var fact, visits []byte
+			_, err := pgx.ForEachRow(rows, []any{&k, &id, &st, &fact, &visits}, func() error {
+				switch k {
+				case 0:
+					var s hq.SaleFact
+					if err := json.Unmarshal(fact, &s); err != nil {
+						return err
+					}
+					if o := f.Sales[id]; o != nil { // the entry came first
+						s.Seen, s.Store, s.Cashier, s.Member, s.Day, s.Due, s.Earned, s.Redeem = o.Seen, o.Store, o.Cashier, o.Member, o.Day, o.Due, o.Earned, o.Redeem
+					}
+					f.Sales[id] = &s
+				case 1:
+					var h hq.MemberFact
+					if err := json.Unmarshal(fact, &h); err != nil {
+						return err
+					}
+					m := member(id)
+					m.Enrolled, m.EnrolDay, m.Home = h.Enrolled, h.EnrolDay, h.Home
+					ld.heads[id] = m.Head()
+				default:
+					vs, err := hq.DecodeVisits(visits)
+					if len(vs) > 0 {
+						ld.have[hq.VisitRecord{Member: id, VisitKey: hq.VisitKey{Store: st, Month: vs[0].Day.Month()}}] = true
+					}
+					member(id).AddRecord(st, vs)
+					return err
 				}
-				member(id).AddRecord(st, vs)
-				return err
+				return nil
 			})
 			return err
 		})
 	}
-	// One statement takes every lock, in hash order.
-	lock := func(b *pgx.Batch, sales, members []string) {
-		if locked || len(sales)+len(members) == 0 {
-			return
-		}
-		keys := make([]string, 0, len(sales)+len(members))
-		for _, id := range sales {
-			keys = append(keys, "s:"+id)
-		}
-		for _, id := range members {
-			keys = append(keys, "m:"+id)
-		}
-		b.Queue(lockFactsSQL, int32(aggFactLock), keys)
-	}
 	members := hq.AggMemberIDs(es, nil)
-	b := &pgx.Batch{}
-	lock(b, saleIDs, members)
-	b.Queue(readSalesSQL, saleIDs).Query(func(rows pgx.Rows) error {
-		var id string
-		var raw []byte
-		_, err := pgx.ForEachRow(rows, []any{&id, &raw}, func() error {
-			var s hq.SaleFact
-			if err := json.Unmarshal(raw, &s); err != nil {
-				return err
-			}
-			if o := f.Sales[id]; o != nil { // the entry came first
-				s.Seen, s.Store, s.Cashier, s.Member, s.Day, s.Due, s.Earned, s.Redeem = o.Seen, o.Store, o.Cashier, o.Member, o.Day, o.Due, o.Earned, o.Redeem
-			}
-			f.Sales[id] = &s
-			return nil
-		})
-		return err
-	})
+	b := first
+	if b == nil {
+		b = &pgx.Batch{}
+	}
+	r := &factReads{sales: saleIDs}
+	lock(r, saleIDs, members)
+	readHeads(r, members)
+	// What the batch alone tells; a refund of an earlier sale may widen it.
+	readVisits(r, cfg.VisitWindows(es, nil))
+	queue(b, r)
 	seeSales := func(rows pgx.Rows) error {
 		var raw []byte
 		_, err := pgx.ForEachRow(rows, []any{&raw}, func() error {
@@ -361,13 +395,10 @@ func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entr
 		// Recent months and archived sales first (partition.go).
 		b.Queue(recentSalesSQL, stores, tills, seqs, recentFrom()).Query(seeSales)
 	}
-	if len(members) > 0 {
-		readHeads(b, members)
-	}
-	// What the batch alone tells; a refund of an earlier sale may widen it.
-	readVisits(b, cfg.VisitWindows(es, nil))
-	if err := q.SendBatch(ctx, b).Close(); err != nil {
-		return nil, err
+	if b.Len() > 0 {
+		if err := q.SendBatch(ctx, b).Close(); err != nil {
+			return nil, err
+		}
 	}
 	if st, tl, sq := unseen(f.Sales, stores, tills, seqs); len(sq) > 0 {
 		b := &pgx.Batch{}
@@ -393,13 +424,15 @@ func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entr
 	}
 	if len(more)+len(again) > 0 {
 		b := &pgx.Batch{}
-		lock(b, nil, more)
-		if len(more) > 0 {
-			readHeads(b, more)
-		}
-		readVisits(b, again)
-		if err := q.SendBatch(ctx, b).Close(); err != nil {
-			return nil, err
+		r := &factReads{}
+		lock(r, nil, more)
+		readHeads(r, more)
+		readVisits(r, again)
+		queue(b, r)
+		if b.Len() > 0 {
+			if err := q.SendBatch(ctx, b).Close(); err != nil {
+				return nil, err
+			}
 		}
 	}
 	for id, m := range f.Members {
@@ -414,12 +447,17 @@ func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entr
 // store/till) into the aggregates and queues the writes on out, which the
 // caller sends. Of a sale only what refunds and voids wrote is kept; the
 // rest is read from its entry when needed. Of a member, the head when it
-// changed and the month records whose visits changed.
-func foldAgg(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entry, writer string, locked bool, out *pgx.Batch) error {
+// changed and the month records whose visits changed. first: the
+// caller's statements to send with the fold's reads (sent even when es is
+// empty).
+func foldAgg(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entry, writer string, locked bool, first, out *pgx.Batch) error {
 	if len(es) == 0 {
+		if first != nil && first.Len() > 0 {
+			return q.SendBatch(ctx, first).Close()
+		}
 		return nil
 	}
-	ld, err := loadFacts(ctx, q, cfg, es, locked)
+	ld, err := loadFacts(ctx, q, cfg, es, locked, first)
 	if err != nil {
 		return err
 	}
@@ -527,7 +565,7 @@ func foldNow(ctx context.Context, q querier, es []entry.Entry, writer string) er
 		return err
 	}
 	out := &pgx.Batch{}
-	if err := foldAgg(ctx, q, cfg, es, writer, false, out); err != nil {
+	if err := foldAgg(ctx, q, cfg, es, writer, false, nil, out); err != nil {
 		return err
 	}
 	if out.Len() == 0 {
@@ -596,7 +634,7 @@ func (s *Store) rebuild(ctx context.Context, c hq.AggConfig, onlyUnbuilt bool) e
 				break
 			}
 			out := &pgx.Batch{}
-			if err := foldAgg(ctx, tx, c, es, "", true, out); err != nil {
+			if err := foldAgg(ctx, tx, c, es, "", true, nil, out); err != nil {
 				return err
 			}
 			if err := tx.SendBatch(ctx, out).Close(); err != nil {

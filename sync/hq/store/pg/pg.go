@@ -478,13 +478,23 @@ func ingest(ctx context.Context, q querier, b hq.Batch, own bool, pre *prepared,
 	fresh := pre.dead
 	last := &pgx.Batch{}
 	// Reminder indexes and messages, in this transaction (triggers.go).
-	if err := trigIngest(ctx, q, pre, last); err != nil {
+	// The read the messages need goes in one round trip with the fold's.
+	reads := &pgx.Batch{}
+	finish, err := trigQueue(ctx, pre, reads, last)
+	if err != nil {
 		return wire.Ack{}, err
 	}
 	// The KPI aggregates change with the entries, in this transaction.
-	if err := foldAgg(ctx, q, aggCfg, pre.es, b.Store+"/"+b.Till, false, last); err != nil {
+	agg := &pgx.Batch{}
+	if err := foldAgg(ctx, q, aggCfg, pre.es, b.Store+"/"+b.Till, false, reads, agg); err != nil {
 		return wire.Ack{}, err
 	}
+	if err := finish(); err != nil {
+		return wire.Ack{}, err
+	}
+	// The messages go ahead of the aggregate writes, so the locks are taken
+	// in one order whatever the message settings (trigIngest).
+	last.QueuedQueries = append(last.QueuedQueries, agg.QueuedQueries...)
 	if err := queueFraud(last, b.Till, pre.es); err != nil {
 		return wire.Ack{}, err
 	}

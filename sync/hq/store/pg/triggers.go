@@ -56,6 +56,25 @@ var defaultSettings = sync.OnceValue(func() *messages.Settings {
 // store committed between that read and this commit is missing from the
 // balance the message states; the balance itself is exact.
 func trigIngest(ctx context.Context, q querier, pre *prepared, last *pgx.Batch) error {
+	reads := &pgx.Batch{}
+	finish, err := trigQueue(ctx, pre, reads, last)
+	if err != nil {
+		return err
+	}
+	if reads.Len() > 0 {
+		if err := q.SendBatch(ctx, reads).Close(); err != nil {
+			return err
+		}
+	}
+	return finish()
+}
+
+// trigQueue is trigIngest in two steps, so the caller can send the read
+// with its own (ingest sends it with the fold's reads): it queues the read
+// on reads and the index upserts on last; finish, called once reads were
+// sent, queues the messages on last.
+func trigQueue(ctx context.Context, pre *prepared, reads, last *pgx.Batch) (finish func() error, err error) {
+	none := func() error { return nil }
 	st, send := ctx.Value(trigCtxKey{}).(*messages.Settings)
 	if !send {
 		st = defaultSettings()
@@ -109,40 +128,40 @@ func trigIngest(ctx context.Context, q querier, pre *prepared, last *pgx.Batch) 
 		last.Queue(msgLotsSQL, lm, ld, lp)
 	}
 	if !send || len(touched) == 0 {
-		return nil
+		return none, nil
 	}
-	rows, err := q.Query(ctx, trigMembersSQL, touched)
-	if err != nil {
+	var rs []trigRow
+	reads.Queue(trigMembersSQL, touched).Query(func(rows pgx.Rows) error {
+		var err error
+		rs, err = pgx.CollectRows(rows, scanTrigRow)
 		return err
-	}
-	rs, err := pgx.CollectRows(rows, scanTrigRow)
-	if err != nil {
-		return err
-	}
-	byID := map[string]trigRow{}
-	for _, r := range rs {
-		byID[r.id] = r
-	}
-	home := map[string]string{}
-	for i, id := range ids {
-		home[id] = stores[i]
-	}
-	members := map[string]messages.Member{}
-	for _, d := range pre.ds {
-		r := byID[d.MemberID]
-		data := r.data
-		if d.Enrol != nil {
-			data = d.Enrol
+	})
+	return func() error {
+		byID := map[string]trigRow{}
+		for _, r := range rs {
+			byID[r.id] = r
 		}
-		store := r.store
-		if store == "" {
-			store = home[d.MemberID]
+		home := map[string]string{}
+		for i, id := range ids {
+			home[id] = stores[i]
 		}
-		m := messages.MemberOf(data, store, messages.AddPoints(r.points, d.Points))
-		m.ID = d.MemberID
-		members[d.MemberID] = m
-	}
-	return QueueEnqueue(last, append(st.AfterSales(es, members), st.TierUpgrades(es, members)...))
+		members := map[string]messages.Member{}
+		for _, d := range pre.ds {
+			r := byID[d.MemberID]
+			data := r.data
+			if d.Enrol != nil {
+				data = d.Enrol
+			}
+			store := r.store
+			if store == "" {
+				store = home[d.MemberID]
+			}
+			m := messages.MemberOf(data, store, messages.AddPoints(r.points, d.Points))
+			m.ID = d.MemberID
+			members[d.MemberID] = m
+		}
+		return QueueEnqueue(last, append(st.AfterSales(es, members), st.TierUpgrades(es, members)...))
+	}, nil
 }
 
 // The trigger statements of ingest, as functions (fn.go).
