@@ -290,8 +290,16 @@ func scanCred(r pgx.Row) (hq.Credential, error) {
 	return c, err
 }
 
+// Every request reads its credential and every upload its till's mark:
+// functions, so the server keeps their plans (fn.go).
+var (
+	credByHashSQL = plFn("cred_by_hash", []string{"text"}, "role text, id text, name text, time_zone text, token_hash text, created_at timestamptz, revoked_at timestamptz, rights text[]",
+		`SELECT c.role, c.id, c.name, c.time_zone, c.token_hash, c.created_at, c.revoked_at, c.rights FROM credentials c WHERE c.token_hash = $1`)
+	tillAckedSQL = plFn("till_acked", []string{"text", "text"}, "acked int8", `SELECT t.acked FROM tills t WHERE t.store = $1 AND t.till = $2`)
+)
+
 func (s *Store) CredentialByHash(ctx context.Context, hash string) (hq.Credential, error) {
-	c, err := scanCred(s.pool.QueryRow(ctx, `SELECT `+credCols+` FROM credentials WHERE token_hash = $1`, hash))
+	c, err := scanCred(s.pool.QueryRow(ctx, credByHashSQL, hash))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, hq.ErrNotFound
 	}
@@ -308,7 +316,7 @@ func (s *Store) Credentials(ctx context.Context) ([]hq.Credential, error) {
 
 func (s *Store) TillAcked(ctx context.Context, store, till string) (uint64, error) {
 	var n int64
-	err := s.pool.QueryRow(ctx, `SELECT acked FROM tills WHERE store = $1 AND till = $2`, store, till).Scan(&n)
+	err := s.pool.QueryRow(ctx, tillAckedSQL, store, till).Scan(&n)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil
 	}

@@ -97,9 +97,7 @@ func trigQueue(ctx context.Context, pre *prepared, reads, last *pgx.Batch) (fini
 			touched = append(touched, e.MemberID)
 		}
 	}
-	if len(ids) > 0 {
-		last.Queue(msgMembersSQL, ids, stores, mds, enrolled)
-	}
+	var lots []any // msgLotsSQL's arguments
 	if ea := st.Earnings(es); len(ea) > 0 {
 		type key struct {
 			m string
@@ -125,7 +123,15 @@ func trigQueue(ctx context.Context, pre *prepared, reads, last *pgx.Batch) (fini
 		for i, k := range keys {
 			lm[i], ld[i], lp[i] = k.m, k.d, sum[k]
 		}
-		last.Queue(msgLotsSQL, lm, ld, lp)
+		lots = []any{lm, ld, lp}
+	}
+	switch {
+	case len(ids) > 0 && lots != nil:
+		last.Queue(msgIndexSQL, append([]any{ids, stores, mds, enrolled}, lots...)...)
+	case len(ids) > 0:
+		last.Queue(msgMembersSQL, ids, stores, mds, enrolled)
+	case lots != nil:
+		last.Queue(msgLotsSQL, lots...)
 	}
 	if !send || len(touched) == 0 {
 		return none, nil
@@ -165,16 +171,24 @@ func trigQueue(ctx context.Context, pre *prepared, reads, last *pgx.Batch) (fini
 }
 
 // The trigger statements of ingest, as functions (fn.go).
-var (
-	msgMembersSQL = plFn("msg_members", []string{"text[]", "text[]", "text[]", "timestamptz[]"}, "", `INSERT INTO message_members (member_id, store, birthday_md, enrolled_at)
+const (
+	msgMembersStmt = `INSERT INTO message_members (member_id, store, birthday_md, enrolled_at)
 			SELECT DISTINCT ON (id) id, store, nullif(md, ''), at FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS u(id, store, md, at)
 			ORDER BY id, at DESC
 			ON CONFLICT (member_id) DO UPDATE SET store = CASE WHEN message_members.store = '' THEN excluded.store ELSE message_members.store END,
-				birthday_md = excluded.birthday_md, enrolled_at = excluded.enrolled_at`)
-	msgLotsSQL = plFn("msg_lots", []string{"text[]", "text[]", "int8[]"}, "", `INSERT INTO message_lots AS l (member_id, expires, points)
-			SELECT m, d::date, p FROM unnest($1::text[], $2::text[], $3::int8[]) WITH ORDINALITY AS u(m, d, p, o) ORDER BY o
+				birthday_md = excluded.birthday_md, enrolled_at = excluded.enrolled_at`
+	msgLotsStmt = `INSERT INTO message_lots AS l (member_id, expires, points)
+			SELECT m, d::date, p FROM unnest($%d::text[], $%d::text[], $%d::int8[]) WITH ORDINALITY AS u(m, d, p, o) ORDER BY o
 			ON CONFLICT (member_id, expires) DO UPDATE SET points = CASE WHEN l.points > 9223372036854775807 - excluded.points
-				THEN 9223372036854775807 ELSE l.points + excluded.points END`)
+				THEN 9223372036854775807 ELSE l.points + excluded.points END`
+)
+
+var (
+	msgMembersSQL = plFn("msg_members", []string{"text[]", "text[]", "text[]", "timestamptz[]"}, "", msgMembersStmt)
+	msgLotsSQL    = plFn("msg_lots", []string{"text[]", "text[]", "int8[]"}, "", fmt.Sprintf(msgLotsStmt, 1, 2, 3))
+	// msgIndexSQL is both, in one call, for an upload with enrolments and earnings.
+	msgIndexSQL = plBlock("msg_index", []string{"text[]", "text[]", "text[]", "timestamptz[]", "text[]", "text[]", "int8[]"}, "",
+		"BEGIN\n"+msgMembersStmt+";\n"+fmt.Sprintf(msgLotsStmt, 5, 6, 7)+";\nEND")
 	trigMembersSQL = plFn("trig_members", []string{"text[]"}, "id text, points int8, data jsonb, store text", `SELECT m.id, m.points, m.data, coalesce(mm.store, '') FROM members m
 		LEFT JOIN message_members mm ON mm.member_id = m.id WHERE m.id = ANY($1)`)
 )
