@@ -3,7 +3,6 @@ package hq_test
 import (
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -28,15 +27,11 @@ func TestFraudReportMemberCodeRepeats(t *testing.T) {
 			t.Parallel()
 			st := open(t)
 			var clock atomic.Pointer[time.Time]
-			srv := hq.NewServer(st, hq.Options{AdminToken: adminToken, ParseProgram: testParser, TimeZone: "Asia/Shanghai",
-				Now: func() time.Time { return *clock.Load() }})
-			ts := httptest.NewServer(contract(t).Handler(t, srv))
-			t.Cleanup(ts.Close)
-			e := &env{t: t, srv: srv, st: st, url: ts.URL, store: map[string]string{}}
+			e := fraudEnvAt(t, st, func() time.Time { return *clock.Load() })
 			march := time.Date(2026, 3, 1, 0, 0, 0, 0, hqtest.Shanghai)
 			clock.Store(&march)
 			for _, id := range []string{"S1", "S2"} {
-				tok, err := srv.IssueCredential(t.Context(), hq.RoleStore, id, "Store "+id, "Asia/Shanghai")
+				tok, err := e.srv.IssueCredential(t.Context(), hq.RoleStore, id, "Store "+id, "Asia/Shanghai")
 				require.NoError(t, err)
 				e.store[id] = tok
 			}

@@ -35,16 +35,7 @@ func TestMemberCodeRepeatIndexBuiltOnUpgrade(t *testing.T) {
 	}
 	require.NoError(t, st.Close())
 
-	// Make it the file schema 5 wrote.
-	raw, err := bbolt.Open(db, 0o600, nil)
-	require.NoError(t, err)
-	require.NoError(t, raw.Update(func(tx *bbolt.Tx) error {
-		if err := tx.DeleteBucket([]byte("member_code_repeats_at")); err != nil {
-			return err
-		}
-		return tx.Bucket([]byte("meta")).Put([]byte("schema"), boltjs.U64(5))
-	}))
-	require.NoError(t, raw.Close())
+	asOlderHQ(t, db, 5, func(tx *bbolt.Tx) error { return tx.DeleteBucket([]byte("member_code_repeats_at")) })
 
 	st, err = bolt.Open(db, bolt.Options{NoSync: true})
 	require.NoError(t, err)
@@ -58,7 +49,7 @@ func TestMemberCodeRepeatIndexBuiltOnUpgrade(t *testing.T) {
 	require.Len(t, reps, 3)
 	require.NoError(t, st.Close())
 
-	raw, err = bbolt.Open(db, 0o600, nil)
+	raw, err := bbolt.Open(db, 0o600, nil)
 	require.NoError(t, err)
 	require.NoError(t, raw.View(func(tx *bbolt.Tx) error {
 		require.Greater(t, boltjs.Uint64(tx.Bucket([]byte("meta")).Get([]byte("schema"))), uint64(5),
