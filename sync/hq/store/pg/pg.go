@@ -609,6 +609,13 @@ IF $5 IS NOT NULL THEN
 END IF;
 END`)
 
+// The last pipeline's writes in one call (mergeCalls, in applyDeltas): the
+// reminder indexes, the aggregates, the fraud facts and the balances.
+var _ = func() bool {
+	plCombine("ingest_tail", msgIndexSQL, aggWriteSQL, fraudSQL, balanceSQL)
+	return true
+}()
+
 // tillAck is the acked mark an upload sets.
 type tillAck struct {
 	store, till string
@@ -684,6 +691,7 @@ func applyDeltas(ctx context.Context, q querier, batch *pgx.Batch, ds []hq.Delta
 	} else if commit {
 		batch.Queue("COMMIT")
 	}
+	mergeCalls(batch)
 	if err := q.SendBatch(ctx, batch).Close(); err != nil {
 		return err
 	}
