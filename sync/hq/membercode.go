@@ -204,6 +204,7 @@ func (s *Server) RotateMemberCodeKey(ctx context.Context, lead time.Duration) (i
 	if err != nil {
 		return "", time.Time{}, err
 	}
+	defer s.forgetHead()
 	if err := ms.RotateMemberCodeKey(ctx, k, now); err != nil {
 		return "", time.Time{}, err
 	}

@@ -1,0 +1,190 @@
+package hq
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"posagent/sync/wire"
+)
+
+// FeedHeadStore is a Store that reads the head of its changes feed in a
+// few cheap statements. The server then answers a pull that is already at
+// the head from memory (see Options.FeedHeadEvery): with thousands of
+// stores pulling every 30 seconds nearly every pull finds nothing new, and
+// it then costs only its credential check.
+type FeedHeadStore interface {
+	FeedHead(ctx context.Context) (FeedHead, error)
+}
+
+// FeedHead is the changes feed as one read found it.
+type FeedHead interface {
+	// UpToDate reports whether the changes page after cursor holds
+	// nothing as of the read and, if so, the cursor that page carries. A
+	// cursor it cannot judge (a bad one too) is not up to date: the page
+	// is then read from the store.
+	UpToDate(cursor string) (next string, ok bool)
+	// CashiersGen changes, in the same transaction, with every change to
+	// any store's cashiers.
+	CashiersGen() int64
+}
+
+// DefaultFeedHeadEvery is how old a feed head may be and still answer a
+// pull: a change made at any HQ process is in every pull that starts this
+// long after it committed.
+const DefaultFeedHeadEvery = 250 * time.Millisecond
+
+// headRead is one read of the feed head and the member-code keys.
+type headRead struct {
+	at   time.Time // when the read began: it holds every change committed before
+	head FeedHead
+	keys []wire.MemberCodeKey // nil with noKeys
+	// noKeys: the storage keeps no member-code keys (ErrNoMemberCodes).
+	noKeys bool
+}
+
+// feedHeads is a server's latest feed head and what it learnt of the
+// stores' cashier lists under it.
+type feedHeads struct {
+	reading sync.Mutex // held by the one pull that reads a new head
+
+	mu  sync.Mutex
+	cur *headRead
+	// forgot counts forgetHead calls: a read that began before one is
+	// not kept, as it may not hold the change.
+	forgot uint64
+	// cashiers is each store's cashier list version as a pull read it
+	// from the storage, valid while the generation is gen: any change
+	// to any list changes the generation and empties the map.
+	cashiers map[string]string
+	gen      int64
+}
+
+// feedHead returns a head read less than FeedHeadEvery ago, reading one
+// if it is due; nil when there is none to use (the storage reads no head,
+// the read failed, or another pull is reading it right now): the pull then
+// reads its page from the storage as before.
+func (s *Server) feedHead(ctx context.Context) *headRead {
+	fs, ok := s.st.(FeedHeadStore)
+	if !ok || s.o.FeedHeadEvery < 0 {
+		return nil
+	}
+	if h := s.freshHead(); h != nil {
+		return h
+	}
+	if !s.heads.reading.TryLock() {
+		return nil
+	}
+	defer s.heads.reading.Unlock()
+	if h := s.freshHead(); h != nil { // read by another pull meanwhile
+		return h
+	}
+	// The read outlives the pull that makes it: another waits for it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	s.heads.mu.Lock()
+	forgot := s.heads.forgot
+	s.heads.mu.Unlock()
+	h := &headRead{at: time.Now()}
+	var err error
+	if h.head, err = fs.FeedHead(ctx); err != nil {
+		s.o.Log.Warn("reading the changes feed's head; pulls read the storage", "err", err)
+		return nil
+	}
+	h.keys, err = s.memberCodePublicKeys(ctx)
+	if h.noKeys = errors.Is(err, ErrNoMemberCodes); err != nil && !h.noKeys {
+		s.o.Log.Warn("reading the member-code keys; pulls read the storage", "err", err)
+		return nil
+	}
+	s.heads.mu.Lock()
+	defer s.heads.mu.Unlock()
+	if s.heads.forgot != forgot {
+		return nil
+	}
+	if g := h.head.CashiersGen(); g != s.heads.gen || s.heads.cashiers == nil {
+		s.heads.cashiers, s.heads.gen = map[string]string{}, g
+	}
+	s.heads.cur = h
+	return h
+}
+
+// freshHead is the latest head if it is younger than FeedHeadEvery.
+func (s *Server) freshHead() *headRead {
+	s.heads.mu.Lock()
+	defer s.heads.mu.Unlock()
+	if h := s.heads.cur; h != nil && time.Since(h.at) < s.o.FeedHeadEvery {
+		return h
+	}
+	return nil
+}
+
+// forgetHead drops the head after a change this process made that pulls
+// must see at once (a program published, a key rotated, a cashier changed):
+// the next pull reads a new one.
+func (s *Server) forgetHead() {
+	s.heads.mu.Lock()
+	s.heads.cur = nil
+	s.heads.forgot++
+	s.heads.mu.Unlock()
+}
+
+// knownCashiers is the store's cashier list version as read under h's
+// generation, if a pull read it.
+func (s *Server) knownCashiers(h *headRead, store string) (string, bool) {
+	s.heads.mu.Lock()
+	defer s.heads.mu.Unlock()
+	if s.heads.gen != h.head.CashiersGen() {
+		return "", false
+	}
+	v, ok := s.heads.cashiers[store]
+	return v, ok
+}
+
+// learnCashiers keeps the version of the store's list as read from the
+// storage after h was read: a change since h's read changes the
+// generation, so the version is good while the generation is h's.
+func (s *Server) learnCashiers(h *headRead, store, version string) {
+	s.heads.mu.Lock()
+	defer s.heads.mu.Unlock()
+	if s.heads.gen == h.head.CashiersGen() && s.heads.cashiers != nil {
+		s.heads.cashiers[store] = version
+	}
+}
+
+// changesFromHead answers the pull from the head h when the page would
+// hold nothing: nothing after the cursor, and (when asked) the till's
+// cashier list version the store's. It reports whether it answered.
+func (s *Server) changesFromHead(w http.ResponseWriter, r *http.Request, h *headRead, c Credential) bool {
+	q := r.URL.Query()
+	if _, err := s.limit(r); err != nil {
+		return false // the storage path answers the error
+	}
+	if q.Has(wire.QueryCashiers) && c.Role == RoleStore {
+		if v, ok := s.knownCashiers(h, c.ID); !ok || v != q.Get(wire.QueryCashiers) {
+			return false
+		}
+	}
+	next, ok := h.head.UpToDate(q.Get("cursor"))
+	if !ok {
+		return false
+	}
+	ch := wire.Changes{Cursor: next}
+	if !h.noKeys {
+		ch.MemberCodeKeys = usableKeys(h.keys, s.o.Now())
+	}
+	writeJSON(w, http.StatusOK, ch)
+	return true
+}
+
+// usableKeys are the keys whose codes are still accepted at now.
+func usableKeys(keys []wire.MemberCodeKey, now time.Time) []wire.MemberCodeKey {
+	out := make([]wire.MemberCodeKey, 0, len(keys))
+	for _, k := range keys {
+		if k.NotAfter.IsZero() || !now.After(k.NotAfter) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
