@@ -112,6 +112,9 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 	if c.Poll <= 0 {
 		c.Poll = time.Second
 	}
+	if c.PullEvery == 0 {
+		c.PullEvery = 30 * time.Second // the agent's
+	}
 	if c.Conns <= 0 {
 		// A connection per upload a store may have open (two tills at
 		// once), so uploads queue at HQ, whose back-pressure is what is
@@ -141,6 +144,11 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 	var acked atomic.Int64
 	var latMu sync.Mutex
 	var entryLat []time.Duration
+	var members, programs atomic.Int64 // applied by the stores' pulls
+	cursor, err := startCursor(ctx, f.st)
+	if err != nil {
+		return res, err
+	}
 	stores := make([]*memstore.Store, c.Stores)
 	clients := make([]*client.Client, c.Stores)
 	tills := make([][]*till, c.Stores)
@@ -148,8 +156,12 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 		id := storeID(i)
 		stores[i] = memstore.New(id)
 		ob := outbox{Store: stores[i], acked: &acked, mu: &latMu, lat: &entryLat}
+		var in client.Inbox
+		if c.PullEvery > 0 {
+			in = &inbox{members: &members, programs: &programs, cursor: cursor}
+		}
 		clients[i], err = client.New(client.Config{URL: "http://hq", Token: tokens[i], Store: id,
-			BatchMax: 500, BatchAge: 2 * time.Second, Poll: c.Poll, HTTPClient: hc}, ob, nil, nil)
+			BatchMax: 500, BatchAge: 2 * time.Second, Poll: c.Poll, PullEvery: c.PullEvery, HTTPClient: hc}, ob, in, nil)
 		if err != nil {
 			return res, err
 		}
@@ -168,8 +180,12 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 	if c.MaxInFlight > 0 {
 		inflight = strconv.Itoa(c.MaxInFlight)
 	}
-	fmt.Fprintf(out, "chain: %d stores × %d tills × %d entries = %d entries, %s; %d HQ process(es) %s, --max-inflight %s each; %d connections\n",
-		c.Stores, c.Tills, c.PerTill, written, day, c.Procs, via, inflight, c.Conns)
+	pulling := "never pull"
+	if c.PullEvery > 0 {
+		pulling = fmt.Sprintf("pull every %v", c.PullEvery)
+	}
+	fmt.Fprintf(out, "chain: %d stores × %d tills × %d entries = %d entries, %s; %d HQ process(es) %s, --max-inflight %s each; %d connections; the stores %s\n",
+		c.Stores, c.Tills, c.PerTill, written, day, c.Procs, via, inflight, c.Conns, pulling)
 
 	// The day's entries are built before the clock starts (the figure is
 	// HQ's, not the builders'); writing stamps them with the wall clock, so
@@ -269,6 +285,13 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 	for i, p := range procs {
 		rss[i] = p.PeakRSS()
 	}
+	pulls, pulled := countPulls(lb), members.Load()
+	var quiet string // the pulls after the day
+	if c.PullEvery > 0 && short == nil {
+		if quiet, err = quietPulls(ctx, f, lb, c.PullEvery); err != nil {
+			return res, err
+		}
+	}
 	stopClients()
 	wg.Wait()
 
@@ -297,6 +320,14 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 	if c.Duration > 0 { // a backlog's entries were written hours ago
 		p50, p99, mx = percentiles(entryLat)
 		fmt.Fprintf(out, "entry written → acked: p50 %v p99 %v max %v (includes the 2 s batch age and the 1 s poll)\n", p50.Round(time.Millisecond), p99.Round(time.Millisecond), mx.Round(time.Millisecond))
+	}
+	if c.PullEvery > 0 {
+		lb.mu.Lock()
+		p50, p99, mx = percentiles(lb.pulls)
+		lb.mu.Unlock()
+		fmt.Fprintf(out, "pulls over the day: %d changes pages answered (%.1f/s), %d member states and %d programs applied; pull round trip p50 %v p99 %v max %v\n",
+			pulls, float64(pulls)/elapsed.Seconds(), pulled, programs.Load(), p50.Round(time.Millisecond), p99.Round(time.Millisecond), mx.Round(time.Millisecond))
+		fmt.Fprint(out, quiet)
 	}
 	printCPU(out, cpu0, cpu1, elapsed, written, uploads)
 

@@ -66,7 +66,7 @@ func main() {
 	flag.IntVar(&c.Members, "members", 200000, "with -procs: the chain's members")
 	flag.DurationVar(&c.Duration, "duration", 2*time.Minute, "with -procs: the opening hours (10:00-22:00) compressed into this; 0: the whole day is written before the stores sync")
 	flag.DurationVar(&c.Poll, "poll", time.Second, "with -procs: the sync client's poll")
-	flag.DurationVar(&c.PullEvery, "pull-every", 30*time.Second, "with -procs: how often each store pulls HQ's changes, as the agent's sync client does; -1s: never")
+	flag.DurationVar(&c.PullEvery, "pull-every", 30*time.Second, "with -procs: how often each store pulls HQ's changes, as the agent's sync client does (the pulls of one such interval after the day are measured); -1s: never")
 	pullsOnly := flag.Bool("pulls", false, "with -procs: no day; the stores only pull, every -pull-every, and HQ's CPU per pull is measured over -duration once each has pulled once")
 	flag.IntVar(&c.Conns, "conns", 0, "with -procs: connections to the HQ processes, all together (default: 2 per store, at most 4096)")
 	flag.DurationVar(&c.Timeout, "timeout", 30*time.Minute, "with -procs: give up when not every entry is acked by then")

@@ -12,6 +12,7 @@ import (
 	"posagent/ledger/staff"
 	"posagent/sync/client"
 	"posagent/sync/client/memstore"
+	"posagent/sync/hq/store/pg"
 	"posagent/sync/wire"
 )
 
@@ -112,11 +113,15 @@ func runPulls(ctx context.Context, c chainConfig) (res pullsResult, err error) {
 	defer lb.close()
 	hc := &http.Client{Transport: lb}
 	var members, programs atomic.Int64
+	cursor, err := startCursor(ctx, f.st)
+	if err != nil {
+		return res, err
+	}
 	clients := make([]*client.Client, c.Stores)
 	for i := range clients {
 		id := storeID(i)
 		if clients[i], err = client.New(client.Config{URL: "http://hq", Token: tokens[i], Store: id, Poll: c.Poll, PullEvery: c.PullEvery, HTTPClient: hc},
-			memstore.New(id), &inbox{members: &members, programs: &programs}, nil); err != nil {
+			memstore.New(id), &inbox{members: &members, programs: &programs, cursor: cursor}, nil); err != nil {
 			return res, err
 		}
 	}
@@ -156,6 +161,17 @@ func runPulls(ctx context.Context, c chainConfig) (res pullsResult, err error) {
 		}
 	}
 	res.FirstPulled = time.Since(start)
+	// Each process learns a store's cashier list version from the first
+	// pull of the store it answers (then it answers from memory until a
+	// list changes); the round robin sends a store's pulls to any process,
+	// so a few more intervals pass before the steady state is measured.
+	if c.Procs > 1 {
+		select {
+		case <-ctx.Done():
+			return res, fmt.Errorf("the run ended while warming up: %w", ctx.Err())
+		case <-time.After(time.Duration(2*(c.Procs-1)) * c.PullEvery):
+		}
+	}
 	pulls0 := countPulls(lb)
 	m0 := members.Load()
 	cpu0 := cpuNow(f.procs, f.postmaster)
@@ -196,8 +212,8 @@ func runPulls(ctx context.Context, c chainConfig) (res pullsResult, err error) {
 	lb.mu.Lock()
 	p50, p99, mx := percentiles(lb.pulls)
 	lb.mu.Unlock()
-	fmt.Fprintf(out, "every store had pulled once after %v; then %d pulls in %v: %.0f pulls/s (%.0f/s per 10,000 stores at this interval), %d member states applied, %d stores failing at the end\n",
-		res.FirstPulled.Round(time.Millisecond), res.Pulls, elapsed.Round(time.Millisecond), res.PerSecond, 10000/c.PullEvery.Seconds(), res.Members, failures)
+	fmt.Fprintf(out, "every store had pulled once after %v (measured from %v on); then %d pulls in %v: %.0f pulls/s (%.0f/s per 10,000 stores at this interval), %d member states applied, %d stores failing at the end\n",
+		res.FirstPulled.Round(time.Millisecond), t0.Sub(start).Round(time.Millisecond), res.Pulls, elapsed.Round(time.Millisecond), res.PerSecond, 10000/c.PullEvery.Seconds(), res.Members, failures)
 	fmt.Fprintf(out, "pull round trip p50 %v p99 %v max %v (over the whole run)\n", p50.Round(time.Microsecond), p99.Round(time.Microsecond), mx.Round(time.Microsecond))
 	fmt.Fprintf(out, "CPU per pull: HQ %.0f µs, PostgreSQL (HQ's backends) %.0f µs, together %.0f µs; the whole PostgreSQL cluster, others' work included, %.0f µs; in cores busy: HQ %.2f, PostgreSQL %.2f, stores (this program) %.2f\n",
 		us(res.HQPerPull), us(res.PGPerPull), us(res.HQPerPull+res.PGPerPull), us(clusterCPU/n),
@@ -207,6 +223,50 @@ func runPulls(ctx context.Context, c chainConfig) (res pullsResult, err error) {
 		fmt.Fprintf(out, "10,000 stores pulling every %v would keep %.2f cores busy (HQ and PostgreSQL) with pulls alone\n", c.PullEvery, per)
 	}
 	return res, nil
+}
+
+// startCursor is the feed's cursor as the stores hold it when the run
+// starts: in step with HQ (empty), as the chain's stores were the evening
+// before, so ten thousand snapshots at once are not what is measured.
+func startCursor(ctx context.Context, st *pg.Store) (string, error) {
+	cur, err := st.Snapshot(ctx, func(wire.MemberState) error { return nil })
+	if err != nil {
+		return "", fmt.Errorf("the stores' starting cursor: %w", err)
+	}
+	return cur, nil
+}
+
+// quietPulls measures the pulls of the stores' clients, still running,
+// over one interval once the day's uploads are done: each store pulls
+// about once, the first of them with the day's last changes. It returns
+// the line to print.
+func quietPulls(ctx context.Context, f *fleet, lb *balancer, every time.Duration) (string, error) {
+	n0, cpu0 := countPulls(lb), cpuNow(f.procs, f.postmaster)
+	be0, err := f.backendsCPU(ctx)
+	if err != nil {
+		return "", err
+	}
+	t0 := time.Now()
+	select {
+	case <-ctx.Done():
+		return "", fmt.Errorf("the run ended while measuring the pulls after the day: %w", ctx.Err())
+	case <-time.After(every):
+	}
+	elapsed := time.Since(t0)
+	cpu1 := cpuNow(f.procs, f.postmaster)
+	be1, err := f.backendsCPU(ctx)
+	if err != nil {
+		return "", err
+	}
+	pulls := countPulls(lb) - n0
+	var hqCPU time.Duration
+	for i := range f.procs {
+		hqCPU += cpu1.procs[i] - cpu0.procs[i]
+	}
+	n := time.Duration(max(1, pulls))
+	pgCPU := cpuSince(be0, be1)
+	return fmt.Sprintf("pulls after the day (uploads done, %v): %d pulls (%.1f/s); CPU per pull: HQ %.0f µs, PostgreSQL (HQ's backends) %.0f µs\n",
+		elapsed.Round(time.Millisecond), pulls, float64(pulls)/elapsed.Seconds(), us(hqCPU/n), us(pgCPU/n)), nil
 }
 
 func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
