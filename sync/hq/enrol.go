@@ -49,6 +49,15 @@ type Pending struct {
 	WindowStart time.Time `json:"window_start"`
 }
 
+// Stale reports whether the record is of no more use: its code expired
+// before expiredBefore (a sign-up never confirmed, or what is left of one
+// confirmed) and its send window started before windowBefore, so the
+// per-mobile send limit, which reads Sends and WindowStart, counts it no
+// longer.
+func (p Pending) Stale(expiredBefore, windowBefore time.Time) bool {
+	return p.Expires.Before(expiredBefore) && p.WindowStart.Before(windowBefore)
+}
+
 // CardLink is a link to a member's card page; only its token's hash is
 // kept. Revoked links stop working at once.
 type CardLink struct {
@@ -80,6 +89,11 @@ type EnrolStore interface {
 	// the record to keep, or del to remove it. An error from fn writes
 	// nothing and is returned as is.
 	UpdatePending(ctx context.Context, mobile string, fn func(p Pending, found bool) (next Pending, del bool, err error)) error
+	// PurgePending deletes the pending records that are Stale at
+	// expiredBefore and windowBefore, each judged under the lock that
+	// deletes it, so one renewed meanwhile (by this or another HQ process)
+	// stays; it says how many went.
+	PurgePending(ctx context.Context, expiredBefore, windowBefore time.Time) (int, error)
 	// AddCardLink stores a new link.
 	AddCardLink(ctx context.Context, l CardLink) error
 	// CardLink finds a link by token hash (revoked ones too); unknown →

@@ -41,6 +41,11 @@ type EnrolOptions struct {
 	// within Window [5, 20, 1h].
 	SendsPerMobile, SendsPerAddr int
 	Window                       time.Duration
+	// PendingMaxAge: a sign-up whose code expired this long ago, and whose
+	// mobile's send window is over, is purged, every PurgeEvery, by each
+	// running HQ [24h, 1h].
+	PendingMaxAge time.Duration
+	PurgeEvery    time.Duration
 }
 
 func (o *EnrolOptions) defaults() {
@@ -58,6 +63,12 @@ func (o *EnrolOptions) defaults() {
 	}
 	if o.Window <= 0 {
 		o.Window = time.Hour
+	}
+	if o.PendingMaxAge <= 0 {
+		o.PendingMaxAge = 24 * time.Hour
+	}
+	if o.PurgeEvery <= 0 {
+		o.PurgeEvery = time.Hour
 	}
 }
 

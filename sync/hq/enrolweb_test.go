@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -115,8 +116,12 @@ type enrolEnv struct {
 	url string
 	sms *smsGateway
 	key []byte
-	now *time.Time
+	// clock is HQ's time when set (at), else the real time.
+	clock atomic.Pointer[time.Time]
 }
+
+// at sets HQ's clock.
+func (e *enrolEnv) at(t time.Time) { e.clock.Store(&t) }
 
 func newEnrolEnv(t *testing.T, tune func(*hq.EnrolOptions)) *enrolEnv {
 	st, err := bolt.Open(filepath.Join(t.TempDir(), "hq.db"), bolt.Options{NoSync: true})
@@ -136,7 +141,13 @@ func newEnrolEnvOn(t *testing.T, st enrolStore, tune func(*hq.EnrolOptions)) *en
 	if tune != nil {
 		tune(&o)
 	}
-	e.srv = hq.NewServer(st, hq.Options{AdminToken: adminToken, Enrol: o})
+	now := func() time.Time {
+		if t := e.clock.Load(); t != nil {
+			return *t
+		}
+		return time.Now()
+	}
+	e.srv = hq.NewServer(st, hq.Options{AdminToken: adminToken, Enrol: o, Now: now})
 	mux.Handle("/", e.srv)
 	_, err = e.srv.IssueCredential(context.Background(), hq.RoleStore, "S001", "Jing'an", "Asia/Shanghai")
 	require.NoError(t, err)

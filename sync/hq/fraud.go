@@ -582,6 +582,11 @@ type FraudReport struct {
 	Flagged     int              `json:"flagged"`
 	Cashiers    []FraudCashier   `json:"cashiers"`
 	FlaggedList []FraudEnrolment `json:"flagged_enrolments"`
+	// Repeats counts the member codes used at a second till that HQ
+	// received in the month (see fraudrepeats.go), per till and each.
+	Repeats     int               `json:"member_code_repeats"`
+	RepeatTills []FraudRepeatTill `json:"member_code_repeat_tills"`
+	RepeatList  []FraudRepeat     `json:"member_code_repeat_list"`
 }
 
 // ErrNoFraudFacts: the storage keeps no enrolment facts.
@@ -638,7 +643,10 @@ func (s *Server) FraudReport(ctx context.Context, month string, over FraudSettin
 	}
 	found := DetectFraud(facts, related, set, asOf)
 	rep := &FraudReport{Month: month, TimeZone: s.loc.String(), AsOf: asOf.UTC(), Settings: set, MaskedPII: !pii,
-		Cashiers: []FraudCashier{}, FlaggedList: []FraudEnrolment{}}
+		Cashiers: []FraudCashier{}, FlaggedList: []FraudEnrolment{}, RepeatTills: []FraudRepeatTill{}, RepeatList: []FraudRepeat{}}
+	if err := s.fraudRepeats(ctx, rep, start, start.AddDate(0, 1, 0)); err != nil {
+		return nil, err
+	}
 	cs := map[[2]string]*FraudCashier{}
 	cashier := func(store, id string) *FraudCashier {
 		k := [2]string{store, id}

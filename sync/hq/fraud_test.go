@@ -427,7 +427,12 @@ func fraudReport(t *testing.T, e *env, token, query string) (int, hq.FraudReport
 }
 
 func fraudEnv(t *testing.T, st hq.Store) *env {
-	srv := hq.NewServer(st, hq.Options{AdminToken: adminToken, ParseProgram: testParser, TimeZone: "Asia/Shanghai", Now: func() time.Time { return fraudNow }})
+	return fraudEnvAt(t, st, func() time.Time { return fraudNow })
+}
+
+// fraudEnvAt is fraudEnv with HQ's clock.
+func fraudEnvAt(t *testing.T, st hq.Store, now func() time.Time) *env {
+	srv := hq.NewServer(st, hq.Options{AdminToken: adminToken, ParseProgram: testParser, TimeZone: "Asia/Shanghai", Now: now})
 	ts := httptest.NewServer(contract(t).Handler(t, srv))
 	t.Cleanup(ts.Close)
 	return &env{t: t, srv: srv, st: st, url: ts.URL, store: map[string]string{}}

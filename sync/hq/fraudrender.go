@@ -150,17 +150,52 @@ func (r *FraudReport) Text(w io.Writer) error {
 		return err
 	}
 	if len(r.FlaggedList) == 0 {
-		_, err := fmt.Fprintln(w, "\nno enrolment flagged")
+		fmt.Fprintln(w, "\nno enrolment flagged")
+	} else {
+		fmt.Fprintln(w, "\nflagged enrolments")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "store\tcashier\tmember\tentry\tenrolled\tmobile\tsignals\tfirst sale\tsales/voids")
+		for _, e := range r.FlaggedList {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\n", e.Store, e.Cashier, e.Member, e.Entry,
+				e.EnrolledAt.Format(time.RFC3339), e.Mobile, e.signalText(), fmtTime(e.FirstSale), e.Sales, e.Voids)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return r.repeatsText(w)
+}
+
+// repeatsText writes the member codes used at a second till.
+func (r *FraudReport) repeatsText(w io.Writer) error {
+	if r.Repeats == 0 {
+		_, err := fmt.Fprintln(w, "\nno member code used at a second till")
 		return err
 	}
-	fmt.Fprintln(w, "\nflagged enrolments")
+	fmt.Fprintf(w, "\nmember codes used at a second till: %d (by the till of the second use)\n", r.Repeats)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "store\ttill\trepeats\tlate\tmembers\t")
+	for _, t := range r.RepeatTills {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t\n", t.Store, t.Till, t.Repeats, t.Late, t.Members)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "store\tcashier\tmember\tentry\tenrolled\tmobile\tsignals\tfirst sale\tsales/voids")
-	for _, e := range r.FlaggedList {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\n", e.Store, e.Cashier, e.Member, e.Entry,
-			e.EnrolledAt.Format(time.RFC3339), e.Mobile, e.signalText(), fmtTime(e.FirstSale), e.Sales, e.Voids)
+	fmt.Fprintln(tw, "store\ttill\tmember\tcode\tseen\tlate\tfirst used at\tfirst seen")
+	for _, x := range r.RepeatList {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s/%s\t%s\n", x.Store, x.Till, x.Member, x.Code,
+			x.SeenAt.Format(time.RFC3339), x.lateText(), x.FirstStore, x.FirstTill, x.FirstSeenAt.Format(time.RFC3339))
 	}
 	return tw.Flush()
+}
+
+func (x FraudRepeat) lateText() string {
+	if x.Late {
+		return "yes"
+	}
+	return "no"
 }
 
 func (e FraudEnrolment) signalText() string {
@@ -193,6 +228,14 @@ th{background:#f3f3f3}td:first-child,td:nth-child(2){text-align:left}.hot{backgr
 {{if .R.FlaggedList}}<table><tr><th>store</th><th>cashier</th><th>member</th><th>entry</th><th>enrolled</th><th>mobile</th><th>signals</th><th>first sale</th><th>sales</th><th>voids</th></tr>
 {{range .R.FlaggedList}}<tr><td>{{.Store}}</td><td>{{.Cashier}}</td><td>{{.Member}}</td><td>{{.Entry}}</td><td>{{t .EnrolledAt}}</td><td>{{.Mobile}}</td><td>{{.SignalText}}</td><td>{{t .FirstSale}}</td><td>{{.Sales}}</td><td>{{.Voids}}</td></tr>
 {{end}}</table>{{else}}<p>No enrolment flagged.</p>{{end}}
+<h2>Member codes used at a second till</h2>
+{{if .R.Repeats}}<p>{{.R.Repeats}} in the month, by the till of the second use; late: accepted offline before HQ could say the code was spent.</p>
+<table><tr><th>store</th><th>till</th><th>repeats</th><th>late</th><th>members</th></tr>
+{{range .R.RepeatTills}}<tr class="hot"><td>{{.Store}}</td><td>{{.Till}}</td><td>{{.Repeats}}</td><td>{{.Late}}</td><td>{{.Members}}</td></tr>
+{{end}}</table>
+<table><tr><th>store</th><th>till</th><th>member</th><th>code</th><th>seen</th><th>late</th><th>first used at</th><th>first seen</th></tr>
+{{range .R.RepeatList}}<tr><td>{{.Store}}</td><td>{{.Till}}</td><td>{{.Member}}</td><td>{{.Code}}</td><td>{{t .SeenAt}}</td><td>{{if .Late}}yes{{else}}no{{end}}</td><td>{{.FirstStore}}/{{.FirstTill}}</td><td>{{t .FirstSeenAt}}</td></tr>
+{{end}}</table>{{else}}<p>No member code used at a second till.</p>{{end}}
 </body></html>
 `))
 

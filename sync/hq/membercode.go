@@ -101,8 +101,10 @@ type MemberCodeStore interface {
 	// (a retried upload) changes nothing and is no repeat; another till
 	// is a repeat, recorded once per till, and the first claim comes back.
 	ClaimMemberCode(ctx context.Context, c MemberCodeClaim) (first MemberCodeClaim, repeat bool, err error)
-	// MemberCodeRepeats lists the repeats recorded since (by Again.At), oldest first.
-	MemberCodeRepeats(ctx context.Context, since time.Time) ([]MemberCodeRepeat, error)
+	// MemberCodeRepeats lists the repeats recorded from since up to
+	// before until (by Again.At; a zero until has no end), oldest first.
+	// It reads by a time index, so a month costs that month's repeats.
+	MemberCodeRepeats(ctx context.Context, since, until time.Time) ([]MemberCodeRepeat, error)
 }
 
 // ErrNoMemberCodes: the storage keeps no member-code keys.
@@ -306,7 +308,7 @@ func (s *Server) MemberCodeRepeats(ctx context.Context, since time.Time) ([]Memb
 	if err != nil {
 		return nil, err
 	}
-	return ms.MemberCodeRepeats(ctx, since)
+	return ms.MemberCodeRepeats(ctx, since, time.Time{})
 }
 
 func (s *Server) memberCodeError(w http.ResponseWriter, what string, err error) {

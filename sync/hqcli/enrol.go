@@ -20,13 +20,14 @@ import (
 // environment only, read when the command runs (help never prints them).
 type enrolFlags struct {
 	publicURL, smsURL, proxyHeader string
-	smsTimeout                     time.Duration
+	smsTimeout, pendingMaxAge      time.Duration
 }
 
 func addEnrolFlags(c *cobra.Command, e *enrolFlags) {
 	c.Flags().StringVar(&e.publicURL, "public-url", "", "HQ's address as customers' phones reach it, for enrolment QR codes and card links (default: $HQ_PUBLIC_URL)")
 	c.Flags().StringVar(&e.smsURL, "sms-url", "", "the chain's SMS gateway endpoint for one-time codes; its shared secret comes from $HQ_SMS_SECRET (default: $HQ_SMS_URL)")
 	c.Flags().DurationVar(&e.smsTimeout, "sms-timeout", 5*time.Second, "how long HQ waits for the SMS gateway")
+	c.Flags().DurationVar(&e.pendingMaxAge, "enrol-pending-max-age", 24*time.Hour, "sign-ups never confirmed are deleted this long after their code expired (once the mobile's hourly send limit no longer counts them); checked every hour")
 	c.Flags().StringVar(&e.proxyHeader, "trusted-proxy-header", "", "header in which a trusted load balancer passes the client address (X-Forwarded-For, X-Real-IP); rate limits count that address")
 }
 
@@ -41,7 +42,8 @@ func envOr(v, name string) string {
 // pages say so) unless the key and the gateway are both set.
 func (e *enrolFlags) options() (hq.EnrolOptions, error) {
 	o := hq.EnrolOptions{PublicURL: envOr(e.publicURL, "HQ_PUBLIC_URL"), Key: []byte(os.Getenv("HQ_ENROL_KEY")),
-		SMS: hq.SMSGateway{URL: envOr(e.smsURL, "HQ_SMS_URL"), Secret: os.Getenv("HQ_SMS_SECRET"), Timeout: e.smsTimeout}, ProxyHeader: e.proxyHeader}
+		SMS: hq.SMSGateway{URL: envOr(e.smsURL, "HQ_SMS_URL"), Secret: os.Getenv("HQ_SMS_SECRET"), Timeout: e.smsTimeout}, ProxyHeader: e.proxyHeader,
+		PendingMaxAge: e.pendingMaxAge}
 	if len(o.Key) > 0 && len(o.Key) < 16 {
 		return o, errors.New("HQ_ENROL_KEY must be at least 16 characters (e.g. openssl rand -hex 32)")
 	}
@@ -55,6 +57,9 @@ func (e *enrolFlags) options() (hq.EnrolOptions, error) {
 	}
 	if e.smsTimeout <= 0 {
 		return o, errors.New("--sms-timeout must be above 0")
+	}
+	if e.pendingMaxAge <= 0 {
+		return o, errors.New("--enrol-pending-max-age must be above 0 (e.g. 24h)")
 	}
 	return o, nil
 }

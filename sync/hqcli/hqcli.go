@@ -234,9 +234,11 @@ admin's has posagent:admin:<name>. Otherwise HQ answers 403.`,
 			}
 			defer stopSender()
 			defer startMessageDays(ctx, st, log)() // birthday, expiry and recall reminders, once a day
+			srv := hq.NewServer(st, o)
+			defer inBackground(ctx, srv.RunPendingPurge)() // sign-ups never confirmed
 			// Uploads set their own body deadline; ReadTimeout bounds every
 			// other request's body the same way.
-			hs := &http.Server{Handler: hq.NewServer(st, o), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10*time.Second + bodyTimeout,
+			hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10*time.Second + bodyTimeout,
 				IdleTimeout: 2 * time.Minute,
 				ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn)} // refused TLS handshakes among them
 			scheme := "http"

@@ -23,11 +23,16 @@ func startMessageDays(ctx context.Context, st hq.Store, log *slog.Logger) (stop 
 		log.Warn("reminders: this storage keeps no reminder indexes; no birthday, expiry or recall reminders")
 		return func() {}
 	}
+	return inBackground(ctx, hq.MessageDays{Store: ds, Load: hq.LoadMessageSettings(st), Log: log}.Run)
+}
+
+// inBackground runs fn until ctx ends; stop ends it and waits for it.
+func inBackground(ctx context.Context, fn func(context.Context)) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		hq.MessageDays{Store: ds, Load: hq.LoadMessageSettings(st), Log: log}.Run(ctx)
+		fn(ctx)
 	}()
 	return func() { cancel(); <-done }
 }

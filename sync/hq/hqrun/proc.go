@@ -51,6 +51,9 @@ type HQ struct {
 	// AdminToken is given as HQ_ADMIN_TOKEN; Wait uses it for /healthz.
 	AdminToken string
 	Args       []string // more flags after serve's own
+	// CPUs, when above 0, holds the process to that many CPUs (CapCPU):
+	// on one test machine, each process stands for a machine of its own.
+	CPUs float64
 }
 
 // Proc is one `hq serve` process on a free loopback port.
@@ -84,7 +87,16 @@ func StartHQ(h HQ) (*Proc, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("hqrun: start %s: %w", h.Command[0], err)
 	}
-	go func() { _ = p.Cmd.Wait(); os.RemoveAll(dir); close(p.Exited) }()
+	uncap := func() {}
+	if h.CPUs > 0 {
+		if uncap, err = CapCPU(p.Cmd.Process.Pid, h.CPUs); err != nil {
+			_ = p.Cmd.Process.Kill()
+			_ = p.Cmd.Wait()
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	}
+	go func() { _ = p.Cmd.Wait(); uncap(); os.RemoveAll(dir); close(p.Exited) }()
 	return p, nil
 }
 

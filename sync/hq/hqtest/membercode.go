@@ -1,6 +1,7 @@
 package hqtest
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -108,7 +109,7 @@ func testMemberCodes(t *testing.T, st hq.Store) {
 	require.NoError(t, err)
 	require.False(t, rep)
 
-	reps, err := ms.MemberCodeRepeats(c, time.Time{})
+	reps, err := ms.MemberCodeRepeats(c, time.Time{}, time.Time{})
 	require.NoError(t, err)
 	require.Len(t, reps, 2)
 	require.Equal(t, "S2", reps[0].Again.Store)
@@ -116,8 +117,62 @@ func testMemberCodes(t *testing.T, st hq.Store) {
 	require.Equal(t, "S1", reps[0].First.Store)
 	require.Equal(t, "c0ffee", reps[0].Again.Code)
 	require.Equal(t, "T2", reps[1].Again.Till)
-	reps, err = ms.MemberCodeRepeats(c, T0.Add(15*time.Second))
+	reps, err = ms.MemberCodeRepeats(c, T0.Add(15*time.Second), time.Time{})
 	require.NoError(t, err)
 	require.Len(t, reps, 1)
 	require.Equal(t, "T2", reps[0].Again.Till)
+	reps, err = ms.MemberCodeRepeats(c, time.Time{}, T0.Add(21*time.Second))
+	require.NoError(t, err)
+	require.Len(t, reps, 1, "until is not included: the T2 repeat was received at T0+21s")
+	require.Equal(t, "T9", reps[0].Again.Till)
+}
+
+// testMemberCodeRepeatsByTime: a range of received times returns exactly
+// the repeats received in it, [since, until), oldest first, whatever order
+// they were recorded in; both ends of a month are where a report cuts.
+func testMemberCodeRepeatsByTime(t *testing.T, st hq.Store) {
+	ms, ok := st.(hq.MemberCodeStore)
+	require.True(t, ok, "the store keeps no member-code keys")
+	c := ctx(t)
+	march := time.Date(2026, 3, 1, 0, 0, 0, 0, Shanghai)
+	april := march.AddDate(0, 1, 0)
+	at := []time.Time{ // recorded in this order
+		april, // the first instant of April: not March's
+		march.Add(5 * time.Hour),
+		april.Add(-time.Nanosecond), // March's last instant (kept at microseconds by some stores)
+		march.Add(-time.Microsecond),
+		march, // March's first instant
+		march.Add(5 * time.Hour),
+		march.AddDate(-1, 0, 0),
+	}
+	for i, a := range at {
+		code := fmt.Sprintf("code%02d", i)
+		_, rep, err := ms.ClaimMemberCode(c, hq.MemberCodeClaim{Code: code, Member: "M1", Store: "S1", Till: "T1", SeenAt: a, Expires: a.Add(time.Minute), At: a.Add(-time.Second)})
+		require.NoError(t, err)
+		require.False(t, rep)
+		_, rep, err = ms.ClaimMemberCode(c, hq.MemberCodeClaim{Code: code, Member: "M1", Store: "S2", Till: "T7", SeenAt: a, Expires: a.Add(time.Minute), At: a})
+		require.NoError(t, err)
+		require.True(t, rep)
+	}
+	reps, err := ms.MemberCodeRepeats(c, march, april)
+	require.NoError(t, err)
+	var got []string
+	for _, r := range reps {
+		got = append(got, r.Again.Code)
+		require.Equal(t, "S1", r.First.Store)
+		require.Equal(t, "S2", r.Again.Store)
+		require.Equal(t, "T7", r.Again.Till)
+	}
+	require.Equal(t, []string{"code04", "code01", "code05", "code02"}, got)
+	reps, err = ms.MemberCodeRepeats(c, april, time.Time{})
+	require.NoError(t, err)
+	require.Len(t, reps, 1)
+	require.Equal(t, "code00", reps[0].Again.Code)
+	reps, err = ms.MemberCodeRepeats(c, time.Time{}, time.Time{})
+	require.NoError(t, err)
+	require.Len(t, reps, len(at))
+	require.Equal(t, "code06", reps[0].Again.Code)
+	reps, err = ms.MemberCodeRepeats(c, april.AddDate(0, 1, 0), time.Time{})
+	require.NoError(t, err)
+	require.Empty(t, reps)
 }

@@ -36,6 +36,7 @@ func Run(t *testing.T, open func(t *testing.T) hq.Store) {
 		{"ConcurrentIngestAndExport", testConcurrent},
 		{"Aggregates", testAggregates},
 		{"MemberCodes", testMemberCodes},
+		{"MemberCodeRepeatsByTime", testMemberCodeRepeatsByTime},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -53,8 +53,12 @@ type chainConfig struct {
 	// ./cmd/posagent once and run its "hq".
 	HQ    []string
 	HQEnv []string
-	Seed  uint64
-	Out   io.Writer
+	// HQCPUs, above 0, holds each HQ process to that many CPUs (a cgroup;
+	// needs root), each standing for a machine of its own; PostgreSQL and
+	// this program are not held.
+	HQCPUs float64
+	Seed   uint64
+	Out    io.Writer
 }
 
 // chainResult is what a run measured (the test reads it).
@@ -184,8 +188,12 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 	if c.PullEvery > 0 {
 		pulling = fmt.Sprintf("pull every %v", c.PullEvery)
 	}
-	fmt.Fprintf(out, "chain: %d stores × %d tills × %d entries = %d entries, %s; %d HQ process(es) %s, --max-inflight %s each; %d connections; the stores %s\n",
-		c.Stores, c.Tills, c.PerTill, written, day, c.Procs, via, inflight, c.Conns, pulling)
+	capped := ""
+	if c.HQCPUs > 0 {
+		capped = fmt.Sprintf(", each held to %.2f CPU by a cgroup (PostgreSQL and the stores are not)", c.HQCPUs)
+	}
+	fmt.Fprintf(out, "chain: %d stores × %d tills × %d entries = %d entries, %s; %d HQ process(es) %s, --max-inflight %s each%s; %d connections; the stores %s\n",
+		c.Stores, c.Tills, c.PerTill, written, day, c.Procs, via, inflight, capped, c.Conns, pulling)
 
 	// The day's entries are built before the clock starts (the figure is
 	// HQ's, not the builders'); writing stamps them with the wall clock, so
@@ -462,7 +470,7 @@ func startFleet(ctx context.Context, c chainConfig, prefix string) (f *fleet, er
 		if c.MaxInFlight > 0 {
 			args = []string{"--max-inflight", strconv.Itoa(c.MaxInFlight)}
 		}
-		p, err := hqrun.StartHQ(hqrun.HQ{Command: cmd, PG: hqURL, Env: c.HQEnv, AdminToken: loadAdminToken, Args: args})
+		p, err := hqrun.StartHQ(hqrun.HQ{Command: cmd, PG: hqURL, Env: c.HQEnv, AdminToken: loadAdminToken, Args: args, CPUs: c.HQCPUs})
 		if err != nil {
 			return f, err
 		}

@@ -11,7 +11,6 @@ import (
 	"posagent/sync/hq"
 	"posagent/sync/hq/hqtest"
 	"posagent/sync/hq/store/bolt"
-	"posagent/sync/internal/boltjs"
 )
 
 // TestAggregatesBuiltOnUpgrade: a schema-2 file (entries, no aggregates)
@@ -27,18 +26,14 @@ func TestAggregatesBuiltOnUpgrade(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, st.Close())
 
-	// Make it the file an older hq wrote.
-	raw, err := bbolt.Open(db, 0o600, nil)
-	require.NoError(t, err)
-	require.NoError(t, raw.Update(func(tx *bbolt.Tx) error {
+	asOlderHQ(t, db, 2, func(tx *bbolt.Tx) error {
 		for _, b := range []string{"agg_days", "agg_months", "agg_sales", "agg_members"} {
 			if err := tx.DeleteBucket([]byte(b)); err != nil {
 				return err
 			}
 		}
-		return tx.Bucket([]byte("meta")).Put([]byte("schema"), boltjs.U64(2))
-	}))
-	require.NoError(t, raw.Close())
+		return nil
+	})
 
 	st, err = bolt.Open(db, bolt.Options{NoSync: true})
 	require.NoError(t, err)
@@ -67,16 +62,9 @@ func TestSchema4WalkInReversalsRebuilt(t *testing.T) {
 	hqtest.VerifyAggregates(t, st)
 	require.NoError(t, st.Close())
 
-	// Make it the file schema 4 wrote.
-	raw, err := bbolt.Open(db, 0o600, nil)
-	require.NoError(t, err)
-	require.NoError(t, raw.Update(func(tx *bbolt.Tx) error {
-		if err := tx.Bucket([]byte("agg_sales")).Delete([]byte(w.ID())); err != nil {
-			return err
-		}
-		return tx.Bucket([]byte("meta")).Put([]byte("schema"), boltjs.U64(4))
-	}))
-	require.NoError(t, raw.Close())
+	asOlderHQ(t, db, 4, func(tx *bbolt.Tx) error {
+		return tx.Bucket([]byte("agg_sales")).Delete([]byte(w.ID()))
+	})
 
 	st, err = bolt.Open(db, bolt.Options{NoSync: true})
 	require.NoError(t, err)

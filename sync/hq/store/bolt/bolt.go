@@ -38,14 +38,16 @@ var (
 	allBuckets = append([][]byte{bCreds, bTokens, bTills, bEntries, bDead, bMembers, bMemData, bMemLog, bPrograms, bMeta}, aggBuckets...)
 )
 
-// schemaVersion 5: KPI reversal facts of walk-in sales kept, and refunds
+// schemaVersion 6: member-code repeats indexed by received time (the
+// index built when an older file is opened; older hq builds, which would
+// not keep it, refuse the file); 5: KPI reversal facts of walk-in sales kept, and refunds
 // taking back at most the points their sale moved (aggregates rebuilt from
 // the entries when an older file is opened); 4: KPI member facts as visit
 // records per member, store and month (and the chain's per member and month), and entry totals (rebuilt
 // from the entries when an older file is opened); 3: KPI aggregates, built from the stored entries once
 // when an older file is opened; 2: members split into hot and cold parts
 // (1: one JSON record), a version-1 file is migrated on open.
-const schemaVersion = 5
+const schemaVersion = 6
 
 // Options tune the store.
 type Options struct {
@@ -109,6 +111,9 @@ func Open(path string, o Options) (*Store, error) {
 			if err := upgradeAggregates(tx, n); err != nil {
 				return fmt.Errorf("hq store %s: building KPI aggregates: %w", path, err)
 			}
+		}
+		if err := indexMCRepeats(tx); err != nil {
+			return fmt.Errorf("hq store %s: indexing member-code repeats by time: %w", path, err)
 		}
 		if n == 0 { // a new file keeps the fraud facts from its first upload
 			if err := fraudBuild(tx); err != nil {

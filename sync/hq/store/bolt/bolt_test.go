@@ -87,6 +87,21 @@ func TestBadUploadFailsAlone(t *testing.T) {
 	require.Equal(t, 2*good, n)
 }
 
+// asOlderHQ makes the store file at path (closed, or not there yet) what
+// an older hq wrote: edit changes its buckets and the file gets schema.
+func asOlderHQ(t *testing.T, path string, schema uint64, edit func(tx *bbolt.Tx) error) {
+	t.Helper()
+	raw, err := bbolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	require.NoError(t, raw.Update(func(tx *bbolt.Tx) error {
+		if err := edit(tx); err != nil {
+			return err
+		}
+		return tx.Bucket([]byte("meta")).Put([]byte("schema"), boltjs.U64(schema))
+	}))
+	require.NoError(t, raw.Close())
+}
+
 // A file written with schema 1 (members as one JSON record) is migrated on
 // open: members, balances and the changes feed carry on.
 func TestMigratesSchema1(t *testing.T) {
@@ -102,9 +117,7 @@ func TestMigratesSchema1(t *testing.T) {
 			Coupons: []hq.CouponState{{MemberCoupon: entry.MemberCoupon{ID: "C1", MemberID: "M1", Value: 20}, Known: true}}}, Version: 1},
 		{Member: hq.Member{ID: "M2", Points: -5, Flagged: true}, Version: 2},
 	}
-	db, err := bbolt.Open(p, 0o600, nil)
-	require.NoError(t, err)
-	require.NoError(t, db.Update(func(tx *bbolt.Tx) error {
+	asOlderHQ(t, p, 1, func(tx *bbolt.Tx) error {
 		for _, name := range []string{"credentials", "tokens", "tills", "entries", "dead", "members", "member_log", "programs", "meta"} {
 			if _, err := tx.CreateBucket([]byte(name)); err != nil {
 				return err
@@ -125,12 +138,8 @@ func TestMigratesSchema1(t *testing.T) {
 		if _, err := tx.Bucket([]byte("member_log")).NextSequence(); err != nil {
 			return err
 		}
-		if err := tx.Bucket([]byte("member_log")).SetSequence(2); err != nil {
-			return err
-		}
-		return tx.Bucket([]byte("meta")).Put([]byte("schema"), boltjs.U64(1))
-	}))
-	require.NoError(t, db.Close())
+		return tx.Bucket([]byte("member_log")).SetSequence(2)
+	})
 
 	st, err := bolt.Open(p, bolt.Options{NoSync: true})
 	require.NoError(t, err)

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -61,6 +62,40 @@ func (s *Store) UpdatePending(ctx context.Context, mobile string, fn func(hq.Pen
 		next.Mobile = mobile
 		return putJSON(b, []byte(mobile), next)
 	})
+}
+
+// PurgePending implements hq.EnrolStore: one write transaction, so no
+// update of a record can come between judging and deleting it.
+func (s *Store) PurgePending(ctx context.Context, expiredBefore, windowBefore time.Time) (int, error) {
+	var stale [][]byte
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bPending)
+		if b == nil {
+			return nil
+		}
+		if err := b.ForEach(func(k, v []byte) error {
+			var p hq.Pending
+			if err := json.Unmarshal(v, &p); err != nil {
+				return fmt.Errorf("pending enrolment of %s: %w", k, err)
+			}
+			if p.Stale(expiredBefore, windowBefore) {
+				stale = append(stale, bytes.Clone(k))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range stale {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return len(stale), nil
 }
 
 // AddCardLink implements hq.EnrolStore.

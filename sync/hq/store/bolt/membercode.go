@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,12 +16,22 @@ import (
 
 // Member-code buckets, made on first use like the cashiers':
 // bMCKeys: key id → hq.MemberCodeKey; bMCClaims: code id → first claim;
-// bMCRepeats: code\x00store\x00till → hq.MemberCodeRepeat.
+// bMCRepeats: code\x00store\x00till → hq.MemberCodeRepeat;
+// bMCRepeatsAt: received time (mcTimeKey)\x00code\x00store\x00till → nothing,
+// the time index a month's repeats are read by, written in the repeat's
+// transaction and made together with bMCRepeats.
 var (
-	bMCKeys    = []byte("member_code_keys")
-	bMCClaims  = []byte("member_code_claims")
-	bMCRepeats = []byte("member_code_repeats")
+	bMCKeys      = []byte("member_code_keys")
+	bMCClaims    = []byte("member_code_claims")
+	bMCRepeats   = []byte("member_code_repeats")
+	bMCRepeatsAt = []byte("member_code_repeats_at")
 )
+
+// mcTimeKey is t as fixed-width UTC text, which sorts as the time does
+// for every year 0–9999.
+func mcTimeKey(t time.Time) []byte {
+	return []byte(t.UTC().Format("2006-01-02T15:04:05.000000000Z"))
+}
 
 var _ hq.MemberCodeStore = (*Store)(nil)
 
@@ -124,30 +135,74 @@ func (s *Store) ClaimMemberCode(_ context.Context, c hq.MemberCodeClaim) (first 
 		if err != nil {
 			return err
 		}
+		ib, err := tx.CreateBucketIfNotExists(bMCRepeatsAt)
+		if err != nil {
+			return err
+		}
 		k := key(c.Code, c.Store, c.Till)
 		if rb.Get(k) != nil {
 			return nil
+		}
+		if err := ib.Put(mcRepeatAtKey(c.At, k), nil); err != nil {
+			return err
 		}
 		return boltjs.Put(rb, k, hq.MemberCodeRepeat{First: first, Again: c})
 	})
 	return first, repeat, err
 }
 
-// MemberCodeRepeats lists the repeats recorded since, oldest first.
-func (s *Store) MemberCodeRepeats(_ context.Context, since time.Time) ([]hq.MemberCodeRepeat, error) {
+func mcRepeatAtKey(at time.Time, k []byte) []byte {
+	return append(append(mcTimeKey(at), 0), k...)
+}
+
+// indexMCRepeats builds the time index of a file whose repeats were
+// recorded before it existed (schema 5 and older); it does nothing when
+// the index is there or there are no repeats.
+func indexMCRepeats(tx *bbolt.Tx) error {
+	rb := tx.Bucket(bMCRepeats)
+	if rb == nil || tx.Bucket(bMCRepeatsAt) != nil {
+		return nil
+	}
+	ib, err := tx.CreateBucket(bMCRepeatsAt)
+	if err != nil {
+		return err
+	}
+	return boltjs.Each(rb, func(k []byte, r hq.MemberCodeRepeat) error {
+		return ib.Put(mcRepeatAtKey(r.Again.At, k), nil)
+	})
+}
+
+// MemberCodeRepeats reads the repeats recorded in [since, until) by the
+// time index, oldest first.
+func (s *Store) MemberCodeRepeats(ctx context.Context, since, until time.Time) ([]hq.MemberCodeRepeat, error) {
 	var out []hq.MemberCodeRepeat
+	from := mcTimeKey(since)
+	var to []byte
+	if !until.IsZero() {
+		to = mcTimeKey(until)
+	}
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bMCRepeats)
-		if b == nil {
+		ib, rb := tx.Bucket(bMCRepeatsAt), tx.Bucket(bMCRepeats)
+		if ib == nil || rb == nil {
 			return nil
 		}
-		return boltjs.Each(b, func(_ []byte, r hq.MemberCodeRepeat) error {
-			if !r.Again.At.Before(since) {
-				out = append(out, r)
+		c := ib.Cursor()
+		for k, _ := c.Seek(from); k != nil && (to == nil || bytes.Compare(k[:len(to)], to) < 0); k, _ = c.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
 			}
-			return nil
-		})
+			rk := k[len(from)+1:]
+			v := rb.Get(rk)
+			if v == nil {
+				return fmt.Errorf("hq: member-code repeat %q is in the time index but not stored; the file is damaged", rk)
+			}
+			var r hq.MemberCodeRepeat
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("hq: member-code repeat %q: %w", rk, err)
+			}
+			out = append(out, r)
+		}
+		return nil
 	})
-	slices.SortStableFunc(out, func(a, b hq.MemberCodeRepeat) int { return a.Again.At.Compare(b.Again.At) })
 	return out, err
 }

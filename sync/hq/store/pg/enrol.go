@@ -18,15 +18,15 @@ var _ hq.EnrolStore = (*Store)(nil)
 // transaction, so two code checks of one mobile count both attempts.
 func (s *Store) UpdatePending(ctx context.Context, mobile string, fn func(hq.Pending, bool) (hq.Pending, bool, error)) error {
 	return s.retry(ctx, func(tx pgx.Tx) error {
-		// The row is made to exist first (a JSON null until fn fills it) so
-		// FOR UPDATE locks even a mobile seen for the first time; fn's error
-		// rolls the placeholder back with everything else.
-		if _, err := tx.Exec(ctx, `INSERT INTO enrol_pending (mobile, body) VALUES ($1, 'null') ON CONFLICT (mobile) DO NOTHING`, mobile); err != nil {
-			return err
-		}
+		// The row is made to exist (a JSON null until fn fills it) or, when
+		// it does, locked and read, in one statement, so a mobile seen for
+		// the first time is locked too and a purge deleting the row
+		// meanwhile cannot leave nothing to read; fn's error rolls the
+		// placeholder back with everything else.
 		var p hq.Pending
 		var raw []byte
-		if err := tx.QueryRow(ctx, `SELECT body FROM enrol_pending WHERE mobile = $1 FOR UPDATE`, mobile).Scan(&raw); err != nil {
+		if err := tx.QueryRow(ctx, `INSERT INTO enrol_pending AS e (mobile, body) VALUES ($1, 'null')
+			ON CONFLICT (mobile) DO UPDATE SET body = e.body RETURNING body`, mobile).Scan(&raw); err != nil {
 			return err
 		}
 		found := string(raw) != "null"
@@ -51,6 +51,16 @@ func (s *Store) UpdatePending(ctx context.Context, mobile string, fn func(hq.Pen
 		_, err = tx.Exec(ctx, `UPDATE enrol_pending SET body = $2 WHERE mobile = $1`, mobile, body)
 		return err
 	})
+}
+
+// PurgePending implements hq.EnrolStore with one DELETE: a row another
+// transaction holds (UpdatePending locks it) is judged again once that
+// commits, on what it wrote, so a renewed sign-up stays. The table holds
+// only the mobiles of the last day or so, so the scan is small.
+func (s *Store) PurgePending(ctx context.Context, expiredBefore, windowBefore time.Time) (int, error) {
+	t, err := s.pool.Exec(ctx, `DELETE FROM enrol_pending
+		WHERE (body->>'expires')::timestamptz < $1 AND (body->>'window_start')::timestamptz < $2`, expiredBefore, windowBefore)
+	return int(t.RowsAffected()), err
 }
 
 // AddCardLink implements hq.EnrolStore.

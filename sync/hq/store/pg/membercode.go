@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"posagent/sync/hq"
 )
@@ -102,12 +103,19 @@ func (s *Store) ClaimMemberCode(ctx context.Context, c hq.MemberCodeClaim) (firs
 	return first, repeat, err
 }
 
-// MemberCodeRepeats lists the repeats recorded since, oldest first.
-func (s *Store) MemberCodeRepeats(ctx context.Context, since time.Time) ([]hq.MemberCodeRepeat, error) {
+// MemberCodeRepeats lists the repeats recorded in [since, until), oldest
+// first, by the index on received.
+func (s *Store) MemberCodeRepeats(ctx context.Context, since, until time.Time) ([]hq.MemberCodeRepeat, error) {
+	// A range on both ends, so the index bounds the read; no end is infinity.
+	to := pgtype.Timestamptz{Time: until, InfinityModifier: pgtype.Finite, Valid: true}
+	if until.IsZero() {
+		to.InfinityModifier = pgtype.Infinity
+	}
 	rows, err := s.pool.Query(ctx, `SELECT f.code, f.member, f.store, f.till, f.seen_at, f.expires, f.received, f.late,
 			r.member, r.store, r.till, r.seen_at, r.expires, r.received, r.late
 		FROM member_code_repeats r JOIN member_code_claims f ON f.code = r.code
-		WHERE r.received >= $1 ORDER BY r.received, r.code, r.store, r.till`, since)
+		WHERE r.received >= $1 AND r.received < $2
+		ORDER BY r.received, r.code COLLATE "C", r.store COLLATE "C", r.till COLLATE "C"`, since, to)
 	if err != nil {
 		return nil, err
 	}
