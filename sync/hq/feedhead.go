@@ -62,28 +62,50 @@ type feedHeads struct {
 	gen      int64
 }
 
-// feedHead returns a head read less than FeedHeadEvery ago, reading one
-// if it is due; nil when there is none to use (the storage reads no head,
-// the read failed, or another pull is reading it right now): the pull then
-// reads its page from the storage as before.
+// feedHead returns a head read less than FeedHeadEvery ago, or nil when
+// there is none to use (the storage reads no head, the read failed, or
+// another pull is reading the first one): the pull then reads its page
+// from the storage as before. A head past half its age is replaced in the
+// background while it still answers, so under a steady stream of pulls
+// the head never runs out and no pull waits for it.
 func (s *Server) feedHead(ctx context.Context) *headRead {
 	fs, ok := s.st.(FeedHeadStore)
 	if !ok || s.o.FeedHeadEvery < 0 {
 		return nil
 	}
-	if h := s.freshHead(); h != nil {
-		return h
+	s.heads.mu.Lock()
+	h := s.heads.cur
+	s.heads.mu.Unlock()
+	if h != nil {
+		switch age := time.Since(h.at); {
+		case age < s.o.FeedHeadEvery/2:
+			return h
+		case age < s.o.FeedHeadEvery:
+			if s.heads.reading.TryLock() {
+				go func() {
+					defer s.heads.reading.Unlock()
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					s.readHead(ctx, fs)
+				}()
+			}
+			return h
+		}
 	}
 	if !s.heads.reading.TryLock() {
 		return nil
 	}
 	defer s.heads.reading.Unlock()
-	if h := s.freshHead(); h != nil { // read by another pull meanwhile
-		return h
-	}
-	// The read outlives the pull that makes it: another waits for it.
+	// The read outlives the pull that makes it: others wait for it.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	return s.readHead(ctx, fs)
+}
+
+// readHead reads the head and the member-code keys and keeps them; nil
+// if the read failed or a change this process made began meanwhile. The
+// caller holds heads.reading.
+func (s *Server) readHead(ctx context.Context, fs FeedHeadStore) *headRead {
 	s.heads.mu.Lock()
 	forgot := s.heads.forgot
 	s.heads.mu.Unlock()
@@ -108,16 +130,6 @@ func (s *Server) feedHead(ctx context.Context) *headRead {
 	}
 	s.heads.cur = h
 	return h
-}
-
-// freshHead is the latest head if it is younger than FeedHeadEvery.
-func (s *Server) freshHead() *headRead {
-	s.heads.mu.Lock()
-	defer s.heads.mu.Unlock()
-	if h := s.heads.cur; h != nil && time.Since(h.at) < s.o.FeedHeadEvery {
-		return h
-	}
-	return nil
 }
 
 // forgetHead drops the head after a change this process made that pulls
