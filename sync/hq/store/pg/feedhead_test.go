@@ -139,8 +139,10 @@ func TestPullAtHeadQueriesOnlyTheCredential(t *testing.T) {
 		cursor = ch.Cursor
 	}
 	took := time.Since(start)
-	if took < every { // the pulls shared one head
+	if took < every/2 { // the pulls shared one head, not yet due for the next
 		require.EqualValues(t, pulls, b.acquires()-n0, "an up-to-date pull queries only its credential")
+	} else { // a slow box: a head read (3 queries) each half age at most
+		require.LessOrEqual(t, b.acquires()-n0, int64(pulls)+3*(1+int64(took/(every/2))))
 	}
 	t.Logf("%d up-to-date pulls in %v: %d queries at B", pulls, took, b.acquires()-n0)
 
