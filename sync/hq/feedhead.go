@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"posagent/ledger/staff"
 	"posagent/sync/wire"
 )
 
@@ -29,6 +30,16 @@ type FeedHead interface {
 	// CashiersGen changes, in the same transaction, with every change to
 	// any store's cashiers.
 	CashiersGen() int64
+}
+
+// AllCashiersStore is a CashierStore that reads every store's cashiers at
+// once. A process then learns every store's list version in one read when
+// the cashier generation changes, instead of in a read per store and
+// process at each store's next pull.
+type AllCashiersStore interface {
+	// EachStoreCashiers calls fn with each store's cashiers, by id;
+	// stores without any are left out.
+	EachStoreCashiers(ctx context.Context, fn func(store string, list []staff.Cashier) error) error
 }
 
 // DefaultFeedHeadEvery is how old a feed head may be and still answer a
@@ -55,11 +66,13 @@ type feedHeads struct {
 	// forgot counts forgetHead calls: a read that began before one is
 	// not kept, as it may not hold the change.
 	forgot uint64
-	// cashiers is each store's cashier list version as a pull read it
-	// from the storage, valid while the generation is gen: any change
-	// to any list changes the generation and empties the map.
-	cashiers map[string]string
-	gen      int64
+	// cashiers is each store's cashier list version as read from the
+	// storage, valid while the generation is gen: any change to any list
+	// changes the generation and replaces the map. allCashiers: it holds
+	// every store with cashiers (a store missing has none).
+	cashiers    map[string]string
+	allCashiers bool
+	gen         int64
 }
 
 // feedHead returns a head read less than FeedHeadEvery ago, or nil when
@@ -107,7 +120,7 @@ func (s *Server) feedHead(ctx context.Context) *headRead {
 // caller holds heads.reading.
 func (s *Server) readHead(ctx context.Context, fs FeedHeadStore) *headRead {
 	s.heads.mu.Lock()
-	forgot := s.heads.forgot
+	forgot, gen, known := s.heads.forgot, s.heads.gen, s.heads.cashiers != nil
 	s.heads.mu.Unlock()
 	h := &headRead{at: time.Now()}
 	var err error
@@ -120,16 +133,42 @@ func (s *Server) readHead(ctx context.Context, fs FeedHeadStore) *headRead {
 		s.o.Log.Warn("reading the member-code keys; pulls read the storage", "err", err)
 		return nil
 	}
+	g := h.head.CashiersGen()
+	var versions map[string]string
+	all := false
+	if g != gen || !known {
+		// Read after the generation: a change since changes it again.
+		versions, all = s.allCashierVersions(ctx)
+	}
 	s.heads.mu.Lock()
 	defer s.heads.mu.Unlock()
 	if s.heads.forgot != forgot {
 		return nil
 	}
-	if g := h.head.CashiersGen(); g != s.heads.gen || s.heads.cashiers == nil {
-		s.heads.cashiers, s.heads.gen = map[string]string{}, g
+	if g != s.heads.gen || s.heads.cashiers == nil {
+		s.heads.cashiers, s.heads.allCashiers, s.heads.gen = versions, all, g
 	}
 	s.heads.cur = h
 	return h
+}
+
+// allCashierVersions is every store's cashier list version, when the
+// storage reads them all at once; else an empty map, filled pull by pull.
+func (s *Server) allCashierVersions(ctx context.Context) (map[string]string, bool) {
+	versions := map[string]string{}
+	as, ok := s.st.(AllCashiersStore)
+	if !ok {
+		return versions, false
+	}
+	err := as.EachStoreCashiers(ctx, func(store string, list []staff.Cashier) error {
+		versions[store] = CashiersVersion(list)
+		return nil
+	})
+	if err != nil {
+		s.o.Log.Warn("reading every store's cashiers; each store's next pull reads its own", "err", err)
+		return map[string]string{}, false
+	}
+	return versions, true
 }
 
 // forgetHead drops the head after a change this process made that pulls
@@ -151,6 +190,9 @@ func (s *Server) knownCashiers(h *headRead, store string) (string, bool) {
 		return "", false
 	}
 	v, ok := s.heads.cashiers[store]
+	if !ok && s.heads.allCashiers {
+		return "", true // no cashiers: the version of an empty list
+	}
 	return v, ok
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"posagent/ledger/entry"
+	"posagent/ledger/staff"
 	"posagent/sync/hq"
 	"posagent/sync/hq/hqtest"
 	"posagent/sync/hq/store/pg"
@@ -114,6 +115,8 @@ func TestPullAtHeadQueriesOnlyTheCredential(t *testing.T) {
 	a, b := startProcess(t, ctx, u, every), startProcess(t, ctx, u, every)
 	tok, err := a.srv.IssueCredential(ctx, hq.RoleStore, "S1", "Store 1", "Asia/Shanghai")
 	require.NoError(t, err)
+	tok2, err := a.srv.IssueCredential(ctx, hq.RoleStore, "S2", "Store 2", "Asia/Shanghai")
+	require.NoError(t, err)
 	_, err = a.srv.AddCashier(ctx, hq.CashierRequest{Store: "S1", ID: "C1", Name: "Ann", PIN: "482913"})
 	require.NoError(t, err)
 
@@ -138,13 +141,18 @@ func TestPullAtHeadQueriesOnlyTheCredential(t *testing.T) {
 		require.Equal(t, keys, ch.MemberCodeKeys, "the member-code keys come with every page")
 		cursor = ch.Cursor
 	}
+	// Another store's first pull: B read every store's cashier list
+	// version with the head, so it knows S2 has none without asking.
+	ch2 := b.pull(t, tok2, "", "")
+	require.Empty(t, ch2.CashiersVersion)
+	require.Empty(t, ch2.Members)
 	took := time.Since(start)
 	if took < every/2 { // the pulls shared one head, not yet due for the next
-		require.EqualValues(t, pulls, b.acquires()-n0, "an up-to-date pull queries only its credential")
+		require.EqualValues(t, pulls+1, b.acquires()-n0, "an up-to-date pull queries only its credential")
 	} else { // a slow box: a head read (3 queries) each half age at most
-		require.LessOrEqual(t, b.acquires()-n0, int64(pulls)+3*(1+int64(took/(every/2))))
+		require.LessOrEqual(t, b.acquires()-n0, int64(pulls+1)+3*(1+int64(took/(every/2))))
 	}
-	t.Logf("%d up-to-date pulls in %v: %d queries at B", pulls, took, b.acquires()-n0)
+	t.Logf("%d up-to-date pulls and S2's first in %v: %d queries at B", pulls, took, b.acquires()-n0)
 
 	// A change through A: a member, a program, a cashier, a new key.
 	till := &hqtest.Till{Store: "S1", Till: "T1"}
@@ -192,6 +200,35 @@ func TestPullAtHeadQueriesOnlyTheCredential(t *testing.T) {
 	again := b.pull(t, tok, cursor, version)
 	require.Empty(t, again.Members)
 	require.Empty(t, again.CashiersVersion, "the till holds the current cashier list")
+	ch2 = b.pull(t, tok2, ch2.Cursor, "")
+	require.Empty(t, ch2.CashiersVersion, "S2 still has no cashiers")
+	require.Len(t, ch2.Members, 1, "S2's till gets the member too")
+}
+
+// TestEachStoreCashiers: the whole table read at once gives each store
+// the list (and so the version) its own read gives.
+func TestEachStoreCashiers(t *testing.T) {
+	ctx, u := freshSchema(t)
+	p := startProcess(t, ctx, u, -1)
+	for _, s := range []string{"S1", "S2", "S3"} {
+		_, err := p.srv.IssueCredential(ctx, hq.RoleStore, s, "", "Asia/Shanghai")
+		require.NoError(t, err)
+	}
+	for _, c := range []hq.CashierRequest{{Store: "S2", ID: "b", Name: "B", PIN: "482913"}, {Store: "S1", ID: "z", Name: "Z", PIN: "482913"},
+		{Store: "S2", ID: "a", Name: "A", PIN: "739104"}, {Store: "S1", ID: "c", Name: "C", PIN: "739104", Role: "supervisor"}} {
+		_, err := p.srv.AddCashier(ctx, c)
+		require.NoError(t, err)
+	}
+	got := map[string]string{}
+	require.NoError(t, p.st.EachStoreCashiers(ctx, func(store string, list []staff.Cashier) error {
+		want, err := p.st.StoreCashiers(ctx, store)
+		require.NoError(t, err)
+		require.Equal(t, want, list)
+		got[store] = hq.CashiersVersion(list)
+		return nil
+	}))
+	require.Len(t, got, 2, "S3 has none and is left out")
+	require.NotEqual(t, got["S1"], got["S2"])
 }
 
 // TestPullsFromHeadMissNothing: tills upload through A while a reader
