@@ -161,17 +161,6 @@ func runPulls(ctx context.Context, c chainConfig) (res pullsResult, err error) {
 		}
 	}
 	res.FirstPulled = time.Since(start)
-	// Each process learns a store's cashier list version from the first
-	// pull of the store it answers (then it answers from memory until a
-	// list changes); the round robin sends a store's pulls to any process,
-	// so a few more intervals pass before the steady state is measured.
-	if c.Procs > 1 {
-		select {
-		case <-ctx.Done():
-			return res, fmt.Errorf("the run ended while warming up: %w", ctx.Err())
-		case <-time.After(time.Duration(2*(c.Procs-1)) * c.PullEvery):
-		}
-	}
 	pulls0 := countPulls(lb)
 	m0 := members.Load()
 	cpu0 := cpuNow(f.procs, f.postmaster)
