@@ -109,7 +109,8 @@ func (s *Server) feedHead(ctx context.Context) *headRead {
 		return nil
 	}
 	defer s.heads.reading.Unlock()
-	// The read outlives the pull that makes it: others wait for it.
+	// A pull that gives up does not cut the read short: the head serves
+	// the pulls after it.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	return s.readHead(ctx, fs)
