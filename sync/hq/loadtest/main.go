@@ -21,6 +21,13 @@
 // same batches.
 //
 //	go run ./sync/hq/loadtest -procs 3 -stores 10000 -tills 5 -per-till 20 -duration 2m -compare -pg postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+//
+// The stores also pull HQ's changes every -pull-every (30 s, as the
+// agent); the pulls over the day and the CPU per pull of one interval of
+// pulls after it are printed. With -pulls there is no day: the stores only
+// pull, and HQ's CPU per pull is measured over -duration:
+//
+//	go run ./sync/hq/loadtest -procs 2 -pulls -stores 10000 -duration 60s -pg postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 package main
 
 import (
