@@ -24,7 +24,6 @@ import (
 	gzqr "github.com/makiuchi-d/gozxing/qrcode"
 	"github.com/stretchr/testify/require"
 
-	"posagent/agent/config"
 	"posagent/agent/events"
 	"posagent/sync/hq"
 	"posagent/sync/hq/store/bolt"
@@ -102,19 +101,7 @@ func TestPhoneEnrolmentToTheTill(t *testing.T) {
 	member := facts[0].Member
 
 	// The till of S1 syncs the new member and HQ's keys.
-	r := newReader(t)
-	rn := startWith(t, func(c *config.Config) {
-		c.Store, c.Till = "S1", "T1"
-		c.HQ.URL, c.HQ.Token, c.HQ.BatchAge = hts.URL, tok, 10*time.Millisecond
-		c.Devices = []config.Device{{Name: "qr", Till: "T1", Transport: "serial", Path: r.slave.Name(), Baud: 9600,
-			DataBits: 8, Decoder: "barcode"}}
-	})
-	rn.waitOnline(t)
-	rn.syncUntil(t, "the self-enrolled member and the member-code keys", func() bool {
-		ks, err := rn.a.led.MemberCodeKeys()
-		_, merr := rn.a.led.Member(member)
-		return err == nil && len(ks) > 0 && merr == nil
-	})
+	rn, r := startQRTill(t, hts.URL, tok, "S1", "T1", nil, member)
 	s := rn.stream(t, "T1")
 
 	// The code as the phone shows it, read by a real decoder, scanned.
@@ -138,19 +125,7 @@ func TestPhoneEnrolmentToTheTill(t *testing.T) {
 	// A screenshot of it at a till of another store: the repeat answer.
 	tok2, err := srv.IssueCredential(context.Background(), hq.RoleStore, "S2", "Store S2", "Asia/Shanghai")
 	require.NoError(t, err)
-	r2 := newReader(t)
-	rn2 := startWith(t, func(c *config.Config) {
-		c.Store, c.Till = "S2", "T5"
-		c.HQ.URL, c.HQ.Token, c.HQ.BatchAge = hts.URL, tok2, 10*time.Millisecond
-		c.Devices = []config.Device{{Name: "qr", Till: "T5", Transport: "serial", Path: r2.slave.Name(), Baud: 9600,
-			DataBits: 8, Decoder: "barcode"}}
-	})
-	rn2.waitOnline(t)
-	rn2.syncUntil(t, "the member and the keys at S2", func() bool {
-		ks, err := rn2.a.led.MemberCodeKeys()
-		_, merr := rn2.a.led.Member(member)
-		return err == nil && len(ks) > 0 && merr == nil
-	})
+	rn2, r2 := startQRTill(t, hts.URL, tok2, "S2", "T5", nil, member)
 	s2 := rn2.stream(t, "T5")
 	r2.write(t, res.GetText()+"\r")
 	e = s2.next(t, events.TypeMember, events.TypeMemberCodeExpired, events.TypeMemberCodeForeign, events.TypeMemberCodeRepeat, events.TypeReadError)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -119,13 +120,21 @@ func lookupCode(t *testing.T, rn *running, code string) (int, string) {
 }
 
 // startCodeTill runs an agent of store with a QR scanner on a pty, synced
-// to h, and waits until it holds the member and HQ's keys.
+// to h, and waits until it holds the members M7 and M8 and HQ's keys.
 func startCodeTill(t *testing.T, h *codeHQ, store, till string, mod func(*config.Config)) (*running, *reader) {
+	t.Helper()
+	return startQRTill(t, h.url, h.tok[store], store, till, mod, "M7", "M8")
+}
+
+// startQRTill runs an agent of store with a QR scanner on a pty, synced to
+// the HQ at url with the store's token, and waits until it holds HQ's
+// member-code keys and the members named.
+func startQRTill(t *testing.T, url, token, store, till string, mod func(*config.Config), members ...string) (*running, *reader) {
 	t.Helper()
 	r := newReader(t)
 	rn := startWith(t, func(c *config.Config) {
 		c.Store, c.Till = store, till
-		c.HQ.URL, c.HQ.Token, c.HQ.BatchAge = h.url, h.tok[store], 10*time.Millisecond
+		c.HQ.URL, c.HQ.Token, c.HQ.BatchAge = url, token, 10*time.Millisecond
 		c.Devices = []config.Device{{Name: "qr", Till: till, Transport: "serial", Path: r.slave.Name(), Baud: 9600,
 			DataBits: 8, Decoder: "barcode"}}
 		if mod != nil {
@@ -133,11 +142,16 @@ func startCodeTill(t *testing.T, h *codeHQ, store, till string, mod func(*config
 		}
 	})
 	rn.waitOnline(t)
-	rn.syncUntil(t, "the member and the member-code keys", func() bool {
-		ks, err := rn.a.led.MemberCodeKeys()
-		_, merr := rn.a.led.Member("M7")
-		_, merr8 := rn.a.led.Member("M8")
-		return err == nil && len(ks) > 0 && merr == nil && merr8 == nil
+	rn.syncUntil(t, fmt.Sprintf("the members %v and the member-code keys at %s", members, store), func() bool {
+		if ks, err := rn.a.led.MemberCodeKeys(); err != nil || len(ks) == 0 {
+			return false
+		}
+		for _, m := range members {
+			if _, err := rn.a.led.Member(m); err != nil {
+				return false
+			}
+		}
+		return true
 	})
 	return rn, r
 }

@@ -2,8 +2,8 @@ package hqrun
 
 import (
 	"os"
-	"strconv"
 	"os/exec"
+	"strconv"
 	"testing"
 	"time"
 )

@@ -16,25 +16,14 @@ import (
 // RunEnrol is the self-enrolment storage suite: both stores must pass it.
 // open returns a fresh, empty store; the suite closes it.
 func RunEnrol(t *testing.T, open func(t *testing.T) hq.Store) {
-	for _, tc := range []struct {
-		name string
-		fn   func(t *testing.T, es hq.EnrolStore)
-	}{
+	runSuite(t, open, []suiteTest[hq.EnrolStore]{
 		{"Pending", testEnrolPending},
 		{"PendingConcurrent", testEnrolPendingConcurrent},
 		{"CardLinks", testEnrolCardLinks},
 		{"WebEnrolment", testEnrolWebEnrolment},
 		{"PurgePending", testEnrolPurgePending},
 		{"PurgePendingConcurrent", testEnrolPurgePendingConcurrent},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			st := open(t)
-			defer st.Close()
-			es, ok := st.(hq.EnrolStore)
-			require.True(t, ok, "%T does not implement hq.EnrolStore", st)
-			tc.fn(t, es)
-		})
-	}
+	})
 }
 
 func testEnrolPending(t *testing.T, es hq.EnrolStore) {

@@ -16,26 +16,14 @@ import (
 // RunOutbox is the outbox conformance suite: both stores must pass it.
 // open returns a fresh, empty store; the suite closes it.
 func RunOutbox(t *testing.T, open func(t *testing.T) hq.Store) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, ob hq.Outbox)
-	}{
+	runSuite(t, open, []suiteTest[hq.Outbox]{
 		{"Consent", testOutboxConsent},
 		{"ClaimLease", testOutboxClaimLease},
 		{"FailDeadRetry", testOutboxFailDeadRetry},
 		{"DeferSuppress", testOutboxDeferSuppress},
 		{"ConcurrentClaims", testOutboxConcurrentClaims},
 		{"ListByMember", testOutboxListByMember},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			st := open(t)
-			t.Cleanup(func() { _ = st.Close() })
-			ob, ok := st.(hq.Outbox)
-			require.True(t, ok, "store keeps no outbox")
-			tc.fn(t, ob)
-		})
-	}
+	})
 }
 
 // Msg is a message to member m with id id, caused at at.
@@ -44,18 +32,16 @@ func Msg(id, member string, at time.Time) messages.Message {
 		Lang: "zh", Text: "您当前积分可兑换 10 元", CreatedAt: at.UTC()}
 }
 
-func ids(ms []hq.OutboxMessage) []string {
+// ids lists the messages' ids in order (an empty list, not nil, for none).
+func ids[T hq.OutboxMessage | hq.Claimed](ms []T) []string {
 	out := []string{}
 	for _, m := range ms {
-		out = append(out, m.ID)
-	}
-	return out
-}
-
-func claimedIDs(cs []hq.Claimed) []string {
-	out := []string{}
-	for _, c := range cs {
-		out = append(out, c.ID)
+		switch m := any(m).(type) {
+		case hq.OutboxMessage:
+			out = append(out, m.ID)
+		case hq.Claimed:
+			out = append(out, m.ID)
+		}
 	}
 	return out
 }
@@ -135,13 +121,13 @@ func testOutboxClaimLease(t *testing.T, ob hq.Outbox) {
 	lease := 10 * time.Minute
 	a, err := ob.ClaimMessages(c, t0, lease, 2)
 	require.NoError(t, err)
-	require.Equal(t, []string{"m1", "m2"}, claimedIDs(a), "oldest due first")
+	require.Equal(t, []string{"m1", "m2"}, ids(a), "oldest due first")
 	require.Equal(t, 1, a[0].Attempts)
 	require.True(t, a[0].Until.Equal(t0.Add(lease)))
 	require.Equal(t, "您当前积分可兑换 10 元", a[0].Text)
 	b, err := ob.ClaimMessages(c, t0, lease, 10)
 	require.NoError(t, err)
-	require.Equal(t, []string{"m3", "m4"}, claimedIDs(b), "leased ones and ones not yet due are not claimed")
+	require.Equal(t, []string{"m3", "m4"}, ids(b), "leased ones and ones not yet due are not claimed")
 	require.NotEqual(t, a[0].Token, b[0].Token)
 
 	wrong := a[0]
@@ -160,7 +146,7 @@ func testOutboxClaimLease(t *testing.T, ob hq.Outbox) {
 	require.Empty(t, none)
 	again, err := ob.ClaimMessages(c, t0.Add(lease), lease, 1)
 	require.NoError(t, err)
-	require.Equal(t, []string{"m2"}, claimedIDs(again))
+	require.Equal(t, []string{"m2"}, ids(again))
 	require.Equal(t, 2, again[0].Attempts)
 	require.ErrorIs(t, ob.AckMessage(c, a[1], t0.Add(lease)), hq.ErrLeaseLost)
 	require.NoError(t, ob.AckMessage(c, again[0], t0.Add(lease)))
@@ -179,7 +165,7 @@ func testOutboxClaimLease(t *testing.T, ob hq.Outbox) {
 	// m5 waits for its NotBefore.
 	c5, err := ob.ClaimMessages(c, t0.Add(time.Hour), time.Minute, 10)
 	require.NoError(t, err)
-	require.Contains(t, claimedIDs(c5), "m5")
+	require.Contains(t, ids(c5), "m5")
 	_, err = ob.ClaimMessages(c, t0, 0, 1)
 	require.Error(t, err, "a claim needs a lease")
 }
@@ -217,7 +203,7 @@ func testOutboxFailDeadRetry(t *testing.T, ob hq.Outbox) {
 	require.ErrorIs(t, ob.RetryMessage(c, "f1"), hq.ErrNotFound, "no longer dead")
 	back, err := ob.ClaimMessages(c, t0, time.Minute, 1)
 	require.NoError(t, err)
-	require.Equal(t, []string{"f1"}, claimedIDs(back), "due at once after a retry")
+	require.Equal(t, []string{"f1"}, ids(back), "due at once after a retry")
 	require.Equal(t, 1, back[0].Attempts, "attempts start again")
 }
 
@@ -237,7 +223,7 @@ func testOutboxDeferSuppress(t *testing.T, ob hq.Outbox) {
 	require.Empty(t, none)
 	cl, err = ob.ClaimMessages(c, morning, time.Minute, 2)
 	require.NoError(t, err)
-	require.Equal(t, []string{"d1"}, claimedIDs(cl))
+	require.Equal(t, []string{"d1"}, ids(cl))
 	require.Equal(t, 1, cl[0].Attempts, "a deferral is not an attempt")
 	sup, err := ob.Messages(c, hq.OutboxFilter{Status: hq.MsgSuppressed})
 	require.NoError(t, err)

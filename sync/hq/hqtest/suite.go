@@ -18,10 +18,7 @@ import (
 // Run is the conformance suite: every hq.Store must pass it. open returns
 // a fresh, empty store; the suite closes it.
 func Run(t *testing.T, open func(t *testing.T) hq.Store) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, st hq.Store)
-	}{
+	runSuite(t, open, []suiteTest[hq.Store]{
 		{"Credentials", testCredentials},
 		{"IngestDuplicateGap", testIngestDuplicateGap},
 		{"DeadLetters", testDeadLetters},
@@ -37,12 +34,26 @@ func Run(t *testing.T, open func(t *testing.T) hq.Store) {
 		{"Aggregates", testAggregates},
 		{"MemberCodes", testMemberCodes},
 		{"MemberCodeRepeatsByTime", testMemberCodeRepeatsByTime},
-	}
+	})
+}
+
+// suiteTest is one test of a suite, given the store as the interface I
+// that its part of the storage is.
+type suiteTest[I any] struct {
+	name string
+	fn   func(t *testing.T, x I)
+}
+
+// runSuite runs each test on a fresh store from open, closed after it;
+// the store must implement I.
+func runSuite[I any](t *testing.T, open func(t *testing.T) hq.Store, tests []suiteTest[I]) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			st := open(t)
 			t.Cleanup(func() { _ = st.Close() })
-			tc.fn(t, st)
+			x, ok := st.(I)
+			require.True(t, ok, "%T does not implement %T", st, (*I)(nil))
+			tc.fn(t, x)
 		})
 	}
 }

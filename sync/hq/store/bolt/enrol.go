@@ -10,6 +10,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"posagent/sync/hq"
+	"posagent/sync/internal/boltjs"
 )
 
 // Self-enrolment buckets, made on first write (a file from before them
@@ -28,14 +29,6 @@ func bucket(tx *bbolt.Tx, name []byte) (*bbolt.Bucket, error) {
 		return tx.CreateBucketIfNotExists(name)
 	}
 	return tx.Bucket(name), nil
-}
-
-func putJSON(b *bbolt.Bucket, k []byte, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return b.Put(k, data)
 }
 
 // UpdatePending implements hq.EnrolStore.
@@ -60,7 +53,7 @@ func (s *Store) UpdatePending(ctx context.Context, mobile string, fn func(hq.Pen
 			return b.Delete([]byte(mobile))
 		}
 		next.Mobile = mobile
-		return putJSON(b, []byte(mobile), next)
+		return boltjs.Put(b, []byte(mobile), next)
 	})
 }
 
@@ -112,7 +105,7 @@ func (s *Store) AddCardLink(ctx context.Context, l hq.CardLink) error {
 		if b.Get([]byte(l.TokenHash)) != nil {
 			return fmt.Errorf("card link: %w", hq.ErrConflict)
 		}
-		if err := putJSON(b, []byte(l.TokenHash), l); err != nil {
+		if err := boltjs.Put(b, []byte(l.TokenHash), l); err != nil {
 			return err
 		}
 		return bm.Put([]byte(l.Member+"\x00"+l.TokenHash), nil)
@@ -121,19 +114,25 @@ func (s *Store) AddCardLink(ctx context.Context, l hq.CardLink) error {
 
 // CardLink implements hq.EnrolStore.
 func (s *Store) CardLink(ctx context.Context, hash string) (hq.CardLink, error) {
-	var l hq.CardLink
+	return viewJSON[hq.CardLink](s, bCardLinks, []byte(hash), "card link")
+}
+
+// viewJSON reads the JSON record at k of the bucket name; a missing one
+// (or no bucket yet: they are made on first write) is hq.ErrNotFound, with
+// what saying which record.
+func viewJSON[T any](s *Store, name, k []byte, what string) (T, error) {
+	var v T
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		b, _ := bucket(tx, bCardLinks)
 		var raw []byte
-		if b != nil {
-			raw = b.Get([]byte(hash))
+		if b := tx.Bucket(name); b != nil {
+			raw = b.Get(k)
 		}
 		if raw == nil {
-			return fmt.Errorf("card link: %w", hq.ErrNotFound)
+			return fmt.Errorf("%s: %w", what, hq.ErrNotFound)
 		}
-		return json.Unmarshal(raw, &l)
+		return json.Unmarshal(raw, &v)
 	})
-	return l, err
+	return v, err
 }
 
 // RevokeCardLinks implements hq.EnrolStore.
@@ -164,7 +163,7 @@ func (s *Store) RevokeCardLinks(ctx context.Context, member string, at time.Time
 				continue
 			}
 			l.RevokedAt = at.UTC()
-			if err := putJSON(b, h, l); err != nil {
+			if err := boltjs.Put(b, h, l); err != nil {
 				return err
 			}
 			n++
@@ -184,23 +183,11 @@ func (s *Store) AddWebEnrolment(ctx context.Context, e hq.WebEnrolment) error {
 		if b.Get([]byte(e.Member)) != nil {
 			return nil
 		}
-		return putJSON(b, []byte(e.Member), e)
+		return boltjs.Put(b, []byte(e.Member), e)
 	})
 }
 
 // WebEnrolment implements hq.EnrolStore.
 func (s *Store) WebEnrolment(ctx context.Context, member string) (hq.WebEnrolment, error) {
-	var e hq.WebEnrolment
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		b, _ := bucket(tx, bWebEnrol)
-		var raw []byte
-		if b != nil {
-			raw = b.Get([]byte(member))
-		}
-		if raw == nil {
-			return fmt.Errorf("self-enrolment of %s: %w", member, hq.ErrNotFound)
-		}
-		return json.Unmarshal(raw, &e)
-	})
-	return e, err
+	return viewJSON[hq.WebEnrolment](s, bWebEnrol, []byte(member), "self-enrolment of "+member)
 }

@@ -187,11 +187,11 @@ func (s *Store) MemberCodeRepeats(ctx context.Context, since, until time.Time) (
 			return nil
 		}
 		c := ib.Cursor()
-		for k, _ := c.Seek(from); k != nil && (to == nil || bytes.Compare(k[:len(to)], to) < 0); k, _ = c.Next() {
+		for k, _ := c.Seek(from); k != nil && (to == nil || bytes.Compare(k, to) < 0); k, _ = c.Next() {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			rk := k[len(from)+1:]
+			rk := k[bytes.IndexByte(k, 0)+1:] // the time's text holds no NUL
 			v := rb.Get(rk)
 			if v == nil {
 				return fmt.Errorf("hq: member-code repeat %q is in the time index but not stored; the file is damaged", rk)

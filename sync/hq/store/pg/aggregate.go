@@ -34,87 +34,207 @@ const aggLockSQL = `SELECT config FROM agg_config, pg_advisory_xact_lock_shared(
 
 var aggCols = strings.Join(hq.AggCounterNames[:], ", ")
 
-// wrapSQL adds two bigints with wrap-around, as Go adds int64s.
+// wrapSQL adds two bigints with wrap-around, as Go adds int64s. The sum
+// is taken in bigint when it fits (always, but for a counter at the edge)
+// and in numeric only when it does not: numeric arithmetic on every
+// counter of every row was a good part of an upload's aggregate writes.
 func wrapSQL(a, b string) string {
-	return fmt.Sprintf("((%s::numeric + %s + 27670116110564327424) %% 18446744073709551616 - 9223372036854775808)::int8", a, b)
+	return fmt.Sprintf("CASE WHEN %[2]s = 0 THEN %[1]s WHEN (%[2]s > 0 AND %[1]s <= 9223372036854775807 - %[2]s) OR (%[2]s < 0 AND %[1]s >= '-9223372036854775808'::int8 - %[2]s) THEN %[1]s + %[2]s "+
+		"ELSE ((%[1]s::numeric + %[2]s + 27670116110564327424) %% 18446744073709551616 - 9223372036854775808)::int8 END", a, b)
 }
 
-func aggUpsertSQL(table string) string {
-	var casts, sets []string
-	for i, n := range hq.AggCounterNames {
-		casts = append(casts, fmt.Sprintf("$%d::int8[]", i+6))
-		sets = append(sets, fmt.Sprintf("%s = %s", n, wrapSQL("a."+n, "excluded."+n)))
+// aggWriteSQL is every write of a fold in one call (foldAgg's
+// aggWrite): each statement is a round of parse, plan and executor start
+// on the server, and a fold wrote up to nine. Each part runs only when it
+// has rows.
+var aggWriteSQL = func() string {
+	var types []string
+	param := func(typ string) string {
+		types = append(types, typ)
+		return fmt.Sprintf("$%d::%s", len(types), typ)
 	}
-	return fmt.Sprintf(`INSERT INTO %s AS a (day, scope, store, cashier, writer, %s)
-SELECT * FROM unnest($1::int4[], $2::text[], $3::text[], $4::text[], $5::text[], %s)
-ON CONFLICT (day, scope, store, cashier, writer) DO UPDATE SET %s`, table, aggCols, strings.Join(casts, ", "), strings.Join(sets, ", "))
-}
-
-// aggRowTypes are the parameter types of aggUpsertSQL.
-var aggRowTypes = func() []string {
-	ts := []string{"int4[]", "text[]", "text[]", "text[]", "text[]"}
+	params := func(types ...string) []string {
+		out := make([]string, len(types))
+		for i, t := range types {
+			out[i] = param(t)
+		}
+		return out
+	}
+	sales := params("text[]", "jsonb[]")
+	heads := params("text[]", "jsonb[]")
+	delHeads := param("text[]")
+	ins := params("text[]", "text[]", "int4[]", "bytea[]")
+	upd := params("text[]", "text[]", "int4[]", "bytea[]")
+	del := params("text[]", "text[]", "int4[]")
+	writer := param("text")
+	totTypes := []string{"text[]"}
+	for range hq.TotalNames {
+		totTypes = append(totTypes, "text[]")
+	}
+	tot := params(totTypes...)
+	aggTypes := []string{"int4[]", "text[]", "text[]", "text[]"}
 	for range hq.AggCounterNames {
-		ts = append(ts, "int8[]")
+		aggTypes = append(aggTypes, "int8[]")
 	}
-	return ts
+	days := params(aggTypes...)
+	months := params(aggTypes...)
+	list := func(ps []string) string { return strings.Join(ps, ", ") }
+	when := func(first, stmt string) string {
+		return fmt.Sprintf("IF cardinality(%s) > 0 THEN\n%s;\nEND IF;\n", first, stmt)
+	}
+	var totNames, totSel, totSets []string
+	for i, c := range hq.TotalNames {
+		totNames = append(totNames, fmt.Sprintf("c%d", i))
+		totSel = append(totSel, fmt.Sprintf("u.c%d::numeric", i))
+		totSets = append(totSets, fmt.Sprintf("%s = a.%s + excluded.%s", c, c, c))
+	}
+	var aggSets []string
+	for _, c := range hq.AggCounterNames {
+		aggSets = append(aggSets, fmt.Sprintf("%s = %s", c, wrapSQL("a."+c, "excluded."+c)))
+	}
+	aggUpsert := func(table string, ps []string) string {
+		return fmt.Sprintf(`INSERT INTO %s AS a (day, scope, store, cashier, %s, writer)
+SELECT u.*, %s FROM unnest(%s) AS u
+ON CONFLICT (day, scope, store, cashier, writer) DO UPDATE SET %s`, table, aggCols, writer, list(ps), strings.Join(aggSets, ", "))
+	}
+	body := "BEGIN\n" +
+		when(sales[0], fmt.Sprintf(`INSERT INTO agg_sales (id, fact) SELECT * FROM unnest(%s)
+	ON CONFLICT (id) DO UPDATE SET fact = excluded.fact`, list(sales))) +
+		when(heads[0], fmt.Sprintf(`INSERT INTO agg_members (id, fact) SELECT * FROM unnest(%s)
+	ON CONFLICT (id) DO UPDATE SET fact = excluded.fact`, list(heads))) +
+		when(delHeads, fmt.Sprintf(`DELETE FROM agg_members WHERE id = ANY(%s)`, delHeads)) +
+		when(ins[0], fmt.Sprintf(`INSERT INTO agg_visits (member, store, month, visits) SELECT * FROM unnest(%s)`, list(ins))) +
+		when(upd[0], fmt.Sprintf(`UPDATE agg_visits a SET visits = u.visits FROM unnest(%s) AS u(member, store, month, visits)
+	WHERE a.member = u.member AND a.store = u.store AND a.month = u.month`, list(upd))) +
+		when(del[0], fmt.Sprintf(`DELETE FROM agg_visits a USING unnest(%s) AS u(member, store, month)
+	WHERE a.member = u.member AND a.store = u.store AND a.month = u.month`, list(del))) +
+		when(tot[0], fmt.Sprintf(`INSERT INTO agg_totals AS a (store, writer, %s)
+SELECT u.store, %s, %s FROM unnest(%s) AS u(store, %s)
+ON CONFLICT (store, writer) DO UPDATE SET %s`, totCols, writer, strings.Join(totSel, ", "), list(tot), strings.Join(totNames, ", "), strings.Join(totSets, ", "))) +
+		when(days[0], aggUpsert("agg_days", days)) +
+		when(months[0], aggUpsert("agg_months", months)) +
+		"END"
+	return plBlock("agg_write", types, "", body)
 }()
 
-var (
-	aggDaysSQL   = plFn("agg_days", aggRowTypes, "", aggUpsertSQL("agg_days"))
-	aggMonthsSQL = plFn("agg_months", aggRowTypes, "", aggUpsertSQL("agg_months"))
-)
+// aggWrite collects a fold's writes as aggWriteSQL's arguments.
+type aggWrite struct {
+	saleIDs, headIDs, delHeads []string
+	sales, heads               [][]byte
+	ins, upd, del              visitRows
+	totals                     map[string]*hq.TotalSums
+	days, months               []hq.AggRow
+}
 
-// lockFactsSQL locks the facts of keys ("s:" sale id, "m:" member id).
-var lockFactsSQL = plFn("lock_facts", []string{"int4", "text[]"}, "n int8", `SELECT count(pg_advisory_xact_lock($1, h)) FROM
-	(SELECT DISTINCT hashtext(current_schema() || ':' || u) AS h FROM unnest($2::text[]) AS u ORDER BY h) AS x`)
+func (w *aggWrite) empty() bool {
+	return len(w.saleIDs)+len(w.headIDs)+len(w.delHeads)+len(w.ins.member)+len(w.upd.member)+len(w.del.member)+
+		len(w.totals)+len(w.days)+len(w.months) == 0
+}
 
-func rowArgs(rs []hq.AggRow, writer string) []any {
+// args are aggWriteSQL's arguments (empty arrays where a part has no rows).
+func (w *aggWrite) args(writer string) []any {
+	nz := func(s []string) []string {
+		if s == nil {
+			return []string{}
+		}
+		return s
+	}
+	args := []any{nz(w.saleIDs), w.sales, nz(w.headIDs), w.heads, nz(w.delHeads),
+		nz(w.ins.member), nz(w.ins.store), w.ins.month, w.ins.visits,
+		nz(w.upd.member), nz(w.upd.store), w.upd.month, w.upd.visits,
+		nz(w.del.member), nz(w.del.store), w.del.month,
+		writer}
+	stores := make([]string, 0, len(w.totals))
+	cols := make([][]string, hq.TotCounters)
+	for st, t := range w.totals {
+		stores = append(stores, st)
+		for i, v := range t {
+			cols[i] = append(cols[i], v.String())
+		}
+	}
+	args = append(args, stores)
+	for _, c := range cols {
+		args = append(args, nz(c))
+	}
+	return append(append(args, aggRowArgs(w.days)...), aggRowArgs(w.months)...)
+}
+
+// aggRowArgs are rows as column arrays: day, scope, store, cashier and the
+// counters.
+func aggRowArgs(rs []hq.AggRow) []any {
 	days := make([]int32, len(rs))
-	scopes, stores, cashiers, writers := make([]string, len(rs)), make([]string, len(rs)), make([]string, len(rs)), make([]string, len(rs))
+	scopes, stores, cashiers := make([]string, len(rs)), make([]string, len(rs)), make([]string, len(rs))
 	cols := make([][]int64, hq.AggCounters)
 	for i := range cols {
 		cols[i] = make([]int64, len(rs))
 	}
 	for i, r := range rs {
-		days[i], scopes[i], stores[i], cashiers[i], writers[i] = int32(r.Day), r.Scope, r.Store, r.Cashier, writer
+		days[i], scopes[i], stores[i], cashiers[i] = int32(r.Day), r.Scope, r.Store, r.Cashier
 		for j, v := range r.N {
 			cols[j][i] = v
 		}
 	}
-	args := []any{days, scopes, stores, cashiers, writers}
+	args := []any{days, scopes, stores, cashiers}
 	for _, c := range cols {
 		args = append(args, c)
 	}
 	return args
 }
 
-// visitsSQL reads the visit records windows name: per member and store,
-// those in [lo, hi] and, with edges, the nearest one on either side.
-var visitsSQL = plFn("read_visits", []string{"text[]", "text[]", "int4[]", "int4[]", "bool[]"}, "member text, store text, visits bytea", `SELECT w.member, w.store, v.visits
-	FROM unnest($1::text[], $2::text[], $3::int4[], $4::int4[], $5::bool[]) AS w(member, store, lo, hi, edges)
+// loadFactsSQL takes the fact locks of keys $2 ("s:" sale id, "m:"
+// member id; class $1) in one statement in hash order, then returns the
+// kept reversals of sales $3 (k 0: id, fact), the heads of members $4
+// (k 1: id, fact) and the visit records the windows $5-$9 name (k 2:
+// member, store, visits): per member and store, those in [lo, hi] and,
+// with edges, the nearest one on either side. One call where there were
+// four.
+var loadFactsSQL = plBlock("load_facts", []string{"int4", "text[]", "text[]", "text[]", "text[]", "text[]", "int4[]", "int4[]", "bool[]"},
+	"k int4, id text, store text, fact jsonb, visits bytea", `#variable_conflict use_column
+BEGIN
+IF cardinality($2) > 0 THEN
+	PERFORM count(pg_advisory_xact_lock($1, h)) FROM
+		(SELECT DISTINCT hashtext(current_schema() || ':' || u) AS h FROM unnest($2::text[]) AS u ORDER BY h) AS x;
+END IF;
+IF cardinality($3) > 0 THEN
+	RETURN QUERY SELECT 0, s.id, ''::text, s.fact, NULL::bytea FROM agg_sales s WHERE s.id = ANY($3);
+END IF;
+IF cardinality($4) > 0 THEN
+	RETURN QUERY SELECT 1, m.id, ''::text, m.fact, NULL::bytea FROM agg_members m WHERE m.id = ANY($4);
+END IF;
+IF cardinality($5) > 0 THEN
+	RETURN QUERY SELECT 2, w.member, w.store, NULL::jsonb, v.visits
+	FROM unnest($5::text[], $6::text[], $7::int4[], $8::int4[], $9::bool[]) AS w(member, store, lo, hi, edges)
 	CROSS JOIN LATERAL (
 		(SELECT a.visits FROM agg_visits a WHERE a.member = w.member AND a.store = w.store AND a.month BETWEEN w.lo AND w.hi)
 		UNION ALL (SELECT a.visits FROM agg_visits a WHERE w.edges AND a.member = w.member AND a.store = w.store AND a.month < w.lo
 			ORDER BY a.month DESC LIMIT 1)
 		UNION ALL (SELECT a.visits FROM agg_visits a WHERE w.edges AND a.member = w.member AND a.store = w.store AND a.month > w.hi
 			ORDER BY a.month LIMIT 1)
-	) AS v`)
+	) AS v;
+END IF;
+END`)
 
-var (
-	readSalesSQL = plFn("read_sales", []string{"text[]"}, "id text, fact jsonb", `SELECT id, fact FROM agg_sales WHERE id = ANY($1)`)
-	readHeadsSQL = plFn("read_heads", []string{"text[]"}, "id text, fact jsonb", `SELECT id, fact FROM agg_members WHERE id = ANY($1)`)
-	putSalesSQL  = plFn("put_sales", []string{"text[]", "jsonb[]"}, "", `INSERT INTO agg_sales (id, fact) SELECT * FROM unnest($1::text[], $2::jsonb[])
-			ON CONFLICT (id) DO UPDATE SET fact = excluded.fact`)
-	putHeadsSQL = plFn("put_heads", []string{"text[]", "jsonb[]"}, "", `INSERT INTO agg_members (id, fact) SELECT * FROM unnest($1::text[], $2::jsonb[])
-			ON CONFLICT (id) DO UPDATE SET fact = excluded.fact`)
-	delHeadsSQL  = plFn("del_heads", []string{"text[]"}, "", `DELETE FROM agg_members WHERE id = ANY($1)`)
-	insVisitsSQL = plFn("ins_visits", []string{"text[]", "text[]", "int4[]", "bytea[]"}, "", `INSERT INTO agg_visits (member, store, month, visits)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::bytea[])`)
-	updVisitsSQL = plFn("upd_visits", []string{"text[]", "text[]", "int4[]", "bytea[]"}, "", `UPDATE agg_visits a SET visits = u.visits FROM unnest($1::text[], $2::text[], $3::int4[], $4::bytea[]) AS u(member, store, month, visits)
-			WHERE a.member = u.member AND a.store = u.store AND a.month = u.month`)
-	delVisitsSQL = plFn("del_visits", []string{"text[]", "text[]", "int4[]"}, "", `DELETE FROM agg_visits a USING unnest($1::text[], $2::text[], $3::int4[]) AS u(member, store, month)
-			WHERE a.member = u.member AND a.store = u.store AND a.month = u.month`)
-)
+// factReads are loadFactsSQL's arguments.
+type factReads struct {
+	locks, sales, heads []string
+	vMember, vStore     []string
+	vLo, vHi            []int32
+	vEdges              []bool
+}
+
+func (r *factReads) empty() bool {
+	return len(r.locks)+len(r.sales)+len(r.heads)+len(r.vMember) == 0
+}
+
+func (r *factReads) args() []any {
+	nz := func(s []string) []string {
+		if s == nil {
+			return []string{}
+		}
+		return s
+	}
+	return []any{int32(aggFactLock), nz(r.locks), nz(r.sales), nz(r.heads), nz(r.vMember), nz(r.vStore), r.vLo, r.vHi, r.vEdges}
+}
 
 // loaded is what loadFacts read: the facts, and the members' heads as
 // stored (to write only those that change).
@@ -132,8 +252,10 @@ type loaded struct {
 // names, the sale entries its refunds and voids reverse, the heads of the
 // members involved and the month records of their visits that the fold
 // looks at (hq.VisitWindows). One round trip; a second when a reversed
-// sale names a member or a day the batch itself does not.
-func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entry, locked bool) (*loaded, error) {
+// sale names a member or a day the batch itself does not. first, if not
+// nil, holds statements of the caller's to send in the same round trip,
+// ahead of these.
+func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entry, locked bool, first *pgx.Batch) (*loaded, error) {
 	f := hq.NewAggFacts()
 	ld := &loaded{f: f, heads: map[string]hq.MemberFact{}, have: map[hq.VisitRecord]bool{}}
 	saleIDs := hq.AggSaleIDs(es)
@@ -164,33 +286,16 @@ func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entr
 		return m
 	}
 	headRead := map[string]bool{}
-	readHeads := func(b *pgx.Batch, ids []string) {
+	readHeads := func(r *factReads, ids []string) {
 		for _, id := range ids {
 			headRead[id] = true
 		}
-		b.Queue(readHeadsSQL, ids).Query(func(rows pgx.Rows) error {
-			var id string
-			var raw []byte
-			_, err := pgx.ForEachRow(rows, []any{&id, &raw}, func() error {
-				var h hq.MemberFact
-				if err := json.Unmarshal(raw, &h); err != nil {
-					return err
-				}
-				m := member(id)
-				m.Enrolled, m.EnrolDay, m.Home = h.Enrolled, h.EnrolDay, h.Home
-				ld.heads[id] = m.Head()
-				return nil
-			})
-			return err
-		})
+		r.heads = append(r.heads, ids...)
 	}
 	visitsRead := map[string]hq.VisitWindow{}
-	readVisits := func(b *pgx.Batch, wins map[string]hq.VisitWindow) {
-		var ids, sts []string
-		var los, his []int32
-		var edges []bool
+	readVisits := func(r *factReads, wins map[string]hq.VisitWindow) {
 		row := func(id, st string, lo, hi int32, edge bool) {
-			ids, sts, los, his, edges = append(ids, id), append(sts, st), append(los, lo), append(his, hi), append(edges, edge)
+			r.vMember, r.vStore, r.vLo, r.vHi, r.vEdges = append(r.vMember, id), append(r.vStore, st), append(r.vLo, lo), append(r.vHi, hi), append(r.vEdges, edge)
 		}
 		for id, w := range wins {
 			visitsRead[id] = w
@@ -204,56 +309,71 @@ func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entr
 				row(id, st, int32(w.From), int32(w.To), false)
 			}
 		}
-		if len(ids) == 0 {
+	}
+	// One statement takes every lock, in hash order.
+	lock := func(r *factReads, sales, members []string) {
+		if locked {
 			return
 		}
-		b.Queue(visitsSQL, ids, sts, los, his, edges).Query(func(rows pgx.Rows) error {
+		for _, id := range sales {
+			r.locks = append(r.locks, "s:"+id)
+		}
+		for _, id := range members {
+			r.locks = append(r.locks, "m:"+id)
+		}
+	}
+	// queue queues r's call on b, its rows going into the facts.
+	queue := func(b *pgx.Batch, r *factReads) {
+		if r.empty() {
+			return
+		}
+		b.Queue(loadFactsSQL, r.args()...).Query(func(rows pgx.Rows) error {
+			var k int32
 			var id, st string
-			var raw []byte
-			_, err := pgx.ForEachRow(rows, []any{&id, &st, &raw}, func() error {
-				vs, err := hq.DecodeVisits(raw)
-				if len(vs) > 0 {
-					ld.have[hq.VisitRecord{Member: id, VisitKey: hq.VisitKey{Store: st, Month: vs[0].Day.Month()}}] = true
+			var fact, visits []byte
+			_, err := pgx.ForEachRow(rows, []any{&k, &id, &st, &fact, &visits}, func() error {
+				switch k {
+				case 0:
+					var s hq.SaleFact
+					if err := json.Unmarshal(fact, &s); err != nil {
+						return err
+					}
+					if o := f.Sales[id]; o != nil { // the entry came first
+						s.Seen, s.Store, s.Cashier, s.Member, s.Day, s.Due, s.Earned, s.Redeem = o.Seen, o.Store, o.Cashier, o.Member, o.Day, o.Due, o.Earned, o.Redeem
+					}
+					f.Sales[id] = &s
+				case 1:
+					var h hq.MemberFact
+					if err := json.Unmarshal(fact, &h); err != nil {
+						return err
+					}
+					m := member(id)
+					m.Enrolled, m.EnrolDay, m.Home = h.Enrolled, h.EnrolDay, h.Home
+					ld.heads[id] = m.Head()
+				default:
+					vs, err := hq.DecodeVisits(visits)
+					if len(vs) > 0 {
+						ld.have[hq.VisitRecord{Member: id, VisitKey: hq.VisitKey{Store: st, Month: vs[0].Day.Month()}}] = true
+					}
+					member(id).AddRecord(st, vs)
+					return err
 				}
-				member(id).AddRecord(st, vs)
-				return err
+				return nil
 			})
 			return err
 		})
 	}
-	// One statement takes every lock, in hash order.
-	lock := func(b *pgx.Batch, sales, members []string) {
-		if locked || len(sales)+len(members) == 0 {
-			return
-		}
-		keys := make([]string, 0, len(sales)+len(members))
-		for _, id := range sales {
-			keys = append(keys, "s:"+id)
-		}
-		for _, id := range members {
-			keys = append(keys, "m:"+id)
-		}
-		b.Queue(lockFactsSQL, int32(aggFactLock), keys)
-	}
 	members := hq.AggMemberIDs(es, nil)
-	b := &pgx.Batch{}
-	lock(b, saleIDs, members)
-	b.Queue(readSalesSQL, saleIDs).Query(func(rows pgx.Rows) error {
-		var id string
-		var raw []byte
-		_, err := pgx.ForEachRow(rows, []any{&id, &raw}, func() error {
-			var s hq.SaleFact
-			if err := json.Unmarshal(raw, &s); err != nil {
-				return err
-			}
-			if o := f.Sales[id]; o != nil { // the entry came first
-				s.Seen, s.Store, s.Cashier, s.Member, s.Day, s.Due, s.Earned, s.Redeem = o.Seen, o.Store, o.Cashier, o.Member, o.Day, o.Due, o.Earned, o.Redeem
-			}
-			f.Sales[id] = &s
-			return nil
-		})
-		return err
-	})
+	b := first
+	if b == nil {
+		b = &pgx.Batch{}
+	}
+	r := &factReads{sales: saleIDs}
+	lock(r, saleIDs, members)
+	readHeads(r, members)
+	// What the batch alone tells; a refund of an earlier sale may widen it.
+	readVisits(r, cfg.VisitWindows(es, nil))
+	queue(b, r)
 	seeSales := func(rows pgx.Rows) error {
 		var raw []byte
 		_, err := pgx.ForEachRow(rows, []any{&raw}, func() error {
@@ -275,13 +395,10 @@ func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entr
 		// Recent months and archived sales first (partition.go).
 		b.Queue(recentSalesSQL, stores, tills, seqs, recentFrom()).Query(seeSales)
 	}
-	if len(members) > 0 {
-		readHeads(b, members)
-	}
-	// What the batch alone tells; a refund of an earlier sale may widen it.
-	readVisits(b, cfg.VisitWindows(es, nil))
-	if err := q.SendBatch(ctx, b).Close(); err != nil {
-		return nil, err
+	if b.Len() > 0 {
+		if err := q.SendBatch(ctx, b).Close(); err != nil {
+			return nil, err
+		}
 	}
 	if st, tl, sq := unseen(f.Sales, stores, tills, seqs); len(sq) > 0 {
 		b := &pgx.Batch{}
@@ -307,13 +424,15 @@ func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entr
 	}
 	if len(more)+len(again) > 0 {
 		b := &pgx.Batch{}
-		lock(b, nil, more)
-		if len(more) > 0 {
-			readHeads(b, more)
-		}
-		readVisits(b, again)
-		if err := q.SendBatch(ctx, b).Close(); err != nil {
-			return nil, err
+		r := &factReads{}
+		lock(r, nil, more)
+		readHeads(r, more)
+		readVisits(r, again)
+		queue(b, r)
+		if b.Len() > 0 {
+			if err := q.SendBatch(ctx, b).Close(); err != nil {
+				return nil, err
+			}
 		}
 	}
 	for id, m := range f.Members {
@@ -328,33 +447,32 @@ func loadFacts(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entr
 // store/till) into the aggregates and queues the writes on out, which the
 // caller sends. Of a sale only what refunds and voids wrote is kept; the
 // rest is read from its entry when needed. Of a member, the head when it
-// changed and the month records whose visits changed.
-func foldAgg(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entry, writer string, locked bool, out *pgx.Batch) error {
+// changed and the month records whose visits changed. first: the
+// caller's statements to send with the fold's reads (sent even when es is
+// empty).
+func foldAgg(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entry, writer string, locked bool, first, out *pgx.Batch) error {
 	if len(es) == 0 {
+		if first != nil && first.Len() > 0 {
+			return q.SendBatch(ctx, first).Close()
+		}
 		return nil
 	}
-	ld, err := loadFacts(ctx, q, cfg, es, locked)
+	ld, err := loadFacts(ctx, q, cfg, es, locked, first)
 	if err != nil {
 		return err
 	}
 	f := ld.f
 	r := cfg.Fold(es, "", f)
-	var putIDs []string
-	var puts [][]byte
+	var w aggWrite
 	for _, id := range r.Sales {
 		if s := f.Sales[id]; s.HasReversal() {
 			b, err := json.Marshal(s.Reversal())
 			if err != nil {
 				return err
 			}
-			putIDs, puts = append(putIDs, id), append(puts, b)
+			w.saleIDs, w.sales = append(w.saleIDs, id), append(w.sales, b)
 		}
 	}
-	if len(putIDs) > 0 {
-		out.Queue(putSalesSQL, putIDs, puts)
-	}
-	var delIDs []string
-	putIDs, puts = nil, nil
 	for _, id := range r.Members {
 		h := f.Members[id].Head()
 		was, ok := ld.heads[id]
@@ -364,43 +482,26 @@ func foldAgg(ctx context.Context, q querier, cfg hq.AggConfig, es []entry.Entry,
 			if err != nil {
 				return err
 			}
-			putIDs, puts = append(putIDs, id), append(puts, b)
+			w.headIDs, w.heads = append(w.headIDs, id), append(w.heads, b)
 		case !h.Enrolled && ok:
-			delIDs = append(delIDs, id)
+			w.delHeads = append(w.delHeads, id)
 		}
 	}
-	if len(putIDs) > 0 {
-		out.Queue(putHeadsSQL, putIDs, puts)
-	}
-	if len(delIDs) > 0 {
-		out.Queue(delHeadsSQL, delIDs)
-	}
 	keys, visits := r.ChangedRecords(f)
-	var ins, upd, del visitRows
 	for i, k := range keys {
 		switch {
 		case len(visits[i]) > 0 && ld.have[k]:
-			upd.add(k, hq.EncodeVisits(visits[i]))
+			w.upd.add(k, hq.EncodeVisits(visits[i]))
 		case len(visits[i]) > 0:
-			ins.add(k, hq.EncodeVisits(visits[i]))
+			w.ins.add(k, hq.EncodeVisits(visits[i]))
 		case ld.have[k]:
-			del.add(k, nil)
+			w.del.add(k, nil)
 		}
 	}
-	if len(ins.member) > 0 {
-		out.Queue(insVisitsSQL, ins.member, ins.store, ins.month, ins.visits)
-	}
-	if len(upd.member) > 0 {
-		out.Queue(updVisitsSQL, upd.member, upd.store, upd.month, upd.visits)
-	}
-	if len(del.member) > 0 {
-		out.Queue(delVisitsSQL, del.member, del.store, del.month)
-	}
-	queueTotals(out, hq.EntryTotals(es), writer)
-	days, months := r.Delta.Rows()
-	if len(days) > 0 {
-		out.Queue(aggDaysSQL, rowArgs(days, writer)...)
-		out.Queue(aggMonthsSQL, rowArgs(months, writer)...)
+	w.totals = hq.EntryTotals(es)
+	w.days, w.months = r.Delta.Rows()
+	if !w.empty() {
+		out.Queue(aggWriteSQL, w.args(writer)...)
 	}
 	return nil
 }
@@ -464,7 +565,7 @@ func foldNow(ctx context.Context, q querier, es []entry.Entry, writer string) er
 		return err
 	}
 	out := &pgx.Batch{}
-	if err := foldAgg(ctx, q, cfg, es, writer, false, out); err != nil {
+	if err := foldAgg(ctx, q, cfg, es, writer, false, nil, out); err != nil {
 		return err
 	}
 	if out.Len() == 0 {
@@ -533,7 +634,7 @@ func (s *Store) rebuild(ctx context.Context, c hq.AggConfig, onlyUnbuilt bool) e
 				break
 			}
 			out := &pgx.Batch{}
-			if err := foldAgg(ctx, tx, c, es, "", true, out); err != nil {
+			if err := foldAgg(ctx, tx, c, es, "", true, nil, out); err != nil {
 				return err
 			}
 			if err := tx.SendBatch(ctx, out).Close(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -180,4 +181,18 @@ func TestReversalsOfArchivedWalkInSales(t *testing.T) {
 	require.EqualValues(t, 4000, sum[hq.AggMemberAmount])
 	require.EqualValues(t, 40, sum[hq.AggPointsIssued])
 	require.EqualValues(t, 0, sum[hq.AggPointsRedeemed])
+}
+
+// TestWrapAdd: the counters add in SQL as int64s add in Go, wrapping at
+// either end, whether the sum fits a bigint or not.
+func TestWrapAdd(t *testing.T) {
+	st := open(t)
+	const hi, lo = int64(math.MaxInt64), int64(math.MinInt64)
+	q := `SELECT ` + pg.WrapSQL("$1::int8", "$2::int8")
+	for _, c := range [][2]int64{{0, 0}, {5, 0}, {0, -5}, {5, 7}, {-5, -7}, {hi, 0}, {hi, 1}, {hi, hi}, {lo, -1}, {lo, lo}, {lo, hi},
+		{hi - 3, 3}, {hi - 3, 4}, {lo + 3, -3}, {lo + 3, -4}, {-1, lo}, {1, hi}, {hi, -1}, {lo, 1}} {
+		var got int64
+		require.NoError(t, st.Pool().QueryRow(t.Context(), q, c[0], c[1]).Scan(&got))
+		require.Equal(t, c[0]+c[1], got, "%d + %d", c[0], c[1])
+	}
 }

@@ -10,3 +10,6 @@ func SetPruneRows(n int) (restore func()) {
 
 // FeedPageSQL is the member feed page query, for EXPLAIN in benchmarks.
 const FeedPageSQL = feedPageSQL
+
+// WrapSQL is the counters' wrap-around addition, for tests.
+var WrapSQL = wrapSQL

@@ -27,7 +27,10 @@ import (
 // can run at once on one database, each calling its own.
 //
 // Cached plans are generic: made once for any arguments and kept while the
-// connection lives, however the tables grow. Each function therefore plans
+// connection lives, however the tables grow. plan_cache_mode makes sure of
+// it: left to choose, PostgreSQL kept planning a statement afresh at every
+// call whenever a plan for the actual array lengths looked cheaper than
+// the generic one. Each function therefore plans
 // with sequential scans, hash joins and merge joins discouraged, so every
 // statement looks its rows up by index, as the custom plans of a busy HQ
 // do, rather than scan a table that was small when the plan was made.
@@ -67,6 +70,7 @@ func plBlock(short string, params []string, out string, body string) string {
 	sig := strings.Join(params, ", ")
 	tail := fmt.Sprintf("(%s) RETURNS %s LANGUAGE plpgsql VOLATILE\n"+
 		"SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off SET max_parallel_workers_per_gather = 0\n"+
+		"SET plan_cache_mode = force_generic_plan\n"+
 		"AS $hqfn$\n%s\n$hqfn$", sig, ret, body)
 	h := sha256.Sum256([]byte(tail))
 	name := "hq_" + short + "_" + hex.EncodeToString(h[:5])

@@ -8,54 +8,29 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"posagent/ledger/entry"
 	"posagent/sync/hq"
 )
 
-// Enrolment facts for the fraud signals (migration 9): ingest queues two
-// upserts into its last pipeline, so they cost no round trip of their own.
+// Enrolment facts for the fraud signals (migration 9): ingest queues one
+// call doing two upserts into its last pipeline, so they cost no round trip
+// of their own.
 // Member rows are upserted in member order, the same in every transaction,
 // so concurrent uploads never deadlock on them; cashier counts are per till,
 // which uploads one batch at a time, so uploads never wait on them.
 
 var _ hq.FraudStore = (*Store)(nil)
 
-// fraudRow is a member's change as jsonb_to_recordset reads it (a missing
-// time is NULL).
-type fraudRow struct {
-	Member     string     `json:"member"`
-	Enrolled   bool       `json:"enrolled"`
-	Store      string     `json:"store"`
-	Till       string     `json:"till"`
-	Seq        int64      `json:"seq"`
-	Cashier    string     `json:"cashier"`
-	Month      string     `json:"month"`
-	At         *time.Time `json:"at,omitempty"`
-	Mobile     string     `json:"mobile"`
-	CardTokens []string   `json:"card_tokens"`
-	FirstSale  *time.Time `json:"first_sale,omitempty"`
-	Sales      int64      `json:"sales"`
-	FirstVoid  *time.Time `json:"first_void,omitempty"`
-	Voids      int64      `json:"voids"`
-}
-
-func timePtr(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	return &t
-}
-
 // The enrolment's fields are taken when the row has none yet or this one
 // is earlier (by time, then store, till, seq: whichever arrives first).
-var fraudUpsertSQL = plFn("fraud_members", []string{"jsonb"}, "", fraudUpsertStmt)
-
 const fraudUpsertStmt = `INSERT INTO fraud_enrolments AS f (member_id, store, till, seq, cashier, month, at, mobile, card_tokens, first_sale, sales, first_void, voids)
 SELECT x.member, x.store, x.till, x.seq, x.cashier, x.month, x.at, x.mobile,
-    coalesce(ARRAY(SELECT jsonb_array_elements_text(x.card_tokens)), '{}'), x.first_sale, x.sales, x.first_void, x.voids
-FROM jsonb_to_recordset($1::jsonb) AS x(member text, enrolled boolean, store text, till text, seq bigint, cashier text, month text,
-    at timestamptz, mobile text, card_tokens jsonb, first_sale timestamptz, sales bigint, first_void timestamptz, voids bigint)
+    CASE WHEN x.cards IS NULL THEN '{}' ELSE ARRAY(SELECT jsonb_array_elements_text(x.cards)) END, x.first_sale, x.sales, x.first_void, x.voids
+FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::timestamptz[], $8::text[], $9::jsonb[],
+    $10::timestamptz[], $11::int8[], $12::timestamptz[], $13::int8[])
+    AS x(member, store, till, seq, cashier, month, at, mobile, cards, first_sale, sales, first_void, voids)
 ORDER BY x.member COLLATE "C"
 ON CONFLICT (member_id) DO UPDATE SET
     store       = CASE WHEN ` + fraudTake + ` THEN excluded.store ELSE f.store END,
@@ -74,11 +49,27 @@ ON CONFLICT (member_id) DO UPDATE SET
 const fraudTake = `(excluded.month <> '' AND (f.month = '' OR excluded.at < f.at OR (excluded.at = f.at AND
     (excluded.store COLLATE "C", excluded.till COLLATE "C", excluded.seq) < (f.store COLLATE "C", f.till COLLATE "C", f.seq))))`
 
-var fraudCountSQL = plFn("fraud_cashiers", []string{"jsonb", "text"}, "", `INSERT INTO fraud_cashier_months AS c (month, store, cashier, till, sales, voids)
-SELECT x.month, x.store, x.cashier, $2, x.sales, x.voids
-FROM jsonb_to_recordset($1::jsonb) AS x(month text, store text, cashier text, sales bigint, voids bigint)
+const fraudCountStmt = `INSERT INTO fraud_cashier_months AS c (month, store, cashier, till, sales, voids)
+SELECT x.month, x.store, x.cashier, $19, x.sales, x.voids
+FROM unnest($14::text[], $15::text[], $16::text[], $17::int8[], $18::int8[]) AS x(month, store, cashier, sales, voids)
 ORDER BY x.month COLLATE "C", x.store COLLATE "C", x.cashier COLLATE "C"
-ON CONFLICT (month, store, cashier, till) DO UPDATE SET sales = c.sales + excluded.sales, voids = c.voids + excluded.voids`)
+ON CONFLICT (month, store, cashier, till) DO UPDATE SET sales = c.sales + excluded.sales, voids = c.voids + excluded.voids`
+
+// fraudSQL applies the members' changes ($1-$13, column arrays) and the
+// cashier counts of till $19 ($14-$18) in one call. Arrays, not JSON
+// records: the server then parses no JSON and no times from text.
+var fraudSQL = plBlock("fraud", []string{"text[]", "text[]", "text[]", "int8[]", "text[]", "text[]", "timestamptz[]", "text[]", "jsonb[]",
+	"timestamptz[]", "int8[]", "timestamptz[]", "int8[]", "text[]", "text[]", "text[]", "int8[]", "int8[]", "text"}, "", `BEGIN
+IF cardinality($1) > 0 THEN
+`+fraudUpsertStmt+`;
+END IF;
+IF cardinality($14) > 0 THEN
+`+fraudCountStmt+`;
+END IF;
+END`)
+
+// optTime is t as a timestamptz, NULL when zero.
+func optTime(t time.Time) pgtype.Timestamptz { return pgtype.Timestamptz{Time: t, Valid: !t.IsZero()} }
 
 // queueFraud queues the fact changes of the entries of till into out.
 func queueFraud(out *pgx.Batch, till string, es []entry.Entry) error {
@@ -86,29 +77,35 @@ func queueFraud(out *pgx.Batch, till string, es []entry.Entry) error {
 		return nil
 	}
 	chs, counts := hq.FraudChanges(es)
-	if len(chs) > 0 {
-		rows := make([]fraudRow, len(chs))
-		for i, c := range chs {
-			r := fraudRow{Member: c.Member, FirstSale: timePtr(c.FirstSale), Sales: c.Sales, FirstVoid: timePtr(c.FirstVoid), Voids: c.Voids}
-			if e := c.Enrol; e != nil {
-				r.Enrolled, r.Store, r.Till, r.Seq, r.Cashier, r.Month, r.At, r.Mobile, r.CardTokens =
-					true, e.Store, e.Till, int64(e.Seq), e.Cashier, e.Month, timePtr(e.At), e.Mobile, e.CardTokens
+	if len(chs)+len(counts) == 0 {
+		return nil
+	}
+	n := len(chs)
+	member, store, tl, cashier, month, mobile := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	seq, sales, voids := make([]int64, n), make([]int64, n), make([]int64, n)
+	at, firstSale, firstVoid := make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n)
+	cards := make([][]byte, n) // nil: none (NULL)
+	for i, c := range chs {
+		member[i], sales[i], voids[i] = c.Member, c.Sales, c.Voids
+		firstSale[i], firstVoid[i] = optTime(c.FirstSale), optTime(c.FirstVoid)
+		if e := c.Enrol; e != nil {
+			store[i], tl[i], seq[i], cashier[i], month[i], at[i], mobile[i] = e.Store, e.Till, int64(e.Seq), e.Cashier, e.Month, optTime(e.At), e.Mobile
+			if e.CardTokens != nil {
+				b, err := json.Marshal(e.CardTokens)
+				if err != nil {
+					return err
+				}
+				cards[i] = b
 			}
-			rows[i] = r
 		}
-		b, err := json.Marshal(rows)
-		if err != nil {
-			return err
-		}
-		out.Queue(fraudUpsertSQL, string(b))
 	}
-	if len(counts) > 0 {
-		b, err := json.Marshal(counts)
-		if err != nil {
-			return err
-		}
-		out.Queue(fraudCountSQL, string(b), till)
+	m := len(counts)
+	cMonth, cStore, cCashier, cSales, cVoids := make([]string, m), make([]string, m), make([]string, m), make([]int64, m), make([]int64, m)
+	for i, c := range counts {
+		cMonth[i], cStore[i], cCashier[i], cSales[i], cVoids[i] = c.Month, c.Store, c.Cashier, c.Sales, c.Voids
 	}
+	out.Queue(fraudSQL, member, store, tl, seq, cashier, month, at, mobile, cards, firstSale, sales, firstVoid, voids,
+		cMonth, cStore, cCashier, cSales, cVoids, till)
 	return nil
 }
 

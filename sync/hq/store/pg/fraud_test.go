@@ -1,10 +1,8 @@
 package pg_test
 
 import (
-	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 )
 
@@ -14,23 +12,7 @@ import (
 // reading every member.
 func TestFraudQueriesUseIndexes(t *testing.T) {
 	st := open(t)
-	ctx := t.Context()
-	plan := func(q string, args ...any) string {
-		var out []string
-		err := pgx.BeginFunc(ctx, st.Pool(), func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
-				return err
-			}
-			rows, err := tx.Query(ctx, "EXPLAIN "+q, args...)
-			if err != nil {
-				return err
-			}
-			out, err = pgx.CollectRows(rows, pgx.RowTo[string])
-			return err
-		})
-		require.NoError(t, err)
-		return strings.Join(out, "\n")
-	}
+	plan := func(q string, args ...any) string { return indexPlan(t, st, q, args...) }
 	p := plan(`SELECT member_id FROM fraud_enrolments WHERE month = $1 AND month <> ''`, "2026-02")
 	require.Contains(t, p, "fraud_enrolments_month", p)
 	p = plan(`SELECT member_id FROM fraud_enrolments WHERE mobile = ANY($1::text[]) OR card_tokens && $2::text[]`,

@@ -103,6 +103,14 @@ func (s *Store) ClaimMemberCode(ctx context.Context, c hq.MemberCodeClaim) (firs
 	return first, repeat, err
 }
 
+// memberCodeRepeatsSQL reads the repeats received in [$1, $2) by the
+// index on received, each with its first claim by primary key.
+const memberCodeRepeatsSQL = `SELECT f.code, f.member, f.store, f.till, f.seen_at, f.expires, f.received, f.late,
+		r.member, r.store, r.till, r.seen_at, r.expires, r.received, r.late
+	FROM member_code_repeats r JOIN member_code_claims f ON f.code = r.code
+	WHERE r.received >= $1 AND r.received < $2
+	ORDER BY r.received, r.code COLLATE "C", r.store COLLATE "C", r.till COLLATE "C"`
+
 // MemberCodeRepeats lists the repeats recorded in [since, until), oldest
 // first, by the index on received.
 func (s *Store) MemberCodeRepeats(ctx context.Context, since, until time.Time) ([]hq.MemberCodeRepeat, error) {
@@ -111,11 +119,7 @@ func (s *Store) MemberCodeRepeats(ctx context.Context, since, until time.Time) (
 	if until.IsZero() {
 		to.InfinityModifier = pgtype.Infinity
 	}
-	rows, err := s.pool.Query(ctx, `SELECT f.code, f.member, f.store, f.till, f.seen_at, f.expires, f.received, f.late,
-			r.member, r.store, r.till, r.seen_at, r.expires, r.received, r.late
-		FROM member_code_repeats r JOIN member_code_claims f ON f.code = r.code
-		WHERE r.received >= $1 AND r.received < $2
-		ORDER BY r.received, r.code COLLATE "C", r.store COLLATE "C", r.till COLLATE "C"`, since, to)
+	rows, err := s.pool.Query(ctx, memberCodeRepeatsSQL, since, to)
 	if err != nil {
 		return nil, err
 	}

@@ -290,8 +290,16 @@ func scanCred(r pgx.Row) (hq.Credential, error) {
 	return c, err
 }
 
+// Every request reads its credential and every upload its till's mark:
+// functions, so the server keeps their plans (fn.go).
+var (
+	credByHashSQL = plFn("cred_by_hash", []string{"text"}, "role text, id text, name text, time_zone text, token_hash text, created_at timestamptz, revoked_at timestamptz, rights text[]",
+		`SELECT c.role, c.id, c.name, c.time_zone, c.token_hash, c.created_at, c.revoked_at, c.rights FROM credentials c WHERE c.token_hash = $1`)
+	tillAckedSQL = plFn("till_acked", []string{"text", "text"}, "acked int8", `SELECT t.acked FROM tills t WHERE t.store = $1 AND t.till = $2`)
+)
+
 func (s *Store) CredentialByHash(ctx context.Context, hash string) (hq.Credential, error) {
-	c, err := scanCred(s.pool.QueryRow(ctx, `SELECT `+credCols+` FROM credentials WHERE token_hash = $1`, hash))
+	c, err := scanCred(s.pool.QueryRow(ctx, credByHashSQL, hash))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, hq.ErrNotFound
 	}
@@ -308,7 +316,7 @@ func (s *Store) Credentials(ctx context.Context) ([]hq.Credential, error) {
 
 func (s *Store) TillAcked(ctx context.Context, store, till string) (uint64, error) {
 	var n int64
-	err := s.pool.QueryRow(ctx, `SELECT acked FROM tills WHERE store = $1 AND till = $2`, store, till).Scan(&n)
+	err := s.pool.QueryRow(ctx, tillAckedSQL, store, till).Scan(&n)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil
 	}
@@ -478,13 +486,23 @@ func ingest(ctx context.Context, q querier, b hq.Batch, own bool, pre *prepared,
 	fresh := pre.dead
 	last := &pgx.Batch{}
 	// Reminder indexes and messages, in this transaction (triggers.go).
-	if err := trigIngest(ctx, q, pre, last); err != nil {
+	// The read the messages need goes in one round trip with the fold's.
+	reads := &pgx.Batch{}
+	finish, err := trigQueue(ctx, pre, reads, last)
+	if err != nil {
 		return wire.Ack{}, err
 	}
 	// The KPI aggregates change with the entries, in this transaction.
-	if err := foldAgg(ctx, q, aggCfg, pre.es, b.Store+"/"+b.Till, false, last); err != nil {
+	agg := &pgx.Batch{}
+	if err := foldAgg(ctx, q, aggCfg, pre.es, b.Store+"/"+b.Till, false, reads, agg); err != nil {
 		return wire.Ack{}, err
 	}
+	if err := finish(); err != nil {
+		return wire.Ack{}, err
+	}
+	// The messages go ahead of the aggregate writes, so the locks are taken
+	// in one order whatever the message settings (trigIngest).
+	last.QueuedQueries = append(last.QueuedQueries, agg.QueuedQueries...)
 	if err := queueFraud(last, b.Till, pre.es); err != nil {
 		return wire.Ack{}, err
 	}
@@ -493,8 +511,7 @@ func ingest(ctx context.Context, q querier, b hq.Batch, own bool, pre *prepared,
 			d.Store, d.Till, int64(d.Seq), d.Reason, d.Raw, d.ReceivedAt)
 	}
 	dead = append(dead, fresh...)
-	last.Queue(ackTillSQL, b.Store, b.Till, int64(b.Last))
-	if err := applyDeltas(ctx, q, last, pre.ds, own); err != nil {
+	if err := applyDeltas(ctx, q, last, pre.ds, &tillAck{b.Store, b.Till, int64(b.Last)}, own); err != nil {
 		return wire.Ack{}, err
 	}
 	return hq.AckFor(b, dead, false), nil
@@ -563,22 +580,47 @@ func copyRows(ctx context.Context, q querier, rows [][]any) error {
 	return err
 }
 
-// balanceSQL adds every member's balance deltas in one statement; the flag
-// rule is hq.Member.ApplyBalances's.
-var balanceSQL = plFn("balances", []string{"text[]", "int8[]", "int8[]", "timestamptz[]"}, "", `INSERT INTO members AS m (id, points, stored_value, flagged, last_sale)
+// balanceSQL adds every member's balance deltas in one statement (the flag
+// rule is hq.Member.ApplyBalances's), logs the members changed
+// (logChangesSQL) and, given a till ($5, $6), sets its acked mark ($7):
+// one call where there were three.
+var balanceSQL = plBlock("balances", []string{"text[]", "int8[]", "int8[]", "timestamptz[]", "text", "text", "int8"}, "", `BEGIN
+INSERT INTO members AS m (id, points, stored_value, flagged, last_sale)
 SELECT id, p, sv, p < 0 OR sv < 0, ls FROM unnest($1::text[], $2::int8[], $3::int8[], $4::timestamptz[]) AS u(id, p, sv, ls)
 ON CONFLICT (id) DO UPDATE SET
 	points = m.points + excluded.points,
 	stored_value = m.stored_value + excluded.stored_value,
 	flagged = m.flagged OR m.points + excluded.points < 0 OR m.stored_value + excluded.stored_value < 0,
 	last_sale = greatest(m.last_sale, excluded.last_sale),
-	xid = pg_current_xact_id()`)
+	xid = pg_current_xact_id();
+INSERT INTO member_changes (ids) VALUES ($1)
+	ON CONFLICT (xid) DO UPDATE SET ids = member_changes.ids || excluded.ids;
+IF $5 IS NOT NULL THEN
+	UPDATE tills SET acked = $7 WHERE store = $5 AND till = $6;
+END IF;
+END`)
+
+// tillAck is the acked mark an upload sets.
+type tillAck struct {
+	store, till string
+	acked       int64
+}
+
+var (
+	structuralReadSQL = plFn("structural_read", []string{"text[]"}, "id text, data jsonb, tier_at timestamptz, coupons jsonb, flagged bool",
+		`SELECT id, data, tier_at, coupons, flagged FROM members WHERE id = ANY($1) ORDER BY id`)
+	structuralWriteSQL = plFn("structural_write", []string{"text[]", "jsonb[]", "timestamptz[]", "jsonb[]", "bool[]"}, "",
+		`UPDATE members SET data = u.data, tier_at = u.tier_at, coupons = u.coupons, flagged = u.flagged, xid = pg_current_xact_id()
+		FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::jsonb[], $5::bool[]) AS u(id, data, tier_at, coupons, flagged)
+		WHERE members.id = u.id`)
+)
 
 // applyDeltas sends batch (queued by the caller) with the balance update
 // and, for members whose data, tier or coupons change, reads them back
-// (locked by the update), merges in Go and writes them. commit: end the
-// transaction in the last pipeline.
-func applyDeltas(ctx context.Context, q querier, batch *pgx.Batch, ds []hq.Delta, commit bool) error {
+// (locked by the update), merges in Go and writes them. ack, if not nil:
+// the till's acked mark to set. commit: end the transaction in the last
+// pipeline.
+func applyDeltas(ctx context.Context, q querier, batch *pgx.Batch, ds []hq.Delta, ack *tillAck, commit bool) error {
 	ids := make([]string, len(ds))
 	pts := make([]int64, len(ds))
 	svs := make([]int64, len(ds))
@@ -593,13 +635,17 @@ func applyDeltas(ctx context.Context, q querier, batch *pgx.Batch, ds []hq.Delta
 			byID[d.MemberID] = d
 		}
 	}
-	if len(ds) > 0 {
-		batch.Queue(balanceSQL, ids, pts, svs, lss)
-		batch.Queue(logChangesSQL, ids)
+	switch {
+	case len(ds) > 0 && ack != nil:
+		batch.Queue(balanceSQL, ids, pts, svs, lss, ack.store, ack.till, ack.acked)
+	case len(ds) > 0:
+		batch.Queue(balanceSQL, ids, pts, svs, lss, nil, nil, nil)
+	case ack != nil:
+		batch.Queue(ackTillSQL, ack.store, ack.till, ack.acked)
 	}
 	var ms []hq.Member
 	if len(structural) > 0 {
-		batch.Queue(`SELECT id, data, tier_at, coupons, flagged FROM members WHERE id = ANY($1) ORDER BY id`, structural).Query(func(rows pgx.Rows) error {
+		batch.Queue(structuralReadSQL, structural).Query(func(rows pgx.Rows) error {
 			var err error
 			ms, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (hq.Member, error) {
 				var m hq.Member
@@ -647,9 +693,7 @@ func applyDeltas(ctx context.Context, q querier, batch *pgx.Batch, ds []hq.Delta
 		tiers[i] = pgtype.Timestamptz{Time: m.TierAt, Valid: !m.TierAt.IsZero()}
 	}
 	end := &pgx.Batch{}
-	end.Queue(`UPDATE members SET data = u.data, tier_at = u.tier_at, coupons = u.coupons, flagged = u.flagged, xid = pg_current_xact_id()
-		FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::jsonb[], $5::bool[]) AS u(id, data, tier_at, coupons, flagged)
-		WHERE members.id = u.id`, mids, data, tiers, coupons, flags)
+	end.Queue(structuralWriteSQL, mids, data, tiers, coupons, flags)
 	if commit {
 		end.Queue("COMMIT")
 	}
@@ -713,7 +757,7 @@ func (s *Store) ResolveDeadLetter(ctx context.Context, store, till string, seq u
 		if err := trigIngest(s.trigContext(ctx), tx, &prepared{es: []entry.Entry{e}, ds: ds}, b); err != nil {
 			return err
 		}
-		err = applyDeltas(ctx, tx, b, ds, false)
+		err = applyDeltas(ctx, tx, b, ds, nil, false)
 		if pgCode(err) == "22003" { // rolled back: it stays a dead letter
 			err = fmt.Errorf("%w: %v", hq.ErrOverflow, err)
 		}
@@ -977,7 +1021,7 @@ func (s *Store) ApplyDeltas(ctx context.Context, ds []hq.Delta) error {
 	return s.retry(ctx, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		b.Queue(feedWriterSQL, int32(feedLock))
-		return applyDeltas(ctx, tx, b, ds, false)
+		return applyDeltas(ctx, tx, b, ds, nil, false)
 	})
 }
 

@@ -56,6 +56,25 @@ var defaultSettings = sync.OnceValue(func() *messages.Settings {
 // store committed between that read and this commit is missing from the
 // balance the message states; the balance itself is exact.
 func trigIngest(ctx context.Context, q querier, pre *prepared, last *pgx.Batch) error {
+	reads := &pgx.Batch{}
+	finish, err := trigQueue(ctx, pre, reads, last)
+	if err != nil {
+		return err
+	}
+	if reads.Len() > 0 {
+		if err := q.SendBatch(ctx, reads).Close(); err != nil {
+			return err
+		}
+	}
+	return finish()
+}
+
+// trigQueue is trigIngest in two steps, so the caller can send the read
+// with its own (ingest sends it with the fold's reads): it queues the read
+// on reads and the index upserts on last; finish, called once reads were
+// sent, queues the messages on last.
+func trigQueue(ctx context.Context, pre *prepared, reads, last *pgx.Batch) (finish func() error, err error) {
+	none := func() error { return nil }
 	st, send := ctx.Value(trigCtxKey{}).(*messages.Settings)
 	if !send {
 		st = defaultSettings()
@@ -78,13 +97,7 @@ func trigIngest(ctx context.Context, q querier, pre *prepared, last *pgx.Batch) 
 			touched = append(touched, e.MemberID)
 		}
 	}
-	if len(ids) > 0 {
-		last.Queue(`INSERT INTO message_members (member_id, store, birthday_md, enrolled_at)
-			SELECT DISTINCT ON (id) id, store, nullif(md, ''), at FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS u(id, store, md, at)
-			ORDER BY id, at DESC
-			ON CONFLICT (member_id) DO UPDATE SET store = CASE WHEN message_members.store = '' THEN excluded.store ELSE message_members.store END,
-				birthday_md = excluded.birthday_md, enrolled_at = excluded.enrolled_at`, ids, stores, mds, enrolled)
-	}
+	var lots []any // msgLotsSQL's arguments
 	if ea := st.Earnings(es); len(ea) > 0 {
 		type key struct {
 			m string
@@ -110,48 +123,75 @@ func trigIngest(ctx context.Context, q querier, pre *prepared, last *pgx.Batch) 
 		for i, k := range keys {
 			lm[i], ld[i], lp[i] = k.m, k.d, sum[k]
 		}
-		last.Queue(`INSERT INTO message_lots AS l (member_id, expires, points)
-			SELECT m, d::date, p FROM unnest($1::text[], $2::text[], $3::int8[]) WITH ORDINALITY AS u(m, d, p, o) ORDER BY o
-			ON CONFLICT (member_id, expires) DO UPDATE SET points = CASE WHEN l.points > 9223372036854775807 - excluded.points
-				THEN 9223372036854775807 ELSE l.points + excluded.points END`, lm, ld, lp)
+		lots = []any{lm, ld, lp}
+	}
+	switch {
+	case len(ids) > 0 && lots != nil:
+		last.Queue(msgIndexSQL, append([]any{ids, stores, mds, enrolled}, lots...)...)
+	case len(ids) > 0:
+		last.Queue(msgMembersSQL, ids, stores, mds, enrolled)
+	case lots != nil:
+		last.Queue(msgLotsSQL, lots...)
 	}
 	if !send || len(touched) == 0 {
-		return nil
+		return none, nil
 	}
-	rows, err := q.Query(ctx, `SELECT m.id, m.points, m.data, coalesce(mm.store, '') FROM members m
-		LEFT JOIN message_members mm ON mm.member_id = m.id WHERE m.id = ANY($1)`, touched)
-	if err != nil {
+	var rs []trigRow
+	reads.Queue(trigMembersSQL, touched).Query(func(rows pgx.Rows) error {
+		var err error
+		rs, err = pgx.CollectRows(rows, scanTrigRow)
 		return err
-	}
-	rs, err := pgx.CollectRows(rows, scanTrigRow)
-	if err != nil {
-		return err
-	}
-	byID := map[string]trigRow{}
-	for _, r := range rs {
-		byID[r.id] = r
-	}
-	home := map[string]string{}
-	for i, id := range ids {
-		home[id] = stores[i]
-	}
-	members := map[string]messages.Member{}
-	for _, d := range pre.ds {
-		r := byID[d.MemberID]
-		data := r.data
-		if d.Enrol != nil {
-			data = d.Enrol
+	})
+	return func() error {
+		byID := map[string]trigRow{}
+		for _, r := range rs {
+			byID[r.id] = r
 		}
-		store := r.store
-		if store == "" {
-			store = home[d.MemberID]
+		home := map[string]string{}
+		for i, id := range ids {
+			home[id] = stores[i]
 		}
-		m := messages.MemberOf(data, store, messages.AddPoints(r.points, d.Points))
-		m.ID = d.MemberID
-		members[d.MemberID] = m
-	}
-	return QueueEnqueue(last, append(st.AfterSales(es, members), st.TierUpgrades(es, members)...))
+		members := map[string]messages.Member{}
+		for _, d := range pre.ds {
+			r := byID[d.MemberID]
+			data := r.data
+			if d.Enrol != nil {
+				data = d.Enrol
+			}
+			store := r.store
+			if store == "" {
+				store = home[d.MemberID]
+			}
+			m := messages.MemberOf(data, store, messages.AddPoints(r.points, d.Points))
+			m.ID = d.MemberID
+			members[d.MemberID] = m
+		}
+		return QueueEnqueue(last, append(st.AfterSales(es, members), st.TierUpgrades(es, members)...))
+	}, nil
 }
+
+// The trigger statements of ingest, as functions (fn.go).
+const (
+	msgMembersStmt = `INSERT INTO message_members (member_id, store, birthday_md, enrolled_at)
+			SELECT DISTINCT ON (id) id, store, nullif(md, ''), at FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS u(id, store, md, at)
+			ORDER BY id, at DESC
+			ON CONFLICT (member_id) DO UPDATE SET store = CASE WHEN message_members.store = '' THEN excluded.store ELSE message_members.store END,
+				birthday_md = excluded.birthday_md, enrolled_at = excluded.enrolled_at`
+	msgLotsStmt = `INSERT INTO message_lots AS l (member_id, expires, points)
+			SELECT m, d::date, p FROM unnest($%d::text[], $%d::text[], $%d::int8[]) WITH ORDINALITY AS u(m, d, p, o) ORDER BY o
+			ON CONFLICT (member_id, expires) DO UPDATE SET points = CASE WHEN l.points > 9223372036854775807 - excluded.points
+				THEN 9223372036854775807 ELSE l.points + excluded.points END`
+)
+
+var (
+	msgMembersSQL = plFn("msg_members", []string{"text[]", "text[]", "text[]", "timestamptz[]"}, "", msgMembersStmt)
+	msgLotsSQL    = plFn("msg_lots", []string{"text[]", "text[]", "int8[]"}, "", fmt.Sprintf(msgLotsStmt, 1, 2, 3))
+	// msgIndexSQL is both, in one call, for an upload with enrolments and earnings.
+	msgIndexSQL = plBlock("msg_index", []string{"text[]", "text[]", "text[]", "timestamptz[]", "text[]", "text[]", "int8[]"}, "",
+		"BEGIN\n"+msgMembersStmt+";\n"+fmt.Sprintf(msgLotsStmt, 5, 6, 7)+";\nEND")
+	trigMembersSQL = plFn("trig_members", []string{"text[]"}, "id text, points int8, data jsonb, store text", `SELECT m.id, m.points, m.data, coalesce(mm.store, '') FROM members m
+		LEFT JOIN message_members mm ON mm.member_id = m.id WHERE m.id = ANY($1)`)
+)
 
 type trigRow struct {
 	id     string
@@ -304,7 +344,7 @@ func (s *Store) RunMessageDay(ctx context.Context, st *messages.Settings, day me
 		sort.SliceStable(ds, func(i, j int) bool { return ds[i].MemberID < ds[j].MemberID })
 		ds = mergeDeltas(ds)
 		if len(ds) > 0 {
-			if err := applyDeltas(ctx, tx, &pgx.Batch{}, ds, false); err != nil {
+			if err := applyDeltas(ctx, tx, &pgx.Batch{}, ds, nil, false); err != nil {
 				return err
 			}
 		}

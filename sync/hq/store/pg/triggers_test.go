@@ -1,11 +1,9 @@
 package pg_test
 
 import (
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"posagent/sync/hq/store/pg"
@@ -15,23 +13,7 @@ import (
 // migration 0013, not by reading every member.
 func TestReminderDayQueriesUseIndexes(t *testing.T) {
 	st := open(t)
-	ctx := t.Context()
-	plan := func(q string, args ...any) string {
-		var out []string
-		err := pgx.BeginFunc(ctx, st.Pool(), func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
-				return err
-			}
-			rows, err := tx.Query(ctx, "EXPLAIN "+q, args...)
-			if err != nil {
-				return err
-			}
-			out, err = pgx.CollectRows(rows, pgx.RowTo[string])
-			return err
-		})
-		require.NoError(t, err)
-		return strings.Join(out, "\n")
-	}
+	plan := func(q string, args ...any) string { return indexPlan(t, st, q, args...) }
 	p := plan(pg.BirthdaySQL, []string{"02-28", "02-29"})
 	require.Contains(t, p, "message_members_birthday", p)
 	p = plan(pg.ExpiringSQL, "2027-12-31")
