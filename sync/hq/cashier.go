@@ -117,6 +117,7 @@ func (s *Server) AddCashier(ctx context.Context, r CashierRequest) (CashierInfo,
 	if _, ok := findCashier(list, r.ID); ok {
 		return CashierInfo{}, fmt.Errorf("%w: store %s already has cashier %s; use reset-pin, disable or enable", ErrConflict, r.Store, r.ID)
 	}
+	defer s.forgetHead()
 	return info(c), cs.PutCashier(ctx, c)
 }
 
@@ -142,6 +143,7 @@ func (s *Server) ChangeCashier(ctx context.Context, store, id string, f func(*st
 	if err := c.Validate(); err != nil {
 		return CashierInfo{}, err
 	}
+	defer s.forgetHead()
 	return info(c), cs.PutCashier(ctx, c)
 }
 
@@ -192,7 +194,7 @@ func CashiersVersion(list []staff.Cashier) string {
 
 // attachCashiers adds the store's cashier list to a changes page when the
 // till holds another version.
-func (s *Server) attachCashiers(ctx context.Context, ch *wire.Changes, store, have string) error {
+func (s *Server) attachCashiers(ctx context.Context, ch *wire.Changes, store, have string, h *headRead) error {
 	cs, ok := s.st.(CashierStore)
 	if !ok {
 		return nil
@@ -201,7 +203,11 @@ func (s *Server) attachCashiers(ctx context.Context, ch *wire.Changes, store, ha
 	if err != nil {
 		return err
 	}
-	if v := CashiersVersion(list); v != have {
+	v := CashiersVersion(list)
+	if h != nil {
+		s.learnCashiers(h, store, v)
+	}
+	if v != have {
 		for i := range list {
 			list[i].Source = ""
 		}

@@ -206,6 +206,7 @@ func (s *Server) RotateMemberCodeKey(ctx context.Context, lead time.Duration) (i
 	if err != nil {
 		return "", time.Time{}, err
 	}
+	defer s.forgetHead()
 	if err := ms.RotateMemberCodeKey(ctx, k, now); err != nil {
 		return "", time.Time{}, err
 	}
@@ -215,15 +216,24 @@ func (s *Server) RotateMemberCodeKey(ctx context.Context, lead time.Duration) (i
 // memberCodePublicKeys are the public keys tills verify with: the active
 // key (made if there is none yet) and the retired ones still in use.
 func (s *Server) memberCodePublicKeys(ctx context.Context) ([]wire.MemberCodeKey, error) {
-	if _, err := s.activeMemberCodeKey(ctx); err != nil {
+	ms, err := s.memberCodeStore()
+	if err != nil {
 		return nil, err
 	}
-	ms, _ := s.memberCodeStore()
 	keys, err := ms.MemberCodeKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
 	now := s.o.Now()
+	if _, ok := SigningMemberCodeKey(keys, now); !ok {
+		// None signs yet: make the first, then read them all again.
+		if _, err := s.activeMemberCodeKey(ctx); err != nil {
+			return nil, err
+		}
+		if keys, err = ms.MemberCodeKeys(ctx); err != nil {
+			return nil, err
+		}
+	}
 	out := []wire.MemberCodeKey{}
 	for _, k := range keys {
 		v := k.Verify()

@@ -82,7 +82,13 @@ type Options struct {
 	// MemberCodeLead is how long a rotated member-code key is sent to the
 	// tills before it signs codes [DefaultMemberCodeLead, 2m].
 	MemberCodeLead time.Duration
-	Now            func() time.Time
+	// FeedHeadEvery is how old the changes feed's head may be and still
+	// answer a pull that is up to date without a query of its own
+	// [DefaultFeedHeadEvery, 250ms; below 0: every pull reads the storage].
+	// A change reaches every pull that starts this long after it
+	// committed, through any HQ process.
+	FeedHeadEvery time.Duration
+	Now           func() time.Time
 }
 
 func (o *Options) defaults() {
@@ -128,6 +134,9 @@ func (o *Options) defaults() {
 	if o.MemberCodeLead <= 0 {
 		o.MemberCodeLead = DefaultMemberCodeLead
 	}
+	if o.FeedHeadEvery == 0 {
+		o.FeedHeadEvery = DefaultFeedHeadEvery
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -151,6 +160,8 @@ type Server struct {
 	shortMin   int64          // the minute shortWrong counts
 	shortWrong map[string]int // wrong short member codes per store this minute
 	enrol      *enrolState
+
+	heads feedHeads // the changes feed's head, for pulls that are up to date
 }
 
 // NewServer serves st. It does not own st: the caller closes it.
@@ -632,19 +643,29 @@ func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// Read before the page: a head read after it could hold a cashier
+	// generation newer than the list the page reads.
+	h := s.feedHead(r.Context())
+	if h != nil && s.changesFromHead(w, r, h, c) {
+		return
+	}
 	ch, ok := page(s, w, r, s.st.Changes)
 	if !ok {
 		return
 	}
 	// The store's cashiers come with the feed, when the till asks.
 	if q := r.URL.Query(); q.Has(wire.QueryCashiers) && c.Role == RoleStore {
-		if err := s.attachCashiers(r.Context(), &ch, c.ID, q.Get(wire.QueryCashiers)); err != nil {
+		if err := s.attachCashiers(r.Context(), &ch, c.ID, q.Get(wire.QueryCashiers), h); err != nil {
 			s.o.Log.Error("reading the store's cashiers", "store", c.ID, "err", err)
 			writeError(w, http.StatusServiceUnavailable, "storage", "HQ could not read the store's cashiers; retry")
 			return
 		}
 	}
-	if err := s.attachMemberCodeKeys(r.Context(), &ch); err != nil {
+	if h != nil {
+		if !h.noKeys {
+			ch.MemberCodeKeys = usableKeys(h.keys, s.o.Now())
+		}
+	} else if err := s.attachMemberCodeKeys(r.Context(), &ch); err != nil {
 		s.o.Log.Error("reading the member-code keys", "err", err)
 		writeError(w, http.StatusServiceUnavailable, "storage", "HQ could not read its member-code keys; retry")
 		return
@@ -798,6 +819,7 @@ func (s *Server) PublishProgram(ctx context.Context, src []byte) (wire.ProgramVe
 		return wire.ProgramVersion{}, fmt.Errorf("program rejected: %w", err)
 	}
 	p := wire.ProgramVersion{Version: info.Version, EffectiveFrom: info.EffectiveFrom.UTC().Format(time.RFC3339), Source: string(src)}
+	defer s.forgetHead()
 	return p, s.st.PublishProgram(ctx, p)
 }
 

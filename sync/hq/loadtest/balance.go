@@ -26,6 +26,7 @@ type balancer struct {
 	marks  map[string]uint64      // store/till → highest ack seen
 	ranges map[string][][2]uint64 // store/till → batches newly stored, for the raw COPY replay
 	lat    []time.Duration        // upload round trips answered 200
+	pulls  []time.Duration        // changes pages answered 200, round trips
 	keep   bool
 }
 
@@ -37,6 +38,7 @@ type backend struct {
 	refused atomic.Int64 // 429/503 (back-pressure) answers
 	failed  atomic.Int64 // transport errors and other non-2xx answers
 	cut     atomic.Int64 // of them: the client gave up waiting (its 30 s request timeout)
+	pulls   atomic.Int64 // changes pages answered 200
 }
 
 func newBalancer(hosts []string, conns int, keepRanges bool) *balancer {
@@ -63,6 +65,13 @@ func (b *balancer) RoundTrip(req *http.Request) (*http.Response, error) {
 			be.cut.Add(1)
 		}
 		return nil, err
+	}
+	if r.URL.Path == wire.PathChanges && resp.StatusCode == http.StatusOK {
+		be.pulls.Add(1)
+		rt := time.Since(t0) // to the headers: the page is read by the client
+		b.mu.Lock()
+		b.pulls = append(b.pulls, rt)
+		b.mu.Unlock()
 	}
 	if !upload {
 		return resp, nil

@@ -41,9 +41,12 @@ type chainConfig struct {
 	Members  int           // chain members the sales name
 	Duration time.Duration // the opening hours compressed into this
 	Poll     time.Duration // the sync client's poll (the agent's 1 s)
-	Conns    int           // connections to the HQ processes, all together
-	Timeout  time.Duration // give up when not all is acked by then
-	Compare  bool          // replay the stored batches as raw COPY afterwards
+	// PullEvery is how often each store pulls HQ's changes (the agent's
+	// 30 s); below 0: never.
+	PullEvery time.Duration
+	Conns     int           // connections to the HQ processes, all together
+	Timeout   time.Duration // give up when not all is acked by then
+	Compare   bool          // replay the stored batches as raw COPY afterwards
 	// MaxInFlight is each process's --max-inflight (0: hq serve's default).
 	MaxInFlight int
 	// HQ is the hq command line before "serve"; empty: build
@@ -113,6 +116,9 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 	if c.Poll <= 0 {
 		c.Poll = time.Second
 	}
+	if c.PullEvery == 0 {
+		c.PullEvery = 30 * time.Second // the agent's
+	}
 	if c.Conns <= 0 {
 		// A connection per upload a store may have open (two tills at
 		// once), so uploads queue at HQ, whose back-pressure is what is
@@ -122,70 +128,12 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 
-	// One fresh schema for the run, dropped afterwards.
-	direct, drop, err := pg.FreshSchema(ctx, c.PG, "hqchain_")
-	if err != nil {
-		return res, fmt.Errorf("make a schema in %s: %w", c.PG, err)
-	}
-	defer drop()
-	pcfg, err := pgx.ParseConfig(direct)
+	f, err := startFleet(ctx, c, "hqchain_")
 	if err != nil {
 		return res, err
 	}
-	schema := pcfg.RuntimeParams["search_path"]
-	hqURL, via := direct, "directly"
-	if c.Bouncer {
-		bin, err := hqrun.PgBouncerPath()
-		if err != nil {
-			return res, err
-		}
-		b, err := hqrun.StartBouncer(bin, c.PG, schema)
-		if err != nil {
-			return res, err
-		}
-		defer b.Close()
-		hqURL, via = b.URL, "through PgBouncer (transaction pooling)"
-	}
-
-	cmd := c.HQ
-	if len(cmd) == 0 {
-		bin, clean, err := buildPosagent(ctx)
-		if err != nil {
-			return res, err
-		}
-		defer clean()
-		cmd = []string{bin, "hq"}
-	}
-	procs := make([]*hqrun.Proc, c.Procs)
-	for i := range procs {
-		var args []string
-		if c.MaxInFlight > 0 {
-			args = []string{"--max-inflight", strconv.Itoa(c.MaxInFlight)}
-		}
-		p, err := hqrun.StartHQ(hqrun.HQ{Command: cmd, PG: hqURL, Env: c.HQEnv, AdminToken: loadAdminToken, Args: args, CPUs: c.HQCPUs})
-		if err != nil {
-			return res, err
-		}
-		defer p.Stop()
-		procs[i] = p
-	}
-	hosts := make([]string, len(procs))
-	for i, p := range procs {
-		if err := p.Wait(2 * time.Minute); err != nil {
-			return res, err
-		}
-		u, err := url.Parse(p.URL)
-		if err != nil {
-			return res, err
-		}
-		hosts[i] = u.Host
-	}
-
-	st, err := pg.Open(ctx, direct, pg.Options{MaxConns: 8, PruneEvery: -1})
-	if err != nil {
-		return res, err
-	}
-	defer st.Close()
+	defer f.close()
+	procs, st, schema, via := f.procs, f.st, f.schema, f.via
 	tokens, err := issueTokens(ctx, st, c.Stores)
 	if err != nil {
 		return res, err
@@ -194,12 +142,17 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 	// The stores: an outbox and a sync client each, configured as the
 	// agent configures it (500-entry batches, 2 s batch age, 1 s poll,
 	// two tills at once, backoff and Retry-After as they come).
-	lb := newBalancer(hosts, c.Conns, c.Compare)
+	lb := newBalancer(f.hosts, c.Conns, c.Compare)
 	defer lb.close()
 	hc := &http.Client{Transport: lb}
 	var acked atomic.Int64
 	var latMu sync.Mutex
 	var entryLat []time.Duration
+	var members, programs atomic.Int64 // applied by the stores' pulls
+	cursor, err := startCursor(ctx, f.st)
+	if err != nil {
+		return res, err
+	}
 	stores := make([]*memstore.Store, c.Stores)
 	clients := make([]*client.Client, c.Stores)
 	tills := make([][]*till, c.Stores)
@@ -207,8 +160,12 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 		id := storeID(i)
 		stores[i] = memstore.New(id)
 		ob := outbox{Store: stores[i], acked: &acked, mu: &latMu, lat: &entryLat}
+		var in client.Inbox
+		if c.PullEvery > 0 {
+			in = &inbox{members: &members, programs: &programs, cursor: cursor}
+		}
 		clients[i], err = client.New(client.Config{URL: "http://hq", Token: tokens[i], Store: id,
-			BatchMax: 500, BatchAge: 2 * time.Second, Poll: c.Poll, HTTPClient: hc}, ob, nil, nil)
+			BatchMax: 500, BatchAge: 2 * time.Second, Poll: c.Poll, PullEvery: c.PullEvery, HTTPClient: hc}, ob, in, nil)
 		if err != nil {
 			return res, err
 		}
@@ -227,12 +184,16 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 	if c.MaxInFlight > 0 {
 		inflight = strconv.Itoa(c.MaxInFlight)
 	}
+	pulling := "never pull"
+	if c.PullEvery > 0 {
+		pulling = fmt.Sprintf("pull every %v", c.PullEvery)
+	}
 	capped := ""
 	if c.HQCPUs > 0 {
 		capped = fmt.Sprintf(", each held to %.2f CPU by a cgroup (PostgreSQL and the stores are not)", c.HQCPUs)
 	}
-	fmt.Fprintf(out, "chain: %d stores × %d tills × %d entries = %d entries, %s; %d HQ process(es) %s, --max-inflight %s each%s; %d connections\n",
-		c.Stores, c.Tills, c.PerTill, written, day, c.Procs, via, inflight, capped, c.Conns)
+	fmt.Fprintf(out, "chain: %d stores × %d tills × %d entries = %d entries, %s; %d HQ process(es) %s, --max-inflight %s each%s; %d connections; the stores %s\n",
+		c.Stores, c.Tills, c.PerTill, written, day, c.Procs, via, inflight, capped, c.Conns, pulling)
 
 	// The day's entries are built before the clock starts (the figure is
 	// HQ's, not the builders'); writing stamps them with the wall clock, so
@@ -269,12 +230,7 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 		}
 	}
 
-	var backend int32
-	if err := st.Pool().QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&backend); err != nil {
-		return res, err
-	}
-	postmaster := hqrun.Postmaster(int(backend)) // 0 when the server is on another host
-	cpu0 := cpuNow(procs, postmaster)
+	cpu0 := cpuNow(procs, f.postmaster)
 	runCtx, stopClients := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -332,10 +288,17 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 		}
 	}
 	elapsed := time.Since(start)
-	cpu1 := cpuNow(procs, postmaster)
+	cpu1 := cpuNow(procs, f.postmaster)
 	rss := make([]int64, len(procs))
 	for i, p := range procs {
 		rss[i] = p.PeakRSS()
+	}
+	pulls, pulled := countPulls(lb), members.Load()
+	var quiet string // the pulls after the day
+	if c.PullEvery > 0 && short == nil {
+		if quiet, err = quietPulls(ctx, f, lb, c.PullEvery); err != nil {
+			return res, err
+		}
 	}
 	stopClients()
 	wg.Wait()
@@ -365,6 +328,14 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 	if c.Duration > 0 { // a backlog's entries were written hours ago
 		p50, p99, mx = percentiles(entryLat)
 		fmt.Fprintf(out, "entry written → acked: p50 %v p99 %v max %v (includes the 2 s batch age and the 1 s poll)\n", p50.Round(time.Millisecond), p99.Round(time.Millisecond), mx.Round(time.Millisecond))
+	}
+	if c.PullEvery > 0 {
+		lb.mu.Lock()
+		p50, p99, mx = percentiles(lb.pulls)
+		lb.mu.Unlock()
+		fmt.Fprintf(out, "pulls over the day: %d changes pages answered (%.1f/s), %d member states and %d programs applied; pull round trip p50 %v p99 %v max %v\n",
+			pulls, float64(pulls)/elapsed.Seconds(), pulled, programs.Load(), p50.Round(time.Millisecond), p99.Round(time.Millisecond), mx.Round(time.Millisecond))
+		fmt.Fprint(out, quiet)
 	}
 	printCPU(out, cpu0, cpu1, elapsed, written, uploads)
 
@@ -396,6 +367,152 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 		return res, errors.New("HQ's totals differ from the tills'")
 	}
 	return res, nil
+}
+
+// fleet is the HQ side of a run: a fresh schema (dropped by close), a
+// PgBouncer when asked, the hq serve processes, a store of its own on the
+// schema, and the PostgreSQL cluster's postmaster for its CPU.
+type fleet struct {
+	direct, schema, via string
+	procs               []*hqrun.Proc
+	hosts               []string
+	st                  *pg.Store
+	postmaster          int    // 0 when the server is on another host
+	app                 string // the HQ processes' application_name
+	undo                []func()
+}
+
+// backendsCPU is the CPU each of the HQ processes' PostgreSQL backends
+// (found by their application_name) has used so far: unlike the
+// cluster's, it leaves out other users of the server.
+func (f *fleet) backendsCPU(ctx context.Context) (map[int]time.Duration, error) {
+	rows, err := f.st.Pool().Query(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name = $1`, f.app)
+	if err != nil {
+		return nil, err
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]time.Duration{}
+	for _, p := range pids {
+		out[int(p)] = procCPU(int(p), false)
+	}
+	return out, nil
+}
+
+// cpuSince is what the backends in b used since a (a backend started
+// since counts whole; one that ended is lost).
+func cpuSince(a, b map[int]time.Duration) time.Duration {
+	var d time.Duration
+	for pid, t := range b {
+		d += t - a[pid]
+	}
+	return d
+}
+
+// close stops what startFleet started, last first.
+func (f *fleet) close() {
+	for i := len(f.undo) - 1; i >= 0; i-- {
+		f.undo[i]()
+	}
+}
+
+// startFleet starts c.Procs hq serve processes on a fresh schema named
+// after prefix and waits until they serve.
+func startFleet(ctx context.Context, c chainConfig, prefix string) (f *fleet, err error) {
+	f = &fleet{}
+	defer func() {
+		if err != nil {
+			f.close()
+		}
+	}()
+	direct, drop, err := pg.FreshSchema(ctx, c.PG, prefix)
+	if err != nil {
+		return f, fmt.Errorf("make a schema in %s: %w", c.PG, err)
+	}
+	f.undo = append(f.undo, func() { _ = drop() })
+	pcfg, err := pgx.ParseConfig(direct)
+	if err != nil {
+		return f, err
+	}
+	f.direct, f.schema = direct, pcfg.RuntimeParams["search_path"]
+	f.app = f.schema
+	hqURL, via := direct, "directly"
+	if c.Bouncer {
+		bin, err := hqrun.PgBouncerPath()
+		if err != nil {
+			return f, err
+		}
+		b, err := hqrun.StartBouncer(bin, c.PG, f.schema)
+		if err != nil {
+			return f, err
+		}
+		f.undo = append(f.undo, b.Close)
+		hqURL, via = b.URL, "through PgBouncer (transaction pooling)"
+	}
+	// Named, the processes' backends can be told from the server's others.
+	if hqURL, err = withParam(hqURL, "application_name", f.app); err != nil {
+		return f, err
+	}
+	f.via = via
+	cmd := c.HQ
+	if len(cmd) == 0 {
+		bin, clean, err := buildPosagent(ctx)
+		if err != nil {
+			return f, err
+		}
+		f.undo = append(f.undo, clean)
+		cmd = []string{bin, "hq"}
+	}
+	for range c.Procs {
+		var args []string
+		if c.MaxInFlight > 0 {
+			args = []string{"--max-inflight", strconv.Itoa(c.MaxInFlight)}
+		}
+		p, err := hqrun.StartHQ(hqrun.HQ{Command: cmd, PG: hqURL, Env: c.HQEnv, AdminToken: loadAdminToken, Args: args, CPUs: c.HQCPUs})
+		if err != nil {
+			return f, err
+		}
+		f.undo = append(f.undo, p.Stop)
+		f.procs = append(f.procs, p)
+	}
+	for _, p := range f.procs {
+		if err := p.Wait(2 * time.Minute); err != nil {
+			return f, err
+		}
+		u, err := url.Parse(p.URL)
+		if err != nil {
+			return f, err
+		}
+		f.hosts = append(f.hosts, u.Host)
+	}
+	if f.st, err = pg.Open(ctx, direct, pg.Options{MaxConns: 8, PruneEvery: -1}); err != nil {
+		return f, err
+	}
+	f.undo = append(f.undo, func() { _ = f.st.Close() })
+	var backend int32
+	if err := f.st.Pool().QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&backend); err != nil {
+		return f, err
+	}
+	f.postmaster = hqrun.Postmaster(int(backend))
+	return f, nil
+}
+
+// withParam sets a connection parameter in a postgres:// URL or a
+// key=value string.
+func withParam(conn, key, value string) (string, error) {
+	if !strings.HasPrefix(conn, "postgres://") && !strings.HasPrefix(conn, "postgresql://") {
+		return conn + " " + key + "=" + value, nil
+	}
+	u, err := url.Parse(conn)
+	if err != nil {
+		return "", err
+	}
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
 }
 
 func sum(xs []int) int {

@@ -21,6 +21,13 @@
 // same batches.
 //
 //	go run ./sync/hq/loadtest -procs 3 -stores 10000 -tills 5 -per-till 20 -duration 2m -compare -pg postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+//
+// The stores also pull HQ's changes every -pull-every (30 s, as the
+// agent); the pulls over the day and the CPU per pull of one interval of
+// pulls after it are printed. With -pulls there is no day: the stores only
+// pull, and HQ's CPU per pull is measured over -duration:
+//
+//	go run ./sync/hq/loadtest -procs 2 -pulls -stores 10000 -duration 60s -pg postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 package main
 
 import (
@@ -66,6 +73,8 @@ func main() {
 	flag.IntVar(&c.Members, "members", 200000, "with -procs: the chain's members")
 	flag.DurationVar(&c.Duration, "duration", 2*time.Minute, "with -procs: the opening hours (10:00-22:00) compressed into this; 0: the whole day is written before the stores sync")
 	flag.DurationVar(&c.Poll, "poll", time.Second, "with -procs: the sync client's poll")
+	flag.DurationVar(&c.PullEvery, "pull-every", 30*time.Second, "with -procs: how often each store pulls HQ's changes, as the agent's sync client does (the pulls of one such interval after the day are measured); -1s: never")
+	pullsOnly := flag.Bool("pulls", false, "with -procs: no day; the stores only pull, every -pull-every, and HQ's CPU per pull is measured over -duration once each has pulled once")
 	flag.IntVar(&c.Conns, "conns", 0, "with -procs: connections to the HQ processes, all together (default: 2 per store, at most 4096)")
 	flag.DurationVar(&c.Timeout, "timeout", 30*time.Minute, "with -procs: give up when not every entry is acked by then")
 	flag.Float64Var(&c.HQCPUs, "hq-cpus", 0, "with -procs: hold each HQ process to this many CPUs with a cgroup (Linux, root), as if each ran on a machine of that size")
@@ -94,7 +103,11 @@ func main() {
 		// Interrupted, the run still stops its processes and drops its
 		// schema.
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		_, err = runChain(ctx, c)
+		if *pullsOnly {
+			_, err = runPulls(ctx, c)
+		} else {
+			_, err = runChain(ctx, c)
+		}
 		stop()
 	} else {
 		err = run(*stores, *batches, *size, *pgURL, *inflight)

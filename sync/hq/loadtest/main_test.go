@@ -25,23 +25,12 @@ func TestMain(m *testing.M) {
 // every entry stored once, the totals equal the tills', each process took
 // uploads, and every figure is printed.
 func TestChainDay(t *testing.T) {
-	u := os.Getenv("POSAGENT_TEST_PG")
-	if u == "" {
-		t.Skip("PostgreSQL tests skipped: set POSAGENT_TEST_PG (e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	c, err := pgx.Connect(ctx, u)
-	cancel()
-	if err != nil {
-		t.Skipf("PostgreSQL tests skipped: POSAGENT_TEST_PG=%q is not reachable: %v", u, err)
-	}
-	c.Close(context.Background())
-
+	u := testURL(t)
 	var out bytes.Buffer
 	self, env := hqrun.Self()
 	res, err := runChain(context.Background(), chainConfig{
 		PG: u, Procs: 2, Stores: 20, Tills: 2, PerTill: 30, Members: 200,
-		Duration: 3 * time.Second, Poll: 200 * time.Millisecond, Conns: 16, Timeout: 3 * time.Minute,
+		Duration: 3 * time.Second, Poll: 200 * time.Millisecond, PullEvery: time.Second, Conns: 16, Timeout: 3 * time.Minute,
 		Compare: true, HQ: self, HQEnv: env, Seed: 1, Out: &out,
 	})
 	t.Log("\n" + out.String())
@@ -56,7 +45,47 @@ func TestChainDay(t *testing.T) {
 		sum += n
 	}
 	require.Equal(t, res.Written, sum, "the processes' credited entries add up")
-	for _, want := range []string{"entries/s overall", "peak RSS", "upload round trip p50", "CPU over the run", "CPU per 1,000 entries", "MB per million entries", "totals check: HQ's", "raw COPY", "HQ vs raw COPY"} {
+	for _, want := range []string{"entries/s overall", "peak RSS", "upload round trip p50", "CPU over the run", "CPU per 1,000 entries", "MB per million entries",
+		"pulls over the day", "pulls after the day", "totals check: HQ's", "raw COPY", "HQ vs raw COPY"} {
 		require.True(t, strings.Contains(out.String(), want), "output has %q", want)
+	}
+}
+
+// testURL is the server to test against, or a skip with what to set.
+func testURL(t *testing.T) string {
+	u := os.Getenv("POSAGENT_TEST_PG")
+	if u == "" {
+		t.Skip("PostgreSQL tests skipped: set POSAGENT_TEST_PG (e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Skipf("PostgreSQL tests skipped: POSAGENT_TEST_PG=%q is not reachable: %v", u, err)
+	}
+	c.Close(ctx)
+	return u
+}
+
+// TestPulls runs the load program's pulls in a tiny configuration (20
+// stores pulling every 200 ms from 2 processes for a second) so it keeps
+// working: the stores pull at about their rate and the CPU per pull is
+// measured and printed.
+func TestPulls(t *testing.T) {
+	u := testURL(t)
+	var out bytes.Buffer
+	self, env := hqrun.Self()
+	res, err := runPulls(context.Background(), chainConfig{
+		PG: u, Procs: 2, Stores: 20, Duration: time.Second, Poll: 50 * time.Millisecond, PullEvery: 200 * time.Millisecond,
+		Timeout: 2 * time.Minute, HQ: self, HQEnv: env, Out: &out,
+	})
+	t.Log("\n" + out.String())
+	require.NoError(t, err)
+	// 100 pulls a second are due; the box may be slow, never much faster.
+	require.Greater(t, res.PerSecond, 20.0)
+	require.Less(t, res.PerSecond, 130.0)
+	require.Positive(t, res.HQPerPull, "the HQ processes' CPU is measured")
+	for _, want := range []string{"pulls/s", "CPU per pull: HQ", "PostgreSQL (HQ's backends)", "pull round trip p50"} {
+		require.Contains(t, out.String(), want)
 	}
 }
