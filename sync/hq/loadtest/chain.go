@@ -165,7 +165,7 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 			in = &inbox{members: &members, programs: &programs, cursor: cursor}
 		}
 		clients[i], err = client.New(client.Config{URL: "http://hq", Token: tokens[i], Store: id,
-			BatchMax: 500, BatchAge: 2 * time.Second, Poll: c.Poll, PullEvery: c.PullEvery, HTTPClient: hc}, ob, in, nil)
+			BatchMax: 500, BatchAge: 2 * time.Second, Poll: c.Poll, PullEvery: max(c.PullEvery, 0), HTTPClient: hc}, ob, in, nil)
 		if err != nil {
 			return res, err
 		}
