@@ -13,3 +13,6 @@ const FeedPageSQL = feedPageSQL
 
 // WrapSQL is the counters' wrap-around addition, for tests.
 var WrapSQL = wrapSQL
+
+// FraudRelatedSQL is FraudRelated's query, for EXPLAIN in tests.
+const FraudRelatedSQL = fraudRelatedSQL

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -40,13 +42,19 @@ import (
 
 // sqlFn is one statement as a function.
 type sqlFn struct {
-	name string // hq_<short>_<hash>
-	def  string // CREATE FUNCTION …
-	call string // the statement that calls it, with the same $n arguments
+	name   string // hq_<short>_<hash>
+	def    string // CREATE FUNCTION …
+	call   string // the statement that calls it, with the same $n arguments
+	params []string
+	body   string // the PL/pgSQL block
+	void   bool   // returns no rows
 }
 
-// fns are the functions Open makes sure exist.
-var fns []*sqlFn
+// fns are the functions Open makes sure exist; byCall finds one by its call.
+var (
+	fns    []*sqlFn
+	byCall = map[string]*sqlFn{}
+)
 
 // plFn makes stmt, whose parameters $1… have the given types, a function.
 // out: the columns of the rows stmt returns ("" for none), as in
@@ -82,8 +90,105 @@ func plBlock(short string, params []string, out string, body string) string {
 	if out != "" {
 		call = "SELECT * FROM " + name + "(" + strings.Join(args, ", ") + ")"
 	}
-	fns = append(fns, &sqlFn{name: name, def: "CREATE OR REPLACE FUNCTION " + name + tail, call: call})
+	f := &sqlFn{name: name, def: "CREATE OR REPLACE FUNCTION " + name + tail, call: call, params: params, body: body, void: out == ""}
+	fns = append(fns, f)
+	byCall[call] = f
 	return call
+}
+
+// combo is one function doing the work of several void ones (plCombine).
+type combo struct {
+	call  string
+	parts []*sqlFn
+}
+
+var combos []*combo
+
+// maxParams is PostgreSQL's limit on a function's parameters.
+const maxParams = 100
+
+var paramRef = regexp.MustCompile(`\$([0-9]+)`)
+
+// plCombine makes one function of the void functions parts (their calls),
+// which mergeCalls then uses for any two or more of them queued one after
+// the other, in this order: each statement sent costs the server a parse,
+// a plan and a function call. Each part's parameters follow a bool that
+// says whether it runs. Parts whose parameters would pass PostgreSQL's
+// limit together are left separate.
+func plCombine(short string, parts ...string) {
+	c := &combo{}
+	var params []string
+	body := "BEGIN\n"
+	for _, p := range parts {
+		f := byCall[p]
+		if f == nil || !f.void || !strings.HasPrefix(f.body, "BEGIN") {
+			panic("plCombine: " + p + " is not a void function's call")
+		}
+		params = append(params, "bool")
+		flag, off := len(params), len(params)
+		params = append(params, f.params...)
+		shifted := paramRef.ReplaceAllStringFunc(f.body, func(m string) string {
+			n, _ := strconv.Atoi(m[1:])
+			return fmt.Sprintf("$%d", n+off)
+		})
+		body += fmt.Sprintf("IF $%d THEN\n%s;\nEND IF;\n", flag, shifted)
+		c.parts = append(c.parts, f)
+	}
+	if len(params) > maxParams {
+		return
+	}
+	c.call = plBlock(short, params, "", body+"END")
+	combos = append(combos, c)
+}
+
+// mergeCalls replaces, in b, each run of two or more calls of one combo's
+// parts (in its order, without result handlers) by one call of the combo.
+func mergeCalls(b *pgx.Batch) {
+	for _, c := range combos {
+		part := func(q *pgx.QueuedQuery) int {
+			if q.Fn != nil {
+				return -1
+			}
+			for i, f := range c.parts {
+				if f.call == q.SQL {
+					return i
+				}
+			}
+			return -1
+		}
+		var out []*pgx.QueuedQuery
+		qs := b.QueuedQueries
+		for i := 0; i < len(qs); {
+			k := part(qs[i])
+			j := i + 1
+			for last := k; k >= 0 && j < len(qs); j++ {
+				n := part(qs[j])
+				if n <= last {
+					break
+				}
+				last = n
+			}
+			if k < 0 || j-i < 2 {
+				out = append(out, qs[i])
+				i++
+				continue
+			}
+			var args []any
+			run := qs[i:j]
+			for _, f := range c.parts {
+				if len(run) > 0 && run[0].SQL == f.call {
+					args = append(append(args, true), run[0].Arguments...)
+					run = run[1:]
+					continue
+				}
+				args = append(args, false)
+				args = append(args, make([]any, len(f.params))...)
+			}
+			out = append(out, &pgx.QueuedQuery{SQL: c.call, Arguments: args})
+			i = j
+		}
+		b.QueuedQueries = out
+	}
 }
 
 // ensureFns creates the functions missing from the current schema, in

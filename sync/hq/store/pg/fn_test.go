@@ -35,8 +35,8 @@ func TestIngestFunctions(t *testing.T) {
 	}
 	fs := read()
 	// The ingest path's statements, each a function (several writes share one).
-	for _, short := range []string{"begin_upload", "load_facts", "trig_members", "msg_members", "msg_lots", "agg_write", "fraud",
-		"balances", "structural_read", "structural_write", "ack_till"} {
+	for _, short := range []string{"begin_upload", "load_facts", "trig_members", "msg_index", "agg_write", "fraud",
+		"balances", "structural_read", "structural_write", "ack_till", "ingest_tail"} {
 		require.True(t, slices.ContainsFunc(fs, func(f fn) bool { return strings.HasPrefix(f.Name, "hq_"+short+"_") }), "hq_%s_… exists", short)
 	}
 	for _, f := range fs {

@@ -166,6 +166,13 @@ func (s *Store) FraudMonth(ctx context.Context, month string) ([]hq.EnrolFact, [
 	return facts, counts, err
 }
 
+// fraudRelatedSQL reads the members with one of the mobiles $1 or card
+// tokens $2 by the mobile and card token indexes, which hold only rows
+// with a mobile and with tokens (migration 16): an empty mobile relates
+// no one.
+const fraudRelatedSQL = `SELECT ` + fraudCols + ` FROM fraud_enrolments
+		WHERE (mobile = ANY($1::text[]) AND mobile <> '') OR (card_tokens && $2::text[] AND card_tokens <> '{}')`
+
 // FraudRelated looks members up by the mobile and card token indexes.
 func (s *Store) FraudRelated(ctx context.Context, mobiles, tokens []string) ([]hq.EnrolFact, error) {
 	if mobiles == nil {
@@ -176,8 +183,7 @@ func (s *Store) FraudRelated(ctx context.Context, mobiles, tokens []string) ([]h
 	}
 	// Not enrolled yet (month '') is left out here, not in the query: a
 	// condition on month would let the planner read the month index whole.
-	rows, err := s.pool.Query(ctx, `SELECT `+fraudCols+` FROM fraud_enrolments
-		WHERE mobile = ANY($1::text[]) OR card_tokens && $2::text[]`, mobiles, tokens)
+	rows, err := s.pool.Query(ctx, fraudRelatedSQL, mobiles, tokens)
 	if err != nil {
 		return nil, err
 	}

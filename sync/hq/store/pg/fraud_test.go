@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"posagent/sync/hq/store/pg"
 )
 
 // TestFraudQueriesUseIndexes: the month's enrolments and the lookups by
@@ -15,8 +17,7 @@ func TestFraudQueriesUseIndexes(t *testing.T) {
 	plan := func(q string, args ...any) string { return indexPlan(t, st, q, args...) }
 	p := plan(`SELECT member_id FROM fraud_enrolments WHERE month = $1 AND month <> ''`, "2026-02")
 	require.Contains(t, p, "fraud_enrolments_month", p)
-	p = plan(`SELECT member_id FROM fraud_enrolments WHERE mobile = ANY($1::text[]) OR card_tokens && $2::text[]`,
-		[]string{"13800001234"}, []string{"tok"})
+	p = plan(pg.FraudRelatedSQL, []string{"13800001234"}, []string{"tok"})
 	require.Contains(t, p, "fraud_enrolments_mobile", p)
 	require.Contains(t, p, "fraud_enrolments_cards", p)
 	p = plan(`SELECT sales FROM fraud_cashier_months WHERE month = $1`, "2026-02")

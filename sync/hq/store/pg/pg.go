@@ -582,9 +582,12 @@ func copyRows(ctx context.Context, q querier, rows [][]any) error {
 
 // balanceSQL adds every member's balance deltas in one statement (the flag
 // rule is hq.Member.ApplyBalances's), logs the members changed
-// (logChangesSQL) and, given a till ($5, $6), sets its acked mark ($7):
-// one call where there were three.
-var balanceSQL = plBlock("balances", []string{"text[]", "int8[]", "int8[]", "timestamptz[]", "text", "text", "int8"}, "", `BEGIN
+// (logChangesSQL), sets the data of members whose only structural change
+// is an enrolment ($8 ids, $9 the enrolment's data; hq.Member.ApplyStructure:
+// a tier change already seen keeps its tier) and, given a till ($5, $6),
+// sets its acked mark ($7): one call and round trip where there were up
+// to five and two.
+var balanceSQL = plBlock("balances", []string{"text[]", "int8[]", "int8[]", "timestamptz[]", "text", "text", "int8", "text[]", "jsonb[]"}, "", `BEGIN
 INSERT INTO members AS m (id, points, stored_value, flagged, last_sale)
 SELECT id, p, sv, p < 0 OR sv < 0, ls FROM unnest($1::text[], $2::int8[], $3::int8[], $4::timestamptz[]) AS u(id, p, sv, ls)
 ON CONFLICT (id) DO UPDATE SET
@@ -595,10 +598,23 @@ ON CONFLICT (id) DO UPDATE SET
 	xid = pg_current_xact_id();
 INSERT INTO member_changes (ids) VALUES ($1)
 	ON CONFLICT (xid) DO UPDATE SET ids = member_changes.ids || excluded.ids;
+IF cardinality($8) > 0 THEN
+	UPDATE members m SET data = CASE WHEN m.data IS NOT NULL AND m.tier_at IS NOT NULL
+		THEN u.data || jsonb_build_object('tier', CASE WHEN jsonb_typeof(m.data->'tier') = 'string' THEN m.data->'tier' ELSE '""'::jsonb END)
+		ELSE u.data END
+	FROM unnest($8::text[], $9::jsonb[]) AS u(id, data) WHERE m.id = u.id;
+END IF;
 IF $5 IS NOT NULL THEN
 	UPDATE tills SET acked = $7 WHERE store = $5 AND till = $6;
 END IF;
 END`)
+
+// The last pipeline's writes in one call (mergeCalls, in applyDeltas): the
+// reminder indexes, the aggregates, the fraud facts and the balances.
+var _ = func() bool {
+	plCombine("ingest_tail", msgIndexSQL, aggWriteSQL, fraudSQL, balanceSQL)
+	return true
+}()
 
 // tillAck is the acked mark an upload sets.
 type tillAck struct {
@@ -627,19 +643,29 @@ func applyDeltas(ctx context.Context, q querier, batch *pgx.Batch, ds []hq.Delta
 	lss := make([]pgtype.Timestamptz, len(ds))
 	var structural []string
 	byID := map[string]hq.Delta{}
+	enrolIDs, enrolData := []string{}, [][]byte{}
 	for i, d := range ds {
 		ids[i], pts[i], svs[i] = d.MemberID, d.Points, d.StoredValue
 		lss[i] = pgtype.Timestamptz{Time: d.LastSale, Valid: !d.LastSale.IsZero()}
-		if d.Structural() {
+		switch {
+		case d.Enrol != nil && d.Tier == "" && len(d.CouponsIssued)+len(d.CouponsUsed)+len(d.CouponsRestored) == 0:
+			// An enrolment alone: balanceSQL sets the data, without the
+			// read back and the round trip below.
+			b, err := json.Marshal(d.Enrol)
+			if err != nil {
+				return err
+			}
+			enrolIDs, enrolData = append(enrolIDs, d.MemberID), append(enrolData, b)
+		case d.Structural():
 			structural = append(structural, d.MemberID)
 			byID[d.MemberID] = d
 		}
 	}
 	switch {
 	case len(ds) > 0 && ack != nil:
-		batch.Queue(balanceSQL, ids, pts, svs, lss, ack.store, ack.till, ack.acked)
+		batch.Queue(balanceSQL, ids, pts, svs, lss, ack.store, ack.till, ack.acked, enrolIDs, enrolData)
 	case len(ds) > 0:
-		batch.Queue(balanceSQL, ids, pts, svs, lss, nil, nil, nil)
+		batch.Queue(balanceSQL, ids, pts, svs, lss, nil, nil, nil, enrolIDs, enrolData)
 	case ack != nil:
 		batch.Queue(ackTillSQL, ack.store, ack.till, ack.acked)
 	}
@@ -665,6 +691,7 @@ func applyDeltas(ctx context.Context, q querier, batch *pgx.Batch, ds []hq.Delta
 	} else if commit {
 		batch.Queue("COMMIT")
 	}
+	mergeCalls(batch)
 	if err := q.SendBatch(ctx, batch).Close(); err != nil {
 		return err
 	}

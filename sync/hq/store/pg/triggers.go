@@ -125,13 +125,11 @@ func trigQueue(ctx context.Context, pre *prepared, reads, last *pgx.Batch) (fini
 		}
 		lots = []any{lm, ld, lp}
 	}
-	switch {
-	case len(ids) > 0 && lots != nil:
+	if len(ids) > 0 || lots != nil {
+		if lots == nil {
+			lots = []any{[]string{}, []string{}, []int64{}}
+		}
 		last.Queue(msgIndexSQL, append([]any{ids, stores, mds, enrolled}, lots...)...)
-	case len(ids) > 0:
-		last.Queue(msgMembersSQL, ids, stores, mds, enrolled)
-	case lots != nil:
-		last.Queue(msgLotsSQL, lots...)
 	}
 	if !send || len(touched) == 0 {
 		return none, nil
@@ -184,11 +182,9 @@ const (
 )
 
 var (
-	msgMembersSQL = plFn("msg_members", []string{"text[]", "text[]", "text[]", "timestamptz[]"}, "", msgMembersStmt)
-	msgLotsSQL    = plFn("msg_lots", []string{"text[]", "text[]", "int8[]"}, "", fmt.Sprintf(msgLotsStmt, 1, 2, 3))
-	// msgIndexSQL is both, in one call, for an upload with enrolments and earnings.
+	// msgIndexSQL keeps both indexes, each when it has rows ($1, $5).
 	msgIndexSQL = plBlock("msg_index", []string{"text[]", "text[]", "text[]", "timestamptz[]", "text[]", "text[]", "int8[]"}, "",
-		"BEGIN\n"+msgMembersStmt+";\n"+fmt.Sprintf(msgLotsStmt, 5, 6, 7)+";\nEND")
+		"BEGIN\nIF cardinality($1) > 0 THEN\n"+msgMembersStmt+";\nEND IF;\nIF cardinality($5) > 0 THEN\n"+fmt.Sprintf(msgLotsStmt, 5, 6, 7)+";\nEND IF;\nEND")
 	trigMembersSQL = plFn("trig_members", []string{"text[]"}, "id text, points int8, data jsonb, store text", `SELECT m.id, m.points, m.data, coalesce(mm.store, '') FROM members m
 		LEFT JOIN message_members mm ON mm.member_id = m.id WHERE m.id = ANY($1)`)
 )
