@@ -3,12 +3,9 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"image"
-	_ "image/png"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -20,12 +17,11 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/makiuchi-d/gozxing"
-	gzqr "github.com/makiuchi-d/gozxing/qrcode"
 	"github.com/stretchr/testify/require"
 
 	"posagent/agent/events"
 	"posagent/sync/hq"
+	"posagent/sync/hq/hqtest"
 	"posagent/sync/hq/store/bolt"
 	"posagent/sync/membercode"
 )
@@ -105,15 +101,17 @@ func TestPhoneEnrolmentToTheTill(t *testing.T) {
 	s := rn.stream(t, "T1")
 
 	// The code as the phone shows it, read by a real decoder, scanned.
-	png, err := chromedp.Run(ctx, chromedp.Screenshot(chromedp.CSS(`#qr svg`)))
-	require.NoError(t, err)
-	img, _, err := image.Decode(bytes.NewReader(png))
-	require.NoError(t, err)
-	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
-	require.NoError(t, err)
-	res, err := gzqr.NewQRCodeReader().Decode(bmp, nil)
-	require.NoError(t, err)
-	r.write(t, res.GetText()+"\r")
+	var code string
+	for try := 0; ; try++ { // a screenshot taken while the page swaps in a fresh code may not decode
+		png, err := chromedp.Run(ctx, chromedp.Screenshot(chromedp.CSS(`#qr svg`)))
+		require.NoError(t, err)
+		if code, err = hqtest.DecodeQR(png); err == nil || try == 4 {
+			require.NoError(t, err, "reading the member code's QR from the page")
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	r.write(t, code+"\r")
 	e := s.next(t, events.TypeMember, events.TypeMemberCodeExpired, events.TypeMemberCodeForeign, events.TypeMemberCodeRepeat, events.TypeReadError)
 	require.Equal(t, events.TypeMember, e.Type, string(e.Data))
 	var me MemberEvent
@@ -127,18 +125,18 @@ func TestPhoneEnrolmentToTheTill(t *testing.T) {
 	require.NoError(t, err)
 	rn2, r2 := startQRTill(t, hts.URL, tok2, "S2", "T5", nil, member)
 	s2 := rn2.stream(t, "T5")
-	r2.write(t, res.GetText()+"\r")
+	r2.write(t, code+"\r")
 	e = s2.next(t, events.TypeMember, events.TypeMemberCodeExpired, events.TypeMemberCodeForeign, events.TypeMemberCodeRepeat, events.TypeReadError)
 	require.Equal(t, events.TypeMemberCodeRepeat, e.Type, string(e.Data))
 
 	// The same screenshot once its lifetime is over (and the clock
 	// allowance with it): the till answers that it has expired.
-	p, err := membercode.Parse(res.GetText())
+	p, err := membercode.Parse(code)
 	require.NoError(t, err)
 	over := membercode.StepStart(p.Step).Add(membercode.Lifetime + membercode.Skew + time.Second)
 	t.Logf("waiting %s for the code to expire", time.Until(over).Round(time.Second))
 	time.Sleep(time.Until(over))
-	r.write(t, res.GetText()+"\r")
+	r.write(t, code+"\r")
 	e = s.next(t, events.TypeMember, events.TypeMemberCodeExpired, events.TypeMemberCodeForeign, events.TypeMemberCodeRepeat, events.TypeReadError)
 	require.Equal(t, events.TypeMemberCodeExpired, e.Type, string(e.Data))
 }

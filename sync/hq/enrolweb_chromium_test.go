@@ -1,22 +1,18 @@
 package hq_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"image"
-	_ "image/png"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/makiuchi-d/gozxing"
-	gzqr "github.com/makiuchi-d/gozxing/qrcode"
 	"github.com/stretchr/testify/require"
 
 	"posagent/sync/hq"
+	"posagent/sync/hq/hqtest"
 )
 
 // phone starts headless Chromium as a 390×844 phone (mobile emulation,
@@ -77,15 +73,25 @@ func jsStr(s string) string {
 	return "'" + r.Replace(s) + "'"
 }
 
-// decodeQR reads the QR code in a PNG with a real decoder.
-func decodeQR(t *testing.T, png []byte) string {
-	img, _, err := image.Decode(bytes.NewReader(png))
-	require.NoError(t, err)
-	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
-	require.NoError(t, err)
-	res, err := gzqr.NewQRCodeReader().Decode(bmp, nil)
-	require.NoError(t, err, "decoding the member code's QR from the page")
-	return res.GetText()
+// screenshotQR reads the member code the page draws in #qr, from a
+// screenshot, with a real decoder. A screenshot taken while the page
+// swaps in a fresh code may not decode: it is taken again.
+func screenshotQR(t *testing.T, ctx context.Context) string {
+	var err error
+	for range 5 {
+		var png []byte
+		if png, err = chromedp.Run(ctx, chromedp.Screenshot(chromedp.CSS(`#qr svg`))); err != nil {
+			break
+		}
+		var text string
+		if text, err = hqtest.DecodeQR(png); err == nil {
+			return text
+		}
+		t.Logf("the member code's QR did not decode (%v); taking the screenshot again", err)
+		time.Sleep(200 * time.Millisecond)
+	}
+	require.NoError(t, err, "reading the member code's QR from the page")
+	return ""
 }
 
 // TestEnrolmentOnAPhone walks self-enrolment in Chromium as a phone: the
@@ -142,9 +148,7 @@ func TestEnrolmentOnAPhone(t *testing.T) {
 	// deterministic); a step boundary between the two is retried.
 	var got, want string
 	for range 3 {
-		png, err := chromedp.Run(ctx, chromedp.Screenshot(chromedp.CSS(`#qr svg`)))
-		require.NoError(t, err)
-		got = decodeQR(t, png)
+		got = screenshotQR(t, ctx)
 		c, err := e.srv.IssueMemberCode(context.Background(), member)
 		require.NoError(t, err)
 		if want = c.Text; got == want {

@@ -1,9 +1,6 @@
 package hqcli_test
 
 import (
-	"bytes"
-	"image"
-	_ "image/png"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/makiuchi-d/gozxing"
-	gzqr "github.com/makiuchi-d/gozxing/qrcode"
 	"github.com/stretchr/testify/require"
+
+	"posagent/sync/hq/hqtest"
 )
 
 func get(t *testing.T, u string) (int, string) {
@@ -49,13 +46,9 @@ func TestStoreQRAndCardLinks(t *testing.T) {
 	require.True(t, strings.HasPrefix(printed, url+"/m/enrol?"), printed)
 	raw, err := os.ReadFile(png)
 	require.NoError(t, err)
-	img, _, err := image.Decode(bytes.NewReader(raw))
+	text, err := hqtest.DecodeQR(raw)
 	require.NoError(t, err)
-	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
-	require.NoError(t, err)
-	res, err := gzqr.NewQRCodeReader().Decode(bmp, nil)
-	require.NoError(t, err)
-	require.Equal(t, printed, res.GetText())
+	require.Equal(t, printed, text)
 	code, page := get(t, printed)
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, page, `name="c" value="C07"`)

@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"posagent/sync/hq/hqrun"
+	"posagent/sync/hq/hqtest"
 )
 
 // TestMain lets this test binary run as the hq command (hqrun.Self).
@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 // every entry stored once, the totals equal the tills', each process took
 // uploads, and every figure is printed.
 func TestChainDay(t *testing.T) {
-	u := testURL(t)
+	u := hqtest.PostgresURL(t)
 	var out bytes.Buffer
 	self, env := hqrun.Self()
 	res, err := runChain(context.Background(), chainConfig{
@@ -51,28 +51,12 @@ func TestChainDay(t *testing.T) {
 	}
 }
 
-// testURL is the server to test against, or a skip with what to set.
-func testURL(t *testing.T) string {
-	u := os.Getenv("POSAGENT_TEST_PG")
-	if u == "" {
-		t.Skip("PostgreSQL tests skipped: set POSAGENT_TEST_PG (e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Skipf("PostgreSQL tests skipped: POSAGENT_TEST_PG=%q is not reachable: %v", u, err)
-	}
-	c.Close(ctx)
-	return u
-}
-
 // TestPulls runs the load program's pulls in a tiny configuration (20
 // stores pulling every 200 ms from 2 processes for a second) so it keeps
 // working: the stores pull at about their rate and the CPU per pull is
 // measured and printed.
 func TestPulls(t *testing.T) {
-	u := testURL(t)
+	u := hqtest.PostgresURL(t)
 	var out bytes.Buffer
 	self, env := hqrun.Self()
 	res, err := runPulls(context.Background(), chainConfig{

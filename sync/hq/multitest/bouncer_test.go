@@ -10,30 +10,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"posagent/sync/hq/hqrun"
+	"posagent/sync/hq/hqtest"
 	"posagent/sync/hq/store/pg"
 )
-
-// testURL is the server to test against, or a skip with what to set.
-func testURL(t testing.TB) string {
-	t.Helper()
-	u := os.Getenv("POSAGENT_TEST_PG")
-	if u == "" {
-		t.Skip("PostgreSQL tests skipped: set POSAGENT_TEST_PG (e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Skipf("PostgreSQL tests skipped: POSAGENT_TEST_PG=%q is not reachable: %v", u, err)
-	}
-	c.Close(ctx)
-	return u
-}
 
 // freshSchema makes a new, empty schema, dropped at test end. It returns
 // the server's URL, the schema's name and a URL that uses it directly.
 func freshSchema(t testing.TB) (server, schema, direct string) {
-	server = testURL(t)
+	server = hqtest.PostgresURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	direct, drop, err := pg.FreshSchema(ctx, server, "hqmulti_")

@@ -29,7 +29,7 @@ func openBounced(t *testing.T) hq.Store {
 // transaction may run on a different server connection: no session state,
 // no named prepared statements.
 func TestConformanceThroughPgBouncer(t *testing.T) {
-	testURL(t)
+	hqtest.PostgresURL(t)
 	pgbouncerPath(t)
 	hqtest.Run(t, openBounced)
 }

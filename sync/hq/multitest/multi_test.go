@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+
+	"posagent/sync/hq/hqtest"
 )
 
 // target is where the HQ processes connect: straight to PostgreSQL, or
@@ -22,7 +24,7 @@ type target struct {
 // forTargets runs fn on a fresh schema, with HQ connecting directly and
 // through PgBouncer.
 func forTargets(t *testing.T, fn func(t *testing.T, tg target)) {
-	testURL(t)
+	hqtest.PostgresURL(t)
 	t.Run("direct", func(t *testing.T) {
 		_, _, direct := freshSchema(t)
 		fn(t, target{"direct", direct, direct})

@@ -19,7 +19,7 @@ import (
 // TestOutboxConformanceThroughPgBouncer: claims and leases hold no
 // session state, so they behave the same through a transaction pooler.
 func TestOutboxConformanceThroughPgBouncer(t *testing.T) {
-	testURL(t)
+	hqtest.PostgresURL(t)
 	pgbouncerPath(t)
 	hqtest.RunOutbox(t, openBounced)
 }

@@ -18,21 +18,7 @@ import (
 )
 
 // testURL is the server to test against, or a skip with what to set.
-func testURL(t *testing.T) string {
-	t.Helper()
-	u := os.Getenv("POSAGENT_TEST_PG")
-	if u == "" {
-		t.Skip("PostgreSQL tests skipped: set POSAGENT_TEST_PG (e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Skipf("PostgreSQL tests skipped: POSAGENT_TEST_PG=%q is not reachable: %v", u, err)
-	}
-	c.Close(ctx)
-	return u
-}
+func testURL(t *testing.T) string { t.Helper(); return hqtest.PostgresURL(t) }
 
 // freshSchema is the URL of a new, empty schema dropped at test end, and a
 // context for the test's setup.
