@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -30,6 +29,7 @@ import (
 	"posagent/sync/client"
 	"posagent/sync/faultproxy"
 	"posagent/sync/hq"
+	"posagent/sync/hq/hqtest"
 	"posagent/sync/hq/store/bolt"
 	"posagent/sync/hq/store/pg"
 	"posagent/sync/wire"
@@ -59,10 +59,7 @@ func TestStoreOfflineForAWeekCatchesUp(t *testing.T) {
 		runCatchUp(t, st)
 	})
 	t.Run("postgres", func(t *testing.T) {
-		u := os.Getenv("POSAGENT_TEST_PG")
-		if u == "" {
-			t.Skip("PostgreSQL HQ skipped: set POSAGENT_TEST_PG (e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)")
-		}
+		u := hqtest.PostgresURL(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		c, err := pgx.Connect(ctx, u)

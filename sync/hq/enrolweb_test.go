@@ -9,7 +9,6 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -25,6 +24,7 @@ import (
 	"posagent/ledger/entry"
 	"posagent/ledger/loyalty"
 	"posagent/sync/hq"
+	"posagent/sync/hq/hqtest"
 	"posagent/sync/hq/store/bolt"
 	"posagent/sync/hq/store/pg"
 )
@@ -236,10 +236,7 @@ func TestSelfEnrolmentFollowsTheTill(t *testing.T) {
 // TestSelfEnrolmentOnPostgreSQL: the same on PostgreSQL, then a revoked
 // card link there.
 func TestSelfEnrolmentOnPostgreSQL(t *testing.T) {
-	base := os.Getenv("POSAGENT_TEST_PG")
-	if base == "" {
-		t.Skip("PostgreSQL test skipped: set POSAGENT_TEST_PG (.ci/run sets it)")
-	}
+	base := hqtest.PostgresURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	u, drop, err := pg.FreshSchema(ctx, base, "hqenrol_")

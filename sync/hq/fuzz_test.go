@@ -10,7 +10,6 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -95,10 +94,7 @@ func FuzzEntryValues(f *testing.F) {
 // FuzzEntryValuesPG is FuzzEntryValues on PostgreSQL (POSAGENT_TEST_PG),
 // one schema for the whole run.
 func FuzzEntryValuesPG(f *testing.F) {
-	base := os.Getenv("POSAGENT_TEST_PG")
-	if base == "" {
-		f.Skip("PostgreSQL fuzzing skipped: set POSAGENT_TEST_PG")
-	}
+	base := hqtest.PostgresURL(f)
 	fuzzEntryValues(f, func(f *testing.F) hq.Store {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()

@@ -308,10 +308,7 @@ func TestSenderWrongSecret(t *testing.T) {
 // Two senders on one PostgreSQL database, each with its own pool: no
 // message is posted by both at once, and none twice.
 func TestSenderTwoOnOneDatabase(t *testing.T) {
-	url := os.Getenv("POSAGENT_TEST_PG")
-	if url == "" {
-		t.Skip("PostgreSQL tests skipped: set POSAGENT_TEST_PG")
-	}
+	url := hqtest.PostgresURL(t)
 	u := pgSchema(t, url)
 	a, b := openPGSchema(t, u), openPGSchema(t, u)
 	ctx := context.Background()

@@ -31,10 +31,7 @@ func TestArchiveBoltRefuses(t *testing.T) {
 // verify then wants the files, and with them agrees; a second run has
 // nothing to do.
 func TestArchivePG(t *testing.T) {
-	base := os.Getenv("POSAGENT_TEST_PG")
-	if base == "" {
-		t.Skip("PostgreSQL tests skipped: set POSAGENT_TEST_PG (e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)")
-	}
+	base := hqtest.PostgresURL(t)
 	ctx := context.Background()
 	u, drop, err := pg.FreshSchema(ctx, base, "hqcli_")
 	require.NoError(t, err)

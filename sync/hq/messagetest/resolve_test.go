@@ -2,7 +2,6 @@ package messagetest
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"posagent/ledger/entry"
 	"posagent/ledger/loyalty"
 	"posagent/sync/hq"
+	"posagent/sync/hq/hqtest"
 	"posagent/sync/hq/messages"
 	"posagent/sync/hq/store/bolt"
 	"posagent/sync/hq/store/pg"
@@ -28,10 +28,7 @@ func TestResolvedDeadLettersFeedTheTriggers(t *testing.T) {
 		resolveCase(t, st)
 	})
 	t.Run("postgres", func(t *testing.T) {
-		base := os.Getenv("POSAGENT_TEST_PG")
-		if base == "" {
-			t.Skip("PostgreSQL tests skipped: set POSAGENT_TEST_PG")
-		}
+		base := hqtest.PostgresURL(t)
 		ctx := context.Background()
 		u, drop, err := pg.FreshSchema(ctx, base, "msgtest_")
 		require.NoError(t, err)

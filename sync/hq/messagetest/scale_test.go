@@ -14,6 +14,7 @@ import (
 	"posagent/ledger/entry"
 	"posagent/ledger/loyalty"
 	"posagent/sync/hq"
+	"posagent/sync/hq/hqtest"
 	"posagent/sync/hq/messages"
 	"posagent/sync/hq/store/pg"
 )
@@ -31,10 +32,7 @@ func TestDayJobScale(t *testing.T) {
 	if os.Getenv("POSAGENT_MSG_BENCH") != "1" {
 		t.Skip("figures: set POSAGENT_MSG_BENCH=1 (and POSAGENT_TEST_PG) to run")
 	}
-	base := os.Getenv("POSAGENT_TEST_PG")
-	if base == "" {
-		t.Skip("set POSAGENT_TEST_PG")
-	}
+	base := hqtest.PostgresURL(t)
 	sizes := []int{20000, 100000}
 	if v := os.Getenv("POSAGENT_MSG_BENCH_MEMBERS"); v != "" {
 		sizes = nil

@@ -2,7 +2,6 @@ package messagetest
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -17,6 +16,7 @@ import (
 
 	"posagent/ledger/loyalty"
 	"posagent/sync/hq"
+	"posagent/sync/hq/hqtest"
 	"posagent/sync/hq/messages"
 	"posagent/sync/hq/store/bolt"
 	"posagent/sync/hq/store/pg"
@@ -46,10 +46,7 @@ func TestYearOfRemindersBolt(t *testing.T) {
 // Two HQ processes on one PostgreSQL database (two stores, two pools):
 // uploads go to either, and both run every day's job at the same moment.
 func TestYearOfRemindersPostgresTwoProcesses(t *testing.T) {
-	base := os.Getenv("POSAGENT_TEST_PG")
-	if base == "" {
-		t.Skip("PostgreSQL tests skipped: set POSAGENT_TEST_PG (e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)")
-	}
+	base := hqtest.PostgresURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, base)

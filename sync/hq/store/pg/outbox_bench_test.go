@@ -3,7 +3,6 @@ package pg_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -17,10 +16,7 @@ import (
 
 // openBench opens the store on a fresh schema of POSAGENT_TEST_PG.
 func openBench(b *testing.B) *pg.Store {
-	u := os.Getenv("POSAGENT_TEST_PG")
-	if u == "" {
-		b.Skip("PostgreSQL benchmark skipped: set POSAGENT_TEST_PG")
-	}
+	u := hqtest.PostgresURL(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	su, drop, err := pg.FreshSchema(ctx, u, "hqbench_")
