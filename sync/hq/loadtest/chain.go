@@ -102,28 +102,38 @@ func (o outbox) Ack(till string, upTo uint64) error {
 	return nil
 }
 
+// fill checks what every run against HQ processes needs and sets the
+// defaults: the agent's 1 s poll, an hour's timeout, and connsPerStore
+// connections a store unless -conns says (bounded for the file limit).
+func (c *chainConfig) fill(connsPerStore int) error {
+	if c.PG == "" {
+		return errors.New("several HQ processes share one PostgreSQL database: give -pg URL")
+	}
+	if c.Poll <= 0 {
+		c.Poll = time.Second
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = time.Hour
+	}
+	if c.Conns <= 0 {
+		c.Conns = min(connsPerStore*c.Stores, 4096)
+	}
+	return nil
+}
+
 func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 	out := c.Out
 	if c.Procs < 1 || c.Stores < 1 || c.Tills < 1 || c.PerTill < 1 || c.Members < 1 || c.Duration < 0 {
 		return res, errors.New("-procs, -stores, -tills, -per-till and -members must be above 0, -duration 0 or more")
 	}
-	if c.Timeout <= 0 {
-		c.Timeout = time.Hour
-	}
-	if c.PG == "" {
-		return res, errors.New("several HQ processes share one PostgreSQL database: give -pg URL")
-	}
-	if c.Poll <= 0 {
-		c.Poll = time.Second
-	}
 	if c.PullEvery == 0 {
 		c.PullEvery = 30 * time.Second // the agent's
 	}
-	if c.Conns <= 0 {
-		// A connection per upload a store may have open (two tills at
-		// once), so uploads queue at HQ, whose back-pressure is what is
-		// tested, not in this program; bounded for the file limit.
-		c.Conns = min(2*c.Stores, 4096)
+	// A connection per upload a store may have open (two tills at once),
+	// so uploads queue at HQ, whose back-pressure is what is tested, not
+	// in this program.
+	if err := c.fill(2); err != nil {
+		return res, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()

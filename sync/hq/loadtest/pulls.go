@@ -86,17 +86,8 @@ func runPulls(ctx context.Context, c chainConfig) (res pullsResult, err error) {
 	if c.Procs < 1 || c.Stores < 1 || c.Duration <= 0 || c.PullEvery <= 0 {
 		return res, errors.New("-procs and -stores must be above 0, -duration and -pull-every above 0")
 	}
-	if c.PG == "" {
-		return res, errors.New("several HQ processes share one PostgreSQL database: give -pg URL")
-	}
-	if c.Poll <= 0 {
-		c.Poll = time.Second
-	}
-	if c.Timeout <= 0 {
-		c.Timeout = time.Hour
-	}
-	if c.Conns <= 0 {
-		c.Conns = min(c.Stores, 4096)
+	if err := c.fill(1); err != nil {
+		return res, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
