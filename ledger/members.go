@@ -158,59 +158,102 @@ func (l *Ledger) ApplyMemberStates(states []MemberState) error {
 
 func (l *Ledger) applyStates(states []MemberState, direct bool) error {
 	_, err := l.submitReq(context.Background(), &request{done: make(chan struct{}), direct: direct, fn: func(tx *bolt.Tx, w *writer) (any, error) {
-		if direct {
-			for _, b := range [][]byte{bMembers, bByToken, bByMobile, bHQLog} {
-				tx.Bucket(b).FillPercent = 0.9
-			}
-		}
-		marks := ackMarks(tx)
-		a := newAlloc(tx)
-		type pend struct {
-			ms  *mstate
-			rec hqState
-			g   uint64
-			log bool
-		}
-		var todo []pend
-		var ix []indexOp
-		for _, s := range states {
-			ms, err := loadMember(tx, s.Member.ID)
-			var old *entry.Member
-			switch {
-			case err == nil:
-				o := ms.member
-				old = &o
-			case !errors.Is(err, ErrNotFound):
-				return nil, err
-			default:
-				ms = newMState(s.Member.ID)
-			}
-			g := a.nextGlobal()
-			rec, log, err := ms.takeHQ(s, marks, g)
-			if err != nil {
-				return nil, err
-			}
-			todo = append(todo, pend{ms, rec, g, log})
-			ix = indexOps(tx, ix, old, &ms.member)
-		}
-		for _, t := range todo {
-			if err := t.ms.save(w); err != nil {
-				return nil, err
-			}
-			if !t.log {
-				continue
-			}
-			if err := w.putJSON(bHQLog, u64(t.g), t.rec); err != nil {
-				return nil, err
-			}
-		}
-		if err := applyIndexOps(w, ix); err != nil {
-			return nil, err
-		}
-		return nil, w.setSeq(bLog, a.global)
+		return nil, applyStatesTx(tx, w, states, ackMarks(tx), direct)
 	}})
 	l.releaseMapped()
 	return err
+}
+
+// applyStatesTx applies HQ's states in tx under the till's acked marks.
+func applyStatesTx(tx *bolt.Tx, w *writer, states []MemberState, marks map[string]uint64, direct bool) error {
+	if direct {
+		for _, b := range [][]byte{bMembers, bByToken, bByMobile, bHQLog} {
+			tx.Bucket(b).FillPercent = 0.9
+		}
+	}
+	a := newAlloc(tx)
+	type pend struct {
+		ms  *mstate
+		rec hqState
+		g   uint64
+		log bool
+	}
+	var todo []pend
+	var ix []indexOp
+	for _, s := range states {
+		ms, err := loadMember(tx, s.Member.ID)
+		var old *entry.Member
+		switch {
+		case err == nil:
+			o := ms.member
+			old = &o
+		case !errors.Is(err, ErrNotFound):
+			return err
+		default:
+			ms = newMState(s.Member.ID)
+		}
+		g := a.nextGlobal()
+		rec, log, err := ms.takeHQ(s, marks, g)
+		if err != nil {
+			return err
+		}
+		todo = append(todo, pend{ms, rec, g, log})
+		ix = indexOps(tx, ix, old, &ms.member)
+	}
+	for _, t := range todo {
+		if err := t.ms.save(w); err != nil {
+			return err
+		}
+		if !t.log {
+			continue
+		}
+		if err := w.putJSON(bHQLog, u64(t.g), t.rec); err != nil {
+			return err
+		}
+	}
+	if err := applyIndexOps(w, ix); err != nil {
+		return err
+	}
+	return w.setSeq(bLog, a.global)
+}
+
+// ApplyLookedUpMember stores the state HQ answered a look-up of one member
+// with, when it is consistent with the till: hqAcked (HQ's acked marks, read
+// with the state) must equal this ledger's own for every till it writes or
+// was acked for. The state then holds exactly this ledger's entries up to
+// its marks, and the ones after stay pending on top, as with a pulled state;
+// it returns true. Otherwise nothing changes and it returns false: an upload
+// was in flight (HQ ahead: its entries would count twice) or HQ lost some
+// (HQ behind: they would count not at all), and the local view stands. Marks
+// of tills this ledger never wrote are not compared: another checkout PC of
+// the store or HQ's own web enrolments, whose entries reach this till only
+// inside HQ's states.
+func (l *Ledger) ApplyLookedUpMember(s MemberState, hqAcked map[string]uint64) (bool, error) {
+	if err := checkID("member id from HQ", s.Member.ID); err != nil {
+		return false, err
+	}
+	res, err := l.submit(context.Background(), func(tx *bolt.Tx, w *writer) (any, error) {
+		marks := ackMarks(tx)
+		tills, err := tillsTx(tx)
+		if err != nil {
+			return false, err
+		}
+		// The till's own, even before its first entry: HQ holding entries of
+		// it that this ledger lacks means the ledger is not the one HQ knows.
+		tills = append(tills, l.o.Till)
+		for t := range marks {
+			tills = append(tills, t)
+		}
+		for _, t := range tills {
+			if hqAcked[t] != marks[t] {
+				return false, nil
+			}
+		}
+		return true, applyStatesTx(tx, w, []MemberState{s}, marks, false)
+	})
+	l.noteLookup()
+	applied, _ := res.(bool)
+	return applied && err == nil, err
 }
 
 // ackMarks are the acknowledged sequences per till.
@@ -327,18 +370,25 @@ func (l *Ledger) SetSyncCursor(c string) error {
 func (l *Ledger) Tills() ([]string, error) {
 	var out []string
 	err := l.read(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bLog).Cursor()
-		for k, _ := c.First(); k != nil; {
-			till, _, ok := splitTillKey(k)
-			if !ok {
-				return fmt.Errorf("%w: log key %q malformed; run posagent ledger verify", ErrCorrupt, k)
-			}
-			out = append(out, till)
-			k, _ = c.Seek(append([]byte(till), 1)) // past this till's entries
-		}
-		return nil
+		var err error
+		out, err = tillsTx(tx)
+		return err
 	})
 	return out, err
+}
+
+func tillsTx(tx *bolt.Tx) ([]string, error) {
+	var out []string
+	c := tx.Bucket(bLog).Cursor()
+	for k, _ := c.First(); k != nil; {
+		till, _, ok := splitTillKey(k)
+		if !ok {
+			return nil, fmt.Errorf("%w: log key %q malformed; run posagent ledger verify", ErrCorrupt, k)
+		}
+		out = append(out, till)
+		k, _ = c.Seek(append([]byte(till), 1)) // past this till's entries
+	}
+	return out, nil
 }
 
 // Pending returns up to limit entries of till with seq > after, in order.
