@@ -117,6 +117,9 @@ type Client struct {
 	notBefore time.Time
 	lastPull  time.Time
 	mcKeys    []wire.MemberCodeKey // member-code keys last applied
+	// lookupDownUntil: a member look-up could not reach HQ; Offline until
+	// then, or until an upload or pull works.
+	lookupDownUntil time.Time
 }
 
 // New checks the config and builds a client. in may be nil for an
@@ -307,6 +310,7 @@ func (c *Client) succeeded(upload bool) {
 	now := c.now()
 	c.mu.Lock()
 	c.st.LastSuccess = now
+	c.lookupDownUntil = time.Time{}
 	if upload {
 		c.st.LastUpload = now
 	} else {
