@@ -124,6 +124,22 @@ type HQ struct {
 	KeyFile  string        `yaml:"key_file"`
 	BatchMax int           `yaml:"batch_max"`
 	BatchAge time.Duration `yaml:"batch_age"`
+	// MemberRefreshTimeout is how long the till waits for HQ's balances of
+	// a member just identified (a swipe, a scanned code, a POS look-up);
+	// past it, or with HQ known unreachable, it answers from its own. 0:
+	// no refresh; unset: DefaultMemberRefreshTimeout.
+	MemberRefreshTimeout *time.Duration `yaml:"member_refresh_timeout"`
+}
+
+// DefaultMemberRefreshTimeout is HQ.MemberRefreshTimeout's default.
+const DefaultMemberRefreshTimeout = 800 * time.Millisecond
+
+// RefreshTimeout is MemberRefreshTimeout with its default (0: no refresh).
+func (h HQ) RefreshTimeout() time.Duration {
+	if h.MemberRefreshTimeout == nil {
+		return DefaultMemberRefreshTimeout
+	}
+	return *h.MemberRefreshTimeout
 }
 
 // API is the local HTTP API and cashier page.
@@ -234,7 +250,7 @@ func Default() Config {
 		DataDir:   DefaultDataDir(),
 		MinFreeMB: DefaultMinFreeMB,
 		API:       API{Listen: DefaultListen, MaxBodyBytes: DefaultMaxBodyBytes},
-		HQ:        HQ{BatchMax: 500, BatchAge: 2 * time.Second},
+		HQ:        HQ{BatchMax: 500, BatchAge: 2 * time.Second, MemberRefreshTimeout: new(DefaultMemberRefreshTimeout)},
 		Cashiers:  Cashiers{IdleTimeout: DefaultIdleTimeout, MaxPINTries: DefaultMaxPINTries, Lockout: DefaultLockout},
 	}
 }
@@ -401,6 +417,9 @@ func (c *Config) ApplyDefaults() {
 	if c.HQ.BatchAge == 0 {
 		c.HQ.BatchAge = d.HQ.BatchAge
 	}
+	if c.HQ.MemberRefreshTimeout == nil {
+		c.HQ.MemberRefreshTimeout = d.HQ.MemberRefreshTimeout
+	}
 	if c.Cashiers.IdleTimeout == 0 {
 		c.Cashiers.IdleTimeout = d.Cashiers.IdleTimeout
 	}
@@ -512,6 +531,9 @@ func (c Config) Validate() error {
 	case "", StaticAllow, StaticRefuse:
 	default:
 		bad("member_codes.static", "%q: use allow (static member barcodes work) or refuse (only the phone's signed code)", c.MemberCodes.Static)
+	}
+	if t := c.HQ.RefreshTimeout(); t < 0 || t > 10*time.Second {
+		bad("hq.member_refresh_timeout", "must be 0 (no refresh) to 10s (default %s)", DefaultMemberRefreshTimeout)
 	}
 	if c.MemberCodes.ClaimTimeout < 0 || c.MemberCodes.ClaimTimeout > 10*time.Second {
 		bad("member_codes.claim_timeout", "must be 0 (default %s) to 10s", DefaultClaimTimeout)

@@ -244,3 +244,33 @@ func TestLocateSaysWhichFileAndWhy(t *testing.T) {
 	require.Equal(t, p, o.Path)
 	require.Contains(t, o.Why, "XDG_CONFIG_HOME")
 }
+
+// hq.member_refresh_timeout: unset is the default, 0 turns the refresh
+// off (and stays 0), and it is bounded like the claim timeout.
+func TestMemberRefreshTimeout(t *testing.T) {
+	const hq = "hq:\n  url: https://hq.example.com\n  token: hq-secret-token-value\n"
+	c, err := Parse([]byte(hq))
+	require.NoError(t, err)
+	require.Equal(t, DefaultMemberRefreshTimeout, c.HQ.RefreshTimeout())
+	require.Contains(t, c.String(), "member_refresh_timeout: 800ms")
+	require.Equal(t, DefaultMemberRefreshTimeout, Default().HQ.RefreshTimeout())
+	require.Equal(t, DefaultMemberRefreshTimeout, HQ{}.RefreshTimeout())
+
+	c, err = Parse([]byte(hq + "  member_refresh_timeout: 0s\n"))
+	require.NoError(t, err)
+	require.Zero(t, c.HQ.RefreshTimeout(), "0 is off, not the default")
+	back, err := Parse([]byte(strings.ReplaceAll(c.String(), "<redacted>", "xxxxxxxxxxxxxxxxxxxx")))
+	require.NoError(t, err)
+	require.Zero(t, back.HQ.RefreshTimeout(), "show prints the refresh off")
+
+	c, err = Parse([]byte(hq + "  member_refresh_timeout: 1500ms\n"))
+	require.NoError(t, err)
+	require.Equal(t, 1500*time.Millisecond, c.HQ.RefreshTimeout())
+
+	for _, bad := range []string{"-1s", "11s"} {
+		_, err = Parse([]byte(hq + "  member_refresh_timeout: " + bad + "\n"))
+		require.ErrorContains(t, err, "hq.member_refresh_timeout (line 4): must be 0 (no refresh) to 10s", bad)
+	}
+	_, err = Parse([]byte(hq + "  member_refresh_timeout: soon\n"))
+	require.ErrorContains(t, err, "hq.member_refresh_timeout (line 4)")
+}
