@@ -147,6 +147,7 @@ func New(cfg config.Config, log *slog.Logger) (a *Agent, err error) {
 		MemberCode: func(ctx context.Context, till, code string) (ledger.MemberView, error) {
 			return a.typedMemberCode(ctx, till, code)
 		},
+		RefreshMember: a.refreshMember,
 	}
 	if a.dev != nil {
 		o.Devices = a.deviceStatus

@@ -86,8 +86,9 @@ var deviceOptions []devices.Option
 // dispatch turns reader events into stream events until the manager closes
 // its channel (after ctx is done). Each reader has its own queue: its reads
 // are answered in the order read, and a read that waits (a member code's
-// claim at HQ, up to the claim timeout) holds up only the reads of its own
-// reader, never those of the till's other readers.
+// claim at HQ, up to the claim timeout; a member's refresh from HQ, up to
+// the refresh timeout) holds up only the reads of its own reader, never
+// those of the till's other readers.
 func (a *Agent) dispatch(ctx context.Context) {
 	queues := map[string]chan devices.Event{}
 	var wg sync.WaitGroup
@@ -125,6 +126,7 @@ func (a *Agent) handleDeviceEvent(ev devices.Event) {
 		switch {
 		case lerr == nil:
 			a.metrics.Read(ev.Device, "member")
+			v = a.refreshMember(context.Background(), v)
 			_, err = a.hub.Publish(events.TypeMember, ev.Till, MemberEvent{Member: a.api.Summary(v),
 				Device: ev.Device, Kind: d.Kind, Symbology: d.Symbology, Masked: d.Masked})
 		case errors.Is(lerr, ledger.ErrNotFound):

@@ -223,6 +223,7 @@ func (a *Agent) handleMemberCode(ev devices.Event) {
 	switch {
 	case rf == nil:
 		a.metrics.Read(ev.Device, "member")
+		v = a.refreshMember(context.Background(), v)
 		_, err = a.hub.Publish(events.TypeMember, ev.Till, MemberEvent{Member: a.api.Summary(v), Device: ev.Device,
 			Kind: memberCodeKind, Symbology: mc.Symbology, Masked: decode.Mask(v.Member.ID)})
 	case rf.typ == events.TypeReadError:

@@ -117,6 +117,9 @@ type Options struct {
 	// MemberCode takes a typed member code (LookupRequest.MemberCode) for
 	// the till; a refusal is a *MemberCodeError. Nil: not offered.
 	MemberCode func(ctx context.Context, till, code string) (ledger.MemberView, error)
+	// RefreshMember gives a member a look-up identified the balances HQ
+	// holds now, or v itself when HQ cannot say in time (nil: v).
+	RefreshMember func(ctx context.Context, v ledger.MemberView) ledger.MemberView
 	// Page serves the cashier page at "/" (nil: none).
 	Page     http.Handler
 	Location *time.Location

@@ -186,7 +186,17 @@ func (s *Server) answerLookup(w http.ResponseWriter, r *http.Request, q LookupRe
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, s.Summary(v))
+	writeJSON(w, http.StatusOK, s.Summary(s.refresh(r, v)))
+}
+
+// refresh gives a member a look-up identified HQ's balances of now, when
+// the agent can have them in time (Options.RefreshMember). Only the
+// look-ups refresh: a sale's member was identified by one first.
+func (s *Server) refresh(r *http.Request, v ledger.MemberView) ledger.MemberView {
+	if s.o.RefreshMember == nil {
+		return v
+	}
+	return s.o.RefreshMember(r.Context(), v)
 }
 
 // countSet counts the non-empty strings.
@@ -291,7 +301,7 @@ func (s *Server) memberByID(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, s.Summary(v))
+	writeJSON(w, http.StatusOK, s.Summary(s.refresh(r, v)))
 }
 
 // EnrolRequest enrols a member at the till.

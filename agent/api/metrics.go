@@ -15,6 +15,7 @@ type Metrics struct {
 	reg    *prometheus.Registry
 	commit *prometheus.HistogramVec
 	reads  *prometheus.CounterVec
+	fresh  *prometheus.HistogramVec
 }
 
 // NewMetrics registers the metrics; backlog feeds the sync gauges at
@@ -32,8 +33,13 @@ func NewMetrics(backlog func() (int, time.Time, error)) *Metrics {
 			Name: "posagent_reads_total",
 			Help: "Card and code reads per device, by result (member, unknown, error).",
 		}, []string{"device", "result"}),
+		fresh: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "posagent_member_refresh_seconds",
+			Help:    "Time to refresh an identified member's balances from HQ, by result (applied; offline, error, unknown, marks: answered from the till).",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"result"}),
 	}
-	reg.MustRegister(m.commit, m.reads,
+	reg.MustRegister(m.commit, m.reads, m.fresh,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if backlog != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -71,6 +77,11 @@ func (m *Metrics) ObserveCommit(op string, d time.Duration, err error) {
 // Read counts one read of device with result member, unknown or error.
 func (m *Metrics) Read(device, result string) {
 	m.reads.WithLabelValues(device, result).Inc()
+}
+
+// Refresh records one refresh of a member from HQ that took d.
+func (m *Metrics) Refresh(result string, d time.Duration) {
+	m.fresh.WithLabelValues(result).Observe(d.Seconds())
 }
 
 // Handler serves the registry in the Prometheus text format.
