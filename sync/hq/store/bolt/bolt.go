@@ -410,6 +410,27 @@ func (s *Store) Member(_ context.Context, id string) (hq.Member, error) {
 	return m, err
 }
 
+func (s *Store) MemberLookup(_ context.Context, store, id string) (wire.MemberLookup, error) {
+	var l wire.MemberLookup
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		r, found, err := getMember(tx, id)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("%w: member %q", hq.ErrNotFound, id)
+		}
+		l.Member, l.Acked = r.Member.State(), map[string]uint64{}
+		prefix := key(store, "")
+		c := tx.Bucket(bTills).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			l.Acked[string(k[len(prefix):])] = boltjs.Uint64(v)
+		}
+		return nil
+	})
+	return l, err
+}
+
 func (s *Store) Members(ctx context.Context, fn func(hq.Member) error) error {
 	return s.db.View(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bMembers).ForEach(func(k, _ []byte) error {

@@ -981,6 +981,26 @@ func (s *Store) Member(ctx context.Context, id string) (hq.Member, error) {
 	return m, err
 }
 
+// MemberLookup reads the member and the store's marks in one statement,
+// so under one snapshot: an upload sets its till's mark in the transaction
+// that changes the balances.
+func (s *Store) MemberLookup(ctx context.Context, store, id string) (wire.MemberLookup, error) {
+	var acked map[string]int64
+	m, err := scanMember(s.pool.QueryRow(ctx, `SELECT `+memberCols+`,
+		(SELECT coalesce(jsonb_object_agg(till, acked), '{}') FROM tills WHERE store = $2) FROM members WHERE id = $1`, id, store), &acked)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return wire.MemberLookup{}, fmt.Errorf("%w: member %q", hq.ErrNotFound, id)
+	}
+	if err != nil {
+		return wire.MemberLookup{}, err
+	}
+	l := wire.MemberLookup{Member: m.State(), Acked: make(map[string]uint64, len(acked))}
+	for t, a := range acked {
+		l.Acked[t] = uint64(a)
+	}
+	return l, nil
+}
+
 func (s *Store) Members(ctx context.Context, fn func(hq.Member) error) error {
 	return s.members(ctx, `SELECT `+memberCols+` FROM members ORDER BY id`, fn)
 }
