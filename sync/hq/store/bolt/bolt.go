@@ -59,12 +59,18 @@ type Options struct {
 	BatchDelay time.Duration
 	// NoSync skips fsync (tests and load runs only: a crash may lose data).
 	NoSync bool
+	// IdentityFeed: the member feed carries what uploads change of who a
+	// member is (enrolments, tier changes, a new flag), not their balance
+	// changes, which tills take from the member look-up (hq serve
+	// --member-feed identity). Changes made at HQ always go out.
+	IdentityFeed bool
 }
 
 // Store is the bbolt HQ store.
 type Store struct {
 	db        *bbolt.DB
 	delay     time.Duration
+	identity  bool // Options.IdentityFeed
 	reqs      chan *ingestReq
 	closing   chan struct{}
 	stopped   chan struct{}
@@ -126,7 +132,7 @@ func Open(path string, o Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s := &Store{db: db, delay: o.BatchDelay, reqs: make(chan *ingestReq), closing: make(chan struct{}), stopped: make(chan struct{})}
+	s := &Store{db: db, delay: o.BatchDelay, identity: o.IdentityFeed, reqs: make(chan *ingestReq), closing: make(chan struct{}), stopped: make(chan struct{})}
 	go s.committer()
 	return s, nil
 }
@@ -475,7 +481,7 @@ func (s *Store) ReviewMember(_ context.Context, id string, rv hq.Review) (hq.Mem
 		if err := sm.rec.Review(rv); err != nil {
 			return err
 		}
-		sm.cold = true
+		sm.cold, sm.feed = true, true
 		if err := ms.flush(); err != nil {
 			return err
 		}
