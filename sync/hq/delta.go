@@ -57,6 +57,10 @@ func (d Delta) Structural() bool {
 	return d.Enrol != nil || d.Tier != "" || len(d.CouponsIssued) > 0 || len(d.CouponsUsed) > 0 || len(d.CouponsRestored) > 0
 }
 
+// Identity reports whether the delta changes who the member is at a till
+// (an enrolment or a tier change): what the identity feed carries.
+func (d Delta) Identity() bool { return d.Enrol != nil || d.Tier != "" }
+
 // Deltas folds entries into one delta per member, sorted by member id (the
 // order stores lock rows in, so concurrent batches cannot deadlock). A sum
 // that leaves the int64 range is an error wrapping ErrOverflow.

@@ -218,6 +218,10 @@ type Store interface {
 
 	// Member returns HQ's record; unknown → ErrNotFound.
 	Member(ctx context.Context, id string) (Member, error)
+	// MemberLookup returns a member's state and the acked marks of the
+	// store's tills, read at one point, so the state holds exactly those
+	// tills' entries up to the marks; unknown member → ErrNotFound.
+	MemberLookup(ctx context.Context, store, id string) (wire.MemberLookup, error)
 	// Members calls fn for every member.
 	Members(ctx context.Context, fn func(Member) error) error
 	// ApplyDeltas applies HQ-originated changes (e.g. recall coupons).

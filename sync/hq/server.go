@@ -176,6 +176,7 @@ func NewServer(st Store, opts Options) *Server {
 	s.mux.HandleFunc("POST "+wire.PathBatches, s.handleBatch)
 	s.mux.HandleFunc("GET "+wire.PathChanges, s.handleChanges)
 	s.mux.HandleFunc("GET "+wire.PathSnapshot, s.handleSnapshot)
+	s.mux.HandleFunc("GET "+wire.PathMembers+"{id}", s.handleMemberLookup)
 	s.mux.HandleFunc("GET "+wire.PathExport, s.adminAs(s.handleExport))
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
 	s.mux.Handle("GET /v1/openapi.json", OpenAPI)
@@ -636,6 +637,29 @@ func (s *Server) limit(r *http.Request) (int, error) {
 	}
 	// A page never holds more than MaxPage, however many are asked for.
 	return min(n, s.o.MaxPage), nil
+}
+
+// handleMemberLookup answers a till that identified a member with the
+// member's state now and its store's acked marks (wire.MemberLookup).
+func (s *Server) handleMemberLookup(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.authorize(w, r, RoleStore, "members are looked up with a store's credential")
+	if !ok {
+		return
+	}
+	id := r.PathValue("id")
+	if !entry.ValidKey(id) {
+		writeError(w, http.StatusBadRequest, "bad_request", "name the member by its id: "+entry.IDRule(entry.MaxKeyLen))
+		return
+	}
+	l, err := s.st.MemberLookup(r.Context(), c.ID, id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", "no member "+id+" at HQ")
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, "storage", err.Error())
+	default:
+		writeJSON(w, http.StatusOK, l)
+	}
 }
 
 func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {

@@ -524,3 +524,43 @@ func TestReviewFlaggedMemberOverHTTP(t *testing.T) {
 	}
 	require.True(t, seen, "M1 is in the changes feed")
 }
+
+// TestMemberLookupEndpoint: a store looks a member up with its own
+// credential and gets its own tills' marks; others are refused plainly.
+func TestMemberLookupEndpoint(t *testing.T) {
+	e := newEnv(t, hq.Options{}, nil)
+	tl := &hqtest.Till{Store: "S1", Till: "T1"}
+	code, _, _ := e.upload(e.store["S1"], batchOf(tl.Enrol("M1", hqtest.T0), tl.Sale("M1", hqtest.T0.Add(time.Hour), 1000, 10, 0, 0, "")))
+	require.Equal(t, http.StatusOK, code)
+
+	code, body, _ := e.do("GET", wire.PathMembers+"M1", e.store["S1"], nil, nil)
+	require.Equal(t, http.StatusOK, code, string(body))
+	var l wire.MemberLookup
+	require.NoError(t, json.Unmarshal(body, &l))
+	require.Equal(t, "M1", l.Member.Member.ID)
+	require.EqualValues(t, 10, l.Member.Points)
+	require.Equal(t, map[string]uint64{"T1": 2}, l.Acked)
+
+	code, body, _ = e.do("GET", wire.PathMembers+"M1", e.store["S2"], nil, nil)
+	require.Equal(t, http.StatusOK, code, string(body))
+	l = wire.MemberLookup{}
+	require.NoError(t, json.Unmarshal(body, &l))
+	require.Empty(t, l.Acked, "another store's marks are not S2's")
+
+	for _, tc := range []struct {
+		path, token string
+		code        int
+		werr        string
+	}{
+		{"M1", "", http.StatusUnauthorized, "unauthorized"},
+		{"M1", adminToken, http.StatusForbidden, "forbidden"},
+		{"M-none", e.store["S1"], http.StatusNotFound, "not_found"},
+		{"%2Fbad%20id", e.store["S1"], http.StatusBadRequest, "bad_request"},
+	} {
+		code, body, _ := e.do("GET", wire.PathMembers+tc.path, tc.token, nil, nil)
+		require.Equal(t, tc.code, code, "%s: %s", tc.path, body)
+		var werr wire.Error
+		require.NoError(t, json.Unmarshal(body, &werr))
+		require.Equal(t, tc.werr, werr.Code, string(body))
+	}
+}

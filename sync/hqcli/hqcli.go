@@ -42,6 +42,7 @@ type flags struct {
 	out          io.Writer
 	errw         io.Writer
 	storeOptions bolt.Options
+	identityFeed bool // serve --member-feed identity
 }
 
 // NewCommand returns the `hq` command.
@@ -105,9 +106,11 @@ func ParseProgram(src []byte) (hq.ProgramInfo, error) {
 
 func (f *flags) openStore(ctx context.Context) (hq.Store, error) {
 	if f.pgURL != "" {
-		return pg.Open(ctx, f.pgURL, pg.Options{})
+		return pg.Open(ctx, f.pgURL, pg.Options{IdentityFeed: f.identityFeed})
 	}
-	return bolt.Open(f.db, f.storeOptions)
+	o := f.storeOptions
+	o.IdentityFeed = f.identityFeed
+	return bolt.Open(f.db, o)
 }
 
 // options takes the KPI settings from the newest published program (or the
@@ -183,6 +186,7 @@ func serveCmd(f *flags) *cobra.Command {
 	var listen, cert, key, clientCA, addrFile string
 	var maxInFlight, maxPerStore int
 	var bodyTimeout time.Duration
+	var memberFeed string
 	var fraudSet hq.FraudSettings
 	var enrolSet enrolFlags
 	var gw gatewayFlags
@@ -205,6 +209,12 @@ admin's has posagent:admin:<name>. Otherwise HQ answers 403.`,
 			defer stop()
 			if bodyTimeout <= 0 || maxPerStore <= 0 || maxInFlight <= 0 {
 				return errors.New("--body-timeout, --max-per-store and --max-inflight must be above 0")
+			}
+			switch memberFeed {
+			case "all", "identity":
+				f.identityFeed = memberFeed == "identity"
+			default:
+				return fmt.Errorf("--member-feed %q: say all or identity", memberFeed)
 			}
 			if err := fraudSet.Validate(); err != nil {
 				return fmt.Errorf("fraud thresholds (--fraud-*): %w", err)
@@ -284,6 +294,9 @@ admin's has posagent:admin:<name>. Otherwise HQ answers 403.`,
 	c.Flags().IntVar(&maxInFlight, "max-inflight", 64, "uploads processed at once (once their body is read); more wait 2 s, then get 503 + Retry-After")
 	c.Flags().IntVar(&maxPerStore, "max-per-store", 8, "uploads one credential (store) may have open at once; more get 429 + Retry-After")
 	c.Flags().DurationVar(&bodyTimeout, "body-timeout", 30*time.Second, "time an upload's body may take to arrive; a slower one gets 408")
+	c.Flags().StringVar(&memberFeed, "member-feed", "all", "what uploads put in the member feed every till pulls: all (every balance change, to every store) or identity "+
+		"(enrolments, tier changes and flags only; tills take balances from GET /v1/members/{id} when a member is identified) — identity for chains of hundreds of stores and more; "+
+		"give every HQ process of one database the same")
 	addFraudFlags(c, &fraudSet)
 	addEnrolFlags(c, &enrolSet)
 	addGatewayFlags(c, &gw)

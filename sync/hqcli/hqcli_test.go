@@ -3,6 +3,7 @@ package hqcli_test
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -17,10 +18,12 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/require"
 
+	"posagent/ledger/entry"
 	"posagent/sync/hq"
 	"posagent/sync/hq/hqtest"
 	"posagent/sync/hq/store/bolt"
 	"posagent/sync/hqcli"
+	"posagent/sync/wire"
 )
 
 func run(t *testing.T, args ...string) (string, string, error) {
@@ -328,4 +331,57 @@ func TestEveryCommandHasAnExampleForPosagent(t *testing.T) {
 	}
 	walk(hqcli.NewCommand())
 	require.Greater(t, n, 10, "the walk saw the command tree")
+}
+
+// TestServeIdentityFeed: hq serve --member-feed identity leaves a sale out
+// of the feed the stores pull, and a store's member look-up has it.
+func TestServeIdentityFeed(t *testing.T) {
+	dir := t.TempDir()
+	_, _, err := run(t, "serve", "--db", filepath.Join(dir, "x.db"), "--member-feed", "some")
+	require.ErrorContains(t, err, "--member-feed")
+
+	url, _ := serve(t, filepath.Join(dir, "hq.db"), "--member-feed", "identity")
+	tok, _, err := run(t, "store", "add", "S9", "--url", url, "--token", "boot")
+	require.NoError(t, err)
+	tok = strings.TrimSpace(tok)
+	get := func(path string, v any) {
+		t.Helper()
+		req, err := http.NewRequest("GET", url+path, nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(v))
+	}
+	tl := &hqtest.Till{Store: "S9", Till: "T1"}
+	upload := func(e entry.Entry) {
+		t.Helper()
+		var body bytes.Buffer
+		zw := gzip.NewWriter(&body)
+		require.NoError(t, json.NewEncoder(zw).Encode(wire.Batch{Store: "S9", Till: "T1", First: e.Seq, Last: e.Seq, Entries: []entry.Entry{e}}))
+		require.NoError(t, zw.Close())
+		req, err := http.NewRequest("POST", url+wire.PathBatches, &body)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Encoding", "gzip")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+	}
+	upload(tl.Enrol("M1", hqtest.T0))
+	var ch wire.Changes
+	get(wire.PathChanges+"?limit=10", &ch)
+	require.Len(t, ch.Members, 1)
+	upload(tl.Sale("M1", hqtest.T0.Add(time.Hour), 1000, 10, 0, 0, ""))
+	upload(tl.Enrol("M2", hqtest.T0))
+	get(wire.PathChanges+"?limit=10&cursor="+ch.Cursor, &ch)
+	require.Len(t, ch.Members, 1, "the enrolment is in the feed, the sale is not")
+	require.Equal(t, "M2", ch.Members[0].Member.ID)
+	var l wire.MemberLookup
+	get(wire.PathMembers+"M1", &l)
+	require.EqualValues(t, 10, l.Member.Points)
+	require.Equal(t, map[string]uint64{"T1": 3}, l.Acked)
 }

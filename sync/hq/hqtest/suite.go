@@ -34,6 +34,8 @@ func Run(t *testing.T, open func(t *testing.T) hq.Store) {
 		{"Aggregates", testAggregates},
 		{"MemberCodes", testMemberCodes},
 		{"MemberCodeRepeatsByTime", testMemberCodeRepeatsByTime},
+		{"MemberLookup", testMemberLookup},
+		{"MemberLookupConcurrent", testMemberLookupConcurrent},
 	})
 }
 

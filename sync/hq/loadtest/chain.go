@@ -57,8 +57,14 @@ type chainConfig struct {
 	// needs root), each standing for a machine of its own; PostgreSQL and
 	// this program are not held.
 	HQCPUs float64
-	Seed   uint64
-	Out    io.Writer
+	// MemberFeed is each process's --member-feed ("": hq serve's default).
+	MemberFeed string
+	// Lookups: every entry naming a member is followed by the store's
+	// look-up of that member at HQ, as a till looks a member up when it is
+	// identified (with the identity feed, how its balances arrive).
+	Lookups bool
+	Seed    uint64
+	Out     io.Writer
 }
 
 // chainResult is what a run measured (the test reads it).
@@ -67,6 +73,8 @@ type chainResult struct {
 	Elapsed         time.Duration
 	PerProc         []int64
 	TotalsOK        bool
+	Pulled          int64 // member states the stores' pulls applied over the day
+	LookedUp        int64 // member look-ups HQ answered
 }
 
 const loadAdminToken = "hqload-admin-token"
@@ -159,6 +167,9 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 	var latMu sync.Mutex
 	var entryLat []time.Duration
 	var members, programs atomic.Int64 // applied by the stores' pulls
+	if err := seedMembers(ctx, f.st, c.Members); err != nil {
+		return res, err
+	}
 	cursor, err := startCursor(ctx, f.st)
 	if err != nil {
 		return res, err
@@ -202,8 +213,15 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 	if c.HQCPUs > 0 {
 		capped = fmt.Sprintf(", each held to %.2f CPU by a cgroup (PostgreSQL and the stores are not)", c.HQCPUs)
 	}
-	fmt.Fprintf(out, "chain: %d stores × %d tills × %d entries = %d entries, %s; %d HQ process(es) %s, --max-inflight %s each%s; %d connections; the stores %s\n",
-		c.Stores, c.Tills, c.PerTill, written, day, c.Procs, via, inflight, capped, c.Conns, pulling)
+	feed := c.MemberFeed
+	if feed == "" {
+		feed = "all (default)"
+	}
+	if c.Lookups && c.Duration > 0 {
+		pulling += ", and look up at HQ each member an entry names"
+	}
+	fmt.Fprintf(out, "chain: %d stores × %d tills × %d entries = %d entries, %s; %d HQ process(es) %s, --max-inflight %s --member-feed %s each%s; %d connections; the stores %s\n",
+		c.Stores, c.Tills, c.PerTill, written, day, c.Procs, via, inflight, feed, capped, c.Conns, pulling)
 
 	// The day's entries are built before the clock starts (the figure is
 	// HQ's, not the builders'); writing stamps them with the wall clock, so
@@ -216,6 +234,8 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 			built[i][j] = t.next(time.Now())
 		}
 	}
+	lk := newLookups(c.Lookups && c.Duration > 0, hc, tokens)
+	defer lk.close()
 	write := func(ev event, next []int) error {
 		i := int(ev.store)*c.Tills + int(ev.till)
 		e := built[i][next[i]]
@@ -227,6 +247,9 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 		e.At, e.Local = now.UTC(), now.In(hqtest.Shanghai).Format(time.RFC3339)
 		if _, err := stores[ev.store].Append(e.Till, e); err != nil {
 			return fmt.Errorf("store %s till %s: %w", e.Store, e.Till, err)
+		}
+		if e.MemberID != "" && e.Kind != entry.KindEnrol {
+			lk.ask(int(ev.store), e.MemberID)
 		}
 		return nil
 	}
@@ -347,6 +370,9 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 			pulls, float64(pulls)/elapsed.Seconds(), pulled, programs.Load(), p50.Round(time.Millisecond), p99.Round(time.Millisecond), mx.Round(time.Millisecond))
 		fmt.Fprint(out, quiet)
 	}
+	lk.close()
+	lk.report(out)
+	res.Pulled, res.LookedUp = pulled, lk.ok.Load()
 	printCPU(out, cpu0, cpu1, elapsed, written, uploads)
 
 	post := ctx
@@ -364,7 +390,7 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 	for _, p := range procs[1:] {
 		p.Stop() // the checks below and the COPY run with one process left
 	}
-	if res.Stored, res.TotalsOK, err = checkTotals(ctx, out, procs[0].URL, st, stores, tills); err != nil {
+	if res.Stored, res.TotalsOK, err = checkTotals(ctx, out, procs[0].URL, st, stores, tills, c.Members); err != nil {
 		return res, err
 	}
 	procs[0].Stop()
@@ -377,6 +403,31 @@ func runChain(ctx context.Context, c chainConfig) (res chainResult, err error) {
 		return res, errors.New("HQ's totals differ from the tills'")
 	}
 	return res, nil
+}
+
+// seedPoints is what each member of the chain holds before the day, so the
+// day's redemptions spend points members have, as at a till, rather than
+// flag every member who redeems.
+const seedPoints = 2000
+
+// seedMembers enrols the chain's members (named as till.next names them)
+// before the day, as years of trading leave them, in transactions of
+// 20,000 that each log their members in the feed, as ingest does.
+func seedMembers(ctx context.Context, st *pg.Store, n int) error {
+	const per = 20000
+	for from := 0; from < n; from += per {
+		_, err := st.Pool().Exec(ctx, `WITH m AS (
+			INSERT INTO members (id, data, points, stored_value)
+			SELECT 'M' || lpad(i::text, 6, '0'),
+				jsonb_build_object('id', 'M' || lpad(i::text, 6, '0'), 'name', 'Member ' || i, 'tier', 'silver',
+					'mobile', '139' || lpad(i::text, 8, '0'), 'enrolled_at', '2025-01-01T00:00:00Z'), $3::int8, 0
+			FROM generate_series($1::int, $2::int) AS i RETURNING id)
+			INSERT INTO member_changes (ids) SELECT array_agg(id) FROM m`, from, min(from+per, n)-1, seedPoints)
+		if err != nil {
+			return fmt.Errorf("enrolling the chain's %d members before the day: %w", n, err)
+		}
+	}
+	return nil
 }
 
 // fleet is the HQ side of a run: a fresh schema (dropped by close), a
@@ -479,6 +530,9 @@ func startFleet(ctx context.Context, c chainConfig, prefix string) (f *fleet, er
 		var args []string
 		if c.MaxInFlight > 0 {
 			args = []string{"--max-inflight", strconv.Itoa(c.MaxInFlight)}
+		}
+		if c.MemberFeed != "" {
+			args = append(args, "--member-feed", c.MemberFeed)
 		}
 		p, err := hqrun.StartHQ(hqrun.HQ{Command: cmd, PG: hqURL, Env: c.HQEnv, AdminToken: loadAdminToken, Args: args, CPUs: c.HQCPUs})
 		if err != nil {
@@ -643,9 +697,10 @@ func dbSize(ctx context.Context, out io.Writer, st *pg.Store, schema string, ent
 // database that each till's mark is its last entry and the entries table
 // holds exactly what the tills wrote, with no dead letters. It returns the
 // entries HQ holds.
-func checkTotals(ctx context.Context, out io.Writer, hqURL string, st *pg.Store, stores []*memstore.Store, tills [][]*till) (int64, bool, error) {
+func checkTotals(ctx context.Context, out io.Writer, hqURL string, st *pg.Store, stores []*memstore.Store, tills [][]*till, members int) (int64, bool, error) {
 	want := map[string]*hq.StoreTotals{}
 	var chain hq.StoreTotals
+	seeded := int64(members) * seedPoints
 	marks := map[string]uint64{}
 	for i, s := range stores {
 		w := &hq.StoreTotals{}
@@ -690,9 +745,9 @@ func checkTotals(ctx context.Context, out io.Writer, hqURL string, st *pg.Store,
 	if tot.Chain != chain {
 		bad = append(bad, fmt.Sprintf("chain: HQ %+v, tills %+v", tot.Chain, chain))
 	}
-	if tot.MemberPoints != chain.Points || tot.MemberStoredValue != chain.StoredValue {
-		bad = append(bad, fmt.Sprintf("member balances: HQ %d points %d fen, tills' deltas %d points %d fen",
-			tot.MemberPoints, tot.MemberStoredValue, chain.Points, chain.StoredValue))
+	if tot.MemberPoints != seeded+chain.Points || tot.MemberStoredValue != chain.StoredValue {
+		bad = append(bad, fmt.Sprintf("member balances: HQ %d points %d fen, the members' %d points before the day and the tills' deltas %d points %d fen",
+			tot.MemberPoints, tot.MemberStoredValue, seeded, chain.Points, chain.StoredValue))
 	}
 	if tot.OpenDeadLetters+tot.ResolvedDeadLetter != 0 {
 		bad = append(bad, fmt.Sprintf("%d dead letters", tot.OpenDeadLetters+tot.ResolvedDeadLetter))

@@ -78,6 +78,8 @@ func main() {
 	flag.IntVar(&c.Conns, "conns", 0, "with -procs: connections to the HQ processes, all together (default: 2 per store, at most 4096)")
 	flag.DurationVar(&c.Timeout, "timeout", 30*time.Minute, "with -procs: give up when not every entry is acked by then")
 	flag.Float64Var(&c.HQCPUs, "hq-cpus", 0, "with -procs: hold each HQ process to this many CPUs with a cgroup (Linux, root), as if each ran on a machine of that size")
+	flag.StringVar(&c.MemberFeed, "member-feed", "", "with -procs: each process's --member-feed (all or identity; default: hq serve's)")
+	flag.BoolVar(&c.Lookups, "lookups", false, "with -procs and -duration above 0: each store looks up at HQ (GET /v1/members/{id}) every member an entry of its names, as a till does when a member is identified")
 	flag.BoolVar(&c.Compare, "compare", false, "with -procs: afterwards, COPY the same entries in the same batches into a scratch table and compare")
 	hqBin := flag.String("hq-bin", "", "with -procs: a posagent binary to run (default: go build ./cmd/posagent)")
 	flag.Uint64Var(&c.Seed, "seed", 1, "with -procs: the simulation's random seed")

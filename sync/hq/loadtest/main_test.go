@@ -51,6 +51,35 @@ func TestChainDay(t *testing.T) {
 	}
 }
 
+// TestChainDayIdentityFeed runs a tiny day twice, with HQ's member feed
+// carrying every change and then only identity changes while the stores
+// look each member up: the second pulls far fewer member states, the
+// look-ups are answered, and the totals are right both times.
+func TestChainDayIdentityFeed(t *testing.T) {
+	u := hqtest.PostgresURL(t)
+	self, env := hqrun.Self()
+	var pulled [2]int64
+	for i, feed := range []string{"all", "identity"} {
+		var out bytes.Buffer
+		res, err := runChain(context.Background(), chainConfig{
+			PG: u, Procs: 1, Stores: 10, Tills: 2, PerTill: 30, Members: 100,
+			Duration: 3 * time.Second, Poll: 200 * time.Millisecond, PullEvery: 500 * time.Millisecond, Conns: 8, Timeout: 3 * time.Minute,
+			MemberFeed: feed, Lookups: feed == "identity", HQ: self, HQEnv: env, Seed: 1, Out: &out,
+		})
+		t.Log("\n" + out.String())
+		require.NoError(t, err)
+		require.True(t, res.TotalsOK)
+		require.Contains(t, out.String(), "--member-feed "+feed)
+		pulled[i] = res.Pulled
+		if feed == "identity" {
+			require.Contains(t, out.String(), "member look-ups:")
+			require.Positive(t, res.LookedUp)
+		}
+	}
+	require.Positive(t, pulled[1], "enrolments still go out")
+	require.Less(t, pulled[1]*2, pulled[0], "the identity feed sends far fewer member states")
+}
+
 // TestPulls runs the load program's pulls in a tiny configuration (20
 // stores pulling every 200 ms from 2 processes for a second) so it keeps
 // working: the stores pull at about their rate and the CPU per pull is

@@ -59,12 +59,18 @@ type Options struct {
 	BatchDelay time.Duration
 	// NoSync skips fsync (tests and load runs only: a crash may lose data).
 	NoSync bool
+	// IdentityFeed: the member feed carries what uploads change of who a
+	// member is (enrolments, tier changes, a new flag), not their balance
+	// changes, which tills take from the member look-up (hq serve
+	// --member-feed identity). Changes made at HQ always go out.
+	IdentityFeed bool
 }
 
 // Store is the bbolt HQ store.
 type Store struct {
 	db        *bbolt.DB
 	delay     time.Duration
+	identity  bool // Options.IdentityFeed
 	reqs      chan *ingestReq
 	closing   chan struct{}
 	stopped   chan struct{}
@@ -126,7 +132,7 @@ func Open(path string, o Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s := &Store{db: db, delay: o.BatchDelay, reqs: make(chan *ingestReq), closing: make(chan struct{}), stopped: make(chan struct{})}
+	s := &Store{db: db, delay: o.BatchDelay, identity: o.IdentityFeed, reqs: make(chan *ingestReq), closing: make(chan struct{}), stopped: make(chan struct{})}
 	go s.committer()
 	return s, nil
 }
@@ -410,6 +416,27 @@ func (s *Store) Member(_ context.Context, id string) (hq.Member, error) {
 	return m, err
 }
 
+func (s *Store) MemberLookup(_ context.Context, store, id string) (wire.MemberLookup, error) {
+	var l wire.MemberLookup
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		r, found, err := getMember(tx, id)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("%w: member %q", hq.ErrNotFound, id)
+		}
+		l.Member, l.Acked = r.Member.State(), map[string]uint64{}
+		prefix := key(store, "")
+		c := tx.Bucket(bTills).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			l.Acked[string(k[len(prefix):])] = boltjs.Uint64(v)
+		}
+		return nil
+	})
+	return l, err
+}
+
 func (s *Store) Members(ctx context.Context, fn func(hq.Member) error) error {
 	return s.db.View(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bMembers).ForEach(func(k, _ []byte) error {
@@ -454,7 +481,7 @@ func (s *Store) ReviewMember(_ context.Context, id string, rv hq.Review) (hq.Mem
 		if err := sm.rec.Review(rv); err != nil {
 			return err
 		}
-		sm.cold = true
+		sm.cold, sm.feed = true, true
 		if err := ms.flush(); err != nil {
 			return err
 		}

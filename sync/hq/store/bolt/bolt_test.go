@@ -38,6 +38,14 @@ func TestConformanceGrouped(t *testing.T) {
 	})
 }
 
+func TestIdentityFeed(t *testing.T) {
+	hqtest.RunIdentityFeed(t, func(t *testing.T) hq.Store {
+		st, err := bolt.Open(filepath.Join(t.TempDir(), "hq.db"), bolt.Options{NoSync: true, IdentityFeed: true})
+		require.NoError(t, err)
+		return st
+	})
+}
+
 func TestLockedFileSaysWhatToDo(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "hq.db")
 	st, err := bolt.Open(p, bolt.Options{})

@@ -143,6 +143,7 @@ func (s *Store) commit(group []*ingestReq) {
 			}
 		}()
 		ms := newMemberSet(tx)
+		ms.identity = s.identity
 		for _, r := range group {
 			r.ack, r.err = apply(tx, ms, r)
 			var gap *hq.GapError

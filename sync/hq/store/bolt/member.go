@@ -133,11 +133,15 @@ func getMember(tx *bbolt.Tx, id string) (memberRec, bool, error) {
 type memberSet struct {
 	tx *bbolt.Tx
 	m  map[string]*setMember
+	// identity: only deltas that change who a member is (hq.Delta.Identity,
+	// or a new flag) put the member in the change log (Options.IdentityFeed).
+	identity bool
 }
 
 type setMember struct {
 	rec  memberRec
 	cold bool // structure changed: write the cold part too
+	feed bool // goes out with the changes feed: gets a new version
 }
 
 func newMemberSet(tx *bbolt.Tx) *memberSet {
@@ -164,11 +168,15 @@ func (s *memberSet) apply(d hq.Delta) error {
 	if err != nil {
 		return err
 	}
+	flagged := sm.rec.Flagged
 	if err := sm.rec.Apply(d); err != nil {
 		return err
 	}
 	if d.Structural() {
 		sm.cold = true
+	}
+	if !s.identity || d.Identity() || sm.rec.Flagged && !flagged {
+		sm.feed = true
 	}
 	return nil
 }
@@ -188,9 +196,10 @@ func (s *memberSet) fits(ds []hq.Delta) (bool, error) {
 	return true, nil
 }
 
-// flush writes every member of the set under a new change version, so the
-// changes feed sends it to the stores again; in id order, so neighbouring
-// members share leaf pages.
+// flush writes every member of the set, those for the feed under a new
+// change version so the changes feed sends them to the stores again; in id
+// order, so neighbouring members share leaf pages. A member left out of the
+// feed keeps its version, and so its place in the log.
 func (s *memberSet) flush() error {
 	ids := make([]string, 0, len(s.m))
 	for id := range s.m {
@@ -200,13 +209,17 @@ func (s *memberSet) flush() error {
 	log := s.tx.Bucket(bMemLog)
 	log.FillPercent = 1 // versions only grow: pack the leaves full
 	hot, data := s.tx.Bucket(bMembers), s.tx.Bucket(bMemData)
+	n := 0
 	for _, id := range ids {
 		sm := s.m[id]
-		v, err := log.NextSequence()
-		if err != nil {
-			return err
+		var v uint64
+		if sm.feed || sm.rec.Version == 0 {
+			var err error
+			if v, err = log.NextSequence(); err != nil {
+				return err
+			}
+			sm.rec.Version = v
 		}
-		sm.rec.Version = v
 		if err := hot.Put([]byte(id), encodeHot(&sm.rec)); err != nil {
 			return err
 		}
@@ -219,12 +232,15 @@ func (s *memberSet) flush() error {
 				return err
 			}
 		}
-		if err := log.Put(boltjs.U64(v), []byte(id)); err != nil {
-			return err
+		if v != 0 {
+			if err := log.Put(boltjs.U64(v), []byte(id)); err != nil {
+				return err
+			}
+			n++
 		}
-		sm.cold = false
+		sm.cold, sm.feed = false, false
 	}
-	return pruneLog(s.tx, 2*len(ids)+64)
+	return pruneLog(s.tx, 2*n+64)
 }
 
 // The change log is append-only: a member's earlier log entry is left in

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io/fs"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,14 +51,20 @@ type Options struct {
 	// PruneEvery is how often the member change log drops the entries of
 	// members that changed again since (PruneChanges) [10m; <0: never].
 	PruneEvery time.Duration
+	// IdentityFeed: the member feed carries what uploads change of who a
+	// member is (enrolments, tier changes, a new flag), not their balance
+	// changes, which tills take from the member look-up (hq serve
+	// --member-feed identity). Changes made at HQ always go out.
+	IdentityFeed bool
 }
 
 // Store is the PostgreSQL HQ store.
 type Store struct {
-	pool   *pgxpool.Pool
-	stop   context.CancelFunc // ends the pruner
-	done   chan struct{}      // closed when the pruner has ended
-	months sync.Map           // entries partitions known to exist (partition.go)
+	pool     *pgxpool.Pool
+	stop     context.CancelFunc // ends the pruner
+	done     chan struct{}      // closed when the pruner has ended
+	months   sync.Map           // entries partitions known to exist (partition.go)
+	identity bool               // Options.IdentityFeed
 }
 
 var _ hq.Store = (*Store)(nil)
@@ -94,7 +101,7 @@ func Open(ctx context.Context, url string, o Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("hq: PostgreSQL at %s is not reachable: %w%s", cfg.ConnConfig.Host, err, poolerHint(err))
 	}
-	s := &Store{pool: pool, done: make(chan struct{})}
+	s := &Store{pool: pool, done: make(chan struct{}), identity: o.IdentityFeed}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -363,7 +370,7 @@ func (s *Store) ingest(ctx context.Context, b hq.Batch, pre *prepared, settle bo
 	}
 	defer c.Release()
 	conn := c.Conn()
-	ack, err := ingest(ctx, conn, b, true, pre, settle)
+	ack, err := ingest(ctx, conn, b, true, pre, settle, s.identity)
 	if err != nil && conn.PgConn().TxStatus() != 'I' {
 		// The transaction failed before or at its COMMIT. A connection that
 		// cannot even roll back is closed, so the pool drops it.
@@ -401,7 +408,7 @@ func prepare(b hq.Batch, acked uint64) (prepared, error) {
 // IngestTx does Ingest's work inside tx, which the caller commits. Exported
 // so tests can hold an ingest transaction open.
 func IngestTx(ctx context.Context, tx pgx.Tx, b hq.Batch) (wire.Ack, error) {
-	return ingest(ctx, tx, b, false, nil, false)
+	return ingest(ctx, tx, b, false, nil, false, false)
 }
 
 // querier is what ingest needs of a connection or a transaction.
@@ -416,8 +423,9 @@ type querier interface {
 // begins and commits the transaction itself, pipelined with its statements.
 // pre, if made for the acked position found, saves making it again.
 // settle: read the members' balances first and set aside the entries that
-// would take one beyond bigint (as when pre's deltas overflow).
-func ingest(ctx context.Context, q querier, b hq.Batch, own bool, pre *prepared, settle bool) (wire.Ack, error) {
+// would take one beyond bigint (as when pre's deltas overflow). identity:
+// only identity changes go out with the feed (Options.IdentityFeed).
+func ingest(ctx context.Context, q querier, b hq.Batch, own bool, pre *prepared, settle, identity bool) (wire.Ack, error) {
 	var acked int64
 	first := &pgx.Batch{}
 	if own {
@@ -511,7 +519,16 @@ func ingest(ctx context.Context, q querier, b hq.Batch, own bool, pre *prepared,
 			d.Store, d.Till, int64(d.Seq), d.Reason, d.Raw, d.ReceivedAt)
 	}
 	dead = append(dead, fresh...)
-	if err := applyDeltas(ctx, q, last, pre.ds, &tillAck{b.Store, b.Till, int64(b.Last)}, own); err != nil {
+	var feed []string // nil: every member changed
+	if identity {
+		feed = []string{}
+		for _, d := range pre.ds {
+			if d.Identity() {
+				feed = append(feed, d.MemberID)
+			}
+		}
+	}
+	if err := applyDeltas(ctx, q, last, pre.ds, feed, &tillAck{b.Store, b.Till, int64(b.Last)}, own); err != nil {
 		return wire.Ack{}, err
 	}
 	return hq.AckFor(b, dead, false), nil
@@ -582,12 +599,14 @@ func copyRows(ctx context.Context, q querier, rows [][]any) error {
 
 // balanceSQL adds every member's balance deltas in one statement (the flag
 // rule is hq.Member.ApplyBalances's), logs the members changed
-// (logChangesSQL), sets the data of members whose only structural change
+// (logChangesSQL) — with $10 not null only those among $10 or newly
+// flagged, the others keeping their feed position (members.xid) —, sets the data of members whose only structural change
 // is an enrolment ($8 ids, $9 the enrolment's data; hq.Member.ApplyStructure:
 // a tier change already seen keeps its tier) and, given a till ($5, $6),
 // sets its acked mark ($7): one call and round trip where there were up
 // to five and two.
-var balanceSQL = plBlock("balances", []string{"text[]", "int8[]", "int8[]", "timestamptz[]", "text", "text", "int8", "text[]", "jsonb[]"}, "", `BEGIN
+var balanceSQL = plBlock("balances", []string{"text[]", "int8[]", "int8[]", "timestamptz[]", "text", "text", "int8", "text[]", "jsonb[]", "text[]"}, "", `BEGIN
+IF $10 IS NULL THEN
 INSERT INTO members AS m (id, points, stored_value, flagged, last_sale)
 SELECT id, p, sv, p < 0 OR sv < 0, ls FROM unnest($1::text[], $2::int8[], $3::int8[], $4::timestamptz[]) AS u(id, p, sv, ls)
 ON CONFLICT (id) DO UPDATE SET
@@ -598,6 +617,20 @@ ON CONFLICT (id) DO UPDATE SET
 	xid = pg_current_xact_id();
 INSERT INTO member_changes (ids) VALUES ($1)
 	ON CONFLICT (xid) DO UPDATE SET ids = member_changes.ids || excluded.ids;
+ELSE
+WITH up AS (INSERT INTO members AS m (id, points, stored_value, flagged, last_sale)
+SELECT id, p, sv, p < 0 OR sv < 0, ls FROM unnest($1::text[], $2::int8[], $3::int8[], $4::timestamptz[]) AS u(id, p, sv, ls)
+ON CONFLICT (id) DO UPDATE SET
+	points = m.points + excluded.points,
+	stored_value = m.stored_value + excluded.stored_value,
+	flagged = m.flagged OR m.points + excluded.points < 0 OR m.stored_value + excluded.stored_value < 0,
+	last_sale = greatest(m.last_sale, excluded.last_sale),
+	xid = CASE WHEN m.id = ANY($10) OR NOT m.flagged AND (m.points + excluded.points < 0 OR m.stored_value + excluded.stored_value < 0)
+		THEN pg_current_xact_id() ELSE m.xid END
+RETURNING m.id, m.xid = pg_current_xact_id() AS fed)
+INSERT INTO member_changes (ids) SELECT array_agg(id) FROM up WHERE fed HAVING count(*) > 0
+	ON CONFLICT (xid) DO UPDATE SET ids = member_changes.ids || excluded.ids;
+END IF;
 IF cardinality($8) > 0 THEN
 	UPDATE members m SET data = CASE WHEN m.data IS NOT NULL AND m.tier_at IS NOT NULL
 		THEN u.data || jsonb_build_object('tier', CASE WHEN jsonb_typeof(m.data->'tier') = 'string' THEN m.data->'tier' ELSE '""'::jsonb END)
@@ -625,18 +658,21 @@ type tillAck struct {
 var (
 	structuralReadSQL = plFn("structural_read", []string{"text[]"}, "id text, data jsonb, tier_at timestamptz, coupons jsonb, flagged bool",
 		`SELECT id, data, tier_at, coupons, flagged FROM members WHERE id = ANY($1) ORDER BY id`)
-	structuralWriteSQL = plFn("structural_write", []string{"text[]", "jsonb[]", "timestamptz[]", "jsonb[]", "bool[]"}, "",
-		`UPDATE members SET data = u.data, tier_at = u.tier_at, coupons = u.coupons, flagged = u.flagged, xid = pg_current_xact_id()
-		FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::jsonb[], $5::bool[]) AS u(id, data, tier_at, coupons, flagged)
+	// A member not in the feed ($6 false) keeps its feed position.
+	structuralWriteSQL = plFn("structural_write", []string{"text[]", "jsonb[]", "timestamptz[]", "jsonb[]", "bool[]", "bool[]"}, "",
+		`UPDATE members SET data = u.data, tier_at = u.tier_at, coupons = u.coupons, flagged = u.flagged,
+			xid = CASE WHEN u.fed THEN pg_current_xact_id() ELSE members.xid END
+		FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::jsonb[], $5::bool[], $6::bool[]) AS u(id, data, tier_at, coupons, flagged, fed)
 		WHERE members.id = u.id`)
 )
 
 // applyDeltas sends batch (queued by the caller) with the balance update
 // and, for members whose data, tier or coupons change, reads them back
-// (locked by the update), merges in Go and writes them. ack, if not nil:
+// (locked by the update), merges in Go and writes them. feed, if not nil:
+// the only members whose change goes out with the feed (balanceSQL). ack, if not nil:
 // the till's acked mark to set. commit: end the transaction in the last
 // pipeline.
-func applyDeltas(ctx context.Context, q querier, batch *pgx.Batch, ds []hq.Delta, ack *tillAck, commit bool) error {
+func applyDeltas(ctx context.Context, q querier, batch *pgx.Batch, ds []hq.Delta, feed []string, ack *tillAck, commit bool) error {
 	ids := make([]string, len(ds))
 	pts := make([]int64, len(ds))
 	svs := make([]int64, len(ds))
@@ -663,9 +699,9 @@ func applyDeltas(ctx context.Context, q querier, batch *pgx.Batch, ds []hq.Delta
 	}
 	switch {
 	case len(ds) > 0 && ack != nil:
-		batch.Queue(balanceSQL, ids, pts, svs, lss, ack.store, ack.till, ack.acked, enrolIDs, enrolData)
+		batch.Queue(balanceSQL, ids, pts, svs, lss, ack.store, ack.till, ack.acked, enrolIDs, enrolData, feed)
 	case len(ds) > 0:
-		batch.Queue(balanceSQL, ids, pts, svs, lss, nil, nil, nil, enrolIDs, enrolData)
+		batch.Queue(balanceSQL, ids, pts, svs, lss, nil, nil, nil, enrolIDs, enrolData, feed)
 	case ack != nil:
 		batch.Queue(ackTillSQL, ack.store, ack.till, ack.acked)
 	}
@@ -702,6 +738,7 @@ func applyDeltas(ctx context.Context, q querier, batch *pgx.Batch, ds []hq.Delta
 	tiers := make([]pgtype.Timestamptz, len(ms))
 	coupons := make([][]byte, len(ms))
 	flags := make([]bool, len(ms))
+	fed := make([]bool, len(ms))
 	mids := make([]string, len(ms))
 	for i := range ms {
 		m := &ms[i]
@@ -717,10 +754,12 @@ func applyDeltas(ctx context.Context, q querier, batch *pgx.Batch, ds []hq.Delta
 			return err
 		}
 		mids[i], flags[i] = m.ID, m.Flagged
+		// A new flag was logged by balanceSQL, which moved members.xid.
+		fed[i] = feed == nil || slices.Contains(feed, m.ID)
 		tiers[i] = pgtype.Timestamptz{Time: m.TierAt, Valid: !m.TierAt.IsZero()}
 	}
 	end := &pgx.Batch{}
-	end.Queue(structuralWriteSQL, mids, data, tiers, coupons, flags)
+	end.Queue(structuralWriteSQL, mids, data, tiers, coupons, flags, fed)
 	if commit {
 		end.Queue("COMMIT")
 	}
@@ -784,7 +823,7 @@ func (s *Store) ResolveDeadLetter(ctx context.Context, store, till string, seq u
 		if err := trigIngest(s.trigContext(ctx), tx, &prepared{es: []entry.Entry{e}, ds: ds}, b); err != nil {
 			return err
 		}
-		err = applyDeltas(ctx, tx, b, ds, nil, false)
+		err = applyDeltas(ctx, tx, b, ds, nil, nil, false)
 		if pgCode(err) == "22003" { // rolled back: it stays a dead letter
 			err = fmt.Errorf("%w: %v", hq.ErrOverflow, err)
 		}
@@ -981,6 +1020,26 @@ func (s *Store) Member(ctx context.Context, id string) (hq.Member, error) {
 	return m, err
 }
 
+// MemberLookup reads the member and the store's marks in one statement,
+// so under one snapshot: an upload sets its till's mark in the transaction
+// that changes the balances.
+func (s *Store) MemberLookup(ctx context.Context, store, id string) (wire.MemberLookup, error) {
+	var acked map[string]int64
+	m, err := scanMember(s.pool.QueryRow(ctx, `SELECT `+memberCols+`,
+		(SELECT coalesce(jsonb_object_agg(till, acked), '{}') FROM tills WHERE store = $2) FROM members WHERE id = $1`, id, store), &acked)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return wire.MemberLookup{}, fmt.Errorf("%w: member %q", hq.ErrNotFound, id)
+	}
+	if err != nil {
+		return wire.MemberLookup{}, err
+	}
+	l := wire.MemberLookup{Member: m.State(), Acked: make(map[string]uint64, len(acked))}
+	for t, a := range acked {
+		l.Acked[t] = uint64(a)
+	}
+	return l, nil
+}
+
 func (s *Store) Members(ctx context.Context, fn func(hq.Member) error) error {
 	return s.members(ctx, `SELECT `+memberCols+` FROM members ORDER BY id`, fn)
 }
@@ -1048,7 +1107,7 @@ func (s *Store) ApplyDeltas(ctx context.Context, ds []hq.Delta) error {
 	return s.retry(ctx, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		b.Queue(feedWriterSQL, int32(feedLock))
-		return applyDeltas(ctx, tx, b, ds, nil, false)
+		return applyDeltas(ctx, tx, b, ds, nil, nil, false)
 	})
 }
 

@@ -45,6 +45,16 @@ func TestConformance(t *testing.T) {
 	hqtest.Run(t, func(t *testing.T) hq.Store { return open(t) })
 }
 
+func TestIdentityFeed(t *testing.T) {
+	testURL(t)
+	hqtest.RunIdentityFeed(t, func(t *testing.T) hq.Store {
+		ctx, u := freshSchema(t)
+		st, err := pg.Open(ctx, u, pg.Options{MaxConns: 8, IdentityFeed: true})
+		require.NoError(t, err)
+		return st
+	})
+}
+
 func TestMigrationsAreRecordedAndRerunSafely(t *testing.T) {
 	ctx, u := freshSchema(t)
 	st, err := pg.Open(ctx, u, pg.Options{})

@@ -340,7 +340,7 @@ func (s *Store) RunMessageDay(ctx context.Context, st *messages.Settings, day me
 		sort.SliceStable(ds, func(i, j int) bool { return ds[i].MemberID < ds[j].MemberID })
 		ds = mergeDeltas(ds)
 		if len(ds) > 0 {
-			if err := applyDeltas(ctx, tx, &pgx.Batch{}, ds, nil, false); err != nil {
+			if err := applyDeltas(ctx, tx, &pgx.Batch{}, ds, nil, nil, false); err != nil {
 				return err
 			}
 		}
