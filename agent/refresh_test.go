@@ -3,6 +3,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 	"posagent/ledger"
 	"posagent/ledger/entry"
 	"posagent/sync/hq"
+	"posagent/sync/hq/hqtest"
 	"posagent/sync/hq/store/bolt"
 	"posagent/sync/wire"
 )
@@ -368,4 +370,82 @@ func TestRefreshOff(t *testing.T) {
 	rn.post(t, "/v1/members/lookup", map[string]string{"card": pan}, &m)
 	require.Equal(t, int64(100), m.Points)
 	require.Zero(t, h.lookups.Load(), "HQ was asked with the refresh off")
+}
+
+// TestRefreshFromRealHQ: a till of S1 against a real HQ serving the
+// identity feed. M7, enrolled at another checkout PC of the store (T9),
+// reaches the till by the feed; points earned at another store (S2) do not,
+// however often the till pulls. A sale at the till is uploaded; then a swipe
+// shows HQ's balance of now (the other store's points and the till's own
+// sale), and so does the POS's look-up, though HQ's answer names the
+// store's other till too.
+func TestRefreshFromRealHQ(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "hq.db"), bolt.Options{NoSync: true, IdentityFeed: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	srv := hq.NewServer(st, hq.Options{})
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	tok, err := srv.IssueCredential(context.Background(), hq.RoleStore, "S1", "Store S1", "Asia/Shanghai")
+	require.NoError(t, err)
+	ctx := context.Background()
+	key, err := config.Config{TokenKey: tokenKey}.TokenKeyBytes()
+	require.NoError(t, err)
+	t9 := &hqtest.Till{Store: "S1", Till: "T9"}
+	en := t9.Enrol("M7", time.Now().Add(-time.Hour))
+	en.Enrol.Member.CardTokens = []string{token.Hash(key, pan)}
+	en.Enrol.Member.Mobile = "13800007777"
+	_, err = st.Ingest(ctx, hqtest.Batch(en, t9.Points("M7", time.Now().Add(-time.Hour), 100, "welcome")))
+	require.NoError(t, err)
+
+	r := newReader(t)
+	rn := startWith(t, func(c *config.Config) {
+		c.HQ.URL, c.HQ.Token, c.HQ.BatchAge = ts.URL, tok, 10*time.Millisecond
+		c.Devices = []config.Device{{Name: "msr", Till: "T1", Transport: "serial", Path: r.slave.Name(), Baud: 9600, DataBits: 8, Decoder: "msr"}}
+		c.HQ.MemberRefreshTimeout = new(5 * time.Second) // a slow test machine must not fall back to the till's view
+	})
+	rn.waitOnline(t)
+	rn.syncUntil(t, "M7 at the till", func() bool { _, err := rn.a.led.Member("M7"); return err == nil })
+	v, err := rn.a.led.Member("M7")
+	require.NoError(t, err)
+	require.Equal(t, int64(100), v.Points)
+
+	// 250 points at another store: HQ holds 350, the feed says nothing.
+	t5 := &hqtest.Till{Store: "S2", Till: "T5"}
+	_, err = st.Ingest(ctx, hqtest.Batch(t5.Sale("M7", time.Now(), 25000, 250, 0, 0, "")))
+	require.NoError(t, err)
+	l, err := st.MemberLookup(ctx, "S1", "M7")
+	require.NoError(t, err)
+	require.Equal(t, int64(350), l.Member.Points)
+	since := time.Now()
+	rn.syncUntil(t, "a pull after the sale at S2", func() bool { return rn.a.sync.Status().LastPull.After(since) })
+	v, err = rn.a.led.Member("M7")
+	require.NoError(t, err)
+	require.Equal(t, int64(100), v.Points, "the identity feed brought a balance change")
+
+	// A sale here, uploaded and acknowledged.
+	var sale entry.Entry
+	rn.post(t, "/v1/sales", map[string]any{"receipt_id": "R1", "member_id": "M7",
+		"lines": []map[string]any{{"sku": "A", "qty": 1, "unit_price": 10000}}}, &sale)
+	require.Positive(t, sale.PointsDelta)
+	rn.syncUntil(t, "the sale at HQ", func() bool { n, _, err := rn.a.led.Backlog(); return err == nil && n == 0 })
+	l, err = st.MemberLookup(ctx, "S1", "M7")
+	require.NoError(t, err)
+	require.Equal(t, 350+sale.PointsDelta, l.Member.Points)
+	require.Contains(t, l.Acked, "T9", "HQ names the store's other till")
+
+	s := rn.stream(t, "T1")
+	r.write(t, swipe)
+	me := memberEvent(t, s.next(t, lookupTypes...))
+	require.Equal(t, "M7", me.Member.Member.ID)
+	require.Equal(t, 350+sale.PointsDelta, me.Member.Points, "the swipe shows HQ's balance of now")
+	require.Equal(t, 350+sale.PointsDelta, me.Member.PointsConfirmed)
+	require.Zero(t, me.Member.PointsPending)
+	var m api.MemberSummary
+	rn.post(t, "/v1/members/lookup", map[string]string{"mobile": "13800007777"}, &m)
+	require.Equal(t, 350+sale.PointsDelta, m.Points)
+	var out bytes.Buffer
+	ok, err := rn.a.led.Verify(&out)
+	require.NoError(t, err)
+	require.True(t, ok, out.String())
 }
