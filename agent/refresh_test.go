@@ -6,9 +6,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -181,6 +184,23 @@ func memberEvent(t *testing.T, e events.Event) MemberEvent {
 	return me
 }
 
+// refreshes is how many refreshes the agent's metrics count with result.
+func refreshes(t *testing.T, rn *running, result string) int {
+	t.Helper()
+	resp, err := http.Get(rn.base + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	m := regexp.MustCompile(`posagent_member_refresh_seconds_count\{result="` + result + `"\} (\d+)`).FindSubmatch(body)
+	if m == nil {
+		return 0
+	}
+	n, err := strconv.Atoi(string(m[1]))
+	require.NoError(t, err)
+	return n
+}
+
 var lookupTypes = []string{events.TypeMember, events.TypeCardUnknown, events.TypeReadError}
 
 // TestSwipeRefreshesFromHQ: the till holds M1 at 100 points, HQ at 350. A
@@ -227,6 +247,8 @@ func TestSwipeRefreshesFromHQ(t *testing.T) {
 	rn.get(t, "/v1/members/M2", &m)
 	require.Equal(t, int64(100), m.Points)
 	require.Equal(t, int64(5), h.lookups.Load())
+	require.Equal(t, 4, refreshes(t, rn, "applied"))
+	require.Equal(t, 1, refreshes(t, rn, "unknown"))
 }
 
 // TestSwipeWithHQDown: with HQ cut off, and the client knowing it, a swipe
@@ -250,6 +272,7 @@ func TestSwipeWithHQDown(t *testing.T) {
 	require.Equal(t, int64(100), me.Member.Points, "the till's own balance")
 	require.Less(t, took, timeout/2, "the swipe waited for an HQ known down")
 	require.Zero(t, h.lookups.Load(), "HQ was asked while known down")
+	require.Equal(t, 1, refreshes(t, rn, "offline"))
 	t.Logf("swipe with HQ down answered in %s", took)
 
 	// HQ back: the till refreshes again once a round has worked.
@@ -277,6 +300,8 @@ func TestSwipeWithHQDown(t *testing.T) {
 	require.Equal(t, int64(350), me.Member.Points)
 	require.Less(t, took, timeout/2, "the second swipe waited for HQ again")
 	require.Equal(t, before+1, h.lookups.Load(), "HQ was asked again once known unreachable")
+	require.Equal(t, 1, refreshes(t, rn, "error"), "the look-up that timed out")
+	require.Equal(t, 2, refreshes(t, rn, "offline"))
 	t.Logf("second swipe with HQ hanging answered in %s", took)
 }
 
@@ -346,11 +371,15 @@ func TestRefreshRefusedWhenMarksDiffer(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, int64(500), v.StoredValue, "the ledger was changed")
 
+	require.Equal(t, 2, refreshes(t, rn, "marks"))
+	require.Zero(t, refreshes(t, rn, "applied"))
+
 	h.mu.Lock()
 	h.ahead = 0
 	h.mu.Unlock()
 	r.write(t, swipe)
 	require.Equal(t, int64(350), memberEvent(t, s.next(t, lookupTypes...)).Member.Points)
+	require.Equal(t, 1, refreshes(t, rn, "applied"))
 }
 
 // TestRefreshOff: hq.member_refresh_timeout 0 sends nothing to HQ's
