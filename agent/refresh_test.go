@@ -75,6 +75,9 @@ func startLookupHQ(t *testing.T) *lookupHQ {
 			return
 		}
 		if h.hang.Load() {
+			// Read the body first: only then does the server notice the
+			// client hanging up.
+			_, _ = io.Copy(io.Discard, r.Body)
 			<-r.Context().Done()
 			return
 		}

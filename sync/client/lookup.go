@@ -17,9 +17,10 @@ import (
 // (enrolled at this till and not uploaded yet, or HQ was rebuilt).
 var ErrMemberUnknown = errors.New("HQ holds no such member")
 
-// lookupQuiet is how long after a look-up could not reach HQ the client
-// counts HQ as unreachable (Offline), unless an upload or pull works first:
-// the cashier of the next swipe should not wait out the same timeout.
+// lookupQuiet is how long after a look-up or a member-code claim could not
+// reach HQ the client counts HQ as unreachable (Offline), unless an upload
+// or pull works first: the cashier of the next swipe should not wait out
+// the same timeout.
 const lookupQuiet = 30 * time.Second
 
 // LookupMember asks HQ for one member's state now, with HQ's acked marks of
@@ -43,7 +44,7 @@ func (c *Client) LookupMember(ctx context.Context, id string, timeout time.Durat
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if parent.Err() == nil { // not the caller giving up
-			c.lookupFailed()
+			c.unreachable()
 		}
 		return l, fmt.Errorf("look up member %s at HQ: %w", id, err)
 	}
@@ -54,12 +55,12 @@ func (c *Client) LookupMember(ctx context.Context, id string, timeout time.Durat
 		case he.status == http.StatusNotFound && he.code == "not_found":
 			return l, fmt.Errorf("%w: %s", ErrMemberUnknown, id)
 		case he.status == http.StatusTooManyRequests || he.status >= 500:
-			c.lookupFailed()
+			c.unreachable()
 		}
 		return l, fmt.Errorf("look up member %s at HQ: %w", id, he)
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&l); err != nil {
-		c.lookupFailed()
+		c.unreachable()
 		return wire.MemberLookup{}, fmt.Errorf("read HQ's answer to the look-up of member %s: %w", id, err)
 	}
 	if l.Member.Member.ID != id {
@@ -68,7 +69,8 @@ func (c *Client) LookupMember(ctx context.Context, id string, timeout time.Durat
 	return l, nil
 }
 
-func (c *Client) lookupFailed() {
+// unreachable notes that a request a cashier waits for could not reach HQ.
+func (c *Client) unreachable() {
 	c.mu.Lock()
 	c.lookupDownUntil = c.now().Add(lookupQuiet)
 	c.mu.Unlock()
@@ -78,8 +80,8 @@ func (c *Client) lookupFailed() {
 
 // Offline reports whether HQ is known unreachable now, so asking it would
 // only wait for a timeout: no exchange has worked yet, the last round
-// failed, or a look-up could not reach HQ since the last upload or pull
-// that worked (for lookupQuiet).
+// failed, or a look-up or claim could not reach HQ since the last upload or
+// pull that worked (for lookupQuiet).
 func (c *Client) Offline() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()

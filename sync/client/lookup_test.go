@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -170,5 +171,47 @@ func TestLookupMemberOffline(t *testing.T) {
 	}
 	if !c.Offline() {
 		t.Fatal("not offline with HQ gone")
+	}
+}
+
+// A member-code claim that cannot reach HQ in time makes the client count
+// HQ as unreachable, like a look-up (the member's refresh follows it); an
+// HQ that answers, even with a refusal, does not.
+func TestClaimTimeoutMakesOffline(t *testing.T) {
+	hq, srv := newLookupHQ(t)
+	var slow atomic.Bool
+	claims := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != wire.PathMemberCodeClaims {
+			hq.fakeHQ.ServeHTTP(w, r)
+			return
+		}
+		if slow.Load() {
+			// Read the body first: only then does the server notice the
+			// client hanging up.
+			_, _ = io.Copy(io.Discard, r.Body)
+			<-r.Context().Done()
+			return
+		}
+		writeJSON(w, 400, wire.Error{Code: "bad_request", Message: "no"})
+	}))
+	t.Cleanup(claims.Close)
+	srv.Close() // the claims server serves HQ here
+	c := newClient(t, claims.URL, memstore.New("S1"), memstore.New("S1"), nil)
+	if err := c.SyncNow(ctx10(t)); err != nil {
+		t.Fatal(err)
+	}
+	cl := wire.MemberCodeClaim{Code: "c1", Member: "M1", Till: "T1", SeenAt: time.Now(), Expires: time.Now().Add(time.Minute)}
+	if _, err := c.ClaimMemberCode(ctx10(t), cl, time.Second); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Fatalf("refused claim: %v", err)
+	}
+	if c.Offline() {
+		t.Fatal("HQ refusing a claim made the client offline")
+	}
+	slow.Store(true)
+	if _, err := c.ClaimMemberCode(ctx10(t), cl, 200*time.Millisecond); err == nil {
+		t.Fatal("a claim HQ never answered worked")
+	}
+	if !c.Offline() {
+		t.Fatal("not offline after a claim timed out")
 	}
 }

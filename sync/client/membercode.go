@@ -106,9 +106,15 @@ func (c *Client) uploadClaims(ctx context.Context) error {
 // accept it; timeout bounds the wait (the cashier is waiting). An error
 // means HQ could not be asked: accept offline and queue the claim.
 func (c *Client) ClaimMemberCode(ctx context.Context, cl wire.MemberCodeClaim, timeout time.Duration) (wire.MemberCodeClaimResult, error) {
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	res, err := c.postClaims(ctx, []wire.MemberCodeClaim{cl})
+	var he *hqError
+	if err != nil && parent.Err() == nil && (!errors.As(err, &he) || he.status == http.StatusTooManyRequests || he.status >= 500) {
+		// The member's refresh that follows need not wait for HQ too.
+		c.unreachable()
+	}
 	if err != nil {
 		return wire.MemberCodeClaimResult{}, err
 	}
