@@ -36,9 +36,11 @@ type lookup struct {
 	id    string
 }
 
+// A till waits for one look-up at a time; a chain's tills wait side by
+// side, so the workers are many (each mostly waiting on HQ).
 const (
-	lookupWorkers = 64
-	lookupQueue   = 4096
+	lookupWorkers = 512
+	lookupQueue   = 16384
 )
 
 func newLookups(on bool, hc *http.Client, tokens []string) *lookups {
