@@ -52,6 +52,8 @@ type Agent struct {
 	ln      net.Listener
 	srv     *http.Server
 	loc     *time.Location
+	// confirmed: members whose balances an HQ look-up applied lately.
+	confirmed *confirmedBalances
 
 	mu      sync.Mutex
 	onReady func()
@@ -85,7 +87,7 @@ func New(cfg config.Config, log *slog.Logger) (a *Agent, err error) {
 	}
 	// After APIToken and TokenKeyBytes, which generate their files.
 	warnSecretPerms(cfg, log)
-	a = &Agent{cfg: cfg, log: log, hub: events.NewHub(EventRing), loc: loc}
+	a = &Agent{cfg: cfg, log: log, hub: events.NewHub(EventRing), loc: loc, confirmed: newConfirmedBalances()}
 	opened := a // a is nil on the error returns below
 	defer func() {
 		if err != nil {
@@ -156,6 +158,10 @@ func New(cfg config.Config, log *slog.Logger) (a *Agent, err error) {
 		o.SyncNow = a.sync.SyncNow
 		o.SyncDetail = func() any { return a.sync.Status() }
 		o.OnCommit = a.sync.Nudge
+		if cfg.HQ.RefreshTimeout() > 0 {
+			// HQ answers look-ups: a redemption needs its balances of late.
+			o.BalancesConfirmed = a.balancesConfirmed
+		}
 	}
 	a.api, err = api.New(o)
 	if err != nil {

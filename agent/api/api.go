@@ -114,6 +114,11 @@ type Options struct {
 	// Offline reports whether the till is cut off from HQ (sales then use
 	// the offline redemption cap).
 	Offline func() bool
+	// BalancesConfirmed tells a sale or quote that redeems points, with the
+	// till online, whether the member's balances are HQ's of late (asking
+	// HQ if need be); when not, the offline cap applies to it too, since
+	// the till's figure may be days old. Nil: no such check.
+	BalancesConfirmed func(ctx context.Context, memberID string) bool
 	// MemberCode takes a typed member code (LookupRequest.MemberCode) for
 	// the till; a refusal is a *MemberCodeError. Nil: not offered.
 	MemberCode func(ctx context.Context, till, code string) (ledger.MemberView, error)
@@ -397,7 +402,8 @@ func (s *Server) ledgerError(w http.ResponseWriter, r *http.Request, err error) 
 		if !errors.As(err, &ce) {
 			ce = &ledger.OfflineCapError{}
 		}
-		en, zh := offlineCapMessages(ce)
+		var ue unconfirmedError
+		en, zh := offlineCapMessages(ce, errors.As(err, &ue))
 		s.fail(w, r, http.StatusUnprocessableEntity, "offline_redeem_limit", en, zh, err)
 	case errors.Is(err, ledger.ErrInsufficientPoints):
 		s.fail(w, r, http.StatusUnprocessableEntity, "insufficient_points",

@@ -46,20 +46,20 @@ type SaleRequest struct {
 const maxLines = 1000
 
 // toLedger checks the basket and resolves the member; it answers the
-// error itself.
-func (s *Server) toLedger(w http.ResponseWriter, r *http.Request, q SaleRequest) (ledger.SaleRequest, bool) {
-	var out ledger.SaleRequest
+// error itself. unconfirmed: the sale falls under the offline cap though
+// HQ is reachable, because HQ could not confirm the member's balances.
+func (s *Server) toLedger(w http.ResponseWriter, r *http.Request, q SaleRequest) (out ledger.SaleRequest, unconfirmed, ok bool) {
 	till, ok := s.till(w, r, q.Till)
 	if !ok {
-		return out, false
+		return out, false, false
 	}
 	if len(q.Lines) == 0 || len(q.Lines) > maxLines {
 		s.invalid(w, r, fmt.Sprintf("a basket needs 1 to %d lines", maxLines), "购物清单为空或过长")
-		return out, false
+		return out, false, false
 	}
 	if q.RedeemPoints < 0 || q.StoredValue < 0 {
 		s.invalid(w, r, "redeem_points and stored_value must not be negative", "积分和储值不能为负数")
-		return out, false
+		return out, false, false
 	}
 	seen := map[int]bool{}
 	for i, l := range q.Lines {
@@ -76,16 +76,16 @@ func (s *Server) toLedger(w http.ResponseWriter, r *http.Request, q SaleRequest)
 		switch {
 		case ln.LineNo < 0 || seen[ln.LineNo]:
 			s.invalid(w, r, fmt.Sprintf("lines[%d]: line_no %d is negative or used twice", i, ln.LineNo), "行号重复或无效")
-			return out, false
+			return out, false, false
 		case ln.SKU == "":
 			s.invalid(w, r, fmt.Sprintf("lines[%d]: sku is required", i), "商品编码不能为空")
-			return out, false
+			return out, false, false
 		case ln.Qty <= 0 || ln.Qty > 1_000_000:
 			s.invalid(w, r, fmt.Sprintf("lines[%d]: qty must be 1 to 1000000", i), "数量无效")
-			return out, false
+			return out, false, false
 		case ln.UnitPrice < 0 || ln.UnitPrice > 1_000_000_000_00:
 			s.invalid(w, r, fmt.Sprintf("lines[%d]: unit_price must be 0 to 100000000000 fen", i), "单价无效")
-			return out, false
+			return out, false, false
 		}
 		seen[ln.LineNo] = true
 		out.Lines = append(out.Lines, ln)
@@ -95,19 +95,19 @@ func (s *Server) toLedger(w http.ResponseWriter, r *http.Request, q SaleRequest)
 		t, err := time.Parse(time.RFC3339, q.At)
 		if err != nil {
 			s.invalid(w, r, "at must be an RFC 3339 time such as 2025-03-18T10:15:00+08:00", "时间格式错误")
-			return out, false
+			return out, false, false
 		}
 		at = t
 	}
 	if countSet(q.MemberID, q.Card, q.CardHash) > 1 {
 		s.invalid(w, r, "name the member once: member_id, card or card_hash", "会员只能用一种方式指定")
-		return out, false
+		return out, false, false
 	}
 	memberID := q.MemberID
 	if q.Card != "" || q.CardHash != "" {
 		v, ok := s.findMember(w, r, LookupRequest{Card: q.Card, CardHash: q.CardHash})
 		if !ok {
-			return out, false
+			return out, false, false
 		}
 		memberID = v.Member.ID
 	}
@@ -115,9 +115,13 @@ func (s *Server) toLedger(w http.ResponseWriter, r *http.Request, q SaleRequest)
 	if s.o.Offline != nil {
 		offline = s.o.Offline()
 	}
+	// Only a redemption waits for HQ: the balance matters to nothing else.
+	if !offline && q.RedeemPoints > 0 && memberID != "" && s.o.BalancesConfirmed != nil && !s.o.BalancesConfirmed(r.Context(), memberID) {
+		offline, unconfirmed = true, true
+	}
 	out.Till, out.ReceiptID, out.MemberID, out.Cashier, out.CouponID = till, q.ReceiptID, memberID, q.Cashier, q.CouponID
 	out.RedeemPoints, out.StoredValue, out.At, out.Offline = q.RedeemPoints, q.StoredValue, at, offline
-	return out, true
+	return out, unconfirmed, true
 }
 
 func (s *Server) quote(w http.ResponseWriter, r *http.Request) {
@@ -125,12 +129,12 @@ func (s *Server) quote(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &q) {
 		return
 	}
-	req, ok := s.toLedger(w, r, q)
+	req, unconfirmed, ok := s.toLedger(w, r, q)
 	if !ok {
 		return
 	}
 	res, err := s.o.Ledger.Quote(r.Context(), req)
-	s.answerSale(w, r, res, err)
+	s.answerSale(w, r, res, capWhy(err, unconfirmed))
 }
 
 // sale commits a sale. The receipt id is the idempotency key: the same
@@ -149,13 +153,13 @@ func (s *Server) sale(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	req, ok := s.toLedger(w, r, q)
+	req, unconfirmed, ok := s.toLedger(w, r, q)
 	if !ok {
 		return
 	}
 	req.Cashier, req.Approver = a.cashier, a.approver
 	e, err := write(s, "sale", func() (*entry.Entry, error) { return s.o.Ledger.CommitSale(r.Context(), req) })
-	s.answerSale(w, r, e, err)
+	s.answerSale(w, r, e, capWhy(err, unconfirmed))
 }
 
 // answerSale is answer with a sale time the ledger refused explained in
@@ -213,10 +217,34 @@ func durZH(d time.Duration) string {
 	return d.String()
 }
 
+// unconfirmedError marks the error of a sale held to the offline cap
+// because HQ, though reachable, could not confirm the member's balances.
+type unconfirmedError struct{ error }
+
+func (e unconfirmedError) Unwrap() error { return e.error }
+
+// capWhy marks err as unconfirmedError when the sale was held to the cap
+// for that reason, so the refusal says so.
+func capWhy(err error, unconfirmed bool) error {
+	if err == nil || !unconfirmed {
+		return err
+	}
+	return unconfirmedError{err}
+}
+
 // offlineCapMessages tell the cashier that the member's daily offline
 // redemption limit is reached (not that points are missing: the member may
-// hold plenty) and what can be done now.
-func offlineCapMessages(ce *ledger.OfflineCapError) (en, zh string) {
+// hold plenty) and what can be done now. unconfirmed: the till reaches HQ,
+// but HQ could not confirm the member's points in time.
+func offlineCapMessages(ce *ledger.OfflineCapError, unconfirmed bool) (en, zh string) {
+	if unconfirmed {
+		if ce.Left <= 0 {
+			return fmt.Sprintf("HQ could not confirm this member's points just now, so the till allows at most %d points a day, as when offline, and today's are used: take this sale without redeeming points, or try again when HQ answers; the member keeps the points", ce.Cap),
+				fmt.Sprintf("总部暂时无法确认该会员的积分，收银机按离线规则每天最多抵扣%d积分，今日额度已用完：请本单不用积分结账，或待总部响应后再试；会员积分不会减少", ce.Cap)
+		}
+		return fmt.Sprintf("HQ could not confirm this member's points just now, so the till allows at most %d points a day, as when offline: redeem at most %d points now, or take the sale without redeeming points, or try again when HQ answers", ce.Cap, ce.Left),
+			fmt.Sprintf("总部暂时无法确认该会员的积分，收银机按离线规则每天最多抵扣%d积分：请改为最多抵扣%d积分，或本单不用积分结账，或待总部响应后再试", ce.Cap, ce.Left)
+	}
 	if ce.Left <= 0 {
 		return fmt.Sprintf("today's offline points limit for this member is reached (%d points a day while the till cannot reach HQ): take this sale without redeeming points, or redeem once the till is back online; the member keeps the points", ce.Cap),
 			fmt.Sprintf("该会员今日离线积分抵扣已达上限（收银机连不上总部时每天%d积分）：请本单不用积分结账，或待收银机恢复联网后再抵扣；会员积分不会减少", ce.Cap)
