@@ -4,9 +4,11 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"posagent/agent/config"
 	"posagent/ledger"
 	"posagent/ledger/entry"
+	"posagent/sync/hq/hqtest"
 )
 
 // The default program: at most 5,000 points a day redeemed offline, at most
@@ -60,6 +63,21 @@ func apiError(t *testing.T, code int, raw []byte, want int) api.Error {
 	return e
 }
 
+// seedHQ makes HQ's store hold member id, enrolled at another till of the
+// store an hour ago, with points, so that HQ's pulls and the till's uploads
+// of the member's sales agree.
+func seedHQ(t *testing.T, h *lookupHQ, id string, points int64) {
+	t.Helper()
+	t9 := &hqtest.Till{Store: "S1", Till: "T9"}
+	at := time.Now().Add(-time.Hour)
+	en := t9.Enrol(id, at)
+	m := lookupMember(t, id)
+	m.EnrolledAt = en.Enrol.Member.EnrolledAt
+	en.Enrol.Member = m
+	_, err := h.st.Ingest(context.Background(), hqtest.Batch(en, t9.Points(id, at, points, "welcome")))
+	require.NoError(t, err)
+}
+
 // moveClock sets the clock the agent judges confirmed balances by to the
 // real one moved by d.
 func (rn *running) moveClock(d time.Duration) {
@@ -100,7 +118,9 @@ func TestRedeemAfterRefreshIsUncapped(t *testing.T) {
 func TestRedeemWhenHQSlowIsCapped(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	h := startLookupHQ(t)
+	seedHQ(t, h, "M1", 20000)
 	rn := startLookupTill(t, h, func(c *config.Config) { c.HQ.MemberRefreshTimeout = new(timeout) })
+	require.NoError(t, rn.a.led.ApplyMemberStates([]ledger.MemberState{{Member: lookupMember(t, "M1"), Points: 20000}}))
 	h.set(t, "M1", 20000)
 	h.mu.Lock()
 	h.slow["M1"] = 10 * timeout
@@ -181,6 +201,7 @@ func TestSaleWithoutRedemptionDoesNotAskHQ(t *testing.T) {
 // 14,000 would have allowed it; a redemption right after does not ask.
 func TestRedeemAfterTheWindowRefreshesAgain(t *testing.T) {
 	h := startLookupHQ(t)
+	seedHQ(t, h, "M1", 20000)
 	r := newReader(t)
 	rn := startLookupTill(t, h, nil, r)
 	s := rn.stream(t, "T1")
@@ -211,7 +232,7 @@ func TestRedeemAfterTheWindowRefreshesAgain(t *testing.T) {
 	require.Equal(t, 2, refreshes(t, rn, "applied"))
 	v, err = rn.a.led.Member("M1")
 	require.NoError(t, err)
-	require.Equal(t, int64(2000), v.Points, "HQ's balance")
+	require.Equal(t, int64(2000), v.PointsConfirmed, "HQ's balance")
 
 	sale = rn.saleOK(t, "R4", 1000)
 	require.False(t, sale.Sale.OfflineRedeem)
@@ -231,4 +252,30 @@ func TestRedeemWithRefreshOff(t *testing.T) {
 	sale := rn.saleOK(t, "R1", 6000)
 	require.False(t, sale.Sale.OfflineRedeem)
 	require.Zero(t, h.lookups.Load())
+}
+
+// TestConfirmedBalancesBounded: members confirmed longer ago than the
+// window are forgotten, and a burst of look-ups never holds more than
+// confirmedMax members.
+func TestConfirmedBalancesBounded(t *testing.T) {
+	c := newConfirmedBalances()
+	now := time.Now()
+	c.now = func() time.Time { return now }
+	c.add("old")
+	require.True(t, c.recent("old"))
+	now = now.Add(confirmWindow - time.Second)
+	require.True(t, c.recent("old"))
+	now = now.Add(time.Second)
+	require.False(t, c.recent("old"), "confirmed for longer than the window")
+	require.Empty(t, c.at)
+
+	c.add("old")
+	now = now.Add(confirmWindow)
+	for i := range 3 * confirmedMax {
+		c.add("M" + strconv.Itoa(i))
+		require.LessOrEqual(t, len(c.at), confirmedMax)
+	}
+	require.NotContains(t, c.at, "old", "an expired member outlived a prune")
+	last := "M" + strconv.Itoa(3*confirmedMax-1)
+	require.True(t, c.recent(last), "the member just confirmed was dropped")
 }

@@ -2,13 +2,16 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"posagent/ledger"
+	"posagent/ledger/entry"
 )
 
 // Every look-up of a member (by card, card hash, mobile, id, and the GET
@@ -81,4 +84,89 @@ func TestLookupsAnswerTheRefreshedMember(t *testing.T) {
 	delete(basket, "member_id")
 	f.ok(t, "POST", "/v1/sales", basket, nil)
 	require.Zero(t, took(), "quotes and sales do not refresh: the POS identified the member first")
+}
+
+// A sale or quote that redeems points with the till online asks
+// BalancesConfirmed about its member, and nothing else does; not confirmed,
+// the offline cap applies and its refusal says HQ could not confirm the
+// points. Offline, the till does not ask and says it is offline.
+func TestUnconfirmedBalancesAreCapped(t *testing.T) {
+	var (
+		offline, confirmed atomic.Bool
+		mu                 sync.Mutex
+		asked              []string
+	)
+	f := newFixture(t, func(o *Options) {
+		o.Offline = offline.Load
+		o.BalancesConfirmed = func(ctx context.Context, memberID string) bool {
+			require.NotNil(t, ctx.Done(), "the request's context")
+			mu.Lock()
+			asked = append(asked, memberID)
+			mu.Unlock()
+			return confirmed.Load()
+		}
+	})
+	took := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		a := asked
+		asked = nil
+		return a
+	}
+	require.NoError(t, f.l.ApplyMemberStates([]ledger.MemberState{{
+		Member: entry.Member{ID: "M1", Name: "Rich", Tier: "silver"}, Points: 20000}}))
+	lines := []map[string]any{{"sku": "A", "qty": 1, "unit_price": 100000}}
+	sell := func(path, receipt string, redeem int64) (int, []byte) {
+		return f.call(t, "POST", path, apiToken, map[string]any{"receipt_id": receipt, "member_id": "M1", "redeem_points": redeem, "lines": lines})
+	}
+	sold := func(receipt string, redeem int64) entry.Entry {
+		t.Helper()
+		code, raw := sell("/v1/sales", receipt, redeem)
+		require.Equal(t, http.StatusOK, code, string(raw))
+		var e entry.Entry
+		require.NoError(t, json.Unmarshal(raw, &e))
+		return e
+	}
+
+	require.False(t, sold("R0", 0).Sale.OfflineRedeem)
+	f.ok(t, "POST", "/v1/sales", map[string]any{"receipt_id": "R00", "lines": lines}, nil)
+	require.Empty(t, took(), "a sale without redemption asked")
+
+	for _, path := range []string{"/v1/quote", "/v1/sales"} {
+		code, raw := sell(path, "R1", 6000)
+		require.Equal(t, http.StatusUnprocessableEntity, code, string(raw))
+		e := errCode(t, raw)
+		require.Equal(t, "offline_redeem_limit", e.Code)
+		require.Contains(t, e.Message, "HQ could not confirm this member's points just now")
+		require.Contains(t, e.Message, "redeem at most 5000 points now")
+		require.Contains(t, e.Message, "try again when HQ answers")
+		require.NotContains(t, e.Message, "cannot reach HQ")
+		require.Contains(t, e.MessageZH, "总部暂时无法确认该会员的积分")
+		require.Contains(t, e.MessageZH, "最多抵扣5000积分")
+		require.NotContains(t, e.MessageZH, "连不上总部")
+		require.Equal(t, []string{"M1"}, took(), path)
+	}
+	require.True(t, sold("R2", 3000).Sale.OfflineRedeem)
+	require.True(t, sold("R3", 2000).Sale.OfflineRedeem)
+	code, raw := sell("/v1/sales", "R4", 100)
+	require.Equal(t, http.StatusUnprocessableEntity, code, string(raw))
+	e := errCode(t, raw)
+	require.Contains(t, e.Message, "HQ could not confirm")
+	require.Contains(t, e.Message, "today's are used")
+	require.Contains(t, e.MessageZH, "今日额度已用完")
+	took()
+
+	confirmed.Store(true)
+	s := sold("R5", 6000)
+	require.Equal(t, int64(6000), s.Sale.RedeemPoints)
+	require.False(t, s.Sale.OfflineRedeem)
+	require.Equal(t, []string{"M1"}, took())
+
+	offline.Store(true)
+	code, raw = sell("/v1/sales", "R6", 100)
+	require.Equal(t, http.StatusUnprocessableEntity, code, string(raw))
+	e = errCode(t, raw)
+	require.Contains(t, e.Message, "while the till cannot reach HQ")
+	require.NotContains(t, e.Message, "HQ could not confirm")
+	require.Empty(t, took(), "asked HQ while offline")
 }
