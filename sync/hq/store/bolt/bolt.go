@@ -400,18 +400,21 @@ func (s *Store) Scan(ctx context.Context, fn func(hq.Stored) error) error {
 	})
 }
 
+// findMember is getMember with an unknown member as hq.ErrNotFound.
+func findMember(tx *bbolt.Tx, id string) (memberRec, error) {
+	r, found, err := getMember(tx, id)
+	if err == nil && !found {
+		err = fmt.Errorf("%w: member %q", hq.ErrNotFound, id)
+	}
+	return r, err
+}
+
 func (s *Store) Member(_ context.Context, id string) (hq.Member, error) {
 	var m hq.Member
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		r, found, err := getMember(tx, id)
-		if err != nil {
-			return err
-		}
-		if !found {
-			return fmt.Errorf("%w: member %q", hq.ErrNotFound, id)
-		}
+		r, err := findMember(tx, id)
 		m = r.Member
-		return nil
+		return err
 	})
 	return m, err
 }
@@ -419,12 +422,9 @@ func (s *Store) Member(_ context.Context, id string) (hq.Member, error) {
 func (s *Store) MemberLookup(_ context.Context, store, id string) (wire.MemberLookup, error) {
 	var l wire.MemberLookup
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		r, found, err := getMember(tx, id)
+		r, err := findMember(tx, id)
 		if err != nil {
 			return err
-		}
-		if !found {
-			return fmt.Errorf("%w: member %q", hq.ErrNotFound, id)
 		}
 		l.Member, l.Acked = r.Member.State(), map[string]uint64{}
 		prefix := key(store, "")

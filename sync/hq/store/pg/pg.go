@@ -598,26 +598,15 @@ func copyRows(ctx context.Context, q querier, rows [][]any) error {
 }
 
 // balanceSQL adds every member's balance deltas in one statement (the flag
-// rule is hq.Member.ApplyBalances's), logs the members changed
-// (logChangesSQL) — with $10 not null only those among $10 or newly
-// flagged, the others keeping their feed position (members.xid) —, sets the data of members whose only structural change
+// rule is hq.Member.ApplyBalances's) and logs the members changed
+// (logChangesSQL): all of them with $10 null, otherwise those among $10
+// and the newly flagged, the others keeping their feed position
+// (members.xid). It sets the data of members whose only structural change
 // is an enrolment ($8 ids, $9 the enrolment's data; hq.Member.ApplyStructure:
 // a tier change already seen keeps its tier) and, given a till ($5, $6),
 // sets its acked mark ($7): one call and round trip where there were up
 // to five and two.
 var balanceSQL = plBlock("balances", []string{"text[]", "int8[]", "int8[]", "timestamptz[]", "text", "text", "int8", "text[]", "jsonb[]", "text[]"}, "", `BEGIN
-IF $10 IS NULL THEN
-INSERT INTO members AS m (id, points, stored_value, flagged, last_sale)
-SELECT id, p, sv, p < 0 OR sv < 0, ls FROM unnest($1::text[], $2::int8[], $3::int8[], $4::timestamptz[]) AS u(id, p, sv, ls)
-ON CONFLICT (id) DO UPDATE SET
-	points = m.points + excluded.points,
-	stored_value = m.stored_value + excluded.stored_value,
-	flagged = m.flagged OR m.points + excluded.points < 0 OR m.stored_value + excluded.stored_value < 0,
-	last_sale = greatest(m.last_sale, excluded.last_sale),
-	xid = pg_current_xact_id();
-INSERT INTO member_changes (ids) VALUES ($1)
-	ON CONFLICT (xid) DO UPDATE SET ids = member_changes.ids || excluded.ids;
-ELSE
 WITH up AS (INSERT INTO members AS m (id, points, stored_value, flagged, last_sale)
 SELECT id, p, sv, p < 0 OR sv < 0, ls FROM unnest($1::text[], $2::int8[], $3::int8[], $4::timestamptz[]) AS u(id, p, sv, ls)
 ON CONFLICT (id) DO UPDATE SET
@@ -625,12 +614,11 @@ ON CONFLICT (id) DO UPDATE SET
 	stored_value = m.stored_value + excluded.stored_value,
 	flagged = m.flagged OR m.points + excluded.points < 0 OR m.stored_value + excluded.stored_value < 0,
 	last_sale = greatest(m.last_sale, excluded.last_sale),
-	xid = CASE WHEN m.id = ANY($10) OR NOT m.flagged AND (m.points + excluded.points < 0 OR m.stored_value + excluded.stored_value < 0)
+	xid = CASE WHEN $10 IS NULL OR m.id = ANY($10) OR NOT m.flagged AND (m.points + excluded.points < 0 OR m.stored_value + excluded.stored_value < 0)
 		THEN pg_current_xact_id() ELSE m.xid END
 RETURNING m.id, m.xid = pg_current_xact_id() AS fed)
 INSERT INTO member_changes (ids) SELECT array_agg(id) FROM up WHERE fed HAVING count(*) > 0
 	ON CONFLICT (xid) DO UPDATE SET ids = member_changes.ids || excluded.ids;
-END IF;
 IF cardinality($8) > 0 THEN
 	UPDATE members m SET data = CASE WHEN m.data IS NOT NULL AND m.tier_at IS NOT NULL
 		THEN u.data || jsonb_build_object('tier', CASE WHEN jsonb_typeof(m.data->'tier') = 'string' THEN m.data->'tier' ELSE '""'::jsonb END)
