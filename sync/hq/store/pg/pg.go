@@ -61,6 +61,7 @@ type Options struct {
 // Store is the PostgreSQL HQ store.
 type Store struct {
 	pool     *pgxpool.Pool
+	quick    *pgxpool.Pool      // member look-ups only (quickConns)
 	stop     context.CancelFunc // ends the pruner
 	done     chan struct{}      // closed when the pruner has ended
 	months   sync.Map           // entries partitions known to exist (partition.go)
@@ -101,18 +102,29 @@ func Open(ctx context.Context, url string, o Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("hq: PostgreSQL at %s is not reachable: %w%s", cfg.ConnConfig.Host, err, poolerHint(err))
 	}
-	s := &Store{pool: pool, done: make(chan struct{}), identity: o.IdentityFeed}
-	if err := s.migrate(ctx); err != nil {
+	// Cashiers wait on member look-ups; uploads, which can wait, may hold
+	// every connection of the main pool at a busy hour.
+	qcfg := cfg.Copy()
+	qcfg.MaxConns, qcfg.MinConns = quickConns, 0
+	quick, err := pgxpool.NewWithConfig(ctx, qcfg)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("hq: PostgreSQL: %w", err)
+	}
+	s := &Store{pool: pool, quick: quick, done: make(chan struct{}), identity: o.IdentityFeed}
+	fail := func(err error) (*Store, error) {
+		quick.Close()
 		pool.Close()
 		return nil, err
+	}
+	if err := s.migrate(ctx); err != nil {
+		return fail(err)
 	}
 	if err := s.buildAggregates(ctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("hq: building KPI aggregates: %w", err)
+		return fail(fmt.Errorf("hq: building KPI aggregates: %w", err))
 	}
 	if err := s.ensureAhead(ctx, time.Now()); err != nil {
-		pool.Close()
-		return nil, err
+		return fail(err)
 	}
 	every := o.PruneEvery
 	if every == 0 {
@@ -236,6 +248,7 @@ func (s *Store) Close() error {
 	s.stop()
 	<-s.done
 	s.SetMessageSettings(nil)
+	s.quick.Close()
 	s.pool.Close()
 	return nil
 }
@@ -1008,12 +1021,16 @@ func (s *Store) Member(ctx context.Context, id string) (hq.Member, error) {
 	return m, err
 }
 
+// quickConns is the look-ups' own pool: a till's look-up waits for at
+// most the other look-ups, never for the uploads in flight.
+const quickConns = 4
+
 // MemberLookup reads the member and the store's marks in one statement,
 // so under one snapshot: an upload sets its till's mark in the transaction
-// that changes the balances.
+// that changes the balances. It runs on its own connections (quickConns).
 func (s *Store) MemberLookup(ctx context.Context, store, id string) (wire.MemberLookup, error) {
 	var acked map[string]int64
-	m, err := scanMember(s.pool.QueryRow(ctx, `SELECT `+memberCols+`,
+	m, err := scanMember(s.quick.QueryRow(ctx, `SELECT `+memberCols+`,
 		(SELECT coalesce(jsonb_object_agg(till, acked), '{}') FROM tills WHERE store = $2) FROM members WHERE id = $1`, id, store), &acked)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return wire.MemberLookup{}, fmt.Errorf("%w: member %q", hq.ErrNotFound, id)

@@ -342,3 +342,26 @@ func TestEnqueueTxFollowsTheTransaction(t *testing.T) {
 func TestEnrolConformance(t *testing.T) {
 	hqtest.RunEnrol(t, func(t *testing.T) hq.Store { return open(t) })
 }
+
+// TestLookupNotBehindUploads: with every connection of the store's pool
+// held (a busy hour's uploads), a till's member look-up is still answered
+// at once, on the look-ups' own connections.
+func TestLookupNotBehindUploads(t *testing.T) {
+	ctx, u := freshSchema(t)
+	st, err := pg.Open(ctx, u, pg.Options{MaxConns: 2})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	tl := &hqtest.Till{Store: "S1", Till: "T1"}
+	_, err = st.Ingest(ctx, hqtest.Batch(tl.Enrol("M1", hqtest.T0)))
+	require.NoError(t, err)
+	for range 2 {
+		c, err := st.Pool().Acquire(ctx)
+		require.NoError(t, err)
+		defer c.Release()
+	}
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	l, err := st.MemberLookup(lctx, "S1", "M1")
+	require.NoError(t, err, "the look-up waited for the pool the uploads hold")
+	require.Equal(t, map[string]uint64{"T1": 1}, l.Acked)
+}
