@@ -106,6 +106,10 @@ func startWith(t testing.TB, mod func(*config.Config), readers ...*reader) *runn
 	case <-time.After(wait):
 		t.Fatal("agent not ready in time")
 	}
+	if len(readers) > 0 {
+		// A read written before its port is open is lost to the test.
+		rn.waitOnline(t)
+	}
 	return rn
 }
 
