@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -75,6 +76,12 @@ func start(t testing.TB, readers ...*reader) *running {
 // startWith is start with a change to the config before New.
 func startWith(t testing.TB, mod func(*config.Config), readers ...*reader) *running {
 	t.Helper()
+	return startLog(t, nil, mod, readers...)
+}
+
+// startLog is startWith with the agent's logger given (nil: the default).
+func startLog(t testing.TB, log *slog.Logger, mod func(*config.Config), readers ...*reader) *running {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Store, cfg.Till = "S1", "T1"
 	cfg.DataDir = t.TempDir()
@@ -91,7 +98,7 @@ func startWith(t testing.TB, mod func(*config.Config), readers ...*reader) *runn
 		mod(&cfg)
 	}
 	require.NoError(t, cfg.Validate())
-	a, err := New(cfg, nil)
+	a, err := New(cfg, log)
 	require.NoError(t, err)
 	ready := make(chan struct{})
 	a.OnReady(func() { close(ready) })

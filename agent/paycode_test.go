@@ -4,7 +4,6 @@ package agent
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"io/fs"
@@ -73,7 +72,7 @@ func TestPaymentCodesGoOnlyToThePOSOfTheTill(t *testing.T) {
 	var logs syncBuf
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	member := token.Rule{Source: token.SourceBarcodeRegex, Regex: `^(M\d{8})$`, Group: 1}
-	rn := startLogged(t, log, func(c *config.Config) {
+	rn := startLog(t, log, func(c *config.Config) {
 		c.Devices = []config.Device{
 			{Name: "scan1", Till: "T1", Transport: "serial", Path: serial.slave.Name(), Baud: 9600, DataBits: 8, Decoder: "barcode",
 				Rule: member},
@@ -263,34 +262,4 @@ func waitSerialOnline(t *testing.T, rn *running, names ...string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// startLogged is startWith with the agent's logger given.
-func startLogged(t *testing.T, log *slog.Logger, mod func(*config.Config)) *running {
-	t.Helper()
-	cfg := config.Default()
-	cfg.Store, cfg.Till = "S1", "T1"
-	cfg.DataDir = t.TempDir()
-	cfg.API.Listen = "127.0.0.1:0"
-	cfg.API.Token = apiTok
-	cfg.TokenKey = tokenKey
-	cfg.Cashiers.AllowPOSWithoutCashier = true
-	mod(&cfg)
-	require.NoError(t, cfg.Validate())
-	a, err := New(cfg, log)
-	require.NoError(t, err)
-	ready := make(chan struct{})
-	a.OnReady(func() { close(ready) })
-	ctx, cancel := context.WithCancel(context.Background())
-	rn := &running{a: a, base: "http://" + a.Addr(), done: make(chan error, 1), stop: cancel}
-	go func() { rn.done <- a.Run(ctx) }()
-	t.Cleanup(func() { rn.shutdown(t) })
-	select {
-	case <-ready:
-	case err := <-rn.done:
-		t.Fatalf("agent stopped at start: %v", err)
-	case <-time.After(wait):
-		t.Fatal("agent not ready in time")
-	}
-	return rn
 }
