@@ -93,7 +93,7 @@ func TestMSIServiceUnderWine(t *testing.T) {
 	// behind in the running prefix (msiexec's) inherit it, and a pipe would
 	// keep Wait waiting for them.
 	outFile := filepath.Join(dir, "wine-output")
-	wine := func(args ...string) (string, error) {
+	wineEnv := func(env []string, args ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), wineWait)
 		defer cancel()
 		f, err := os.Create(outFile)
@@ -102,11 +102,13 @@ func TestMSIServiceUnderWine(t *testing.T) {
 		}
 		defer f.Close()
 		cmd := w.command(ctx, args[0], args[1:]...)
+		cmd.Env = append(cmd.Env, env...) // a later duplicate wins
 		cmd.Stdout, cmd.Stderr = f, f
 		err = cmd.Run()
 		out, _ := os.ReadFile(outFile)
 		return string(out), err
 	}
+	wine := func(args ...string) (string, error) { return wineEnv(nil, args...) }
 	mustWine := func(args ...string) string {
 		t.Helper()
 		out, err := wine(args...)
@@ -116,8 +118,22 @@ func TestMSIServiceUnderWine(t *testing.T) {
 		return out
 	}
 
+	// msiexec's own log says why an install failed; its exit status does not.
+	msiexec := func(op string) {
+		t.Helper()
+		logPath := filepath.Join(dir, "msiexec"+strings.TrimPrefix(op, "/")+".log")
+		// Wine's own errors too, which WINEDEBUG=-all otherwise hides.
+		out, err := wineEnv([]string{"WINEDEBUG=err+all"}, "msiexec", op, winePath(msi), "/qn", "/l*v", winePath(logPath))
+		if err != nil {
+			log, _ := os.ReadFile(logPath)
+			t.Fatalf("wine msiexec %s: %v\n%s\nmsiexec log:\n%s", op, err, out, log)
+		}
+	}
+	// msiexec starts once the boot the console began has the RPC service
+	// (which Windows Installer's COM calls need) running, not racing it.
+	waitServiceState(t, wine, "rpcss", "RUNNING")
 	installed := time.Now()
-	mustWine("msiexec", "/i", winePath(msi), "/qn")
+	msiexec("/i")
 	t.Logf("msiexec /i took %v", time.Since(installed).Round(time.Millisecond))
 	for _, p := range []string{exe, cfgPath} {
 		if _, err := os.Stat(p); err != nil {
@@ -138,7 +154,7 @@ func TestMSIServiceUnderWine(t *testing.T) {
 	if out, err := wine("sc", "stop", "posagent"); err != nil {
 		t.Logf("sc stop before configuring (not running is fine): %v %s", err, strings.TrimSpace(out))
 	}
-	waitServiceState(t, wine, "STOPPED")
+	waitServiceState(t, wine, "posagent", "STOPPED")
 	ents, _ := os.ReadDir(data)
 	for _, e := range ents {
 		if e.Name() != "posagent.yaml" {
@@ -155,7 +171,7 @@ func TestMSIServiceUnderWine(t *testing.T) {
 
 	started := time.Now()
 	mustWine("sc", "start", "posagent")
-	waitServiceState(t, wine, "RUNNING")
+	waitServiceState(t, wine, "posagent", "RUNNING")
 	// Never closed: the service's process is not ours to wait for.
 	svcAgent := &wineAgent{done: make(chan error, 1)}
 	c := &e2eClient{base: fmt.Sprintf("http://127.0.0.1:%d", port), http: &http.Client{Timeout: wineWait}}
@@ -183,7 +199,7 @@ func TestMSIServiceUnderWine(t *testing.T) {
 
 	stopping := time.Now()
 	mustWine("sc", "stop", "posagent")
-	q := waitServiceState(t, wine, "STOPPED")
+	q := waitServiceState(t, wine, "posagent", "STOPPED")
 	if !regexp.MustCompile(`WIN32_EXIT_CODE\s*:\s*0 `).MatchString(q) {
 		t.Fatalf("the service stopped with an error:\n%s", q)
 	}
@@ -192,7 +208,7 @@ func TestMSIServiceUnderWine(t *testing.T) {
 		t.Fatalf("ledger verify after the service stopped: %v\n%s", err, out)
 	}
 
-	mustWine("msiexec", "/x", winePath(msi), "/qn")
+	msiexec("/x")
 	if out, err := wine("sc", "query", "posagent"); err == nil && strings.Contains(out, "SERVICE_NAME: posagent") {
 		t.Fatalf("the service is still registered after msiexec /x:\n%s", out)
 	}
@@ -212,15 +228,15 @@ func TestMSIServiceUnderWine(t *testing.T) {
 
 var serviceStateRe = regexp.MustCompile(`STATE\s*:\s*\d+\s+(\w+)`)
 
-// waitServiceState polls `sc query posagent` until the service is in state
+// waitServiceState polls `sc query name` until the service is in state
 // (RUNNING, STOPPED) and returns the last answer.
-func waitServiceState(t *testing.T, wine func(...string) (string, error), state string) string {
+func waitServiceState(t *testing.T, wine func(...string) (string, error), name, state string) string {
 	t.Helper()
 	deadline := time.Now().Add(wineWait)
 	var out string
 	for time.Now().Before(deadline) {
 		var err error
-		out, err = wine("sc", "query", "posagent")
+		out, err = wine("sc", "query", name)
 		if m := serviceStateRe.FindStringSubmatch(out); err == nil && m != nil && m[1] == state {
 			return out
 		}
@@ -229,7 +245,7 @@ func waitServiceState(t *testing.T, wine func(...string) (string, error), state 
 		}
 		time.Sleep(300 * time.Millisecond) // polling interval
 	}
-	t.Fatalf("the service is not %s within %v:\n%s", state, wineWait, out)
+	t.Fatalf("the service %s is not %s within %v:\n%s", name, state, wineWait, out)
 	return ""
 }
 
