@@ -132,8 +132,19 @@ func (d AggDelta) add(k AggKey, i int, v int64) {
 	c[i] += v
 }
 
+// LifetimeDay is the Day of the lifetime rows kept with the month rows:
+// per store, its life-cycle counters (AggMembers, AggAtRisk, AggDormant)
+// summed over every day. A report of a recent month then takes the life
+// cycle as the lifetime less the few months after it, rather than summing
+// every month since the chain began. No calendar day comes near it.
+const LifetimeDay = Day(1 << 30)
+
+// lifeCounters are the counters whose running sum is the life cycle.
+var lifeCounters = [...]int{AggMembers, AggAtRisk, AggDormant}
+
 // Rows lists the non-zero changes in key order, as day rows and as month
-// rows (the same changes summed by month).
+// rows (the same changes summed by month, and the store rows' life-cycle
+// counters summed into their LifetimeDay row).
 func (d AggDelta) Rows() (days, months []AggRow) {
 	m := AggDelta{}
 	for k, c := range d {
@@ -145,6 +156,14 @@ func (d AggDelta) Rows() (days, months []AggRow) {
 		mk.Day = k.Day.Month()
 		for i, v := range c {
 			m.add(mk, i, v)
+		}
+		if k.Scope == ScopeStore {
+			lk := AggKey{Scope: ScopeStore, Store: k.Store, Day: LifetimeDay}
+			for _, i := range lifeCounters {
+				if c[i] != 0 {
+					m.add(lk, i, c[i])
+				}
+			}
 		}
 	}
 	for k, c := range m {
@@ -745,6 +764,9 @@ type Aggregator interface {
 	// AggRows reads rows: month rows (months) or day rows with Day in
 	// [from, to], of the scopes given (all when none).
 	AggRows(ctx context.Context, months bool, from, to Day, scopes ...string) ([]AggRow, error)
+	// AggSpan is the first and the last month that has month rows, the
+	// LifetimeDay rows aside; ok is false when there are none.
+	AggSpan(ctx context.Context) (first, last Day, ok bool, err error)
 	// AggDump reads every row and fact, for checking them.
 	AggDump(ctx context.Context) (*AggDump, error)
 	// AggTotals reads the entry totals per store.

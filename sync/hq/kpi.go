@@ -98,24 +98,67 @@ func (s *Server) KPIs(ctx context.Context, month string) (*KPIReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Life cycle as of asOf's day: every life-cycle row up to that day.
-	asOfDay := DayOf(asOf.In(s.loc))
-	lifeMonths, err := s.st.AggRows(ctx, true, minDay, asOfDay.Month()-1, ScopeStore)
+	life, err := s.lifeRows(ctx, DayOf(asOf.In(s.loc)), first, cur)
 	if err != nil {
 		return nil, err
 	}
-	var lifeDays []AggRow
-	if asOfDay.NextMonth()-1 == asOfDay && asOfDay.Month() == first {
-		lifeDays = cur // the month is over: its month rows are its days
-	} else if lifeDays, err = s.st.AggRows(ctx, false, asOfDay.Month(), asOfDay, ScopeStore); err != nil {
-		return nil, err
-	}
-	s.kpiFromRows(rep, cur, append(lifeMonths, lifeDays...))
+	s.kpiFromRows(rep, cur, life)
 	return rep, nil
 }
 
 // minDay is before any day a row can have.
 const minDay = Day(-1 << 30)
+
+// lifeRows are store rows whose life-cycle counters sum to the life cycle
+// as of day asOf (the month's rows, cur, when the report is of month
+// first). Whichever side of asOf has fewer months is read: the rows up to
+// it, or the lifetime rows less the rows after it (negated). A report of
+// a recent month so reads the months up to the at-risk and dormant
+// horizon ahead, however long the chain's history.
+func (s *Server) lifeRows(ctx context.Context, asOf, first Day, cur []AggRow) ([]AggRow, error) {
+	from, last, ok, err := s.st.AggSpan(ctx)
+	if err != nil || !ok {
+		return nil, err
+	}
+	month := asOf.Month()
+	days := func(lo, hi Day) ([]AggRow, error) {
+		if lo > hi {
+			return nil, nil
+		}
+		if lo == month && hi == month.NextMonth()-1 && month == first {
+			return cur, nil // the whole month: its month rows
+		}
+		return s.st.AggRows(ctx, false, lo, hi, ScopeStore)
+	}
+	if last-month >= month-from {
+		// Forward: every month before asOf's, and its days up to asOf.
+		ms, err := s.st.AggRows(ctx, true, minDay, month-1, ScopeStore)
+		if err != nil {
+			return nil, err
+		}
+		ds, err := days(month, asOf)
+		return append(ms, ds...), err
+	}
+	// Backward: the lifetime rows less the later months and days.
+	ms, err := s.st.AggRows(ctx, true, month.NextMonth(), LifetimeDay, ScopeStore)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := days(asOf+1, month.NextMonth()-1)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]AggRow, 0, len(ms)+len(ds))
+	for _, r := range append(ms, ds...) {
+		if r.Day != LifetimeDay {
+			for _, i := range lifeCounters {
+				r.N[i] = -r.N[i]
+			}
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
 
 // kpiFromRows fills rep from the month's rows and the life-cycle rows up
 // to its as-of day.

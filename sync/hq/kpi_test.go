@@ -1,9 +1,12 @@
 package hq_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -143,4 +146,109 @@ func TestKPIsNetRefundsAndVoids(t *testing.T) {
 	require.Equal(t, hq.KPI{Members: 1, ActiveMembers: 1, MemberSales: 1, MemberSalesAmount: 6000, AvgTicket: 6000,
 		PointsIssued: 60}, rep.Chain, "the refunded sale is gone; the partial refund nets")
 	require.Equal(t, []hq.CashierKPI{{Store: "S1", Cashier: "c1", PointsIssued: 60}}, rep.Cashiers)
+}
+
+// aggReads records the month rows a report reads.
+type aggReads struct {
+	hq.Store
+	mu     sync.Mutex
+	months [][2]hq.Day
+}
+
+func (r *aggReads) AggRows(ctx context.Context, months bool, from, to hq.Day, scopes ...string) ([]hq.AggRow, error) {
+	if months {
+		r.mu.Lock()
+		r.months = append(r.months, [2]hq.Day{from, to})
+		r.mu.Unlock()
+	}
+	return r.Store.AggRows(ctx, months, from, to, scopes...)
+}
+
+// TestKPILifeCycleOverYears: over two and a half years of enrolments and
+// sales, every month's members, at-risk and dormant counts (per store and
+// chain) equal the store's day rows summed up to the report's as-of day,
+// whichever side of it the report reads; and the current month's report
+// reads no month row before it, however long the history.
+func TestKPILifeCycleOverYears(t *testing.T) {
+	now := time.Date(2026, 6, 15, 9, 0, 0, 0, hqtest.Shanghai)
+	var reads *aggReads
+	e := newEnv(t, hq.Options{Now: func() time.Time { return now }, AtRiskDays: 45, DormantDays: 120},
+		func(s hq.Store) hq.Store { reads = &aggReads{Store: s}; return reads })
+	tills := map[string]*hqtest.Till{"S1": {Store: "S1", Till: "T1"}, "S2": {Store: "S2", Till: "T1"}}
+	start := time.Date(2024, 1, 5, 10, 0, 0, 0, hqtest.Shanghai)
+	for m := 0; m < 30; m++ {
+		by := map[string][]entry.Entry{}
+		at := start.AddDate(0, m, 0)
+		for i := 0; i < 4; i++ {
+			st := []string{"S1", "S2"}[(m+i)%2]
+			id := fmt.Sprintf("M%02d-%d", m, i)
+			by[st] = append(by[st], tills[st].Enrol(id, at.AddDate(0, 0, i)))
+			if (m+i)%3 != 0 { // the others never buy
+				by[st] = append(by[st], tills[st].Sale(id, at.AddDate(0, 0, i+2), 1000, 10, 0, 0, ""))
+			}
+			if m > 0 && i == 0 { // an earlier member comes back
+				old := fmt.Sprintf("M%02d-1", m-1)
+				by[st] = append(by[st], tills[st].Sale(old, at.AddDate(0, 0, 9), 2000, 20, 0, 0, ""))
+			}
+		}
+		for st, es := range by {
+			code, _, werr := e.upload(e.store[st], batchOf(es...))
+			require.Equal(t, http.StatusOK, code, werr.Message)
+		}
+	}
+	hqtest.VerifyAggregates(t, e.st)
+
+	ctx := context.Background()
+	ways := map[bool]int{}
+	for mt := start.AddDate(0, -2, 0); mt.Before(now.AddDate(0, 10, 0)); mt = mt.AddDate(0, 1, 0) {
+		month := mt.Format("2006-01")
+		reads.mu.Lock()
+		reads.months = nil
+		reads.mu.Unlock()
+		code, body, _ := e.do("GET", "/kpi?format=json&month="+month, adminToken, nil, nil)
+		require.Equal(t, http.StatusOK, code, string(body))
+		var rep hq.KPIReport
+		require.NoError(t, json.Unmarshal(body, &rep))
+
+		asOf := hq.DayOf(rep.AsOf.In(hqtest.Shanghai))
+		rows, err := e.st.AggRows(ctx, false, hq.Day(-1<<30), asOf, hq.ScopeStore)
+		require.NoError(t, err)
+		want := map[string][3]int{}
+		var chain [3]int
+		for _, r := range rows {
+			w := want[r.Store]
+			for j, c := range []int{hq.AggMembers, hq.AggAtRisk, hq.AggDormant} {
+				w[j] += int(r.N[c])
+				chain[j] += int(r.N[c])
+			}
+			want[r.Store] = w
+		}
+		got := map[string][3]int{}
+		for _, k := range rep.Stores {
+			if k.Members != 0 || k.AtRisk != 0 || k.Dormant != 0 {
+				got[k.Store] = [3]int{k.Members, k.AtRisk, k.Dormant}
+			}
+		}
+		for st, w := range want {
+			if w == [3]int{} {
+				delete(want, st)
+			}
+		}
+		require.Equal(t, want, got, "month %s", month)
+		require.Equal(t, chain, [3]int{rep.Chain.Members, rep.Chain.AtRisk, rep.Chain.Dormant}, "month %s", month)
+
+		backward := false
+		for _, r := range reads.months {
+			backward = backward || r[1] == hq.LifetimeDay
+		}
+		ways[backward]++
+		if month == now.Format("2006-01") {
+			require.True(t, backward, "the current month reads the lifetime rows")
+			for _, r := range reads.months {
+				require.GreaterOrEqual(t, r[0], hq.DayOf(mt).Month(), "the current month's report read month rows from %v", r[0])
+			}
+		}
+	}
+	require.Positive(t, ways[true], "reports that read backward from the lifetime rows")
+	require.Positive(t, ways[false], "reports that read forward")
 }

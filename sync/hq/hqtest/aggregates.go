@@ -1,6 +1,7 @@
 package hqtest
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -140,4 +141,80 @@ func testAggregates(t *testing.T, st hq.Store) {
 	VerifyAggregates(t, st)
 	again, _ := monthSums(t, st, mar)
 	require.Equal(t, sums[:hq.AggMembers], again[:hq.AggMembers], "flows do not depend on the thresholds")
+}
+
+// testAggLifetime: a store's lifetime row holds its life-cycle counters
+// summed over every day row, through enrolments, sales and refunds over
+// two years and a rebuild; AggSpan names the first and last month with
+// rows (the at-risk and dormant horizon after the last sale included).
+func testAggLifetime(t *testing.T, st hq.Store) {
+	c := ctx(t)
+	span, err := func() (bool, error) { _, _, ok, err := st.AggSpan(c); return ok, err }()
+	require.NoError(t, err)
+	require.False(t, span, "no rows, no span")
+
+	tills := []*Till{{Store: "S1", Till: "T1"}, {Store: "S1", Till: "T2"}, {Store: "S2", Till: "T1"}}
+	start := time.Date(2024, 11, 20, 10, 0, 0, 0, Shanghai)
+	var lastAct time.Time // the last enrolment or sale
+	for m := 0; m < 24; m++ {
+		var es [3][]entry.Entry
+		at := start.AddDate(0, m, 0)
+		for i, tl := range tills {
+			id := fmt.Sprintf("M%d-%d", m, i)
+			es[i] = append(es[i], tl.Enrol(id, at))
+			lastAct = at
+			if m%3 != 2 { // some never buy, and turn dormant
+				s := tl.Sale(id, at.AddDate(0, 0, 1), 1000, 10, 0, 0, "")
+				es[i] = append(es[i], s)
+				lastAct = at.AddDate(0, 0, 1)
+				if m%4 == 0 {
+					es[i] = append(es[i], tl.Refund(s, at.AddDate(0, 0, 2), 1000, 10, 0, true))
+				}
+			}
+		}
+		for i := range tills {
+			_, err := st.Ingest(c, Batch(es[i]...))
+			require.NoError(t, err)
+		}
+	}
+	VerifyAggregates(t, st)
+
+	check := func() {
+		t.Helper()
+		days, err := st.AggRows(c, false, hq.Day(-1<<30), hq.LifetimeDay-1, hq.ScopeStore)
+		require.NoError(t, err)
+		want := map[string]hq.Counts{}
+		for _, r := range days {
+			w := want[r.Store]
+			for _, i := range []int{hq.AggMembers, hq.AggAtRisk, hq.AggDormant} {
+				w[i] += r.N[i]
+			}
+			want[r.Store] = w
+		}
+		life, err := st.AggRows(c, true, hq.LifetimeDay, hq.LifetimeDay, hq.ScopeStore)
+		require.NoError(t, err)
+		got := map[string]hq.Counts{}
+		for _, r := range life { // PostgreSQL keeps a row per writing till
+			g := got[r.Store]
+			for i, v := range r.N {
+				g[i] += v
+			}
+			got[r.Store] = g
+		}
+		require.Equal(t, want, got)
+		require.EqualValues(t, 24*2, got["S1"][hq.AggMembers])
+
+		first, last, ok, err := st.AggSpan(c)
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, hq.DayOf(start).Month(), first)
+		cfg, err := st.AggConfig(c)
+		require.NoError(t, err)
+		horizon := hq.DayOf(lastAct.In(Shanghai)) + hq.Day(cfg.DormantDays)
+		require.Equal(t, horizon.Month(), last, "the month the last member seen turns dormant")
+	}
+	check()
+	require.NoError(t, st.RebuildAggregates(c, hq.AggConfig{TimeZone: "Asia/Shanghai", AtRiskDays: 30, DormantDays: 90}))
+	VerifyAggregates(t, st)
+	check()
 }

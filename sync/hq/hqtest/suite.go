@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) hq.Store) {
 		{"ExportPaging", testExportPaging},
 		{"ConcurrentIngestAndExport", testConcurrent},
 		{"Aggregates", testAggregates},
+		{"AggLifetime", testAggLifetime},
 		{"MemberCodes", testMemberCodes},
 		{"MemberCodeRepeatsByTime", testMemberCodeRepeatsByTime},
 		{"MemberLookup", testMemberLookup},

@@ -388,6 +388,53 @@ func (s *Store) AggRows(ctx context.Context, months bool, from, to hq.Day, scope
 	return out, err
 }
 
+func (s *Store) AggSpan(ctx context.Context) (first, last hq.Day, ok bool, err error) {
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bAggMonths).Cursor()
+		k, _ := c.First()
+		if k == nil || len(k) < 4 || bytes.Compare(k[:4], aggDay(hq.LifetimeDay)) >= 0 {
+			return nil
+		}
+		first = hq.Day(binary.BigEndian.Uint32(k) ^ 1<<31)
+		c.Seek(aggDay(hq.LifetimeDay))
+		if k, _ = c.Prev(); k == nil || len(k) < 4 { // Seek found the lifetime rows or the end
+			k, _ = c.Last()
+		}
+		last, ok = hq.Day(binary.BigEndian.Uint32(k)^1<<31), true
+		return nil
+	})
+	return first, last, ok, err
+}
+
+// fillLifetime writes the LifetimeDay rows of a file of schema 5 or 6,
+// whose month rows are otherwise right: each store's life-cycle counters
+// summed over its month rows.
+func fillLifetime(tx *bbolt.Tx) error {
+	b := tx.Bucket(bAggMonths)
+	sum := hq.AggDelta{}
+	end := aggDay(hq.LifetimeDay)
+	c := b.Cursor()
+	for k, v := c.First(); k != nil && bytes.Compare(k, end) < 0; k, v = c.Next() {
+		key, err := parseAggKey(k)
+		if err != nil {
+			return err
+		}
+		if key.Scope != hq.ScopeStore {
+			continue
+		}
+		n := getCounts(v)
+		sum[key] = &n
+	}
+	_, months := sum.Rows()
+	var life []hq.AggRow
+	for _, r := range months {
+		if r.Day == hq.LifetimeDay {
+			life = append(life, r)
+		}
+	}
+	return addRows(b, life)
+}
+
 func joinScopes(s []string) string {
 	var b bytes.Buffer
 	for _, x := range s {

@@ -38,7 +38,8 @@ var (
 	allBuckets = append([][]byte{bCreds, bTokens, bTills, bEntries, bDead, bMembers, bMemData, bMemLog, bPrograms, bMeta}, aggBuckets...)
 )
 
-// schemaVersion 6: member-code repeats indexed by received time (the
+// schemaVersion 7: KPI lifetime rows (hq.LifetimeDay) with the month rows,
+// summed from them when an older file is opened; 6: member-code repeats indexed by received time (the
 // index built when an older file is opened; older hq builds, which would
 // not keep it, refuse the file); 5: KPI reversal facts of walk-in sales kept, and refunds
 // taking back at most the points their sale moved (aggregates rebuilt from
@@ -47,7 +48,7 @@ var (
 // from the entries when an older file is opened); 3: KPI aggregates, built from the stored entries once
 // when an older file is opened; 2: members split into hot and cold parts
 // (1: one JSON record), a version-1 file is migrated on open.
-const schemaVersion = 6
+const schemaVersion = 7
 
 // Options tune the store.
 type Options struct {
@@ -116,6 +117,10 @@ func Open(path string, o Options) (*Store, error) {
 		if n >= 1 && n < 5 {
 			if err := upgradeAggregates(tx, n); err != nil {
 				return fmt.Errorf("hq store %s: building KPI aggregates: %w", path, err)
+			}
+		} else if n == 5 || n == 6 {
+			if err := fillLifetime(tx); err != nil {
+				return fmt.Errorf("hq store %s: summing KPI lifetime rows: %w", path, err)
 			}
 		}
 		if err := indexMCRepeats(tx); err != nil {

@@ -2,6 +2,7 @@ package bolt_test
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -199,4 +200,57 @@ func TestEnrolConformance(t *testing.T) {
 		require.NoError(t, err)
 		return st
 	})
+}
+
+// A file of schema 6 has no KPI lifetime rows: opening it sums them from
+// the month rows, and the aggregates then agree with a recomputation.
+func TestSchema6GetsLifetimeRows(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "hq.db")
+	st, err := bolt.Open(p, bolt.Options{NoSync: true})
+	require.NoError(t, err)
+	ctx := context.Background()
+	tills := []*hqtest.Till{{Store: "S1", Till: "T1"}, {Store: "S2", Till: "T1"}}
+	at := time.Date(2025, 5, 3, 10, 0, 0, 0, hqtest.Shanghai)
+	for m := 0; m < 14; m++ {
+		for i, tl := range tills {
+			id := fmt.Sprintf("M%d-%d", m, i)
+			es := []entry.Entry{tl.Enrol(id, at.AddDate(0, m, i))}
+			if m%2 == 0 {
+				es = append(es, tl.Sale(id, at.AddDate(0, m, i+1), 1000, 10, 0, 0, ""))
+			}
+			_, err := st.Ingest(ctx, hqtest.Batch(es...))
+			require.NoError(t, err)
+		}
+	}
+	want, err := st.AggDump(ctx)
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
+
+	dropped := 0
+	asOlderHQ(t, p, 6, func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte("agg_months"))
+		var keys [][]byte
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if binary.BigEndian.Uint32(k)^1<<31 == uint32(hq.LifetimeDay) {
+				keys = append(keys, append([]byte(nil), k...))
+			}
+		}
+		for _, k := range keys {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		dropped = len(keys)
+		return nil
+	})
+	require.Equal(t, 2, dropped, "one lifetime row per store")
+
+	st, err = bolt.Open(p, bolt.Options{NoSync: true})
+	require.NoError(t, err)
+	defer st.Close()
+	got, err := st.AggDump(ctx)
+	require.NoError(t, err)
+	require.Empty(t, hq.CompareAggregates(want, got))
+	hqtest.VerifyAggregates(t, st)
 }

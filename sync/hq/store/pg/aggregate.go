@@ -662,6 +662,16 @@ func (s *Store) AggRows(ctx context.Context, months bool, from, to hq.Day, scope
 	return collectAggRows(rows)
 }
 
+func (s *Store) AggSpan(ctx context.Context) (first, last hq.Day, ok bool, err error) {
+	// Two ends of the primary key's index.
+	var lo, hi *int32
+	err = s.pool.QueryRow(ctx, `SELECT min(day), max(day) FROM agg_months WHERE day < $1`, int32(hq.LifetimeDay)).Scan(&lo, &hi)
+	if err != nil || lo == nil {
+		return 0, 0, false, err
+	}
+	return hq.Day(*lo), hq.Day(*hi), true, nil
+}
+
 func collectAggRows(rows pgx.Rows) ([]hq.AggRow, error) {
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (hq.AggRow, error) {
 		var a hq.AggRow
