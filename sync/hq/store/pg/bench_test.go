@@ -182,6 +182,47 @@ func TestIngestVsCopy(t *testing.T) {
 	t.Logf("ratio ingest/COPY: %.2f× median of pairs, min %.2f×, max %.2f× (target ≥ 0.70×)", median(ratios), slices.Min(ratios), slices.Max(ratios))
 	t.Logf("CPU ratio COPY/ingest (the rate ratio a box with CPU to spare would show): %.2f× median, min %.2f×, max %.2f×", median(cpuRatios), slices.Min(cpuRatios), slices.Max(cpuRatios))
 	fmt.Printf("HQ ingest vs raw COPY: %.0f vs %.0f entries/s, median ratio of %d pairs %.2f×; by CPU per entry %.2f×\n", median(ingestRates), median(copyRates), rounds, median(ratios), median(cpuRatios))
+
+	// Where ingest's extra work goes: the rows each table had written
+	// (inserted, updated or deleted) per entry stored. The backends report
+	// their counts when they end, so the store is closed first.
+	var schema string
+	require.NoError(t, st.Pool().QueryRow(ctx, `SELECT current_schema()`).Scan(&schema))
+	require.NoError(t, st.Close())
+	c, err := pgx.Connect(ctx, u)
+	require.NoError(t, err)
+	defer c.Close(ctx)
+	var written [][2]any
+	for try := 0; try < 50; try++ { // the counts arrive within moments of the backends' exit
+		rows, err := c.Query(ctx, `SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables
+			WHERE schemaname = $1 AND n_tup_ins + n_tup_upd + n_tup_del > 0 ORDER BY 2 DESC, 1`, schema)
+		require.NoError(t, err)
+		written, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) ([2]any, error) {
+			var name string
+			var n int64
+			err := r.Scan(&name, &n)
+			return [2]any{name, n}, err
+		})
+		require.NoError(t, err)
+		if slices.ContainsFunc(written, func(w [2]any) bool { return w[0] == "entries" && w[1].(int64) >= int64(total*(rounds+1)) }) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // polling interval
+	}
+	all := int64(0)
+	for _, w := range written {
+		if w[0] != "raw_entries" {
+			all += w[1].(int64)
+		}
+	}
+	stored := float64(total * (rounds + 1))
+	fmt.Printf("rows written per entry stored: raw COPY 1.00, ingest %.2f:", float64(all)/stored)
+	for _, w := range written {
+		if w[0] != "raw_entries" {
+			fmt.Printf(" %s %.2f", w[0], float64(w[1].(int64))/stored)
+		}
+	}
+	fmt.Println()
 }
 
 // benchCPU reads the CPU time used so far by this process (key 0) and by
