@@ -167,8 +167,9 @@ func testAggLifetime(t *testing.T, st hq.Store) {
 	require.Empty(t, life)
 
 	tills := []*Till{{Store: "S1", Till: "T1"}, {Store: "S1", Till: "T2"}, {Store: "S2", Till: "T1"}}
-	start := time.Date(2024, 11, 20, 10, 0, 0, 0, Shanghai) // after that sale
-	var lastAct time.Time // the last enrolment or sale
+	// From after that sale; lastAct is the last enrolment or sale.
+	start := time.Date(2024, 11, 20, 10, 0, 0, 0, Shanghai)
+	var lastAct time.Time
 	for m := 0; m < 24; m++ {
 		var es [3][]entry.Entry
 		at := start.AddDate(0, m, 0)
