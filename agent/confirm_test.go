@@ -223,6 +223,11 @@ func TestRedeemAfterTheWindowRefreshesAgain(t *testing.T) {
 	sale = rn.saleOK(t, "R2", 100)
 	require.False(t, sale.Sale.OfflineRedeem)
 	require.Equal(t, int64(1), h.lookups.Load(), "HQ was asked within the window")
+	// R2 at HQ, and the pull after it done, before the next look-up: an
+	// ack arriving after it would add R2 to the balance the look-up set,
+	// and a pull after it would put back the stored HQ's state.
+	rn.syncUntil(t, "R2 at HQ", func() bool { n, _, err := rn.a.led.Backlog(); return err == nil && n == 0 })
+	require.NoError(t, rn.a.sync.SyncNow(context.Background()), "a round (upload, pull) after R2's ack")
 
 	rn.moveClock(11 * time.Minute)
 	code, raw := rn.sell(t, "/v1/sales", "R3", 6000)
