@@ -2,10 +2,8 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -30,38 +28,20 @@ const lookupQuiet = 30 * time.Second
 // makes Offline true for a while.
 func (c *Client) LookupMember(ctx context.Context, id string, timeout time.Duration) (wire.MemberLookup, error) {
 	var l wire.MemberLookup
-	if timeout <= 0 || timeout > c.cfg.RequestTimeout {
-		timeout = c.cfg.RequestTimeout
-	}
 	parent := ctx
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.URL+wire.PathMembers+url.PathEscape(id), nil)
+	if timeout > 0 { // within the request timeout doJSON sets
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	err := c.doJSON(ctx, http.MethodGet, wire.PathMembers+url.PathEscape(id), nil, &l)
+	var he *hqError
+	if errors.As(err, &he) && he.status == http.StatusNotFound && he.code == "not_found" {
+		return l, fmt.Errorf("%w: %s", ErrMemberUnknown, id)
+	}
+	c.unreachableAfter(parent, err)
 	if err != nil {
-		return l, err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		if parent.Err() == nil { // not the caller giving up
-			c.unreachable()
-		}
-		return l, fmt.Errorf("look up member %s at HQ: %w", id, err)
-	}
-	defer drain(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		he := readError(resp, c.now()).hqError
-		switch {
-		case he.status == http.StatusNotFound && he.code == "not_found":
-			return l, fmt.Errorf("%w: %s", ErrMemberUnknown, id)
-		case he.status == http.StatusTooManyRequests || he.status >= 500:
-			c.unreachable()
-		}
-		return l, fmt.Errorf("look up member %s at HQ: %w", id, he)
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&l); err != nil {
-		c.unreachable()
-		return wire.MemberLookup{}, fmt.Errorf("read HQ's answer to the look-up of member %s: %w", id, err)
+		return wire.MemberLookup{}, fmt.Errorf("look up member %s at HQ: %w", id, err)
 	}
 	if l.Member.Member.ID != id {
 		return wire.MemberLookup{}, fmt.Errorf("HQ answered the look-up of member %s with member %q", id, l.Member.Member.ID)
@@ -69,8 +49,15 @@ func (c *Client) LookupMember(ctx context.Context, id string, timeout time.Durat
 	return l, nil
 }
 
-// unreachable notes that a request a cashier waits for could not reach HQ.
-func (c *Client) unreachable() {
+// unreachableAfter notes HQ unreachable for lookupQuiet when err, from a
+// request a cashier waits for, says HQ could not answer: no answer or none
+// in time, HQ busy or failing, an answer that does not read; not the
+// caller giving up (parent done) nor a refusal of the request itself.
+func (c *Client) unreachableAfter(parent context.Context, err error) {
+	var he *hqError
+	if err == nil || parent.Err() != nil || (errors.As(err, &he) && he.status != http.StatusTooManyRequests && he.status < 500) {
+		return
+	}
 	c.mu.Lock()
 	c.lookupDownUntil = c.now().Add(lookupQuiet)
 	c.mu.Unlock()

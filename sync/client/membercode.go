@@ -110,11 +110,8 @@ func (c *Client) ClaimMemberCode(ctx context.Context, cl wire.MemberCodeClaim, t
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	res, err := c.postClaims(ctx, []wire.MemberCodeClaim{cl})
-	var he *hqError
-	if err != nil && parent.Err() == nil && (!errors.As(err, &he) || he.status == http.StatusTooManyRequests || he.status >= 500) {
-		// The member's refresh that follows need not wait for HQ too.
-		c.unreachable()
-	}
+	// The member's refresh that follows need not wait for HQ too.
+	c.unreachableAfter(parent, err)
 	if err != nil {
 		return wire.MemberCodeClaimResult{}, err
 	}
@@ -157,14 +154,22 @@ func (c *Client) postJSON(ctx context.Context, path string, body, out any) error
 	if err != nil {
 		return err
 	}
+	return c.doJSON(ctx, http.MethodPost, path, bytes.NewReader(b), out)
+}
+
+// doJSON sends a request with a JSON body (nil: none) to HQ and decodes
+// its JSON answer into out; a refusal is an *hqError.
+func (c *Client) doJSON(ctx context.Context, method, path string, body io.Reader, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.URL+path, bytes.NewReader(b))
+	req, err := http.NewRequestWithContext(ctx, method, c.cfg.URL+path, body)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
-	req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return err
